@@ -1,0 +1,178 @@
+//! The command line, with Docker's names and conventions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "minibox",
+    version,
+    about = "A small container runtime: a process in its own namespaces, network stack and cgroup",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Persistent data: images and container directories.
+    #[arg(long, global = true, env = "MINIBOX_ROOT", default_value = "/var/lib/minibox")]
+    pub root: PathBuf,
+    /// Volatile state: container state, IP allocations, locks.
+    #[arg(long, global = true, env = "MINIBOX_RUNROOT", default_value = "/run/minibox")]
+    pub runroot: PathBuf,
+    /// Log filter (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "MINIBOX_LOG", default_value = "warn")]
+    pub log_level: String,
+    /// Print each network plumbing step as the equivalent `ip`/`iptables`/`sysctl` command.
+    #[arg(long, global = true)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an image from a rootfs tarball (FILE or - for stdin).
+    Import(ImportArgs),
+    /// Load images from a `docker save` or OCI archive.
+    Load(LoadArgs),
+    /// Save images to a docker-archive tarball.
+    Save(SaveArgs),
+    /// List images.
+    Images,
+    /// Remove images.
+    Rmi(RmiArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Run a command in a new container.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The tarball (plain, gzip or zstd), or - to read standard input.
+    pub file: String,
+    /// The name to give the image: NAME[:TAG].
+    pub reference: Option<String>,
+    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE or USER.
+    #[arg(short = 'c', long = "change")]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive, or - to read standard input.
+    #[arg(short = 'i', long = "input", default_value = "-")]
+    pub input: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Where to write the archive (- for standard output).
+    #[arg(short = 'o', long = "output", default_value = "-")]
+    pub output: String,
+    /// Write an OCI archive instead of a docker-archive.
+    #[arg(long)]
+    pub oci: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove even when a container uses the image.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show an image as JSON.
+    Inspect { images: Vec<String> },
+    /// List images.
+    Ls,
+    /// Remove images.
+    Rm(RmiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// The container's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (K=V, or K to take it from minibox's environment).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// UID[:GID] or NAME[:GROUP].
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// The container's hostname (default: the short id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Bind mount HOST:CONTAINER[:ro].
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// CPU limit in cores (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// The parent cgroup.
+    #[arg(long, env = "MINIBOX_CGROUP_PARENT", default_value = "minibox")]
+    pub cgroup_parent: String,
+    /// Run minibox's own init as PID 1 (forwards signals, reaps zombies).
+    #[arg(long)]
+    pub init: bool,
+    /// none, host, or a network's name.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a random host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Add a capability (e.g. NET_ADMIN, or ALL).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL).
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Keep every capability and skip the masked paths.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// The image.
+    pub image: String,
+    /// The command and its arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,43 @@
+//! minibox: a small container runtime that runs a process in its own network stack.
+
+mod cli;
+mod commands;
+mod network;
+mod paths;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Docker's code for "the runtime itself failed".
+pub const EXIT_RUNTIME: u8 = 125;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(&cli.global.log_level);
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("minibox: {}", one_line(&err));
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Joins an error chain into the one line users see: `what failed: why`.
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
