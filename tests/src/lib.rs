@@ -1,0 +1,47 @@
+//! The end-to-end harness: the real `minibox` binary, as root, against the real kernel, each test
+//! inside its own throwaway *sandbox host*.
+//!
+//! A [`Sandbox`] is a holder process in a fresh network and mount namespace (loopback up, a tmpfs
+//! on `/run` so `/run/netns` and the default runroot are private), with a private `--root` and a
+//! unique cgroup parent. Every minibox command of the test runs inside it, so tests run in parallel
+//! without seeing each other, and [`Sandbox::finish`] proves that nothing was left behind.
+
+pub mod fixtures;
+mod sandbox;
+
+pub use sandbox::{Out, Sandbox};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+/// The workspace's root directory.
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The cargo target directory, where fixtures and sandboxes live too.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// The binary under test: `$MINIBOX_BIN`, or the workspace's debug build, built once per test
+/// binary so that a plain `cargo test` never runs a stale one.
+pub fn minibox_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MINIBOX_BIN") {
+        return bin.into();
+    }
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "minibox", "--bin", "minibox"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p minibox failed");
+    });
+    target_dir().join("debug/minibox")
+}

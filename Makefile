@@ -1,0 +1,28 @@
+# The two commands: `make demo` (set up, build, run the main job) and `make test`.
+# Both install what is missing on a fresh Debian machine first.
+
+DEB_PACKAGES := busybox-static golang-go iptables iproute2 util-linux bsdutils skopeo umoci conntrack procps
+CARGO ?= cargo
+MINIBOX := target/release/minibox
+
+.PHONY: demo test deps build lint
+
+demo: deps build
+	MINIBOX=$(MINIBOX) examples/demo.sh
+
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+build:
+	$(CARGO) build --release -p minibox -p minibox-tests
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "minibox needs a Rust toolchain (cargo): see https://rustup.rs"; exit 1; }

@@ -1,0 +1,301 @@
+//! The sandbox host: a fresh network + mount namespace that a test's minibox runs in.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Sets the sandbox up: `/run` becomes a private tmpfs (so `/run/netns` and the default runroot
+/// `/run/minibox` start empty), loopback comes up, and the holder waits to be killed.
+const HOLDER: &str = "mount -t tmpfs -o mode=755 sandbox-run /run && mkdir -p /run/netns /run/minibox \
+                      && ip link set lo up && echo ready && exec sleep infinity";
+
+pub struct Sandbox {
+    holder: Child,
+    root: PathBuf,
+    cgroup_parent: String,
+}
+
+/// The result of a command run in a sandbox, with the command line kept for failure messages.
+pub struct Out {
+    pub what: String,
+    pub output: Output,
+}
+
+impl Out {
+    /// The exit code (128+N when killed by signal N, as a shell reports it).
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        let s = self.output.status;
+        s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code(), 0, "{} failed:\n{}", self.what, self);
+        self.stdout()
+    }
+    /// Asserts failure with `code` and a one-line `minibox: ...` error containing `needle`.
+    #[track_caller]
+    pub fn fails(&self, code: i32, needle: &str) -> String {
+        assert_eq!(self.code(), code, "{}: wrong exit code:\n{}", self.what, self);
+        let err = self.stderr();
+        assert!(err.contains(needle), "{}: stderr lacks {needle:?}:\n{}", self.what, self);
+        assert!(
+            err.lines().any(|l| l.starts_with("minibox: ")),
+            "{}: no `minibox: ` error line:\n{}",
+            self.what,
+            self
+        );
+        err
+    }
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let unique = format!("{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst));
+        let mut holder = Command::new("unshare")
+            .args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c", HOLDER])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the sandbox holder (unshare, from util-linux)");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "sandbox holder failed to start");
+        let root = crate::target_dir().join("sandboxes").join(&unique);
+        fs::create_dir_all(&root).unwrap();
+        Self {
+            holder,
+            root,
+            cgroup_parent: format!("minibox-test-{unique}"),
+        }
+    }
+
+    /// The sandbox's `--root` (persistent data).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cgroup parent every container of this sandbox is created under.
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
+    pub fn holder_pid(&self) -> i32 {
+        self.holder.id() as i32
+    }
+
+    /// A path as the sandbox sees it (its `/run` is private).
+    pub fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{inside}", self.holder.id()))
+    }
+
+    /// `program args...` inside the sandbox's namespaces, with minibox's environment set.
+    pub fn exec<I, S>(&self, program: impl AsRef<OsStr>, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.holder.id().to_string())
+            .args(["--net", "--mount", "--"])
+            .arg(program)
+            .args(args)
+            .env("MINIBOX_ROOT", &self.root)
+            .env("MINIBOX_CGROUP_PARENT", &self.cgroup_parent)
+            .env_remove("MINIBOX_RUNROOT")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The minibox binary with `args`, to pipe or spawn yourself.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.exec(crate::minibox_bin(), args)
+    }
+
+    /// Runs minibox with `args` and waits for it.
+    pub fn minibox(&self, args: &[&str]) -> Out {
+        let output = self.command(args).output().unwrap();
+        Out {
+            what: format!("minibox {}", args.join(" ")),
+            output,
+        }
+    }
+
+    /// Runs a host-side shell script inside the sandbox.
+    pub fn sh(&self, script: &str) -> Out {
+        let output = self.exec("sh", ["-c", script]).output().unwrap();
+        Out {
+            what: format!("sh -c {script:?}"),
+            output,
+        }
+    }
+
+    /// Imports the busybox fixture as `busybox`.
+    pub fn import_busybox(&self) {
+        let tar = crate::fixtures::busybox_tarball();
+        self.minibox(&["import", tar.to_str().unwrap(), "busybox"]).ok();
+    }
+
+    /// Imports the Go web demo fixture as `web`.
+    pub fn import_web(&self) {
+        let tar = crate::fixtures::web_tarball();
+        self.minibox(&[
+            "import",
+            tar.to_str().unwrap(),
+            "web",
+            "--change",
+            r#"CMD ["/bin/web","web"]"#,
+            "--change",
+            "EXPOSE 8081",
+        ])
+        .ok();
+    }
+
+    /// What minibox left in this sandbox, by the naming `leakcheck` relies on.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in read_dir(&self.path("/run/netns")) {
+            found.push(format!("netns {entry}"));
+        }
+        let links = self.sh("ip -o link show").ok();
+        let names = links.lines().filter_map(|l| l.split(": ").nth(1));
+        for link in names.map(|n| n.split('@').next().unwrap_or(n)) {
+            if link.starts_with("mb-") {
+                found.push(format!("link {link}"));
+            }
+        }
+        let rules = self.sh("iptables-save 2>/dev/null; ip6tables-save 2>/dev/null").stdout();
+        for rule in rules.lines().filter(|l| l.contains("minibox:")) {
+            found.push(format!("rule {rule}"));
+        }
+        let containers = self.root.join("containers");
+        let mountinfo = fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id())).unwrap();
+        for mp in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
+            if Path::new(mp).starts_with(&containers) {
+                found.push(format!("mount {mp}"));
+            }
+        }
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            for child in read_dir(&dir) {
+                if dir.join(&child).is_dir() {
+                    found.push(format!("cgroup {}/{child}", dir.display()));
+                }
+            }
+        }
+        for entry in read_dir(&self.path("/run/minibox/containers")) {
+            found.push(format!("state {entry}"));
+        }
+        for entry in read_dir(&containers) {
+            found.push(format!("container dir {entry}"));
+        }
+        found
+    }
+
+    /// Asserts that the sandbox holds nothing of minibox's any more (tests remove their containers
+    /// first). `../shared/tools/leakcheck` runs too when it is there.
+    #[track_caller]
+    pub fn finish(self) {
+        let left = self.leftovers();
+        assert!(left.is_empty(), "minibox left behind:\n{}", left.join("\n"));
+        let leakcheck = crate::workspace().join("../shared/tools/leakcheck");
+        if leakcheck.exists() {
+            let out = self.exec("bash", [&leakcheck]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "leakcheck: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Sandbox {
+    /// Kills whatever still runs in the sandbox's cgroups and the holder (which takes the network
+    /// namespace, its links and rules, and the mount namespace with it), then removes the rest.
+    fn drop(&mut self) {
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            remove_cgroup(&dir);
+        }
+        let _ = kill(Pid::from_raw(self.holder.id() as i32), Signal::SIGKILL);
+        let _ = self.holder.wait();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn read_dir(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `parent` in every mounted cgroup hierarchy (v1 controllers, the hybrid unified one, or v2).
+fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![base.to_path_buf()];
+    roots.extend(read_dir(base).into_iter().map(|d| base.join(d)));
+    roots
+        .into_iter()
+        .map(|r| r.join(parent))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// Kills every process below `dir` and removes the cgroups, deepest first.
+fn remove_cgroup(dir: &Path) {
+    for child in read_dir(dir) {
+        let child = dir.join(child);
+        if child.is_dir() {
+            remove_cgroup(&child);
+        }
+    }
+    for _ in 0..100 {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() {
+            break;
+        }
+        for pid in procs.lines().filter_map(|p| p.parse().ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = fs::remove_dir(dir);
+}
