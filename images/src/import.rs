@@ -1,0 +1,61 @@
+//! `import`: an image of one layer from a plain rootfs tarball.
+
+use std::io::Read;
+
+use oci_spec::image::{Arch, Config, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
+
+use crate::layout::host_arch;
+use crate::{changes, reference, time, Error, Image, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// `NAME[:TAG]` to give the image.
+    pub name: Option<String>,
+    /// Dockerfile instructions (`CMD ["x"]`, `ENV A=b`, ...).
+    pub changes: Vec<String>,
+    /// What the tarball was (a file name, or `-`): names it in errors and in the history.
+    pub source: String,
+}
+
+impl Store {
+    /// Imports a rootfs tarball (plain, gzip or zstd) read from `reader` in one pass: it is kept
+    /// as the layer blob, hashed and unpacked as it streams.
+    pub fn import(&self, reader: &mut dyn Read, opts: &ImportOptions) -> Result<Image, Error> {
+        // Check the cheap things before reading anything.
+        let names = match &opts.name {
+            Some(n) => vec![reference::normalize(n)?],
+            None => vec![],
+        };
+        let mut config = Config::default();
+        for change in &opts.changes {
+            changes::apply(&mut config, change)?;
+        }
+        let mut txn = self.begin()?;
+        let layer = txn.add_layer(reader, &opts.source, None, None, None)?;
+        let now = time::now_rfc3339();
+        let image_config = ImageConfigurationBuilder::default()
+            .created(now.clone())
+            .architecture(Arch::from(host_arch()))
+            .os(Os::from("linux"))
+            .config(config)
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(vec![layer.diff_id.clone()])
+                    .build()
+                    .map_err(|e| Error::invalid(e.to_string()))?,
+            )
+            .history(vec![HistoryBuilder::default()
+                .created(now)
+                .created_by("minibox import")
+                .comment(format!("Imported from {}", opts.source))
+                .build()
+                .map_err(|e| Error::invalid(e.to_string()))?])
+            .build()
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let bytes = serde_json::to_vec(&image_config).expect("serializable");
+        let id = txn.add_image(&bytes, vec![layer.blob], &names)?;
+        txn.commit()?;
+        self.image(&id)
+    }
+}

@@ -1,0 +1,260 @@
+//! Container root filesystems: an overlay of the image's layers with a per-container upper and
+//! work dir, or, where the store's filesystem refuses overlay, a private copy of the layers.
+//!
+//! Everything lives under `<container_dir>/fs/`: `upper/`, `work/`, `l/<n>` (short symlinks to
+//! the layer dirs, so the option data stays within a page for hundreds of layers) or `copy/`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, fchdir};
+
+use crate::error::IoContext;
+use crate::store::write_atomic;
+use crate::{Error, Image};
+
+/// The cached answer of the overlay probe, in the store: `overlay` or `copy`.
+/// Writing `copy` there forces the copy fallback.
+pub const DRIVER_FILE: &str = "rootfs-driver";
+
+/// A prepared root filesystem, ready to be mounted in the container's mount namespace.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    /// `<container_dir>/fs`, absolute.
+    dir: CString,
+    how: How,
+}
+
+#[derive(Debug, Clone)]
+enum How {
+    /// Option data with paths relative to `dir`.
+    Overlay { data: CString },
+    /// A bind mount of this directory.
+    Copy { source: CString },
+}
+
+impl Rootfs {
+    /// Whether this root filesystem is an overlay (else a private copy).
+    pub fn is_overlay(&self) -> bool {
+        matches!(self.how, How::Overlay { .. })
+    }
+
+    /// Mounts the root filesystem on `target` (an absolute path). Meant for the container's own
+    /// mount namespace, before pivot_root: one mount call, nothing allocated for short targets.
+    pub fn mount(&self, target: &Path) -> Result<(), Error> {
+        let what = || {
+            format!(
+                "mounting the container's root filesystem on {}",
+                target.display()
+            )
+        };
+        match &self.how {
+            How::Overlay { data } => {
+                // The lowerdir paths are relative to `dir`: chdir there for the call, then back.
+                let cwd = open(
+                    ".",
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .with(what)?;
+                chdir(self.dir.as_c_str()).with(what)?;
+                let res = mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data.as_c_str()),
+                );
+                let back = fchdir(&cwd);
+                res.with(what)?;
+                back.with(what)
+            }
+            How::Copy { source } => mount(
+                Some(source.as_c_str()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with(what),
+        }
+    }
+}
+
+/// Creates the container's upper/work dirs (or its copy of the layers) under `container_dir`.
+/// Calling it again for the same container keeps what the container wrote.
+pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
+    fs::create_dir_all(container_dir).at(container_dir)?;
+    let container_dir = fs::canonicalize(container_dir).at(container_dir)?;
+    let dir = container_dir.join("fs");
+    fs::create_dir_all(&dir).at(&dir)?;
+    let dir_c = cpath(&dir)?;
+    if overlay_supported(image, &dir)? {
+        let links = dir.join("l");
+        if links.exists() {
+            fs::remove_dir_all(&links).at(&links)?;
+        }
+        fs::create_dir(&links).at(&links)?;
+        let mut lower = Vec::new();
+        for (i, layer) in image.layers.iter().enumerate() {
+            let link = links.join(i.to_string());
+            symlink(layer, &link).at(&link)?;
+            lower.push(format!("l/{i}"));
+        }
+        if lower.is_empty() {
+            // An image without layers: overlay still needs one lower dir.
+            let empty = links.join("empty");
+            fs::create_dir(&empty).at(&empty)?;
+            lower.push("l/empty".into());
+        }
+        lower.reverse(); // overlay lists the top layer first
+        for d in ["upper", "work"] {
+            let p = dir.join(d);
+            fs::create_dir_all(&p).at(&p)?;
+        }
+        let data = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
+        Ok(Rootfs {
+            dir: dir_c,
+            how: How::Overlay {
+                data: CString::new(data).expect("no NUL"),
+            },
+        })
+    } else {
+        let copy = dir.join("copy");
+        if !copy.exists() {
+            let tmp = dir.join("copy.tmp");
+            if tmp.exists() {
+                fs::remove_dir_all(&tmp).at(&tmp)?;
+            }
+            fs::create_dir(&tmp).at(&tmp)?;
+            for layer in &image.layers {
+                crate::copy::apply_layer(layer, &tmp)?;
+            }
+            fs::rename(&tmp, &copy).at(&copy)?;
+        }
+        Ok(Rootfs {
+            dir: dir_c,
+            how: How::Copy {
+                source: cpath(&copy)?,
+            },
+        })
+    }
+}
+
+/// Unmounts anything still mounted at or under `container_dir` (in this mount namespace) and
+/// removes what [`prepare`] made. Idempotent.
+pub fn remove(container_dir: &Path) -> Result<(), Error> {
+    let Ok(container_dir) = fs::canonicalize(container_dir) else {
+        return Ok(());
+    };
+    let mut points = mounts_under(&container_dir)?;
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    for p in &points {
+        match umount2(p, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::io(format!("unmounting {}", p.display()), e.into())),
+        }
+    }
+    if !mounts_under(&container_dir)?.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: still mounted, not removing it",
+            container_dir.display()
+        )));
+    }
+    let dir = container_dir.join("fs");
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::path(&dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(info).at(info)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn cpath(p: &Path) -> Result<CString, Error> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("{}: NUL in path", p.display())))
+}
+
+/// Whether overlay works with this store's layers and this container dir's filesystem. Probed
+/// once with a real mount; the answer is cached in the store.
+fn overlay_supported(image: &Image, dir: &Path) -> Result<bool, Error> {
+    let cache = image.store.join(DRIVER_FILE);
+    if let Ok(answer) = fs::read_to_string(&cache) {
+        return Ok(answer.trim() == "overlay");
+    }
+    let probe = dir.join("probe");
+    let _ = fs::remove_dir_all(&probe);
+    for d in ["lower", "upper", "work", "merged"] {
+        let p = probe.join(d);
+        fs::create_dir_all(&p).at(&p)?;
+    }
+    let lower = image
+        .layers
+        .first()
+        .cloned()
+        .unwrap_or_else(|| probe.join("lower"));
+    let data = format!(
+        "lowerdir={}:{},upperdir={},workdir={}",
+        probe.join("lower").display(),
+        lower.display(),
+        probe.join("upper").display(),
+        probe.join("work").display()
+    );
+    let merged = probe.join("merged");
+    let res = mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    );
+    let ok = res.is_ok();
+    if ok {
+        let _ = umount2(&merged, MntFlags::MNT_DETACH);
+    } else {
+        tracing::info!(
+            "overlay refused ({:?}): container root filesystems will be copies",
+            res
+        );
+    }
+    let _ = fs::remove_dir_all(&probe);
+    // Only a cache: a failed write means probing again next time.
+    let _ = write_atomic(&cache, if ok { b"overlay\n" } else { b"copy\n" });
+    Ok(ok)
+}
