@@ -51,6 +51,47 @@ pub enum Command {
     Image(ImageCommand),
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List a container's published ports, or where one port is published.
+    Port(PortArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a bridge network.
+    Create {
+        name: String,
+        /// The subnet in CIDR form, e.g. 10.88.0.0/16.
+        #[arg(long)]
+        subnet: String,
+        /// The gateway (the bridge's address; default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+    },
+    /// List networks.
+    Ls,
+    /// Show networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks (refused while containers use them).
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Draw bridges, veths, namespaces, addresses and published ports as text.
+    Topology,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container (id, id prefix or name).
+    pub container: String,
+    /// PORT[/PROTO]: show only where this container port is published.
+    pub port: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -150,7 +191,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub init: bool,
     /// none, host, or a network's name.
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "minibox")]
     pub network: String,
     /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO].
     #[arg(short = 'p', long = "publish")]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod container;
 mod network;
 mod paths;
 

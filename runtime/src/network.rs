@@ -3,7 +3,8 @@
 //!
 //! Owned by the networking work (issue 4); the run code calls only what is here.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use minibox_netns::{Explain, PortSpec, Store};
 use nix::unistd::Pid;
 
 use crate::paths::Paths;
@@ -51,23 +52,97 @@ pub struct Request {
 pub struct Attachment {
     /// The container's IPv4 address, when it has one.
     pub address: Option<std::net::Ipv4Addr>,
+    /// The bridge attachment (netns, veth, address, ports), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<minibox_netns::Attachment>,
+}
+
+impl Attachment {
+    /// Docker's `ps` PORTS column: `0.0.0.0:8080->80/tcp, ...` (for `ps`).
+    #[allow(dead_code)]
+    pub fn ports_column(&self) -> String {
+        self.bridge
+            .iter()
+            .flat_map(|b| b.ports.iter().map(|m| m.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub fn store(paths: &Paths) -> Store {
+    Store::new(&paths.networks(), &paths.network_state())
+}
+
+pub fn explainer(explain: bool) -> Explain {
+    if explain {
+        Explain::stderr()
+    } else {
+        Explain::off()
+    }
+}
+
+/// Checks a request before anything is created: the `-p` grammar, EXPOSE entries and that the
+/// network exists. `run` can call it early so that bad input leaves nothing behind.
+pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortSpec>> {
+    let mut specs = req
+        .publish
+        .iter()
+        .map(|p| PortSpec::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if req.publish_all {
+        for e in &req.exposed {
+            specs.push(PortSpec::exposed(e).with_context(|| "the image's EXPOSE")?);
+        }
+    }
+    match &req.mode {
+        Mode::None | Mode::Host if !specs.is_empty() => {
+            bail!("publishing ports needs a bridge network: use --network NAME")
+        }
+        Mode::Bridge(name) => {
+            store(paths).network(name)?;
+        }
+        _ => {}
+    }
+    Ok(specs)
 }
 
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs.
-pub fn attach(_paths: &Paths, _explain: bool, _id: &str, _pid: Pid, req: &Request) -> Result<Attachment> {
+pub fn attach(paths: &Paths, explain: bool, id: &str, pid: Pid, req: &Request) -> Result<Attachment> {
+    let specs = check(paths, req)?;
     match &req.mode {
-        Mode::None | Mode::Host => {
-            if !req.publish.is_empty() || req.publish_all {
-                bail!("publishing ports needs a bridge network: use --network NAME");
-            }
-            Ok(Attachment::default())
+        Mode::None | Mode::Host => Ok(Attachment::default()),
+        Mode::Bridge(name) => {
+            let att = minibox_netns::attach(&store(paths), &explainer(explain), id, pid.as_raw(), name, &specs)
+                .with_context(|| format!("connecting to network {name}"))?;
+            Ok(Attachment {
+                address: Some(att.address),
+                bridge: Some(att),
+            })
         }
-        Mode::Bridge(name) => bail!("network {name}: bridge networks are not implemented yet"),
     }
 }
 
-/// Undoes what `attach` did; idempotent and tolerant of half-made state.
-pub fn detach(_paths: &Paths, _explain: bool, _id: &str, _attachment: &Attachment) -> Result<()> {
-    Ok(())
+/// Undoes what `attach` did; idempotent and tolerant of half-made state. Also finds what a
+/// crashed `attach` recorded but never returned, by the container id.
+pub fn detach(paths: &Paths, explain: bool, id: &str, attachment: &Attachment) -> Result<()> {
+    let store = store(paths);
+    let ex = explainer(explain);
+    match &attachment.bridge {
+        Some(att) => minibox_netns::detach(&store, &ex, att),
+        None => minibox_netns::detach_id(&store, &ex, id),
+    }
+    .context("disconnecting the network")
+}
+
+/// `/etc/hosts` for the container (its hostname, short id and address).
+#[allow(dead_code)]
+pub fn hosts_file(attachment: &Attachment, hostname: &str) -> String {
+    minibox_netns::hosts_file(attachment.bridge.as_ref(), hostname)
+}
+
+/// `/etc/resolv.conf` for the container: the host's, minus loopback nameservers.
+#[allow(dead_code)]
+pub fn resolv_conf() -> String {
+    minibox_netns::resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
 }

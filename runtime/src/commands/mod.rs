@@ -1,6 +1,7 @@
 //! One module per group of subcommands; each returns the process exit code.
 
 mod image;
+mod network;
 mod run;
 
 use anyhow::Result;
@@ -18,5 +19,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image::remove(&paths, args),
         Command::Image(ImageCommand::Inspect { images }) => image::inspect(&paths, &images),
         Command::Run(args) => run::run(&paths, &cli.global, *args),
+        Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
+        Command::Port(args) => network::port(&paths, args),
     }
 }

@@ -1,0 +1,111 @@
+//! `minibox network ...` and `minibox port`.
+
+use anyhow::{bail, Result};
+use minibox_netns::{Attachment, Proto};
+
+use crate::cli::{Global, NetworkCommand, PortArgs};
+use crate::network::{explainer, store};
+use crate::paths::Paths;
+
+pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8> {
+    let store = store(paths);
+    match cmd {
+        NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+        } => {
+            let net = minibox_netns::create_network(&store, &name, &subnet, gateway.as_deref())?;
+            println!("{}", net.id);
+        }
+        NetworkCommand::Ls => {
+            println!("{:<14}{:<16}{:<10}{:<10}{:<18}GATEWAY", "NETWORK ID", "NAME", "DRIVER", "BRIDGE", "SUBNET");
+            for n in store.networks()? {
+                println!(
+                    "{:<14}{:<16}{:<10}{:<10}{:<18}{}",
+                    minibox_netns::short(&n.id),
+                    n.name,
+                    "bridge",
+                    n.bridge,
+                    n.subnet.to_string(),
+                    n.gateway
+                );
+            }
+        }
+        NetworkCommand::Inspect { networks } => {
+            let mut all = Vec::new();
+            for name in networks {
+                all.push(minibox_netns::inspect(&store, &store.network(&name)?)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        NetworkCommand::Rm { networks } => {
+            let ex = explainer(global.explain);
+            for name in networks {
+                minibox_netns::remove_network(&store, &ex, &name)?;
+                println!("{name}");
+            }
+        }
+        NetworkCommand::Topology => print!("{}", minibox_netns::topology(&store)?),
+    }
+    Ok(0)
+}
+
+/// `minibox port C [PORT[/PROTO]]`, in Docker's format.
+pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
+    let att = find(paths, &args.container)?;
+    let ports = att.map(|a| a.ports).unwrap_or_default();
+    match args.port {
+        None => {
+            for m in &ports {
+                println!("{}/{} -> {}:{}", m.container_port, m.proto, m.host_ip, m.host_port);
+            }
+        }
+        Some(spec) => {
+            let (port, proto) = match spec.split_once('/') {
+                Some((p, proto)) => (p, proto.parse::<Proto>().map_err(anyhow::Error::msg)?),
+                None => (spec.as_str(), Proto::Tcp),
+            };
+            let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("{spec:?} is not a port"))?;
+            let found: Vec<_> = ports
+                .iter()
+                .filter(|m| m.container_port == port && m.proto == proto)
+                .collect();
+            if found.is_empty() {
+                bail!("no public port '{port}/{proto}' published for {}", args.container);
+            }
+            for m in found {
+                println!("{}:{}", m.host_ip, m.host_port);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// A container's network attachment by id, unique id prefix or name.
+fn find(paths: &Paths, container: &str) -> Result<Option<Attachment>> {
+    let id = resolve_id(paths, container)?;
+    Ok(store(paths).attachment(&id)?)
+}
+
+/// Container ids are the runtime's state directories (one per container, named by id) and the
+/// network store's records; names are claimed as files under `<root>/names` holding the id.
+fn resolve_id(paths: &Paths, container: &str) -> Result<String> {
+    if let Ok(id) = std::fs::read_to_string(paths.root.join("names").join(container)) {
+        return Ok(id.trim().to_string());
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(paths.container_state())
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    for a in store(paths).attachments()? {
+        if !ids.contains(&a.id) {
+            ids.push(a.id);
+        }
+    }
+    let matches: Vec<&String> = ids.iter().filter(|id| id.starts_with(container)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no such container: {container}"),
+        _ => bail!("{container} matches several containers: give more of the id"),
+    }
+}

@@ -1,0 +1,57 @@
+//! The image side of `run`, through minibox-images: find the image, read its config, prepare,
+//! mount and remove the container's root filesystem.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use minibox_images::{rootfs, Image, Store};
+
+use super::spec::ImageConfig;
+use crate::paths::Paths;
+
+pub struct Found {
+    pub id: String,
+    pub config: ImageConfig,
+    image: Image,
+}
+
+/// The prepared root filesystem; `mount` runs in the child, before pivot_root.
+pub struct Rootfs(rootfs::Rootfs);
+
+pub fn find(paths: &Paths, reference: &str) -> Result<Found> {
+    let store = Store::open(&paths.images()).context("opening the image store")?;
+    let image = store
+        .image(reference)
+        .with_context(|| format!("image {reference:?}"))?;
+    let mut config = ImageConfig::default();
+    if let Some(c) = image.config.config() {
+        let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+        config.entrypoint = list(c.entrypoint());
+        config.cmd = list(c.cmd());
+        config.env = list(c.env());
+        config.working_dir = c.working_dir().clone().unwrap_or_default();
+        config.user = c.user().clone().unwrap_or_default();
+        config.exposed = list(c.exposed_ports());
+    }
+    Ok(Found {
+        id: image.id.clone(),
+        config,
+        image,
+    })
+}
+
+pub fn prepare(found: &Found, container_dir: &Path) -> Result<Rootfs> {
+    rootfs::prepare(&found.image, container_dir)
+        .map(Rootfs)
+        .context("preparing the root filesystem")
+}
+
+impl Rootfs {
+    pub fn mount(&self, target: &Path) -> Result<(), String> {
+        self.0.mount(target).map_err(|e| e.to_string())
+    }
+}
+
+pub fn remove(container_dir: &Path) -> Result<()> {
+    rootfs::remove(container_dir).context("removing the root filesystem")
+}

@@ -1,0 +1,13 @@
+//! The container itself: its process, filesystem, cgroup and security, and its records.
+
+pub mod cgroups;
+pub mod image;
+pub mod init;
+pub mod mounts;
+pub mod process;
+pub mod security;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod tty;
+pub mod user;

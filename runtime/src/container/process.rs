@@ -1,0 +1,442 @@
+//! Creating the container's process: clone into new namespaces, then the child's whole setup up
+//! to exec, synchronised with the parent over a [`Channel`]. Any failure of the child travels
+//! back as an exit code (125 runtime, 126 not executable, 127 not found) and a message.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use super::spec::Spec;
+use super::sync::{Channel, Message, FAIL, GO, PTY};
+use super::{init, mounts, security, tty, user};
+
+pub const EXIT_RUNTIME: u8 = 125;
+pub const EXIT_NOT_EXECUTABLE: u8 = 126;
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Signals `minibox run` forwards to the container's PID 1.
+pub const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// A failure of the container's setup, with the exit code `run` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl Failure {
+    pub fn runtime(msg: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_RUNTIME,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure::runtime(msg)
+    }
+}
+
+/// The signals `run` handles itself, blocked before the clone so none is lost, read from a
+/// signalfd; the original mask is restored in the container's process before exec.
+pub struct Signals {
+    pub fd: SignalFd,
+    pub original: SigSet,
+    pub set: SigSet,
+}
+
+impl Signals {
+    pub fn block() -> nix::Result<Self> {
+        let mut set = SigSet::empty();
+        FORWARDED.iter().for_each(|s| set.add(*s));
+        set.add(Signal::SIGCHLD);
+        set.add(Signal::SIGWINCH);
+        let mut original = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut original))?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Ok(Self { fd, original, set })
+    }
+}
+
+/// What the child needs besides the spec.
+pub struct Launch<'a> {
+    pub spec: &'a Spec,
+    /// The directory the rootfs is mounted on.
+    pub rootfs_target: &'a Path,
+    /// The container's volatile state (the generated /etc files).
+    pub state_dir: &'a Path,
+    /// Mounts the image's rootfs on the target, in the child's mount namespace.
+    pub mount_rootfs: &'a dyn Fn(&Path) -> Result<(), String>,
+    pub signals: &'a Signals,
+}
+
+/// The parent's handle on the cloned child.
+pub struct Child {
+    pub pid: Pid,
+    channel: Channel,
+}
+
+/// What the child reported once it exec'd.
+pub struct Started {
+    /// The master side of the container's pty (`-t`).
+    pub pty: Option<std::os::fd::OwnedFd>,
+}
+
+/// Clones the child into new PID, mount, UTS, IPC (and network) namespaces. The parent must be
+/// single-threaded: the child is a fork-like copy that goes on running Rust code.
+pub fn spawn(launch: &Launch) -> anyhow::Result<Child> {
+    let (parent_end, child_end) = Channel::pair()?;
+    let mut flags = CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if launch.spec.own_netns {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    // SAFETY: a raw clone without a new stack behaves like fork; the process is
+    // single-threaded, so the child inherits no lock held by another thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(anyhow::anyhow!(
+            "creating the container's process: {}",
+            std::io::Error::last_os_error()
+        )),
+        0 => {
+            drop(parent_end);
+            child(launch, &child_end)
+        }
+        pid => Ok(Child {
+            pid: Pid::from_raw(pid as i32),
+            channel: parent_end,
+        }),
+    }
+}
+
+impl Child {
+    /// Lets the child go on: it is in its cgroup and its network is wired.
+    pub fn go(&self, winsize: Option<(u16, u16)>) -> nix::Result<()> {
+        let (rows, cols) = winsize.unwrap_or((0, 0));
+        let mut msg = vec![GO];
+        msg.extend(rows.to_le_bytes());
+        msg.extend(cols.to_le_bytes());
+        self.channel.send(&msg, None)
+    }
+
+    /// Waits until the child exec'd (EOF on the channel) or failed.
+    pub fn started(&self) -> Result<Started, Failure> {
+        let mut pty = None;
+        loop {
+            let Message { data, fd } = self.channel.recv().map_err(|e| {
+                Failure::runtime(format!("waiting for the container to start: {e}"))
+            })?;
+            match data.first() {
+                None => return Ok(Started { pty }),
+                Some(&PTY) => pty = fd,
+                Some(&FAIL) if data.len() >= 2 => {
+                    return Err(Failure {
+                        code: data[1],
+                        msg: String::from_utf8_lossy(&data[2..]).into_owned(),
+                    })
+                }
+                Some(_) => return Err(Failure::runtime("unexpected message from the container")),
+            }
+        }
+    }
+}
+
+/// The child: runs the setup and reports a failure; never returns.
+fn child(launch: &Launch, channel: &Channel) -> ! {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| setup_and_exec(launch, channel)));
+    let failure = match result {
+        Ok(Err(f)) => f,
+        Ok(Ok(never)) => match never {},
+        Err(_) => Failure::runtime("the container's setup panicked"),
+    };
+    let mut msg = vec![FAIL, failure.code];
+    msg.extend(failure.msg.as_bytes());
+    let _ = channel.send(&msg, None);
+    // SAFETY: leaving the forked child without running the parent's exit handlers.
+    unsafe { libc::_exit(failure.code.into()) }
+}
+
+fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Failure> {
+    let spec = launch.spec;
+    security::set_non_dumpable()?;
+    // Device nodes and the like get exact modes; the container's umask is set before exec.
+    nix::sys::stat::umask(Mode::empty());
+
+    // The filesystem is set up while the parent places this process in its cgroup (a v1
+    // migration waits for an RCU grace period, milliseconds) and wires its network.
+    nix::unistd::sethostname(&spec.hostname)
+        .map_err(|e| format!("setting the hostname {:?}: {e}", spec.hostname))?;
+    mounts::make_private()?;
+    let sources = mounts::open_sources(launch.state_dir, &spec.volumes)?;
+    (launch.mount_rootfs)(launch.rootfs_target)?;
+    mounts::pivot(launch.rootfs_target)?;
+    mounts::setup(&sources, spec.privileged)?;
+    drop(sources);
+    if spec.own_netns {
+        mounts::loopback_up()?;
+    }
+
+    let go = channel
+        .recv()
+        .map_err(|e| format!("waiting for the runtime: {e}"))?;
+    if go.data.first() != Some(&GO) || go.data.len() < 5 {
+        // The parent failed (and is cleaning up): nothing to report.
+        // SAFETY: see `child`.
+        unsafe { libc::_exit(EXIT_RUNTIME.into()) }
+    }
+    let rows = u16::from_le_bytes([go.data[1], go.data[2]]);
+    let cols = u16::from_le_bytes([go.data[3], go.data[4]]);
+    // Placed in its cgroup by now: make that cgroup the root of its view.
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
+
+    let who = user::lookup(&spec.user)?;
+    enter_workdir(&spec.cwd)?;
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", who.home));
+    }
+    let program = find_executable(&spec.args[0], &env)?;
+
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if spec.tty {
+        let master = tty::open_in_container(rows, cols)?;
+        channel
+            .send(&[PTY], Some(master.as_raw_fd()))
+            .map_err(|e| format!("passing the terminal to the runtime: {e}"))?;
+    } else if !spec.interactive {
+        redirect_stdin_to_null()?;
+    }
+
+    security::set_rlimits()?;
+    security::switch_user(&who, &spec.caps)?;
+    security::die_with_parent()?;
+    if !spec.privileged {
+        security::set_no_new_privs()?;
+    }
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    security::cloexec_from_3()?;
+
+    if spec.init {
+        init::start(spec.tty, &launch.signals.set);
+    }
+    restore_signals(&launch.signals.original);
+    Err(exec(&program, &spec.args, &env))
+}
+
+/// Enters the working directory, creating it when missing, and checks it is inside the root.
+fn enter_workdir(cwd: &str) -> Result<(), Failure> {
+    match fs::metadata(cwd) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Failure::runtime(format!(
+                "working directory {cwd} is not a directory"
+            )))
+        }
+        Ok(_) => {}
+        Err(_) => fs::create_dir_all(cwd)
+            .map_err(|e| format!("creating the working directory {cwd}: {e}"))?,
+    }
+    nix::unistd::chdir(cwd).map_err(|e| format!("entering the working directory {cwd}: {e}"))?;
+    let here = nix::unistd::getcwd().map_err(|e| format!("checking the working directory: {e}"))?;
+    if !here.starts_with("/") {
+        return Err(Failure::runtime(format!(
+            "working directory {cwd} is outside the container"
+        )));
+    }
+    Ok(())
+}
+
+fn redirect_stdin_to_null() -> Result<(), Failure> {
+    let null = fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| Failure::runtime(format!("dup2: {e}")))?;
+    Ok(())
+}
+
+/// Finds the program as Go's LookPath does (which is what Docker users see): a name with a
+/// slash is used as is, others are searched in the container's PATH.
+fn find_executable(name: &str, env: &[String]) -> Result<CString, Failure> {
+    let not_found = |why: &str| Failure {
+        code: EXIT_NOT_FOUND,
+        msg: format!("exec: {name:?}: {why}"),
+    };
+    if name.is_empty() {
+        return Err(not_found("executable file not found in $PATH"));
+    }
+    let path = if name.contains('/') {
+        name.to_string()
+    } else {
+        let search = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or_default();
+        search
+            .split(':')
+            .map(|dir| format!("{}/{name}", if dir.is_empty() { "." } else { dir }))
+            .find(|p| {
+                fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .ok_or_else(|| not_found("executable file not found in $PATH"))?
+    };
+    CString::new(path).map_err(|_| not_found("the name contains a NUL byte"))
+}
+
+fn exec(program: &CString, args: &[String], env: &[String]) -> Failure {
+    let to_c = |v: &[String]| -> Option<Vec<CString>> {
+        v.iter().map(|s| CString::new(s.as_bytes()).ok()).collect()
+    };
+    let (Some(argv), Some(envp)) = (to_c(args), to_c(env)) else {
+        return Failure::runtime("an argument or environment variable contains a NUL byte");
+    };
+    let err = nix::unistd::execve(program, &argv, &envp).unwrap_err();
+    let name = program.to_string_lossy();
+    let code = match err {
+        nix::Error::ENOENT | nix::Error::ENOTDIR => EXIT_NOT_FOUND,
+        _ => EXIT_NOT_EXECUTABLE,
+    };
+    Failure {
+        code,
+        msg: format!("exec: {name:?}: {}", err.desc().to_lowercase()),
+    }
+}
+
+/// Undoes what the runtime changed in the signal state, which exec would otherwise keep: the
+/// blocked mask, and SIGPIPE, which Rust's runtime ignores.
+pub fn restore_signals(original: &SigSet) {
+    use nix::sys::signal::{signal, SigHandler};
+    // SAFETY: resetting a disposition to the default.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(original), None);
+}
+
+/// Waits for the container's PID 1 to exit, forwarding signals to it and relaying its pty.
+pub fn wait(pid: Pid, signals: &Signals, mut relay: Option<tty::Relay>) -> nix::Result<WaitStatus> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+
+    let stdin = std::io::stdin();
+    let mut status = None;
+    loop {
+        let relay_done = relay.as_ref().is_none_or(|r| !r.output_open);
+        if let (Some(st), true) = (status, relay_done) {
+            return Ok(st);
+        }
+        let mut fds = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
+        let (mut out_at, mut in_at) = (None, None);
+        if let Some(r) = &relay {
+            if r.output_open {
+                out_at = Some(fds.len());
+                fds.push(PollFd::new(r.master(), PollFlags::POLLIN));
+            }
+            if r.stdin_open && status.is_none() {
+                in_at = Some(fds.len());
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        // Once PID 1 is gone, only drain what the pty still holds.
+        let timeout = if status.is_some() {
+            PollTimeout::from(200u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Ok(status.expect("timeout only after exit")),
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        let ready = |i: Option<usize>| {
+            i.and_then(|i| fds[i].revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, out_ready, in_ready) = (ready(Some(0)), ready(out_at), ready(in_at));
+        drop(fds);
+        if let Some(r) = relay.as_mut() {
+            if out_ready {
+                r.pump_output();
+            }
+            if in_ready {
+                r.pump_input();
+            }
+        }
+        if sig_ready {
+            while let Ok(Some(info)) = signals.fd.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                match sig {
+                    Signal::SIGCHLD => {
+                        if let Some(st) = reap(pid)? {
+                            status = Some(st);
+                        }
+                    }
+                    Signal::SIGWINCH => {
+                        if let Some(r) = &relay {
+                            r.resize();
+                        }
+                    }
+                    sig if status.is_none() => {
+                        let _ = nix::sys::signal::kill(pid, sig);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn reap(pid: Pid) -> nix::Result<Option<WaitStatus>> {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(Some(st)),
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Kills and reaps a child that will not be started after all.
+pub fn abort(pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
+/// Reaps a child that reported a failure (it exits by itself).
+pub fn reap_blocking(pid: Pid) {
+    let _ = nix::sys::wait::waitpid(pid, None);
+}

@@ -1,0 +1,86 @@
+//! The parent-child channel: a SOCK_SEQPACKET socketpair (message boundaries kept, fds passed
+//! with SCM_RIGHTS). The child's end is close-on-exec, so a successful exec shows as EOF.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+
+/// Parent to child: go on (with the terminal size for `-t`: rows, cols).
+pub const GO: u8 = b'G';
+/// Child to parent: the pty's master fd.
+pub const PTY: u8 = b'T';
+/// Child to parent: a failure; one byte of exit code then the message.
+pub const FAIL: u8 = b'E';
+
+pub struct Channel(OwnedFd);
+
+/// A received message: its bytes (empty at EOF) and a passed fd, if any.
+pub struct Message {
+    pub data: Vec<u8>,
+    pub fd: Option<OwnedFd>,
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Channel {
+    pub fn pair() -> nix::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel(a), Channel(b)))
+    }
+
+    pub fn send(&self, data: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
+        let fds = fd.map(|f| [f]);
+        let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(data)],
+            &cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    pub fn recv(&self) -> nix::Result<Message> {
+        let mut buf = vec![0u8; 4096];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (len, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let fd = msg.cmsgs()?.find_map(|c| match c {
+                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                        _ => None,
+                    });
+                    break (msg.bytes, fd);
+                }
+                // ECONNRESET: the peer exited without reading our last message (a child that
+                // failed before `go`). Reported once; what it sent is still queued behind it.
+                Err(nix::Error::EINTR | nix::Error::ECONNRESET) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        buf.truncate(len);
+        // SAFETY: the kernel installed this descriptor for us with SCM_RIGHTS.
+        let fd = fd.map(|f| unsafe { OwnedFd::from_raw_fd(f) });
+        Ok(Message { data: buf, fd })
+    }
+}

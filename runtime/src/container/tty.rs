@@ -1,0 +1,156 @@
+//! `-t`: the container gets a pty from its own devpts instance (so `tty` names /dev/pts/0
+//! inside); the master travels to the parent, which puts the user's terminal in raw mode and
+//! relays bytes both ways. Ctrl-C reaches the container as a byte its line discipline turns into
+//! SIGINT; SIGWINCH resizes the pty.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+
+use super::process::Failure;
+
+/// In the child, after /dev is mounted: opens a pty, makes its slave the controlling terminal
+/// and stdin/stdout/stderr, and returns the master.
+pub fn open_in_container(rows: u16, cols: u16) -> Result<OwnedFd, Failure> {
+    let fail =
+        |what: &str| Failure::runtime(format!("{what}: {}", std::io::Error::last_os_error()));
+    // SAFETY: plain open/ioctl/dup2 calls on descriptors we own.
+    unsafe {
+        let master = libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if master < 0 {
+            return Err(fail("opening /dev/ptmx"));
+        }
+        let master = OwnedFd::from_raw_fd(master);
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(fail("unlocking the pty"));
+        }
+        if rows > 0 && cols > 0 {
+            set_size(master.as_fd(), rows, cols);
+        }
+        let slave = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY,
+        );
+        if slave < 0 {
+            return Err(fail("opening the pty's slave"));
+        }
+        let slave = OwnedFd::from_raw_fd(slave);
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) < 0 {
+            return Err(fail("making the pty the controlling terminal"));
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                return Err(fail("dup2"));
+            }
+        }
+        Ok(master)
+    }
+}
+
+fn set_size(fd: BorrowedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// The size of the user's terminal (stdin, else stdout), if there is one.
+pub fn size() -> Option<(u16, u16)> {
+    [0, 1].into_iter().find_map(|fd| {
+        // SAFETY: TIOCGWINSZ fills a winsize.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
+        (ok && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+    })
+}
+
+/// The user's terminal in raw mode for as long as this lives.
+pub struct RawMode(Option<Termios>);
+
+impl RawMode {
+    pub fn enter() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(stdin.as_fd()) else {
+            return Self(None);
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw);
+        Self(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+/// Relays between the user's stdin/stdout and the pty's master.
+pub struct Relay {
+    master: std::fs::File,
+    /// Whether stdin is still relayed (`-i`, until EOF).
+    pub stdin_open: bool,
+    /// Whether the master still gives output (until EIO once the container's side closed).
+    pub output_open: bool,
+}
+
+impl Relay {
+    pub fn new(master: OwnedFd, interactive: bool) -> Self {
+        Self {
+            master: master.into(),
+            stdin_open: interactive,
+            output_open: true,
+        }
+    }
+
+    pub fn master(&self) -> BorrowedFd<'_> {
+        self.master.as_fd()
+    }
+
+    pub fn resize(&self) {
+        if let Some((rows, cols)) = size() {
+            set_size(self.master.as_fd(), rows, cols);
+        }
+    }
+
+    /// Copies what the container wrote to stdout; false once the pty is closed.
+    pub fn pump_output(&mut self) {
+        let mut buf = [0u8; 16384];
+        match self.master.read(&mut buf) {
+            Ok(0) | Err(_) => self.output_open = false,
+            Ok(n) => {
+                let mut out = std::io::stdout().lock();
+                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    self.output_open = false;
+                }
+            }
+        }
+    }
+
+    /// Copies what the user typed to the container.
+    pub fn pump_input(&mut self) {
+        let mut buf = [0u8; 4096];
+        // Unbuffered: poll(2) must see everything that is pending.
+        match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
+            Ok(0) | Err(_) => self.stdin_open = false,
+            Ok(n) => {
+                if self.master.write_all(&buf[..n]).is_err() {
+                    self.stdin_open = false;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `-u NAME|UID[:GROUP|GID]` resolved against the container's own `/etc/passwd` and
+//! `/etc/group` (read in the child, after pivot_root, so the image's files are the ones used).
+
+use std::fs;
+
+/// Who the container's process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups: those listing the user by name in `/etc/group`.
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+/// Resolves `spec` with the given passwd and group file contents (either may be missing).
+pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<User, String> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "0" } else { user };
+    let entries: Vec<Vec<&str>> = passwd
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let found = entries.iter().find(|f| f[0] == user).or_else(|| {
+        user.parse::<u32>()
+            .ok()
+            .and_then(|_| entries.iter().find(|f| f[2] == user))
+    });
+    let (name, uid, mut gid, home) = match found {
+        Some(f) => {
+            let uid = f[2]
+                .parse()
+                .map_err(|_| format!("bad passwd entry for {user:?}"))?;
+            let gid = f[3]
+                .parse()
+                .map_err(|_| format!("bad passwd entry for {user:?}"))?;
+            (Some(f[0]), uid, gid, f[5].to_string())
+        }
+        None => match user.parse::<u32>() {
+            Ok(uid) => (None, uid, 0, "/".to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "unable to find user {user}: no matching entries in passwd file"
+                ))
+            }
+        },
+    };
+    let groups: Vec<Vec<&str>> = group
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    if let Some(g) = grp.filter(|g| !g.is_empty()) {
+        gid = match groups.iter().find(|f| f[0] == g) {
+            Some(f) => f[2]
+                .parse()
+                .map_err(|_| format!("bad group entry for {g:?}"))?,
+            None => g.parse().map_err(|_| {
+                format!("unable to find group {g}: no matching entries in group file")
+            })?,
+        };
+    }
+    let mut extra: Vec<u32> = match name {
+        Some(n) => groups
+            .iter()
+            .filter(|f| f[3].split(',').any(|m| m == n))
+            .filter_map(|f| f[2].parse().ok())
+            .collect(),
+        None => vec![],
+    };
+    extra.retain(|g| *g != gid);
+    extra.sort_unstable();
+    extra.dedup();
+    Ok(User {
+        uid,
+        gid,
+        groups: extra,
+        home,
+    })
+}
+
+/// Resolves `spec` against the files of the current root.
+pub fn lookup(spec: &str) -> Result<User, String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok();
+    let group = fs::read_to_string("/etc/group").ok();
+    resolve(spec, passwd.as_deref(), group.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:app\napp:x:1000:\n";
+
+    fn r(spec: &str) -> Result<User, String> {
+        resolve(spec, Some(PASSWD), Some(GROUP))
+    }
+
+    #[test]
+    fn names_and_ids() {
+        let app = r("app").unwrap();
+        assert_eq!(
+            (app.uid, app.gid, app.groups.clone()),
+            (1000, 1000, vec![10])
+        );
+        assert_eq!(app.home, "/home/app");
+        assert_eq!(r("1000").unwrap().home, "/home/app");
+        assert_eq!(r("").unwrap().uid, 0);
+        let u = r("1234:55").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1234, 55, "/"));
+        assert_eq!(r("app:wheel").unwrap().gid, 10);
+    }
+
+    #[test]
+    fn unknown() {
+        assert!(r("nobody")
+            .unwrap_err()
+            .contains("no matching entries in passwd"));
+        assert!(r("app:nogroup").unwrap_err().contains("group file"));
+    }
+}
