@@ -1,0 +1,543 @@
+//! minibox-netns: the network of minibox containers, done the way the classic network-namespace
+//! tutorials do it by hand: a bridge, a veth pair per container with one end inside the
+//! container's netns, an address from IPAM, a default route, NAT and published ports, each step
+//! able to explain itself as the equivalent shell command.
+//!
+//! Entry points: [`attach`] (before the container's process execs) and [`detach`] (at teardown
+//! and in crash recovery); [`create_network`], [`remove_network`], [`inspect`] and [`topology`]
+//! for the `network` commands.
+
+mod conntrack;
+mod error;
+mod explain;
+mod firewall;
+mod netlink;
+mod netns;
+pub mod ports;
+mod store;
+mod sysctl;
+mod topology;
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+
+use ipnet::Ipv4Net;
+
+pub use error::{Error, Result};
+pub use explain::Explain;
+pub use ports::{PortMapping, PortSpec, Proto};
+pub use store::{
+    short, Attachment, Network, Store, DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET,
+};
+pub use topology::topology;
+
+use netlink::Nl;
+use ports::{HostPort, Wanted};
+use store::Lock;
+
+/// Connects the container `id`, whose process `pid` already lives in its own network namespace,
+/// to network `network`, publishing `publish`. Everything is recorded before it is made; on any
+/// failure what was made is undone and nothing is left behind.
+pub fn attach(
+    store: &Store,
+    ex: &Explain,
+    id: &str,
+    pid: i32,
+    network: &str,
+    publish: &[PortSpec],
+) -> Result<Attachment> {
+    let started = std::time::Instant::now();
+    let net = store.network(network)?;
+    let lock = store.lock()?;
+    let id12 = short(id).to_string();
+    let address = store.allocate_address(&lock, &net, id)?;
+    let mut att = Attachment {
+        id: id.to_string(),
+        network: net.name.clone(),
+        bridge: net.bridge.clone(),
+        netns: format!("minibox-{id12}"),
+        veth: format!("mb-{id12}"),
+        address,
+        prefix_len: net.subnet.prefix_len(),
+        gateway: net.gateway,
+        mac: netlink::mac_string(&netlink::mac_for(address)),
+        mtu: 0,
+        ports: Vec::new(),
+    };
+    let result = store
+        .save_attachment(&att)
+        .and_then(|_| wire(store, ex, &lock, &net, pid, publish, &mut att));
+    match result {
+        Ok(()) => {
+            tracing::debug!("attached {id12} in {:?}", started.elapsed());
+            Ok(att)
+        }
+        Err(e) => {
+            if let Err(undo) = undo(store, &Explain::off(), &lock, &att) {
+                tracing::warn!("undoing a failed attach of {id12}: {undo}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn wire(
+    store: &Store,
+    ex: &Explain,
+    lock: &Lock,
+    net: &Network,
+    pid: i32,
+    publish: &[PortSpec],
+    att: &mut Attachment,
+) -> Result<()> {
+    // Host ports first: a port in use is refused before any kernel object exists.
+    for w in publish.iter().flat_map(PortSpec::wanted) {
+        let m = claim_port(store, lock, &att.id, &w, &att.ports)?;
+        att.ports.push(m);
+        store.save_attachment(att)?;
+    }
+    let host = Nl::new(None)?;
+    att.mtu = ensure_bridge(store, &host, ex, net)?;
+    store.save_attachment(att)?;
+
+    // The container's DNAT rules go in while the netlink work is done.
+    let rules = firewall::container_rules(short(&att.id), net.subnet, att.address, &att.ports);
+    let firewall_rules = firewall::start(ex, &rules)?;
+
+    netns::attach(ex, &att.netns, pid)?;
+    let ns_path = netns::path(&att.netns);
+    let ns_file = std::fs::File::open(&ns_path)
+        .map_err(error::io(format!("opening {}", ns_path.display())))?;
+    let mac = netlink::mac_for(att.address);
+    use std::os::fd::AsRawFd;
+    host.add_veth(
+        ex,
+        &att.veth,
+        "eth0",
+        &att.netns,
+        ns_file.as_raw_fd(),
+        att.mtu,
+        mac,
+    )?;
+    host.up(ex, &att.veth, Some(&net.bridge))?;
+    host.hairpin(ex, &att.veth)?;
+    netns::inside(&ns_path, || {
+        let inner = Nl::new(Some(&att.netns))?;
+        inner.up(ex, "lo", None)?;
+        inner.add_addr(ex, "eth0", att.address, att.prefix_len)?;
+        inner.up(ex, "eth0", None)?;
+        inner.add_default_route(ex, att.gateway)
+    })?;
+    firewall_rules.wait().or_else(|_| {
+        // Our chains were removed behind our back: check everything again, then retry once.
+        store.clear_ready(&net.name)?;
+        ensure_bridge(store, &host, ex, net)?;
+        firewall::apply(&Explain::off(), &rules)
+    })?;
+    for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
+        firewall::flush_udp(ex, m.host_port);
+    }
+    Ok(())
+}
+
+/// The bridge with its gateway address, the sysctls and the network's firewall rules, made on
+/// first use and checked whenever the bridge is not the one last found complete (all under the
+/// lock). Returns the MTU for veths: the bridge's, which was taken from the default route's
+/// interface when it was made.
+fn ensure_bridge(store: &Store, nl: &Nl, ex: &Explain, net: &Network) -> Result<u32> {
+    let link = match nl.link(&net.bridge)? {
+        Some(link) if link.kind.as_deref() == Some("bridge") => {
+            if store.ready(&net.name) == Some(link.index) {
+                return Ok(link.mtu);
+            }
+            let has_gw = nl
+                .addrs(link.index)?
+                .iter()
+                .any(|a| a.addr() == net.gateway);
+            if !has_gw {
+                check_overlap(nl, net.subnet, Some(&net.bridge))?;
+                nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
+            }
+            if !link.up {
+                nl.up(ex, &net.bridge, None)?;
+            }
+            link
+        }
+        Some(_) => return Err(Error::BridgeClash(net.bridge.clone())),
+        None => {
+            check_overlap(nl, net.subnet, None)?;
+            let mtu = nl.default_mtu()?;
+            nl.add_bridge(ex, &net.bridge, mtu, netlink::mac_for(net.gateway))?;
+            nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
+            nl.up(ex, &net.bridge, None)?;
+            nl.link(&net.bridge)?
+                .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
+        }
+    };
+    sysctl::ensure(ex, "net.ipv4.ip_forward", "1")?;
+    // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing).
+    sysctl::ensure(
+        ex,
+        &format!("net.ipv4.conf.{}.route_localnet", net.bridge),
+        "1",
+    )?;
+    firewall::ensure_network(ex, net)?;
+    store.set_ready(&net.name, link.index)?;
+    Ok(if link.mtu > 0 { link.mtu } else { 1500 })
+}
+
+/// Refuses a subnet that overlaps a route of the host (other than through `own` bridge).
+fn check_overlap(nl: &Nl, subnet: Ipv4Net, own: Option<&str>) -> Result<()> {
+    let links = nl.links()?;
+    let name = |index: Option<u32>| {
+        links
+            .iter()
+            .find(|l| Some(l.index) == index)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| "an unknown interface".into())
+    };
+    for (route, oif, _) in nl.routes()? {
+        if route.prefix_len() == 0 {
+            continue;
+        }
+        let overlaps = route.contains(&subnet.network()) || subnet.contains(&route.network());
+        if overlaps && own != Some(name(oif).as_str()) {
+            return Err(Error::Overlap {
+                subnet: subnet.to_string(),
+                route: route.to_string(),
+                interface: name(oif),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Picks and records the host port for one wanted mapping.
+fn claim_port(
+    store: &Store,
+    lock: &Lock,
+    id: &str,
+    w: &Wanted,
+    mine: &[PortMapping],
+) -> Result<PortMapping> {
+    let host_ip = w.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let mapping = |host_port| PortMapping {
+        host_ip,
+        host_port,
+        container_port: w.container,
+        proto: w.proto,
+    };
+    let in_use = |by: String, port| Error::PortInUse {
+        port,
+        proto: w.proto.to_string(),
+        by,
+    };
+    if let HostPort::Fixed(port) = w.host {
+        if let Some(holder) = store.port_holder(w.proto, port) {
+            let by = if holder == id {
+                "another -p of this container".to_string()
+            } else {
+                format!("container {}", short(&holder))
+            };
+            return Err(in_use(by, port));
+        }
+        if !host_free(host_ip, w.proto, port)? {
+            return Err(in_use("a process on the host".into(), port));
+        }
+        store.claim_port(lock, w.proto, port, id)?;
+        return Ok(mapping(port));
+    }
+    let (first, last) = match w.host {
+        HostPort::AnyIn(r) => (r.first, r.last),
+        _ => local_port_range(),
+    };
+    // Random ports start at a random offset, like the kernel's own ephemeral choice.
+    let span = u32::from(last - first) + 1;
+    let start = match w.host {
+        HostPort::Random => {
+            u32::from_le_bytes(store::random_id().as_bytes()[..4].try_into().unwrap()) % span
+        }
+        _ => 0,
+    };
+    for i in 0..span {
+        let port = first + ((start + i) % span) as u16;
+        if mine
+            .iter()
+            .any(|m| m.host_port == port && m.proto == w.proto)
+            || store.port_holder(w.proto, port).is_some()
+            || !host_free(host_ip, w.proto, port)?
+        {
+            continue;
+        }
+        if store.claim_port(lock, w.proto, port, id)? {
+            return Ok(mapping(port));
+        }
+    }
+    Err(Error::NoFreePort(format!("{first}-{last}/{}", w.proto)))
+}
+
+/// Whether no host socket holds the port: try to bind it ourselves.
+fn host_free(ip: Ipv4Addr, proto: Proto, port: u16) -> Result<bool> {
+    let addr = SocketAddrV4::new(ip, port);
+    let res = match proto {
+        Proto::Tcp => TcpListener::bind(addr).map(drop),
+        Proto::Udp => UdpSocket::bind(addr).map(drop),
+        Proto::Sctp => Ok(()),
+    };
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            Err(Error::NotLocal(ip.to_string()))
+        }
+        Err(e) => Err(Error::Io {
+            what: format!("checking host port {port}/{proto}"),
+            source: e,
+        }),
+    }
+}
+
+/// `/proc/sys/net/ipv4/ip_local_port_range`, where random host ports come from.
+fn local_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// Undoes an attachment: firewall first, then the veth, the netns, the ports and the address,
+/// then the record. Idempotent, and tolerant of any half-made state.
+pub fn detach(store: &Store, ex: &Explain, att: &Attachment) -> Result<()> {
+    let started = std::time::Instant::now();
+    let lock = store.lock()?;
+    let done = undo(store, ex, &lock, att);
+    tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
+    done
+}
+
+/// [`detach`] from the record alone (crash recovery); nothing recorded is fine.
+pub fn detach_id(store: &Store, ex: &Explain, id: &str) -> Result<()> {
+    match store.attachment(id)? {
+        Some(att) => detach(store, ex, &att),
+        None => Ok(()),
+    }
+}
+
+fn undo(store: &Store, ex: &Explain, _lock: &Lock, att: &Attachment) -> Result<()> {
+    // Each step runs even when an earlier one failed; records go only when the kernel side is
+    // gone, so a failed teardown can be retried from them.
+    let mut results = Vec::new();
+    // Rules go first; the (slow) veth deletion waits on the kernel meanwhile.
+    let subnet = Ipv4Net::new(att.address, att.prefix_len)
+        .unwrap_or_default()
+        .trunc();
+    let rules = firewall::container_rules(short(&att.id), subnet, att.address, &att.ports);
+    let removal = firewall::start_removal(ex, &rules);
+    results.push(Nl::new(None).and_then(|nl| nl.del_link(ex, &att.veth)));
+    results.push(netns::delete(ex, &att.netns));
+    if !att.ports.is_empty() {
+        results.push(firewall::finish_removal(ex, short(&att.id), removal));
+    }
+    if results.iter().all(Result::is_ok) {
+        for m in &att.ports {
+            results.push(store.release_port(m.proto, m.host_port, &att.id));
+        }
+        results.push(store.release_address(&att.network, att.address, &att.id));
+        results.push(store.remove_attachment(&att.id));
+    }
+    results.into_iter().collect()
+}
+
+/// `network create`: a new bridge network on a subnet no route of the host overlaps.
+pub fn create_network(
+    store: &Store,
+    name: &str,
+    subnet: &str,
+    gateway: Option<&str>,
+) -> Result<Network> {
+    let invalid = |why: String| Error::InvalidNetwork(why);
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().unwrap().is_ascii_alphanumeric()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid_name {
+        return Err(invalid(format!(
+            "{name:?}: names are letters, digits, '_', '.', '-'"
+        )));
+    }
+    let subnet: Ipv4Net = subnet.parse().map_err(|_| {
+        invalid(format!(
+            "{subnet:?} is not an IPv4 CIDR such as 10.88.0.0/16"
+        ))
+    })?;
+    if subnet.prefix_len() > 30 {
+        return Err(invalid(format!("{subnet} is too small: at most /30")));
+    }
+    let subnet = subnet.trunc();
+    let gateway = match gateway {
+        None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
+        Some(g) => g
+            .parse::<Ipv4Addr>()
+            .map_err(|_| invalid(format!("gateway {g:?} is not an IPv4 address")))?,
+    };
+    if !subnet.contains(&gateway) || gateway == subnet.network() || gateway == subnet.broadcast() {
+        return Err(invalid(format!(
+            "gateway {gateway} is not a host address of {subnet}"
+        )));
+    }
+    let _lock = store.lock()?;
+    let nets = store.networks()?;
+    if nets.iter().any(|n| n.name == name) {
+        return Err(Error::NetworkExists(name.to_string()));
+    }
+    if let Some(other) = nets
+        .iter()
+        .find(|n| n.subnet.contains(&subnet.network()) || subnet.contains(&n.subnet.network()))
+    {
+        return Err(Error::Overlap {
+            subnet: subnet.to_string(),
+            route: other.subnet.to_string(),
+            interface: format!("{} (network {})", other.bridge, other.name),
+        });
+    }
+    let nl = Nl::new(None)?;
+    check_overlap(&nl, subnet, None)?;
+    let links = nl.links()?;
+    let bridge = (1..)
+        .map(|i| format!("minibox{i}"))
+        .find(|b| !nets.iter().any(|n| &n.bridge == b) && !links.iter().any(|l| &l.name == b))
+        .unwrap();
+    let net = Network {
+        name: name.to_string(),
+        id: store::random_id(),
+        bridge,
+        subnet,
+        gateway,
+        created: store::now_rfc3339(),
+    };
+    store.define(&net)?;
+    Ok(net)
+}
+
+/// `network rm`: refused while containers use it; removes the bridge and its rules.
+pub fn remove_network(store: &Store, ex: &Explain, name: &str) -> Result<()> {
+    if name == DEFAULT_NETWORK {
+        return Err(Error::Predefined(name.to_string()));
+    }
+    let _lock = store.lock()?;
+    let net = store.network(name)?;
+    let count = store
+        .attachments()?
+        .iter()
+        .filter(|a| a.network == net.name)
+        .count();
+    if count > 0 {
+        return Err(Error::InUse {
+            name: name.to_string(),
+            count,
+        });
+    }
+    firewall::remove_network(ex, &net)?;
+    let nl = Nl::new(None)?;
+    if let Some(link) = nl.link(&net.bridge)? {
+        if link.kind.as_deref() == Some("bridge") {
+            nl.del_link(ex, &net.bridge)?;
+        }
+    }
+    store.undefine(name)
+}
+
+/// `network inspect`: Docker's JSON for one network.
+pub fn inspect(store: &Store, net: &Network) -> Result<serde_json::Value> {
+    let mtu = Nl::new(None)
+        .and_then(|nl| Ok(nl.link(&net.bridge)?.map(|l| l.mtu)))
+        .ok()
+        .flatten();
+    let mut containers = serde_json::Map::new();
+    for a in store
+        .attachments()?
+        .into_iter()
+        .filter(|a| a.network == net.name)
+    {
+        containers.insert(
+            a.id.clone(),
+            serde_json::json!({
+                "Name": short(&a.id),
+                "EndpointID": a.veth,
+                "MacAddress": a.mac,
+                "IPv4Address": format!("{}/{}", a.address, a.prefix_len),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    let mut options = serde_json::json!({
+        "com.docker.network.bridge.name": net.bridge,
+        "com.docker.network.bridge.enable_ip_masquerade": "true",
+    });
+    if let Some(mtu) = mtu {
+        options["com.docker.network.driver.mtu"] = mtu.to_string().into();
+    }
+    Ok(serde_json::json!({
+        "Name": net.name,
+        "Id": net.id,
+        "Created": net.created,
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": {},
+            "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}],
+        },
+        "Internal": false,
+        "Attachable": false,
+        "Containers": containers,
+        "Options": options,
+        "Labels": {},
+    }))
+}
+
+/// `/etc/hosts` for a container: loopback, then its own name, id and address.
+pub fn hosts_file(att: Option<&Attachment>, hostname: &str) -> String {
+    let mut s = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if let Some(a) = att {
+        let id12 = short(&a.id);
+        if hostname == id12 {
+            s.push_str(&format!("{}\t{id12}\n", a.address));
+        } else {
+            s.push_str(&format!("{}\t{hostname} {id12}\n", a.address));
+        }
+    }
+    s
+}
+
+/// `/etc/resolv.conf` for a container: the host's, minus loopback nameservers (which mean
+/// nothing inside another network namespace), as Docker does.
+pub fn resolv_conf(host: &str) -> String {
+    host.lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver")
+                && w.next()
+                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_drops_loopback() {
+        let host = "search lan\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\n";
+        assert_eq!(resolv_conf(host), "search lan\nnameserver 192.0.2.53\n");
+    }
+}

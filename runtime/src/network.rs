@@ -108,13 +108,26 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortSpec>> {
 
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs.
-pub fn attach(paths: &Paths, explain: bool, id: &str, pid: Pid, req: &Request) -> Result<Attachment> {
+pub fn attach(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    pid: Pid,
+    req: &Request,
+) -> Result<Attachment> {
     let specs = check(paths, req)?;
     match &req.mode {
         Mode::None | Mode::Host => Ok(Attachment::default()),
         Mode::Bridge(name) => {
-            let att = minibox_netns::attach(&store(paths), &explainer(explain), id, pid.as_raw(), name, &specs)
-                .with_context(|| format!("connecting to network {name}"))?;
+            let att = minibox_netns::attach(
+                &store(paths),
+                &explainer(explain),
+                id,
+                pid.as_raw(),
+                name,
+                &specs,
+            )
+            .with_context(|| format!("connecting to network {name}"))?;
             Ok(Attachment {
                 address: Some(att.address),
                 bridge: Some(att),
@@ -133,16 +146,4 @@ pub fn detach(paths: &Paths, explain: bool, id: &str, attachment: &Attachment) -
         None => minibox_netns::detach_id(&store, &ex, id),
     }
     .context("disconnecting the network")
-}
-
-/// `/etc/hosts` for the container (its hostname, short id and address).
-#[allow(dead_code)]
-pub fn hosts_file(attachment: &Attachment, hostname: &str) -> String {
-    minibox_netns::hosts_file(attachment.bridge.as_ref(), hostname)
-}
-
-/// `/etc/resolv.conf` for the container: the host's, minus loopback nameservers.
-#[allow(dead_code)]
-pub fn resolv_conf() -> String {
-    minibox_netns::resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
 }

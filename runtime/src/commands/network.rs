@@ -19,7 +19,10 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             println!("{}", net.id);
         }
         NetworkCommand::Ls => {
-            println!("{:<14}{:<16}{:<10}{:<10}{:<18}GATEWAY", "NETWORK ID", "NAME", "DRIVER", "BRIDGE", "SUBNET");
+            println!(
+                "{:<14}{:<16}{:<10}{:<10}{:<18}GATEWAY",
+                "NETWORK ID", "NAME", "DRIVER", "BRIDGE", "SUBNET"
+            );
             for n in store.networks()? {
                 println!(
                     "{:<14}{:<16}{:<10}{:<10}{:<18}{}",
@@ -35,7 +38,16 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         NetworkCommand::Inspect { networks } => {
             let mut all = Vec::new();
             for name in networks {
-                all.push(minibox_netns::inspect(&store, &store.network(&name)?)?);
+                let mut v = minibox_netns::inspect(&store, &store.network(&name)?)?;
+                // Containers by their names, as Docker shows them.
+                if let Some(containers) = v["Containers"].as_object_mut() {
+                    for (id, c) in containers.iter_mut() {
+                        if let Some(n) = container_name(paths, id) {
+                            c["Name"] = n.into();
+                        }
+                    }
+                }
+                all.push(v);
             }
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
@@ -58,7 +70,10 @@ pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
     match args.port {
         None => {
             for m in &ports {
-                println!("{}/{} -> {}:{}", m.container_port, m.proto, m.host_ip, m.host_port);
+                println!(
+                    "{}/{} -> {}:{}",
+                    m.container_port, m.proto, m.host_ip, m.host_port
+                );
             }
         }
         Some(spec) => {
@@ -66,13 +81,18 @@ pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
                 Some((p, proto)) => (p, proto.parse::<Proto>().map_err(anyhow::Error::msg)?),
                 None => (spec.as_str(), Proto::Tcp),
             };
-            let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("{spec:?} is not a port"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{spec:?} is not a port"))?;
             let found: Vec<_> = ports
                 .iter()
                 .filter(|m| m.container_port == port && m.proto == proto)
                 .collect();
             if found.is_empty() {
-                bail!("no public port '{port}/{proto}' published for {}", args.container);
+                bail!(
+                    "no public port '{port}/{proto}' published for {}",
+                    args.container
+                );
             }
             for m in found {
                 println!("{}:{}", m.host_ip, m.host_port);
@@ -80,6 +100,13 @@ pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The `--name` recorded in a container's config.json, when it has one.
+fn container_name(paths: &Paths, id: &str) -> Option<String> {
+    let data = std::fs::read(paths.containers().join(id).join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
+    v["name"].as_str().map(str::to_string)
 }
 
 /// A container's network attachment by id, unique id prefix or name.
@@ -95,7 +122,10 @@ fn resolve_id(paths: &Paths, container: &str) -> Result<String> {
         return Ok(id.trim().to_string());
     }
     let mut ids: Vec<String> = std::fs::read_dir(paths.container_state())
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     for a in store(paths).attachments()? {
         if !ids.contains(&a.id) {

@@ -1,0 +1,474 @@
+//! What minibox remembers about networks: definitions (persistent, under `--root`) and the
+//! volatile state under the runroot: the lock, IPAM records, port records and each container's
+//! attachment record. Everything is written before the kernel objects it describes are made, so
+//! that teardown and crash recovery can always find what to undo.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io, Error, Result};
+use crate::ports::{PortMapping, Proto};
+
+/// The network every `run` gets unless told otherwise.
+pub const DEFAULT_NETWORK: &str = "minibox";
+pub const DEFAULT_BRIDGE: &str = "minibox0";
+pub const DEFAULT_SUBNET: &str = "10.77.0.0/16";
+
+/// A bridge network's definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// What was wired for one container: enough to undo it all after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The container's full id.
+    pub id: String,
+    pub network: String,
+    pub bridge: String,
+    /// Named netns under /run/netns.
+    pub netns: String,
+    /// Host end of the veth pair (the container end is eth0).
+    pub veth: String,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub mtu: u32,
+    pub ports: Vec<PortMapping>,
+}
+
+impl Attachment {
+    pub fn short_id(&self) -> &str {
+        short(&self.id)
+    }
+}
+
+/// The first 12 characters of an id: what names netns, veths and rule tags.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// The store: definitions under `defs`, volatile state under `run`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    defs: PathBuf,
+    run: PathBuf,
+}
+
+/// Held while the store or the kernel's network state is being changed.
+pub struct Lock(#[allow(dead_code)] Flock<File>);
+
+impl Store {
+    pub fn new(defs: &Path, run: &Path) -> Self {
+        Self {
+            defs: defs.to_path_buf(),
+            run: run.to_path_buf(),
+        }
+    }
+
+    /// Serialises every change to networks, addresses, ports and the firewall.
+    pub fn lock(&self) -> Result<Lock> {
+        fs::create_dir_all(&self.run).map_err(io(format!("creating {}", self.run.display())))?;
+        let path = self.run.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("opening {}", path.display())))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, e)| Error::from(e))
+    }
+
+    fn def_path(&self, name: &str) -> PathBuf {
+        self.defs.join(format!("{name}.json"))
+    }
+
+    /// A network by name; the default one is defined on first use.
+    pub fn network(&self, name: &str) -> Result<Network> {
+        if !valid_name(name) {
+            return Err(Error::UnknownNetwork(name.to_string()));
+        }
+        match read_json(&self.def_path(name))? {
+            Some(net) => Ok(net),
+            None if name == DEFAULT_NETWORK => {
+                let net = Network {
+                    name: DEFAULT_NETWORK.into(),
+                    id: random_id(),
+                    bridge: DEFAULT_BRIDGE.into(),
+                    subnet: DEFAULT_SUBNET.parse().unwrap(),
+                    gateway: Ipv4Addr::new(10, 77, 0, 1),
+                    created: now_rfc3339(),
+                };
+                match self.define(&net) {
+                    Err(Error::NetworkExists(_)) => self.network(name),
+                    other => other.map(|_| net),
+                }
+            }
+            None => Err(Error::UnknownNetwork(name.to_string())),
+        }
+    }
+
+    /// Every defined network (the default one included), sorted by name.
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        let mut nets = vec![self.network(DEFAULT_NETWORK)?];
+        for entry in read_dir(&self.defs)? {
+            if let Some(name) = entry.strip_suffix(".json") {
+                if name != DEFAULT_NETWORK {
+                    if let Some(net) = read_json(&self.def_path(name))? {
+                        nets.push(net);
+                    }
+                }
+            }
+        }
+        nets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nets)
+    }
+
+    /// Records a new definition; refuses an existing name. Written aside and hard-linked into
+    /// place, so a concurrent reader never sees a half-written file.
+    pub fn define(&self, net: &Network) -> Result<()> {
+        fs::create_dir_all(&self.defs).map_err(io(format!("creating {}", self.defs.display())))?;
+        let path = self.def_path(&net.name);
+        let tmp = self.defs.join(format!(".{}.{}", net.name, random_id()));
+        fs::write(&tmp, serde_json::to_vec_pretty(net).unwrap())
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        linked.map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => Error::NetworkExists(net.name.clone()),
+            _ => io(format!("writing {}", path.display()))(e),
+        })
+    }
+
+    pub fn undefine(&self, name: &str) -> Result<()> {
+        remove_file(&self.def_path(name))?;
+        self.clear_ready(name)?;
+        let dir = self.run.join("ipam").join(name);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                Err(io(format!("removing {}", dir.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    // --- Readiness: the bridge (by ifindex) whose host plumbing was last checked complete, so
+    // later attaches skip re-reading the whole firewall.
+
+    fn ready_path(&self, net: &str) -> PathBuf {
+        self.run.join("ready").join(net)
+    }
+
+    pub fn ready(&self, net: &str) -> Option<u32> {
+        fs::read_to_string(self.ready_path(net))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn set_ready(&self, net: &str, bridge_index: u32) -> Result<()> {
+        let path = self.ready_path(net);
+        fs::create_dir_all(path.parent().unwrap())
+            .and_then(|_| fs::write(&path, bridge_index.to_string()))
+            .map_err(io(format!("writing {}", path.display())))
+    }
+
+    pub fn clear_ready(&self, net: &str) -> Result<()> {
+        remove_file(&self.ready_path(net))
+    }
+
+    // --- IPAM: one file per allocated address, named by the address, holding the container id.
+
+    fn ipam_dir(&self, net: &str) -> PathBuf {
+        self.run.join("ipam").join(net)
+    }
+
+    /// Takes the next free address after the last one handed out (round robin), under the lock.
+    pub fn allocate_address(&self, _lock: &Lock, net: &Network, id: &str) -> Result<Ipv4Addr> {
+        let dir = self.ipam_dir(&net.name);
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let cursor = dir.join("last");
+        let first = u32::from(net.subnet.network()) + 1;
+        let last = u32::from(net.subnet.broadcast()) - 1;
+        let size = last.saturating_sub(first) + 1;
+        let after = fs::read_to_string(&cursor)
+            .ok()
+            .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
+            .map(u32::from)
+            .filter(|a| (first..=last).contains(a))
+            .unwrap_or(last);
+        for step in 1..=size {
+            let candidate = Ipv4Addr::from(first + (after - first + step) % size);
+            if candidate == net.gateway {
+                continue;
+            }
+            match write_new(&dir.join(candidate.to_string()), id.as_bytes()) {
+                Ok(()) => {
+                    fs::write(&cursor, candidate.to_string())
+                        .map_err(io(format!("writing {}", cursor.display())))?;
+                    return Ok(candidate);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(format!("allocating in {}", dir.display()))(e)),
+            }
+        }
+        Err(Error::Exhausted {
+            network: net.name.clone(),
+            subnet: net.subnet.to_string(),
+        })
+    }
+
+    /// Frees an address if `id` holds it (idempotent).
+    pub fn release_address(&self, net: &str, addr: Ipv4Addr, id: &str) -> Result<()> {
+        let path = self.ipam_dir(net).join(addr.to_string());
+        match fs::read_to_string(&path) {
+            Ok(holder) if holder.trim() == id => remove_file(&path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Addresses in use on a network.
+    pub fn addresses(&self, net: &str) -> Result<Vec<(Ipv4Addr, String)>> {
+        let dir = self.ipam_dir(net);
+        let mut out = Vec::new();
+        for name in read_dir(&dir)? {
+            if let Ok(addr) = name.parse::<Ipv4Addr>() {
+                let id = fs::read_to_string(dir.join(&name)).unwrap_or_default();
+                out.push((addr, id.trim().to_string()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    // --- Host port records: one file per protocol and port, holding the container id.
+
+    fn port_path(&self, proto: Proto, port: u16) -> PathBuf {
+        self.run.join("ports").join(format!("{proto}-{port}"))
+    }
+
+    /// Which container holds a host port, if any.
+    pub fn port_holder(&self, proto: Proto, port: u16) -> Option<String> {
+        fs::read_to_string(self.port_path(proto, port))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Records a host port for `id`; false when someone already holds it.
+    pub fn claim_port(&self, _lock: &Lock, proto: Proto, port: u16, id: &str) -> Result<bool> {
+        let path = self.port_path(proto, port);
+        let dir = path.parent().unwrap();
+        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        match write_new(&path, id.as_bytes()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io(format!("writing {}", path.display()))(e)),
+        }
+    }
+
+    /// Frees a host port if `id` holds it (idempotent).
+    pub fn release_port(&self, proto: Proto, port: u16, id: &str) -> Result<()> {
+        match self.port_holder(proto, port) {
+            Some(holder) if holder == id => remove_file(&self.port_path(proto, port)),
+            _ => Ok(()),
+        }
+    }
+
+    // --- Attachment records: one per attached container.
+
+    fn attachment_path(&self, id: &str) -> PathBuf {
+        self.run.join("attachments").join(format!("{id}.json"))
+    }
+
+    pub fn save_attachment(&self, a: &Attachment) -> Result<()> {
+        let path = self.attachment_path(&a.id);
+        let dir = path.parent().unwrap();
+        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(a).unwrap())
+            .and_then(|_| fs::rename(&tmp, &path))
+            .map_err(io(format!("writing {}", path.display())))
+    }
+
+    pub fn attachment(&self, id: &str) -> Result<Option<Attachment>> {
+        read_json(&self.attachment_path(id))
+    }
+
+    pub fn remove_attachment(&self, id: &str) -> Result<()> {
+        remove_file(&self.attachment_path(id))
+    }
+
+    /// Every attachment record, oldest first.
+    pub fn attachments(&self) -> Result<Vec<Attachment>> {
+        let dir = self.run.join("attachments");
+        let mut out = Vec::new();
+        for name in read_dir(&dir)? {
+            if let Some(id) = name.strip_suffix(".json") {
+                if let Some(a) = self.attachment(id)? {
+                    out.push(a);
+                }
+            }
+        }
+        out.sort_by_key(|a| a.address);
+        Ok(out)
+    }
+}
+
+/// Network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64 characters (they name files).
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(data)
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(io(format!("removing {}", path.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<String>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(format!("reading {}", dir.display()))(e)),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| Error::Record {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// 64 random hex digits, like Docker's ids.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current UTC time in RFC 3339, without pulling in a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("minibox-netns-test-{}", random_id()));
+        (Store::new(&dir.join("defs"), &dir.join("run")), dir)
+    }
+
+    #[test]
+    fn ipam_round_robin_and_release() {
+        let (s, dir) = store();
+        let mut net = s.network(DEFAULT_NETWORK).unwrap();
+        net.subnet = "10.9.0.0/29".parse().unwrap();
+        net.gateway = "10.9.0.1".parse().unwrap();
+        let lock = s.lock().unwrap();
+        let a = s.allocate_address(&lock, &net, "a").unwrap();
+        let b = s.allocate_address(&lock, &net, "b").unwrap();
+        assert_eq!(
+            (a.to_string().as_str(), b.to_string().as_str()),
+            ("10.9.0.2", "10.9.0.3")
+        );
+        s.release_address(&net.name, a, "a").unwrap();
+        // Round robin: the freed address is not handed out again straight away.
+        assert_eq!(
+            s.allocate_address(&lock, &net, "c").unwrap().to_string(),
+            "10.9.0.4"
+        );
+        for id in ["d", "e", "f"] {
+            s.allocate_address(&lock, &net, id).unwrap();
+        }
+        assert!(matches!(
+            s.allocate_address(&lock, &net, "g"),
+            Err(Error::Exhausted { .. })
+        ));
+        // Releasing with the wrong id does nothing.
+        s.release_address(&net.name, b, "zz").unwrap();
+        assert_eq!(s.addresses(&net.name).unwrap().len(), 5);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn ports_and_defaults() {
+        let (s, dir) = store();
+        let lock = s.lock().unwrap();
+        assert!(s.claim_port(&lock, Proto::Tcp, 8080, "a").unwrap());
+        assert!(!s.claim_port(&lock, Proto::Tcp, 8080, "b").unwrap());
+        assert!(s.claim_port(&lock, Proto::Udp, 8080, "b").unwrap());
+        s.release_port(Proto::Tcp, 8080, "b").unwrap();
+        assert_eq!(s.port_holder(Proto::Tcp, 8080).as_deref(), Some("a"));
+        let id = s.network(DEFAULT_NETWORK).unwrap().id;
+        assert_eq!(s.network(DEFAULT_NETWORK).unwrap().id, id);
+        assert!(matches!(s.network("nope"), Err(Error::UnknownNetwork(_))));
+        assert_eq!(now_rfc3339().len(), 20);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,84 @@
+//! `network topology`: the tutorials' diagram, drawn from what the kernel and the records hold.
+
+use std::fmt::Write;
+
+use crate::netlink::Nl;
+use crate::{Result, Store};
+
+pub fn topology(store: &Store) -> Result<String> {
+    let nl = Nl::new(None)?;
+    let links = nl.links()?;
+    let routes = nl.routes()?;
+    let nets = store.networks()?;
+    let atts = store.attachments()?;
+    let mut out = String::from("host\n");
+    // The host's own interfaces other than bridges and veths: where traffic leaves.
+    let default_oif = routes
+        .iter()
+        .find(|(n, _, _)| n.prefix_len() == 0)
+        .and_then(|(_, oif, gw)| oif.map(|o| (o, *gw)));
+    let ours = |name: &str| name.starts_with("mb-") || nets.iter().any(|n| n.bridge == name);
+    for l in links.iter().filter(|l| l.name != "lo" && !ours(&l.name)) {
+        let addrs = nl
+            .addrs(l.index)?
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let default = match default_oif {
+            Some((o, Some(gw))) if o == l.index => format!("  default via {gw}"),
+            Some((o, None)) if o == l.index => "  default route".to_string(),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "├── {}  {}  mtu {}{}", l.name, addrs, l.mtu, default);
+    }
+    for net in &nets {
+        let bridge = links.iter().find(|l| l.name == net.bridge);
+        let state = match bridge {
+            Some(b) => format!("{}/{}  mtu {}", net.gateway, net.subnet.prefix_len(), b.mtu),
+            None => "(not created yet: made on first use)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "├── {}  bridge of network {}  {}",
+            net.bridge, net.name, state
+        );
+        let _ = writeln!(
+            out,
+            "│   │   NAT: {} leaves masqueraded through the other interfaces",
+            net.subnet
+        );
+        let mine: Vec<_> = atts.iter().filter(|a| a.network == net.name).collect();
+        for (i, a) in mine.iter().enumerate() {
+            let last = i + 1 == mine.len();
+            let (branch, cont) = if last {
+                ("└──", "    ")
+            } else {
+                ("├──", "│   ")
+            };
+            let present = if links.iter().any(|l| l.name == a.veth) {
+                ""
+            } else {
+                " (missing)"
+            };
+            let _ = writeln!(
+                out,
+                "│   {branch} {}{present} ══ eth0  {}/{}  {}  [netns {}]",
+                a.veth, a.address, a.prefix_len, a.mac, a.netns
+            );
+            let _ = writeln!(out, "│   {cont}     route: default via {}", a.gateway);
+            for p in &a.ports {
+                let _ = writeln!(
+                    out,
+                    "│   {cont}     published: {}:{}/{} ─DNAT→ {}:{}",
+                    p.host_ip, p.host_port, p.proto, a.address, p.container_port
+                );
+            }
+        }
+        if mine.is_empty() {
+            let _ = writeln!(out, "│   └── (no containers)");
+        }
+    }
+    out.push_str("└── firewall: nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD\n");
+    Ok(out)
+}

@@ -1,0 +1,238 @@
+//! The library against the real kernel, each test re-executed inside a throwaway sandbox host
+//! (`unshare -n -m` with a private /run), so nothing touches the machine's own network.
+//! A stand-in container is an `unshare -n sleep` process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use minibox_netns::{attach, detach, Explain, PortSpec, Store};
+
+const IN_SANDBOX: &str = "MINIBOX_NETNS_SANDBOX";
+
+/// Runs the named test again inside a sandbox; returns true when the caller *is* the sandbox.
+fn sandboxed(test: &str) -> bool {
+    if std::env::var_os(IN_SANDBOX).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let script = "mount --make-rprivate / && mount -t tmpfs tmpfs /run && ip link set lo up \
+                  && ip link add uplink0 type veth peer name uplink1 && ip link set uplink1 up && ip addr add 198.18.0.1/24 dev uplink0 \
+                  && ip link set uplink0 up && ip route add default via 198.18.0.254 \
+                  && exec \"$0\" \"$@\"";
+    let status = Command::new("unshare")
+        .args(["-n", "-m", "--", "sh", "-c", script])
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_SANDBOX, "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{test} failed in its sandbox");
+    false
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+struct Holder(Child);
+
+impl Holder {
+    fn new() -> Self {
+        let child = Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .spawn()
+            .unwrap();
+        // unshare execs sleep once the namespace is made.
+        for _ in 0..200 {
+            let ns = std::fs::read_link(format!("/proc/{}/ns/net", child.id())).unwrap();
+            let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+            if ns != mine {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Holder(child)
+    }
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn store(dir: &Path) -> Store {
+    Store::new(&dir.join("networks"), &dir.join("run"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = Path::new("/run").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn id(n: u8) -> String {
+    format!("{:02x}", n).repeat(32)
+}
+
+fn leftovers() -> String {
+    sh("ls /run/netns; ip -o link | grep -o 'mb-[0-9a-f]*'; iptables-save | grep 'minibox:'")
+}
+
+#[test]
+fn attach_publish_detach() {
+    if !sandboxed("attach_publish_detach") {
+        return;
+    }
+    let dir = tmpdir("t1");
+    let s = store(&dir);
+    let c = Holder::new();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l2 = lines.clone();
+    let ex = Explain::to(move |l| l2.lock().unwrap().push(l.to_string()));
+    let specs = vec![
+        PortSpec::parse("8080:80").unwrap(),
+        PortSpec::parse("127.0.0.1:9090:80").unwrap(),
+    ];
+    let att = attach(&s, &ex, &id(1), c.pid(), "minibox", &specs).unwrap();
+    assert_eq!(att.address.to_string(), "10.77.0.2");
+    let ns = &att.netns;
+    let inside = sh(&format!(
+        "ip -n {ns} -o addr; ip -n {ns} route; ip -n {ns} -o link"
+    ));
+    assert!(inside.contains("inet 10.77.0.2/16"), "{inside}");
+    assert!(
+        inside.contains("default via 10.77.0.1 dev eth0"),
+        "{inside}"
+    );
+    assert!(inside.contains("lo: <LOOPBACK,UP"), "{inside}");
+    assert!(inside.contains("02:42:0a:4d:00:02"), "{inside}");
+    assert!(sh("ip -o link show mb-010101010101").contains("master minibox0"));
+    assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    let explained = lines.lock().unwrap().join("\n");
+    for want in [
+        "ip link add minibox0",
+        "ip netns attach",
+        "type veth peer name eth0",
+        "ip -n minibox-010101010101 route add default via 10.77.0.1",
+        "sysctl -w net.ipv4.conf.minibox0.route_localnet=1",
+        "iptables -t nat -A MINIBOX-DNAT",
+    ] {
+        assert!(
+            explained.contains(want),
+            "missing {want:?} in:\n{explained}"
+        );
+    }
+
+    // A web server in the container, reached through the published ports.
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), "hello\n").unwrap();
+    let httpd = Holder(
+        Command::new("ip")
+            .args([
+                "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "80", "-h",
+            ])
+            .arg(dir.join("www"))
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    for url in [
+        "127.0.0.1:8080",
+        "198.18.0.1:8080",
+        "10.77.0.2:80",
+        "127.0.0.1:9090",
+    ] {
+        let got = sh(&format!("timeout 3 busybox wget -qO- http://{url}/"));
+        assert_eq!(got, "hello\n", "{url}");
+    }
+    // 127.0.0.1-only publishing is not reachable through another address.
+    let got = sh("timeout 1 busybox wget -qO- http://198.18.0.1:9090/");
+    assert!(!got.contains("hello"), "{got}");
+
+    // The port is taken now, by this container.
+    let c2 = Holder::new();
+    let err = attach(
+        &s,
+        &Explain::off(),
+        &id(2),
+        c2.pid(),
+        "minibox",
+        &[PortSpec::parse("8080:80").unwrap()],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("host port 8080/tcp is already in use by container 010101010101"),
+        "{err}"
+    );
+    assert!(!leftovers().contains("020202020202"));
+
+    drop(httpd);
+    // Half gone already (a crash during an earlier teardown): one rule and the veth.
+    sh("iptables -t nat -D MINIBOX-DNAT -p tcp -m tcp --dport 8080 -m comment --comment minibox:010101010101 -j DNAT --to-destination 10.77.0.2:80");
+    sh("ip link del mb-010101010101");
+    detach(&s, &Explain::off(), &att).unwrap();
+    // Idempotent.
+    detach(&s, &Explain::off(), &att).unwrap();
+    assert_eq!(leftovers().trim(), "");
+    assert!(s.attachments().unwrap().is_empty());
+}
+
+#[test]
+fn refusals_leave_nothing() {
+    if !sandboxed("refusals_leave_nothing") {
+        return;
+    }
+    let dir = tmpdir("t2");
+    let s = store(&dir);
+    let c = Holder::new();
+    // A listening host socket.
+    let _l = std::net::TcpListener::bind("0.0.0.0:7070").unwrap();
+    let err = attach(
+        &s,
+        &Explain::off(),
+        &id(3),
+        c.pid(),
+        "minibox",
+        &[PortSpec::parse("7070:80").unwrap()],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("in use by a process on the host"),
+        "{err}"
+    );
+    let err = attach(&s, &Explain::off(), &id(3), c.pid(), "nope", &[]).unwrap_err();
+    assert!(err.to_string().contains("network nope not found"), "{err}");
+    // A subnet overlapping a route.
+    let err = minibox_netns::create_network(&s, "clash", "198.18.0.0/16", None).unwrap_err();
+    assert!(err.to_string().contains("on uplink0"), "{err}");
+    // An exhausted subnet.
+    minibox_netns::create_network(&s, "tiny", "10.99.0.0/30", None).unwrap();
+    let att = attach(&s, &Explain::off(), &id(4), c.pid(), "tiny", &[]).unwrap();
+    let c2 = Holder::new();
+    let err = attach(&s, &Explain::off(), &id(5), c2.pid(), "tiny", &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("no free address left in tiny"),
+        "{err}"
+    );
+    let err = minibox_netns::remove_network(&s, &Explain::off(), "tiny").unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    detach(&s, &Explain::off(), &att).unwrap();
+    minibox_netns::remove_network(&s, &Explain::off(), "tiny").unwrap();
+    assert!(!sh("ip -o link").contains("minibox1"));
+    // A bridge name clash.
+    sh("ip link add minibox0 type veth peer name minibox0p");
+    let err = attach(&s, &Explain::off(), &id(6), c.pid(), "minibox", &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("minibox0 exists and is not a minibox bridge"),
+        "{err}"
+    );
+    assert_eq!(leftovers().trim(), "");
+}

@@ -1,0 +1,733 @@
+//! Networking end to end: bridge, veth, addresses, NAT, published ports and the teaching views,
+//! with the real binary in sandbox hosts. Traffic only ever goes to the sandbox's own namespaces:
+//! an "outside" namespace on an uplink the test builds plays both the remote client and the
+//! upstream server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use minibox_tests::Sandbox;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The sandbox host's uplink address, and the outside namespace's.
+const HOST: &str = "198.51.100.1";
+const OUTSIDE: &str = "198.51.100.2";
+
+/// Gives the sandbox host an uplink to a namespace `outside` (a client, and an upstream web server
+/// on :80 answering "upstream") with no route back to the containers' subnet: replies to
+/// containers only arrive when NAT works.
+fn build_uplink(sb: &Sandbox) {
+    sb.sh(&format!(
+        "set -e
+         ip netns add outside
+         ip link add up0 type veth peer name up1 netns outside
+         ip addr add {HOST}/24 dev up0 && ip link set up0 mtu 1400 up
+         ip -n outside addr add {OUTSIDE}/24 dev up1
+         ip -n outside link set up1 up && ip -n outside link set lo up
+         ip route add default via {OUTSIDE}
+         mkdir -p /run/upstream && echo upstream > /run/upstream/index.html
+         ip netns exec outside busybox httpd -p 80 -h /run/upstream"
+    ))
+    .ok();
+}
+
+fn remove_uplink(sb: &Sandbox) {
+    sb.sh("ip netns pids outside | xargs -r kill; ip netns delete outside")
+        .ok();
+}
+
+/// A `minibox run` left running in the background, until it is stopped (its stdout kept open).
+struct Running(
+    Child,
+    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
+);
+
+impl Running {
+    /// Starts `run ARGS` and waits until the container prints a line containing `ready`.
+    fn start(sb: &Sandbox, args: &[&str], ready: &str) -> Self {
+        let mut full = vec!["run", "--rm"];
+        full.extend_from_slice(args);
+        let mut child = sb
+            .command(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        if !line.contains(ready) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "run {args:?} did not get ready: {line:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Running(child, out)
+    }
+
+    /// SIGTERM to minibox, which passes it to the container and tears everything down.
+    fn stop(mut self) {
+        kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM).unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(status.code().is_some(), "minibox itself died: {status:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// An HTTP GET from the sandbox host (busybox wget: its -T crashes, hence timeout).
+fn get_once(sb: &Sandbox, url: &str) -> String {
+    sb.sh(&format!("timeout 5 busybox wget -qO- http://{url}/"))
+        .stdout()
+}
+
+/// An HTTP GET that expects an answer: the demo prints "listen" just before it listens, so a
+/// refused first try is retried for a moment.
+fn get(sb: &Sandbox, url: &str) -> String {
+    for _ in 0..20 {
+        let got = get_once(sb, url);
+        if !got.is_empty() {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    String::new()
+}
+
+/// A one-shot HTTP GET from a fresh container (busybox wget; its -T crashes, hence timeout).
+fn get_from_container(sb: &Sandbox, image: &str, url: &str) -> String {
+    sb.minibox(&[
+        "run",
+        "--rm",
+        image,
+        "timeout",
+        "5",
+        "wget",
+        "-qO-",
+        &format!("http://{url}/"),
+    ])
+    .stdout()
+}
+
+fn web_demo(forward_drop: bool) {
+    let sb = Sandbox::new();
+    sb.import_web();
+    build_uplink(&sb);
+    if forward_drop {
+        // As Docker leaves it.
+        sb.sh("iptables -P FORWARD DROP").ok();
+    }
+    let web1 = Running::start(
+        &sb,
+        &[
+            "--name",
+            "web1",
+            "-p",
+            "8080:8081",
+            "web",
+            "/bin/web",
+            "web1",
+        ],
+        "web1 listen",
+    );
+    let web2 = Running::start(
+        &sb,
+        &[
+            "--name",
+            "web2",
+            "-p",
+            "8081:8081",
+            "web",
+            "/bin/web",
+            "web2",
+        ],
+        "web2 listen",
+    );
+    let addr = |name: &str| {
+        let out = sb.minibox(&["network", "inspect", "minibox"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = std::fs::read_to_string(sb.root().join("names").join(name)).unwrap();
+        assert_eq!(v[0]["Containers"][id.trim()]["Name"], name);
+        let a = v[0]["Containers"][id.trim()]["IPv4Address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        a.split('/').next().unwrap().to_string()
+    };
+    let (a1, a2) = (addr("web1"), addr("web2"));
+    // The MTU of the default route's interface, on the bridge and inside the containers.
+    assert!(sb.sh("ip -o link show minibox0").ok().contains("mtu 1400"));
+    let inside = sb
+        .sh("for n in /run/netns/minibox-*; do ip -n ${n##*/} -o link show eth0; done")
+        .ok();
+    assert_eq!(inside.matches("mtu 1400").count(), 2, "{inside}");
+    assert_ne!(a1, a2);
+
+    for (port, name) in [("8080", "web1\n"), ("8081", "web2\n")] {
+        // From the host itself: 127.0.0.1 and its own address.
+        assert_eq!(
+            get(&sb, &format!("127.0.0.1:{port}")),
+            name,
+            "127.0.0.1:{port}"
+        );
+        assert_eq!(get(&sb, &format!("{HOST}:{port}")), name, "{HOST}:{port}");
+        // From another machine on the uplink.
+        let out = sb
+            .sh(&format!(
+                "ip netns exec outside timeout 5 busybox wget -qO- http://{HOST}:{port}/"
+            ))
+            .stdout();
+        assert_eq!(out, name, "outside -> {HOST}:{port}");
+        // From a container, through the host's address and through the gateway (hairpin).
+        assert_eq!(
+            get_from_container(&sb, "web", &format!("{HOST}:{port}")),
+            name
+        );
+        assert_eq!(
+            get_from_container(&sb, "web", &format!("10.77.0.1:{port}")),
+            name
+        );
+    }
+    // Container to container, by address.
+    assert_eq!(
+        get_from_container(&sb, "web", &format!("{a1}:8081")),
+        "web1\n"
+    );
+    assert_eq!(
+        get_from_container(&sb, "web", &format!("{a2}:8081")),
+        "web2\n"
+    );
+    // A container reaching its own published port through the host address.
+    let own = sb
+        .minibox(&[
+            "run",
+            "--rm",
+            "-p",
+            "8090:8081",
+            "web",
+            "sh",
+            "-c",
+            &format!(
+                "/bin/web self >/dev/null & sleep 0.5; timeout 5 wget -qO- http://{HOST}:8090/"
+            ),
+        ])
+        .ok();
+    assert_eq!(own, "self\n");
+    // Outbound NAT to the upstream server, which has no route back to the subnet.
+    assert_eq!(
+        get_from_container(&sb, "web", &format!("{OUTSIDE}:80")),
+        "upstream\n"
+    );
+    // A host service, through the gateway.
+    sb.sh("mkdir -p /run/hostsvc && echo host > /run/hostsvc/index.html && (busybox httpd -f -p 7000 -h /run/hostsvc >/dev/null 2>&1 & echo $! > /run/hostsvc.pid)").ok();
+    assert_eq!(get_from_container(&sb, "web", "10.77.0.1:7000"), "host\n");
+    sb.sh("kill $(cat /run/hostsvc.pid)").ok();
+
+    // `port` in Docker's format, by name.
+    assert_eq!(
+        sb.minibox(&["port", "web1"]).ok(),
+        "8081/tcp -> 0.0.0.0:8080\n"
+    );
+    assert_eq!(sb.minibox(&["port", "web2", "8081"]).ok(), "0.0.0.0:8081\n");
+    sb.minibox(&["port", "web2", "9999/udp"])
+        .fails(125, "no public port '9999/udp' published for web2");
+    let topo = sb.minibox(&["network", "topology"]).ok();
+    for want in [
+        "minibox0  bridge of network minibox  10.77.0.1/16",
+        &format!("eth0  {a1}/16"),
+        "published: 0.0.0.0:8080/tcp ─DNAT→",
+        "up0  198.51.100.1/24",
+    ] {
+        assert!(topo.contains(want), "topology lacks {want:?}:\n{topo}");
+    }
+
+    web1.stop();
+    web2.stop();
+    // The ports are free again, and nothing answers on them.
+    assert_eq!(get_once(&sb, "127.0.0.1:8080"), "");
+    remove_uplink(&sb);
+    sb.finish();
+}
+
+#[test]
+fn web_demo_reachable_from_everywhere() {
+    web_demo(false);
+}
+
+#[test]
+fn web_demo_with_forward_policy_drop() {
+    web_demo(true);
+}
+
+#[test]
+fn localhost_only_and_random_ports() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    build_uplink(&sb);
+    let web = Running::start(
+        &sb,
+        &[
+            "--name",
+            "w",
+            "-p",
+            "127.0.0.1:8080:8081",
+            "-P",
+            "-p",
+            "9000-9010:8081",
+            "web",
+            "/bin/web",
+            "w",
+        ],
+        "w listen",
+    );
+    assert_eq!(get(&sb, "127.0.0.1:8080"), "w\n");
+    // Published on 127.0.0.1 only: not through the host's other address, nor from outside.
+    assert_eq!(get_once(&sb, &format!("{HOST}:8080")), "");
+    assert_eq!(
+        sb.sh(&format!(
+            "ip netns exec outside timeout 2 busybox wget -qO- http://{HOST}:8080/"
+        ))
+        .stdout(),
+        ""
+    );
+    let ports = sb.minibox(&["port", "w", "8081"]).ok();
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 3, "{ports}");
+    assert_eq!(lines[0], "127.0.0.1:8080");
+    let range = sb.sh("cat /proc/sys/net/ipv4/ip_local_port_range").ok();
+    let bounds: Vec<u16> = range
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    // In the order given: -p, -p, then -P's.
+    let ranged: u16 = lines[1].rsplit(':').next().unwrap().parse().unwrap();
+    let random: u16 = lines[2].rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        (bounds[0]..=bounds[1]).contains(&random),
+        "-P port {random} outside {range}"
+    );
+    assert!((9000..=9010).contains(&ranged));
+    assert_eq!(get(&sb, &format!("{HOST}:{random}")), "w\n");
+    assert_eq!(get(&sb, &format!("{HOST}:{ranged}")), "w\n");
+    web.stop();
+    remove_uplink(&sb);
+    sb.finish();
+}
+
+#[test]
+fn bad_input_leaves_nothing() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    for (spec, why) in [
+        ("70000:80", "out of range"),
+        ("a:b", "not a port number"),
+        ("8080-8081:80-82", "differ in length"),
+        ("80/icmp", "unknown protocol"),
+    ] {
+        let err = sb
+            .minibox(&["run", "--rm", "-p", spec, "busybox", "true"])
+            .fails(125, &format!("invalid port spec {spec:?}: "));
+        assert!(err.contains(why), "{spec}: no {why:?} in {err}");
+    }
+    sb.minibox(&["run", "--rm", "--network", "nope", "busybox", "true"])
+        .fails(125, "network nope not found");
+    sb.minibox(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-p",
+        "80",
+        "busybox",
+        "true",
+    ])
+    .fails(125, "publishing ports needs a bridge network");
+    sb.minibox(&["network", "create", "x", "--subnet", "10.1.0.0/33"])
+        .fails(125, "not an IPv4 CIDR");
+    sb.minibox(&["network", "create", "x", "--subnet", "10.77.5.0/24"])
+        .fails(125, "overlaps 10.77.0.0/16");
+    sb.minibox(&["network", "rm", "minibox"])
+        .fails(125, "predefined");
+    // A bridge name clash: minibox0 exists and is something else.
+    let sb2 = Sandbox::new();
+    sb2.import_busybox();
+    sb2.sh("ip link add minibox0 type veth peer name other0")
+        .ok();
+    sb2.minibox(&["run", "--rm", "busybox", "true"])
+        .fails(125, "minibox0 exists and is not a minibox bridge");
+    sb2.sh("ip link del minibox0").ok();
+    sb2.finish();
+    sb.finish();
+}
+
+#[test]
+fn port_in_use_is_refused_before_anything_is_made() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    // By a host process.
+    let mut listener = sb
+        .exec("busybox", ["nc", "-l", "-p", "8085"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sb.minibox(&["run", "--rm", "-p", "8085:8081", "web", "true"])
+        .fails(
+            125,
+            "host port 8085/tcp is already in use by a process on the host",
+        );
+    let _ = listener.kill();
+    let _ = listener.wait();
+    // By another container.
+    let web = Running::start(
+        &sb,
+        &["-p", "8086:8081", "web", "/bin/web", "a"],
+        "a listen",
+    );
+    sb.minibox(&["run", "--rm", "-p", "8086:80", "web", "true"])
+        .fails(125, "host port 8086/tcp is already in use by container");
+    // The same port over UDP is another port.
+    sb.minibox(&["run", "--rm", "-p", "8086:80/udp", "web", "true"])
+        .ok();
+    web.stop();
+    sb.finish();
+}
+
+#[test]
+fn networks_create_inspect_rm() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let id = sb
+        .minibox(&[
+            "network",
+            "create",
+            "blue",
+            "--subnet",
+            "10.88.0.0/24",
+            "--gateway",
+            "10.88.0.254",
+        ])
+        .ok();
+    assert_eq!(id.trim().len(), 64);
+    sb.minibox(&["network", "create", "blue", "--subnet", "10.89.0.0/24"])
+        .fails(125, "already exists");
+    let ls = sb.minibox(&["network", "ls"]).ok();
+    assert!(
+        ls.contains("blue") && ls.contains("10.88.0.0/24") && ls.contains("minibox0"),
+        "{ls}"
+    );
+    let out = sb
+        .minibox(&[
+            "run",
+            "--rm",
+            "--network",
+            "blue",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; ip route",
+        ])
+        .ok();
+    assert!(out.contains("inet 10.88.0.1/24"), "{out}");
+    assert!(out.contains("default via 10.88.0.254"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["network", "inspect", "blue"]).ok()).unwrap();
+    assert_eq!(v[0]["Name"], "blue");
+    assert_eq!(v[0]["Driver"], "bridge");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.88.0.0/24");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "10.88.0.254");
+    assert_eq!(
+        v[0]["Options"]["com.docker.network.bridge.name"],
+        "minibox1"
+    );
+    // In use: refused.
+    let mut hold = sb
+        .command(&[
+            "run",
+            "--rm",
+            "--network",
+            "blue",
+            "busybox",
+            "sh",
+            "-c",
+            "trap \"exit 0\" TERM; echo up; sleep 30 & wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(hold.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["network", "inspect", "blue"]).ok()).unwrap();
+    let c = v[0]["Containers"].as_object().unwrap();
+    assert_eq!(c.len(), 1);
+    let (_, c) = c.iter().next().unwrap();
+    // Round robin: the first container had .1.
+    assert_eq!(c["IPv4Address"], "10.88.0.2/24");
+    assert_eq!(c["MacAddress"], "02:42:0a:58:00:02");
+    sb.minibox(&["network", "rm", "blue"])
+        .fails(125, "in use by 1 container");
+    kill(Pid::from_raw(hold.id() as i32), Signal::SIGTERM).unwrap();
+    hold.wait().unwrap();
+    sb.minibox(&["network", "rm", "blue"]).ok();
+    assert!(!sb.sh("ip -o link").ok().contains("minibox1"));
+    assert!(!sb.sh("iptables-save").ok().contains("minibox-network:blue"));
+    sb.minibox(&["network", "inspect", "blue"])
+        .fails(125, "network blue not found");
+    sb.finish();
+}
+
+/// The `--explain` output is a script: replayed with bash in a fresh sandbox host it builds the
+/// same addresses and routes, and a published port that works.
+#[test]
+fn explain_replays() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    let mut child = sb
+        .command(&[
+            "--explain",
+            "run",
+            "--rm",
+            "-p",
+            "8080:8081",
+            "web",
+            "/bin/web",
+            "w",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("w listen"), "{line}");
+    let ns = sb.sh("ls /run/netns").ok().trim().to_string();
+    let original = sb.sh(&format!("ip -n {ns} -o -4 addr show eth0 | awk '{{print $4}}'; ip -n {ns} route; ip -o -4 addr show minibox0 | awk '{{print $4}}'")).ok();
+    assert_eq!(get(&sb, "127.0.0.1:8080"), "w\n");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let explained = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The setup half: everything before the teardown's first deletion.
+    let setup: Vec<&str> = explained
+        .lines()
+        .take_while(|l| {
+            !l.contains(" -D ")
+                && !l.starts_with("ip link del")
+                && !l.starts_with("ip netns delete")
+        })
+        .collect();
+    assert!(
+        setup.iter().any(|l| l.starts_with("ip netns attach ")),
+        "{explained}"
+    );
+    sb.finish();
+
+    // Replay in a fresh sandbox, the container being a plain process in a new netns running the
+    // same web server from the fixture.
+    let fresh = Sandbox::new();
+    let web = minibox_tests::fixtures::web_binary();
+    let script = format!("echo $$; exec {} w", web.display());
+    let mut holder = KillOnDrop(
+        fresh
+            .exec("unshare", ["-n", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Keep reading end open: the server writes to it, and would die of SIGPIPE.
+    let mut out = BufReader::new(holder.0.stdout.take().unwrap());
+    let mut pid = String::new();
+    out.read_line(&mut pid).unwrap();
+    let script: Vec<String> = setup
+        .iter()
+        .map(|l| {
+            if l.starts_with("ip netns attach ") {
+                let name = l.split_whitespace().nth(3).unwrap();
+                format!("ip netns attach {name} {}", pid.trim())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    fresh
+        .exec("bash", ["-e", "-x", "-c", &script.join("\n")])
+        .output()
+        .map(|o| {
+            assert!(
+                o.status.success(),
+                "replay failed:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        })
+        .unwrap();
+    let replayed = fresh.sh(&format!("ip -n {ns} -o -4 addr show eth0 | awk '{{print $4}}'; ip -n {ns} route; ip -o -4 addr show minibox0 | awk '{{print $4}}'")).ok();
+    assert_eq!(replayed, original);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&fresh, "127.0.0.1:8080"), "w\n");
+    drop(holder);
+    // What the script made is not minibox's to clean: the sandbox takes it away.
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The firewall goes through whichever iptables is first in PATH: here iptables-legacy.
+#[test]
+fn works_with_iptables_legacy() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    sb.sh(
+        "mkdir -p /run/legacy && for t in iptables iptables-save iptables-restore; do \
+         ln -s /usr/sbin/xtables-legacy-multi /run/legacy/$t; done",
+    )
+    .ok();
+    let path = format!("/run/legacy:{}", std::env::var("PATH").unwrap_or_default());
+    let mut child = sb
+        .command(&[
+            "run",
+            "--rm",
+            "-p",
+            "8080:8081",
+            "web",
+            "/bin/web",
+            "legacy",
+        ])
+        .env("PATH", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("legacy listen"), "{line}");
+    assert_eq!(get(&sb, "127.0.0.1:8080"), "legacy\n");
+    let legacy = sb.sh("iptables-legacy-save").ok();
+    assert!(legacy.contains("minibox:"), "{legacy}");
+    assert!(!sb.sh("iptables-nft-save").ok().contains("MINIBOX"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+    assert!(!sb.sh("iptables-legacy-save").ok().contains("minibox:"));
+    sb.finish();
+}
+
+/// Publishing a UDP port flushes its stale conntrack entries (or a client's flow would keep
+/// going wherever it went before), and only those.
+#[test]
+fn udp_publish_flushes_stale_conntrack() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    for (sport, port) in [(40000, 5300), (40001, 5300), (40000, 5301)] {
+        sb.sh(&format!(
+            "conntrack -I -p udp -s 198.51.100.2 -d 198.51.100.1 --sport {sport} --dport {port} -t 60"
+        ))
+        .ok();
+    }
+    // A TCP flow to the same port number is not UDP's business.
+    sb.sh("conntrack -I -p tcp -s 198.51.100.2 -d 198.51.100.1 --sport 40000 --dport 5300 --state ESTABLISHED -t 60").ok();
+    sb.minibox(&["run", "--rm", "-p", "5300:53/udp", "busybox", "true"])
+        .ok();
+    let left = sb.sh("conntrack -L -p udp 2>/dev/null").ok();
+    assert!(!left.contains("dport=5300"), "{left}");
+    assert!(left.contains("dport=5301"), "{left}");
+    let tcp = sb.sh("conntrack -L -p tcp 2>/dev/null").ok();
+    assert!(tcp.contains("dport=5300"), "{tcp}");
+    sb.finish();
+}
+
+/// Several first uses at once: one bridge, one set of chains, distinct addresses, all cleaned.
+#[test]
+fn concurrent_runs_on_a_fresh_host() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let children: Vec<Child> = (0..6)
+        .map(|_| {
+            sb.command(&[
+                "run",
+                "--rm",
+                "-p",
+                "80",
+                "busybox",
+                "sh",
+                "-c",
+                "ip -o -4 addr show eth0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut addrs = Vec::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        addrs.push(s.split_whitespace().nth(3).unwrap().to_string());
+    }
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 6, "{addrs:?}");
+    let rules = sb.sh("iptables-save").ok();
+    assert_eq!(rules.matches("-j MINIBOX-DNAT").count(), 2, "{rules}");
+    assert_eq!(rules.matches("-j MINIBOX-FORWARD").count(), 1, "{rules}");
+    assert_eq!(sb.sh("ip -o link show type bridge").ok().lines().count(), 1);
+    sb.finish();
+}
+
+/// A /30 has one address for a container: the second is refused, and leaves nothing behind.
+#[test]
+fn exhausted_subnet_is_refused() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&["network", "create", "tiny", "--subnet", "10.99.0.0/30"])
+        .ok();
+    let mut hold = sb
+        .command(&[
+            "run",
+            "--rm",
+            "--network",
+            "tiny",
+            "busybox",
+            "sh",
+            "-c",
+            "trap \"exit 0\" TERM; echo up; sleep 30 & wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(hold.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    sb.minibox(&["run", "--rm", "--network", "tiny", "busybox", "true"])
+        .fails(125, "no free address left in tiny (10.99.0.0/30)");
+    kill(Pid::from_raw(hold.id() as i32), Signal::SIGTERM).unwrap();
+    hold.wait().unwrap();
+    sb.minibox(&["run", "--rm", "--network", "tiny", "busybox", "true"])
+        .ok();
+    sb.minibox(&["network", "rm", "tiny"]).ok();
+    sb.finish();
+}
