@@ -21,10 +21,20 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Persistent data: images and container directories.
-    #[arg(long, global = true, env = "MINIBOX_ROOT", default_value = "/var/lib/minibox")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIBOX_ROOT",
+        default_value = "/var/lib/minibox"
+    )]
     pub root: PathBuf,
     /// Volatile state: container state, IP allocations, locks.
-    #[arg(long, global = true, env = "MINIBOX_RUNROOT", default_value = "/run/minibox")]
+    #[arg(
+        long,
+        global = true,
+        env = "MINIBOX_RUNROOT",
+        default_value = "/run/minibox"
+    )]
     pub runroot: PathBuf,
     /// Log filter (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "MINIBOX_LOG", default_value = "warn")]
@@ -56,6 +66,121 @@ pub enum Command {
     Network(NetworkCommand),
     /// List a container's published ports, or where one port is published.
     Port(PortArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Show containers as JSON.
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's output.
+    Logs(LogsArgs),
+    /// Stop containers: SIGTERM, then SIGKILL after the grace period.
+    Stop(StopArgs),
+    /// Send a signal to containers.
+    Kill(KillArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Start stopped containers.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop then start containers.
+    Restart(StopArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Manage minibox itself.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Undo what containers whose supervisor died still hold.
+    Prune,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show every container (default: running ones).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only the ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep following the output until the container stops.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines (or "all").
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal (name or number).
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove running containers too.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep standard input open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (K=V, or K to take it from minibox's environment).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// UID[:GID] or NAME[:GROUP].
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    pub container: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,11 @@ use clap::Parser;
 pub const EXIT_RUNTIME: u8 = 125;
 
 fn main() -> ExitCode {
+    // A container's supervisor: exec'd by `run -d`, kept lean (no command line parsing).
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(container::supervisor::FLAG.as_ref()) {
+        container::supervisor::main(args.collect());
+    }
     let cli = cli::Cli::parse();
     init_logging(&cli.global.log_level);
     match commands::dispatch(cli) {

@@ -1,16 +1,24 @@
 //! One module per group of subcommands; each returns the process exit code.
 
+mod container;
+mod exec;
 mod image;
 mod network;
 mod run;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ImageCommand};
+use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
 use crate::paths::Paths;
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let paths = Paths::new(&cli.global.root, &cli.global.runroot);
+    let explain = cli.global.explain;
+    // Undo what containers whose owner died still hold, before anything looks at them
+    // (`system prune` does it itself, and says what it found).
+    if !matches!(cli.command, Command::System(SystemCommand::Prune)) {
+        crate::container::recover::check(&paths, explain);
+    }
     match cli.command {
         Command::Import(args) => image::import(&paths, args),
         Command::Load(args) => image::load(&paths, args),
@@ -21,5 +29,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Run(args) => run::run(&paths, &cli.global, *args),
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),
+        Command::Ps(args) => container::ps(&paths, &args),
+        Command::Inspect { containers } => container::inspect(&paths, &containers),
+        Command::Logs(args) => container::logs(&paths, &args),
+        Command::Stop(args) => container::stop(&paths, explain, &args),
+        Command::Kill(args) => container::kill(&paths, &args),
+        Command::Rm(args) => container::rm(&paths, explain, &args),
+        Command::Start { containers } => container::start(&paths, explain, &containers),
+        Command::Restart(args) => container::restart(&paths, explain, &args),
+        Command::Wait { containers } => container::wait(&paths, explain, &containers),
+        Command::Exec(args) => exec::exec(&paths, args),
+        Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
     }
 }

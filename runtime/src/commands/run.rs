@@ -3,16 +3,26 @@
 //!
 //! The start path is kept lean (no process spawned, no thread, no async runtime): the clone needs
 //! a single-threaded parent, and the whole run aims at a few milliseconds.
+//!
+//! Every resource is recorded in the container's state before it is made (write-ahead), under
+//! the container's lock, so that whatever dies when, the next command can undo it
+//! (`container::recover`). With `-d` the set-up runs in a forked process that then becomes the
+//! container's supervisor (`container::supervisor`); `start` goes the same way.
 
-use anyhow::{bail, Context, Result};
-use nix::sys::wait::WaitStatus;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use nix::unistd::Pid;
 
 use crate::cli::{Global, RunArgs};
 use crate::container::cgroups::{Cgroup, Limits};
-use crate::container::process::{self, Failure, Launch, Signals};
+use crate::container::process::{self, Failure, Launch, Signals, Started};
+use crate::container::recover::{self, fault};
 use crate::container::spec::{self, Spec};
-use crate::container::{image, state, tty};
-use crate::network::{self, Attachment, Mode, Request};
+use crate::container::state::{self, Config, Lock, State, Status};
+use crate::container::{image, supervisor, teardown, tty};
+use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
 /// Everything `run` will do, checked before anything is created.
@@ -25,9 +35,6 @@ struct Plan {
 }
 
 fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
-    if args.detach {
-        bail!("-d is not supported yet: run the container in the foreground");
-    }
     let limits = Limits {
         memory: args.memory.as_deref().map(spec::memory).transpose()?,
         cpu_quota: args.cpus.as_deref().map(spec::cpu_quota).transpose()?,
@@ -77,6 +84,7 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         publish_all: args.publish_all,
         exposed: found.config.exposed.clone(),
     };
+    network::check(paths, &request)?;
     Ok(Plan {
         id,
         found,
@@ -94,81 +102,275 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         spec,
         request,
     } = plan(paths, &args)?;
+    let mut config = Config {
+        id: id.clone(),
+        name: args.name.clone(),
+        image: found.id.clone(),
+        image_name: args.image.clone(),
+        args: spec.args.clone(),
+        hostname: spec.hostname.clone(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        spec,
+        limits,
+        cgroup_parent: args.cgroup_parent.clone(),
+        network: args.network.clone(),
+        publish: request.publish.clone(),
+        publish_all: request.publish_all,
+        exposed: request.exposed.clone(),
+        rm: args.rm,
+        memory: args.memory.clone(),
+    };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
-    let mut container = Container {
-        paths: paths.clone(),
-        explain: global.explain,
-        id: id.clone(),
-        name: None,
-        cgroup: None,
-        attachment: None,
-        rootfs_prepared: false,
-        keep: false,
+    let lock = match &args.name {
+        Some(name) => state::create(paths, &id, Some(name))?,
+        None => create_named(paths, &mut config)?,
     };
-    if let Some(name) = &args.name {
-        state::claim_name(paths, name, &id)?;
-        container.name = Some(name.clone());
+    fault("created");
+    let initial = State {
+        logged: args.detach,
+        ..Default::default()
+    };
+    let container = Container::new(paths, global.explain, &config, lock, initial);
+    state::write_config(paths, &config)?;
+    fault("config");
+    if args.detach {
+        let code = detach(container, &found, &config, &signals)?;
+        if code == 0 {
+            println!("{id}");
+        }
+        return Ok(code);
     }
-    state::create(
-        paths,
-        &state::Config {
-            id: id.clone(),
-            name: args.name.clone(),
-            image: found.id.clone(),
-            image_name: args.image.clone(),
-            args: spec.args.clone(),
-            hostname: spec.hostname.clone(),
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        },
-    )?;
-    let dir = state::dir(paths, &id);
-    let state_dir = state::state_dir(paths, &id);
+    foreground(container, &found, &config, &signals, args.interactive)
+}
+
+/// Records a container run without `--name` under a generated name (retrying on a collision).
+fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
+    let mut attempt = 0;
+    loop {
+        let name = state::generate_name(&config.id, attempt);
+        match state::create(paths, &config.id, Some(&name)) {
+            Ok(lock) => {
+                config.name = Some(name);
+                return Ok(lock);
+            }
+            Err(_) if attempt < 40 && state::name_taken(paths, &name) => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs the container attached to this process: its output is ours, our signals are its own.
+fn foreground(
+    mut container: Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+    interactive: bool,
+) -> Result<u8> {
+    let (pid, started) = match setup(&mut container, found, config, signals) {
+        Ok(s) => s,
+        Err(Failure { code, msg }) => {
+            drop(container);
+            eprintln!("minibox: {msg}");
+            return Ok(code);
+        }
+    };
+    let tty = config.spec.tty;
+    let raw = (tty && interactive).then(tty::RawMode::enter);
+    let relay = started.pty.map(|m| tty::Relay::new(m, interactive));
+    let status = process::wait(pid, signals, relay);
+    drop(raw);
+    let status = status.context("waiting for the container")?;
+    let code = process::exit_code(status);
+    let oom = container.oom_killed();
+    if code == 137 && oom {
+        eprintln!(
+            "minibox: the container was killed by the OOM killer: it reached its memory limit{}",
+            config
+                .memory
+                .as_deref()
+                .map(|m| format!(" (--memory {m})"))
+                .unwrap_or_default()
+        );
+    }
+    container.exited(code, oom);
+    drop(container);
+    Ok(code)
+}
+
+/// Starts the container in a forked process that becomes its supervisor, and returns once the
+/// container runs (0) or failed (its code, with why printed). Used by `run -d` and `start`.
+pub fn detach(
+    container: Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+) -> Result<u8> {
+    let (report_r, report_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
+    // SAFETY: the process is single-threaded.
+    match unsafe { nix::unistd::fork() }.context("starting the supervisor")? {
+        nix::unistd::ForkResult::Child => {
+            drop(report_r);
+            in_supervisor(container, found, config, signals, report_w)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(report_w);
+            // The lock stays with the supervisor (closing our descriptor keeps it locked).
+            let (paths, explain) = (container.paths.clone(), container.explain);
+            container.disarm();
+            let mut report = Vec::new();
+            let _ = std::fs::File::from(report_r).read_to_end(&mut report);
+            match report.split_first() {
+                Some((0, _)) => Ok(0),
+                Some((code, msg)) => {
+                    eprintln!("minibox: {}", String::from_utf8_lossy(msg));
+                    Ok(*code)
+                }
+                None => {
+                    // It died: once it is gone (and so its lock), undo what it left.
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    if let Ok(Some(lock)) = state::try_lock(&paths, &config.id) {
+                        let st = state::load_state(&paths, &config.id).unwrap_or_default();
+                        recover::recover(&paths, explain, &config.id, st, lock);
+                    }
+                    anyhow::bail!("the supervisor of {:.12} died while starting it", config.id)
+                }
+            }
+        }
+    }
+}
+
+/// The forked process: sets the container up with its output going to the log pipes, reports
+/// to the parent, then execs the lean supervisor (keeping the lock and the pipes).
+fn in_supervisor(
+    mut container: Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+    report: OwnedFd,
+) -> ! {
+    let _ = nix::unistd::setsid();
+    let result = (|| -> Result<(Pid, Started, OwnedFd, OwnedFd), Failure> {
+        let fail = |what: &str, e: nix::Error| Failure::runtime(format!("{what}: {e}"));
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| Failure::runtime(format!("opening /dev/null: {e}")))?;
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        let (out_r, out_w) = pipe().map_err(|e| fail("creating a pipe", e))?;
+        let (err_r, err_w) = pipe().map_err(|e| fail("creating a pipe", e))?;
+        // The container inherits these as its stdin, stdout and stderr.
+        for (from, to) in [
+            (null.as_raw_fd(), 0),
+            (out_w.as_raw_fd(), 1),
+            (err_w.as_raw_fd(), 2),
+        ] {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(from, to) };
+        }
+        let res = setup(&mut container, found, config, signals);
+        for to in [1, 2] {
+            // SAFETY: as above.
+            unsafe { libc::dup2(null.as_raw_fd(), to) };
+        }
+        let (pid, started) = res?;
+        Ok((pid, started, out_r, err_r))
+    })();
+    let mut report = std::fs::File::from(report);
+    match result {
+        Ok((pid, started, out_r, err_r)) => {
+            let _ = report.write_all(&[0]);
+            drop(report);
+            let (out, err) = match started.pty {
+                Some(master) => (master, None),
+                None => (out_r, Some(err_r)),
+            };
+            let failure = container.hand_over(pid, out, err);
+            // Not reached unless the exec failed: the container must not run unsupervised.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            tracing::error!("{}", failure.msg);
+        }
+        Err(Failure { code, msg }) => {
+            // Undone before the report, so that `run` returns with nothing left.
+            drop(container);
+            let mut out = vec![code];
+            out.extend(msg.as_bytes());
+            let _ = report.write_all(&out);
+            drop(report);
+            // SAFETY: leaving the forked process without the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+    }
+    drop(container);
+    // SAFETY: leaving the forked process without the parent's exit handlers.
+    unsafe { libc::_exit(0) }
+}
+
+/// Sets the container up, recording each resource before making it: root filesystem, cgroup,
+/// process, network; then lets it exec. Returns its PID 1 once it runs.
+pub fn setup(
+    c: &mut Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+) -> Result<(Pid, Started), Failure> {
+    let rt = |e: anyhow::Error| Failure::runtime(format!("{e:#}"));
+    let paths = c.paths.clone();
+    let id = config.id.clone();
+    let dir = state::dir(&paths, &id);
+    let state_dir = state::state_dir(&paths, &id);
     let target = dir.join("rootfs");
-    std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
-    container.rootfs_prepared = true;
-    let rootfs = image::prepare(&found, &dir)?;
-    container.cgroup = Some(Cgroup::create(&args.cgroup_parent, &id, &limits)?);
+    std::fs::create_dir_all(&target)
+        .map_err(|e| Failure::runtime(format!("creating {}: {e}", target.display())))?;
+    let rootfs = image::prepare(found, &dir).map_err(rt)?;
+    fault("rootfs");
+    c.state.cgroup = Some(Cgroup::path_for(&config.cgroup_parent, &id).map_err(rt)?);
+    c.save().map_err(rt)?;
+    c.cgroup = Some(Cgroup::create(&config.cgroup_parent, &id, &config.limits).map_err(rt)?);
+    fault("cgroup");
 
     // The child bind-mounts these files early; the address line is added once the network is
     // wired (written in place, so the mounts see it).
+    let request = c.request(config);
     let host_network = request.mode == Mode::Host;
-    state::write_etc(&state_dir, &spec.hostname, host_network)?;
+    let spec = &config.spec;
+    state::write_etc(&state_dir, &spec.hostname, host_network).map_err(rt)?;
 
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t);
     let launch = Launch {
-        spec: &spec,
+        spec,
         rootfs_target: &target,
         state_dir: &state_dir,
         mount_rootfs: &mount_rootfs,
-        signals: &signals,
+        signals,
     };
-    let child = process::spawn(&launch)?;
+    let child = process::spawn(&launch).map_err(rt)?;
+    fault("spawned");
 
     // The child sets up its filesystem while it is placed in its cgroup and its network is
     // wired; it waits for `go` before it goes further.
     let prepared = (|| -> Result<()> {
-        let cgroup = container.cgroup.as_ref().expect("created above");
-        cgroup.add(child.pid)?;
-        let attachment = network::attach(paths, global.explain, &id, child.pid, &request)?;
+        c.cgroup.as_ref().expect("created above").add(child.pid)?;
+        c.state.pid = child.pid.as_raw();
+        if let Mode::Bridge(name) = &request.mode {
+            c.state.network = Some(name.clone());
+        }
+        c.save()?;
+        let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), false) = (attachment.address, host_network) {
             state::write_hosts(&state_dir, &spec.hostname, Some(address))?;
         }
-        container.attachment = Some(attachment);
-        state::save_state(
-            paths,
-            &id,
-            &state::State {
-                status: "running".into(),
-                pid: child.pid.as_raw(),
-                exit_code: None,
-                cgroup: cgroup.path().to_string(),
-                network: container.attachment.clone().unwrap_or_default(),
-            },
-        )?;
+        c.state.ports = published(&attachment);
+        c.state.attachment = Some(attachment);
+        c.save()?;
+        fault("attached");
         // A child that already failed cannot take `go`: its report follows on the channel.
         if let Err(e) = child.go(if spec.tty { tty::size() } else { None }) {
             tracing::debug!("sending go: {e}");
@@ -178,102 +380,146 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     if let Err(e) = prepared {
         process::abort(child.pid);
         // A child that failed first (and so broke the step above) has the root cause.
-        if let Err(Failure { code, msg }) = child.started() {
-            drop(container);
-            eprintln!("minibox: {msg}");
-            return Ok(code);
-        }
-        return Err(e);
+        child.started()?;
+        return Err(rt(e));
     }
-
     let started = match child.started() {
         Ok(s) => s,
-        Err(Failure { code, msg }) => {
+        Err(f) => {
             process::reap_blocking(child.pid);
-            drop(container);
-            eprintln!("minibox: {msg}");
-            return Ok(code);
+            return Err(f);
         }
     };
-    let raw = (spec.tty && args.interactive).then(tty::RawMode::enter);
-    let relay = started.pty.map(|m| tty::Relay::new(m, args.interactive));
-    let status = process::wait(child.pid, &signals, relay);
-    drop(raw);
-    let status = status.context("waiting for the container")?;
-    let code = match status {
-        WaitStatus::Exited(_, c) => c as u8,
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as u8,
-        _ => process::EXIT_RUNTIME,
-    };
-    if code == 137 && container.cgroup.as_ref().is_some_and(|c| c.oom_killed()) {
-        eprintln!(
-            "minibox: the container was killed by the OOM killer: it reached its memory limit{}",
-            args.memory
-                .as_deref()
-                .map(|m| format!(" (--memory {m})"))
-                .unwrap_or_default()
-        );
+    c.state.status = Status::Running;
+    c.state.started_at = Some(state::now_ns());
+    c.state.finished_at = None;
+    c.state.exit_code = None;
+    c.state.oom_killed = false;
+    if let Err(e) = c.save() {
+        process::abort(child.pid);
+        return Err(rt(e));
     }
-    if !args.rm {
-        container.keep(code);
-    }
-    drop(container);
-    Ok(code)
+    fault("running");
+    Ok((child.pid, started))
 }
 
-/// What a container holds on the host; torn down on drop: network and cgroup always, the
-/// rootfs and records unless `keep` was called (a container run without `--rm`).
-struct Container {
+/// A container this process is in charge of (it holds the lock). On drop everything it holds
+/// on the host is released, and its records removed when it never started or has `--rm`;
+/// otherwise they stay, as exited.
+pub struct Container {
     paths: Paths,
     explain: bool,
     id: String,
-    name: Option<String>,
+    rm: bool,
+    pub state: State,
     cgroup: Option<Cgroup>,
-    attachment: Option<Attachment>,
-    rootfs_prepared: bool,
-    keep: bool,
+    lock: Option<Lock>,
+    armed: bool,
 }
 
 impl Container {
-    /// Keeps the records, with the exit code, for a container run without `--rm`.
-    fn keep(&mut self, code: u8) {
-        self.keep = true;
-        let state = state::State {
-            status: "exited".into(),
-            exit_code: Some(code),
-            ..Default::default()
-        };
-        if let Err(e) = state::save_state(&self.paths, &self.id, &state) {
+    pub fn new(paths: &Paths, explain: bool, config: &Config, lock: Lock, state: State) -> Self {
+        let mut state = state;
+        state.name = config.name.clone();
+        Self {
+            paths: paths.clone(),
+            explain,
+            id: config.id.clone(),
+            rm: config.rm,
+            state,
+            cgroup: None,
+            lock: Some(lock),
+            armed: true,
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        state::save_state(&self.paths, &self.id, &self.state)
+    }
+
+    /// What to ask of the network: the ports published last time when there were (`start`
+    /// keeps them), else what `run` asked.
+    fn request(&self, config: &Config) -> Request {
+        let reuse = !self.state.ports.is_empty();
+        Request {
+            mode: Mode::parse(&config.network),
+            publish: if reuse {
+                self.state.ports.clone()
+            } else {
+                config.publish.clone()
+            },
+            publish_all: config.publish_all && !reuse,
+            exposed: config.exposed.clone(),
+        }
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|c| c.oom_killed())
+    }
+
+    /// Records the exit (teardown follows on drop).
+    pub fn exited(&mut self, code: u8, oom: bool) {
+        self.state.exit_code = Some(code);
+        self.state.oom_killed = oom;
+        self.state.finished_at = Some(state::now_ns());
+        if let Err(e) = self.save() {
             eprintln!("minibox: recording the exit of {:.12}: {e:#}", self.id);
         }
+    }
+
+    /// Forgets the container without undoing anything: someone else is in charge now.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    /// Replaces this process with the container's supervisor, which keeps the lock and reads
+    /// the container's output from `out` (and `err`). Returns only if the exec failed.
+    fn hand_over(&mut self, pid: Pid, out: OwnedFd, err: Option<OwnedFd>) -> Failure {
+        let lock = self.lock.as_ref().expect("held");
+        supervisor::exec(&supervisor::Handoff {
+            paths: &self.paths,
+            explain: self.explain,
+            id: &self.id,
+            pid,
+            lock: lock.as_fd(),
+            out: out.as_fd(),
+            err: err.as_ref().map(|e| e.as_fd()),
+        })
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        if let Some(a) = self.attachment.take() {
-            if let Err(e) = network::detach(&self.paths, self.explain, &self.id, &a) {
-                eprintln!("minibox: removing the network of {:.12}: {e:#}", self.id);
-            }
-        }
-        if let Some(cg) = self.cgroup.take() {
-            cg.delete();
-        }
-        if self.keep {
+        if !self.armed {
             return;
         }
-        if self.rootfs_prepared {
-            if let Err(e) = image::remove(&state::dir(&self.paths, &self.id)) {
-                eprintln!(
-                    "minibox: removing the root filesystem of {:.12}: {e:#}",
-                    self.id
-                );
+        teardown::release(&self.paths, self.explain, &self.id, &mut self.state);
+        if self.rm || self.state.started_at.is_none() {
+            teardown::remove(&self.paths, &self.id, self.state.name.as_deref());
+        } else {
+            self.state.status = Status::Exited;
+            if self.state.exit_code.is_none() {
+                self.state.exit_code = Some(process::EXIT_RUNTIME);
+                self.state.finished_at = Some(state::now_ns());
+            }
+            if let Err(e) = self.save() {
+                eprintln!("minibox: recording the exit of {:.12}: {e:#}", self.id);
             }
         }
-        state::remove_state(&self.paths, &self.id);
-        state::remove_dir(&self.paths, &self.id);
-        if let Some(name) = self.name.take() {
-            state::release_name(&self.paths, &name);
-        }
+        drop(self.lock.take());
     }
+}
+
+/// The ports an attachment published, as `-p` values that publish them again.
+fn published(att: &network::Attachment) -> Vec<String> {
+    att.bridge
+        .iter()
+        .flat_map(|b| b.ports.iter())
+        .map(|m| {
+            format!(
+                "{}:{}:{}/{}",
+                m.host_ip, m.host_port, m.container_port, m.proto
+            )
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use cgroups_rs::{
 use nix::unistd::Pid;
 
 /// Resource limits from `--memory`, `--cpus` and `--pids-limit`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub memory: Option<i64>,
     /// CFS quota in microseconds per [`CPU_PERIOD`].
@@ -64,16 +64,21 @@ pub struct Cgroup {
 
 impl Cgroup {
     /// Creates `<parent>/<id>` with the limits applied; nothing is left behind on failure.
-    pub fn create(parent: &str, id: &str, limits: &Limits) -> Result<Self> {
+    /// The path `create` will use, checked (recorded before the cgroup is made).
+    pub fn path_for(parent: &str, id: &str) -> Result<String> {
         let parent = parent.trim_matches('/');
         if parent.split('/').any(|c| c == ".." || c == ".") {
             return Err(anyhow!("invalid --cgroup-parent {parent:?}"));
         }
-        let path = if parent.is_empty() {
+        Ok(if parent.is_empty() {
             id.to_string()
         } else {
             format!("{parent}/{id}")
-        };
+        })
+    }
+
+    pub fn create(parent: &str, id: &str, limits: &Limits) -> Result<Self> {
+        let path = Self::path_for(parent, id)?;
         let cg = Cg::new(cgroups_rs::hierarchies::auto(), &path)
             .with_context(|| format!("creating cgroup {path}"))?;
         let this = Self { cg, path };
@@ -94,8 +99,32 @@ impl Cgroup {
         Ok(this)
     }
 
-    pub fn path(&self) -> &str {
-        &self.path
+    /// The cgroup at `path` (relative to the hierarchies' roots), created earlier, perhaps by a
+    /// process that has died since: enough to kill what it holds and remove it.
+    pub fn open(path: &str) -> Self {
+        let cg = Cg::load(cgroups_rs::hierarchies::auto(), path);
+        Self {
+            cg,
+            path: path.to_string(),
+        }
+    }
+
+    /// Kills every process of the cgroup and waits (up to a second) until none is left.
+    pub fn kill_all(&self) {
+        for _ in 0..100 {
+            let procs = self.cg.procs();
+            if procs.is_empty() {
+                return;
+            }
+            for p in procs {
+                let _ = nix::sys::signal::kill(
+                    Pid::from_raw(p.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        tracing::warn!("cgroup {}: processes survive SIGKILL", self.path);
     }
 
     /// Moves the process into every hierarchy of the cgroup.
@@ -123,10 +152,23 @@ impl Cgroup {
         }
     }
 
-    /// Removes the cgroup (its processes are gone by now); failures are only logged.
+    /// Removes the cgroup (its processes are gone by now); failures are only logged. On v1
+    /// every hierarchy is tried, whatever failed before (cgroups-rs stops at the first error).
     pub fn delete(&self) {
-        if let Err(e) = self.cg.delete() {
-            tracing::warn!("removing cgroup {}: {e}", self.path);
+        if self.cg.v2() {
+            if let Err(e) = self.cg.delete() {
+                tracing::warn!("removing cgroup {}: {e}", self.path);
+            }
+            return;
+        }
+        for sub in self.cg.subsystems() {
+            if let Err(e) = sub.to_controller().delete() {
+                tracing::warn!(
+                    "removing cgroup {} ({}): {e}",
+                    self.path,
+                    sub.controller_name()
+                );
+            }
         }
     }
 }

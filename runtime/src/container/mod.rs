@@ -1,13 +1,17 @@
 //! The container itself: its process, filesystem, cgroup and security, and its records.
 
 pub mod cgroups;
+pub mod clock;
 pub mod image;
 pub mod init;
 pub mod mounts;
 pub mod process;
+pub mod recover;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod supervisor;
 pub mod sync;
+pub mod teardown;
 pub mod tty;
 pub mod user;

@@ -175,7 +175,11 @@ impl Child {
 
 /// The child: runs the setup and reports a failure; never returns.
 fn child(launch: &Launch, channel: &Channel) -> ! {
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| setup_and_exec(launch, channel)));
+    run_child(channel, || setup_and_exec(launch, channel))
+}
+
+fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, Failure>) -> ! {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
     let failure = match result {
         Ok(Err(f)) => f,
         Ok(Ok(never)) => match never {},
@@ -222,6 +226,18 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
 
+    finish_and_exec(spec, channel, launch.signals, (rows, cols), true)
+}
+
+/// The common end of `run` and `exec`: working directory, identity, terminal, limits,
+/// capabilities, no_new_privs, then exec.
+fn finish_and_exec(
+    spec: &Spec,
+    channel: &Channel,
+    signals: &Signals,
+    (rows, cols): (u16, u16),
+    die_with_parent: bool,
+) -> Result<Infallible, Failure> {
     let who = user::lookup(&spec.user)?;
     enter_workdir(&spec.cwd)?;
     let mut env = spec.env.clone();
@@ -242,7 +258,9 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
 
     security::set_rlimits()?;
     security::switch_user(&who, &spec.caps)?;
-    security::die_with_parent()?;
+    if die_with_parent {
+        security::die_with_parent()?;
+    }
     if !spec.privileged {
         security::set_no_new_privs()?;
     }
@@ -250,10 +268,65 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
     security::cloexec_from_3()?;
 
     if spec.init {
-        init::start(spec.tty, &launch.signals.set);
+        init::start(spec.tty, &signals.set);
     }
-    restore_signals(&launch.signals.original);
+    restore_signals(&signals.original);
     Err(exec(&program, &spec.args, &env))
+}
+
+/// `exec`: a new process in the namespaces and cgroup of the container whose PID 1 is `target`,
+/// set up as the container's own (user, capabilities, no_new_privs), non-dumpable until exec.
+pub fn spawn_exec(
+    target: Pid,
+    cgroup: &str,
+    spec: &Spec,
+    signals: &Signals,
+) -> anyhow::Result<Child> {
+    use anyhow::Context;
+    let open = |ns: &str| {
+        fs::File::open(format!("/proc/{target}/ns/{ns}"))
+            .with_context(|| format!("opening the container's {ns} namespace"))
+    };
+    // The PID namespace applies to children: join it here, then fork into it.
+    nix::sched::setns(open("pid")?, CloneFlags::CLONE_NEWPID)
+        .context("joining the container's PID namespace")?;
+    let others = [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ]
+    .into_iter()
+    .map(|(n, f)| Ok((n, open(n)?, f)))
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let size = if spec.tty {
+        tty::size().unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
+    let cg = super::cgroups::Cgroup::open(cgroup);
+    let (parent_end, child_end) = Channel::pair()?;
+    // SAFETY: the process is single-threaded.
+    match unsafe { nix::unistd::fork() }.context("creating the process")? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_end);
+            run_child(&child_end, || {
+                security::set_non_dumpable()?;
+                cg.add(nix::unistd::getpid())
+                    .map_err(|e| Failure::runtime(format!("{e:#}")))?;
+                for (name, fd, flag) in &others {
+                    nix::sched::setns(fd, *flag)
+                        .map_err(|e| format!("joining the container's {name} namespace: {e}"))?;
+                }
+                finish_and_exec(spec, &child_end, signals, size, false)
+            })
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(Child {
+            pid: child,
+            channel: parent_end,
+        }),
+    }
 }
 
 /// Enters the working directory, creating it when missing, and checks it is inside the root.
@@ -427,6 +500,15 @@ fn reap(pid: Pid) -> nix::Result<Option<WaitStatus>> {
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The exit code Docker reports for a wait status: the code, or 128 + the signal.
+pub fn exit_code(status: WaitStatus) -> u8 {
+    match status {
+        WaitStatus::Exited(_, c) => c as u8,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as u8,
+        _ => EXIT_RUNTIME,
     }
 }
 

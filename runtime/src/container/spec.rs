@@ -19,15 +19,16 @@ pub struct ImageConfig {
 }
 
 /// A `-v HOST:CONTAINER[:ro]` bind mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Volume {
     pub source: PathBuf,
     pub target: String,
     pub readonly: bool,
 }
 
-/// The container's process, as the child sets it up.
-#[derive(Debug, Clone)]
+/// The container's process, as the child sets it up (kept in `config.json` for `start` and
+/// `exec`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Spec {
     pub args: Vec<String>,
     pub env: Vec<String>,

@@ -5,15 +5,18 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::cgroups::Limits;
+use super::spec::Spec;
 use crate::network::Attachment;
 use crate::paths::Paths;
 
-/// What `config.json` records: what was asked for.
+/// What `config.json` records: what was asked for, enough to start the container again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     pub id: String,
@@ -25,18 +28,128 @@ pub struct Config {
     pub hostname: String,
     /// Seconds since the epoch.
     pub created: u64,
+    pub spec: Spec,
+    pub limits: Limits,
+    pub cgroup_parent: String,
+    /// `--network`, `-p`, `-P` and the image's EXPOSE entries.
+    pub network: String,
+    pub publish: Vec<String>,
+    pub publish_all: bool,
+    pub exposed: Vec<String>,
+    /// `--rm`: remove everything once it exits.
+    pub rm: bool,
+    /// `--memory` as given (for the OOM message).
+    pub memory: Option<String>,
 }
 
-/// What `state.json` records: what is happening.
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Being set up (or torn down after a failed setup).
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// What `state.json` records: what is happening, and every resource *before* it is made
+/// (write-ahead), so whoever finds the owner dead can undo it all.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
-    /// `running` or `exited`.
-    pub status: String,
-    /// The container's PID 1 as the host sees it.
+    pub status: Status,
+    pub name: Option<String>,
+    /// The container's PID 1 as the host sees it (0 when none).
     pub pid: i32,
     pub exit_code: Option<u8>,
-    pub cgroup: String,
-    pub network: Attachment,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// The cgroup, recorded before it is created.
+    pub cgroup: Option<String>,
+    /// The network asked for, recorded before attaching (when there is something to attach).
+    pub network: Option<String>,
+    /// What the network attachment made.
+    pub attachment: Option<Attachment>,
+    /// The ports published by the last attachment, as `-p` values (`start` publishes the same).
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Nanoseconds since the epoch.
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    /// Whether the output goes to the log (a detached container).
+    #[serde(default)]
+    pub logged: bool,
+}
+
+/// A container's lock (`flock` on `<state dir>/lock`), held by whoever is in charge of it: the
+/// foreground `run`, the supervisor, or a command removing or recovering it. Released when the
+/// last descriptor of the open file closes, so a dead owner never holds it: a free lock on a
+/// container that should be running means its owner died.
+#[derive(Debug)]
+pub struct Lock(OwnedFd);
+
+impl std::os::fd::AsFd for Lock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Lock {
+    /// Opens the lock file; only `create` makes it (a command must never re-create it in a
+    /// directory being removed).
+    fn open(path: &Path, create: bool) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))
+    }
+
+    /// Takes the lock without waiting: `None` when someone holds it.
+    fn take(file: File) -> Result<Option<Lock>> {
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Some(Lock(file.into())));
+            }
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Ok(None),
+                _ => return Err(err).context("locking the container"),
+            }
+        }
+    }
+
+    /// Takes over a lock passed as a descriptor (the supervisor's, across exec).
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor this process owns.
+    pub unsafe fn from_raw_fd(fd: RawFd) -> Lock {
+        Lock(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Takes the lock of container `id` without waiting: `None` when its owner holds it.
+pub fn try_lock(paths: &Paths, id: &str) -> Result<Option<Lock>> {
+    try_lock_at(&state_dir(paths, id))
+}
+
+/// [`try_lock`] for a state directory by path (a half-made one, too).
+pub fn try_lock_at(dir: &Path) -> Result<Option<Lock>> {
+    Lock::take(Lock::open(&dir.join("lock"), false)?)
 }
 
 /// A new container id: 64 hex digits from the kernel's random source.
@@ -54,6 +167,12 @@ pub fn dir(paths: &Paths, id: &str) -> PathBuf {
 
 pub fn state_dir(paths: &Paths, id: &str) -> PathBuf {
     paths.container_state().join(id)
+}
+
+/// The container's log (detached containers): one line per line of output,
+/// `<RFC 3339 time> <stdout|stderr> <F|P> <text>` (P: a partial line, continued next).
+pub fn log_path(paths: &Paths, id: &str) -> PathBuf {
+    dir(paths, id).join("container.log")
 }
 
 /// Where `--name` claims live: one file per name, created exclusively, holding the id.
@@ -97,29 +216,183 @@ pub fn claim_name(paths: &Paths, name: &str, id: &str) -> Result<()> {
     }
 }
 
-pub fn release_name(paths: &Paths, name: &str) {
-    let _ = fs::remove_file(name_file(paths, name));
+/// A name in Docker's style (`adjective_scientist`) for a container run without `--name`;
+/// `attempt` > 2 adds a digit, as Docker does when it keeps colliding.
+pub fn generate_name(id: &str, attempt: u32) -> String {
+    const LEFT: [&str; 32] = [
+        "admiring",
+        "agitated",
+        "amazing",
+        "bold",
+        "brave",
+        "busy",
+        "clever",
+        "cool",
+        "eager",
+        "elated",
+        "epic",
+        "fervent",
+        "gifted",
+        "happy",
+        "hopeful",
+        "jolly",
+        "keen",
+        "kind",
+        "lucid",
+        "modest",
+        "nifty",
+        "optimistic",
+        "peaceful",
+        "quirky",
+        "relaxed",
+        "serene",
+        "sharp",
+        "stoic",
+        "tender",
+        "vibrant",
+        "wizardly",
+        "zealous",
+    ];
+    const RIGHT: [&str; 32] = [
+        "babbage", "bohr", "curie", "darwin", "dijkstra", "einstein", "euler", "feynman", "gauss",
+        "hopper", "hypatia", "kepler", "knuth", "lamport", "liskov", "lovelace", "mccarthy",
+        "meitner", "newton", "noether", "pascal", "planck", "ritchie", "shannon", "tesla",
+        "thompson", "torvalds", "turing", "volta", "wilson", "wozniak", "yonath",
+    ];
+    let byte = |i: usize| u8::from_str_radix(&id[i..i + 2], 16).unwrap_or(0) as usize;
+    let salt = attempt as usize * 7;
+    let mut name = format!(
+        "{}_{}",
+        LEFT[(byte(0) + salt) % 32],
+        RIGHT[(byte(2) + salt * 3) % 32]
+    );
+    if attempt > 2 {
+        name.push_str(&(byte(4 + 2 * (attempt as usize % 20)) % 10).to_string());
+    }
+    name
 }
 
-/// Creates both directories with the `image` file and `config.json`.
-pub fn create(paths: &Paths, config: &Config) -> Result<()> {
+/// Whether `name` is claimed.
+pub fn name_taken(paths: &Paths, name: &str) -> bool {
+    name_file(paths, name).exists()
+}
+
+/// Releases `name` if container `id` holds it.
+pub fn release_name(paths: &Paths, name: &str, id: &str) {
+    let file = name_file(paths, name);
+    if fs::read_to_string(&file).is_ok_and(|owner| owner.trim() == id) {
+        let _ = fs::remove_file(file);
+    }
+}
+
+/// Records a new container: its volatile dir with the lock held and a `created` state naming
+/// it (made under a temporary name and renamed, so nobody sees it half-made), then its name.
+/// The caller owns the container through the returned lock.
+pub fn create(paths: &Paths, id: &str, name: Option<&str>) -> Result<Lock> {
+    let parent = paths.container_state();
+    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = parent.join(format!(".new-{id}"));
+    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let made = (|| {
+        let lock = Lock::take(Lock::open(&tmp.join("lock"), true)?)?.expect("a new file");
+        let state = State {
+            name: name.map(str::to_string),
+            ..Default::default()
+        };
+        write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
+        let dest = state_dir(paths, id);
+        fs::rename(&tmp, &dest).with_context(|| format!("creating {}", dest.display()))?;
+        Ok(lock)
+    })();
+    let lock = match made {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if let Some(name) = name {
+        if let Err(e) = claim_name(paths, name, id) {
+            remove_state(paths, id);
+            return Err(e);
+        }
+    }
+    Ok(lock)
+}
+
+/// Writes the persistent dir: the `image` file (which keeps rmi away) and `config.json`.
+pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
     let dir = dir(paths, &config.id);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    write(&dir.join("image"), config.image.as_bytes())?;
-    write(
+    write_atomic(&dir.join("image"), config.image.as_bytes())?;
+    write_atomic(
         &dir.join("config.json"),
         &serde_json::to_vec_pretty(config)?,
-    )?;
-    let state = state_dir(paths, &config.id);
-    fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    Ok(())
+    )
 }
 
+pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
+    let path = dir(paths, id).join("config.json");
+    let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+}
+
+pub fn load_state(paths: &Paths, id: &str) -> Result<State> {
+    let path = state_dir(paths, id).join("state.json");
+    let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Replaces `state.json` atomically (only the lock's holder writes it).
 pub fn save_state(paths: &Paths, id: &str, state: &State) -> Result<()> {
-    write(
+    write_atomic(
         &state_dir(paths, id).join("state.json"),
         &serde_json::to_vec_pretty(state)?,
     )
+}
+
+/// Every container's id (the volatile dirs; half-made ones start with a dot).
+pub fn ids(paths: &Paths) -> Vec<String> {
+    fs::read_dir(paths.container_state())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Finds a container by name, full id or unique id prefix.
+pub fn resolve(paths: &Paths, what: &str) -> Result<String> {
+    let what = what.strip_prefix('/').unwrap_or(what);
+    if what.is_empty() {
+        bail!("no container given");
+    }
+    if check_name(what).is_ok() {
+        if let Ok(id) = fs::read_to_string(name_file(paths, what)) {
+            let id = id.trim().to_string();
+            if state_dir(paths, &id).is_dir() {
+                return Ok(id);
+            }
+        }
+    }
+    let all = ids(paths);
+    let found: Vec<&String> = all.iter().filter(|id| id.starts_with(what)).collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no such container: {what}"),
+        several => bail!(
+            "{what} is ambiguous: it is the start of {} container ids; give more of the id or the name",
+            several.len()
+        ),
+    }
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf into its state dir.
@@ -186,6 +459,15 @@ pub fn resolv_conf(host: &str) -> String {
 
 fn write(path: &Path, data: &[u8]) -> Result<()> {
     fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes `path` through a temporary file and a rename: readers see the old or the new file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Removes the volatile state dir.

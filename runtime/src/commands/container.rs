@@ -1,0 +1,548 @@
+//! Commands on existing containers: `ps`, `inspect`, `logs`, `stop`, `kill`, `rm`, `start`,
+//! `restart`, `wait`, `system prune`. Each finds containers by name, full id or unique id
+//! prefix, reads their state files (cheap: `ps` reads two small files per container), and
+//! changes a container only under its lock.
+
+use std::io::{BufRead, Read, Seek, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use super::run::{detach, Container};
+use crate::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
+use crate::container::process::Signals;
+use crate::container::state::{self, Config, State, Status};
+use crate::container::{clock, image, recover, teardown};
+use crate::paths::Paths;
+
+fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
+    Ok((
+        state::load_config(paths, id)?,
+        state::load_state(paths, id)?,
+    ))
+}
+
+fn now_secs() -> u64 {
+    state::now_ns() / 1_000_000_000
+}
+
+/// Docker's `ps`.
+pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
+    let mut rows: Vec<(Config, State)> = state::ids(paths)
+        .iter()
+        .filter_map(|id| load(paths, id).ok())
+        .filter(|(_, st)| args.all || st.status == Status::Running)
+        .collect();
+    rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
+    let short = |id: &str| {
+        if args.no_trunc {
+            id.to_string()
+        } else {
+            id[..12.min(id.len())].to_string()
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for (c, _) in &rows {
+            writeln!(out, "{}", short(&c.id))?;
+        }
+        return Ok(0);
+    }
+    let now = now_secs();
+    let mut table = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .map(String::from)];
+    for (c, st) in &rows {
+        let mut command = c.args.join(" ");
+        if !args.no_trunc && command.chars().count() > 20 {
+            command = command.chars().take(19).collect::<String>() + "…";
+        }
+        let status = match st.status {
+            Status::Running => format!(
+                "Up {}",
+                clock::human(now.saturating_sub(st.started_at.unwrap_or(0) / 1_000_000_000))
+            ),
+            Status::Exited => format!(
+                "Exited ({}) {} ago",
+                st.exit_code.unwrap_or(0),
+                clock::human(now.saturating_sub(st.finished_at.unwrap_or(0) / 1_000_000_000))
+            ),
+            Status::Created => "Created".into(),
+        };
+        let ports = match (&st.attachment, st.status) {
+            (Some(a), Status::Running) => a.ports_column(),
+            _ => String::new(),
+        };
+        table.push([
+            short(&c.id),
+            c.image_name.clone(),
+            format!("\"{command}\""),
+            format!("{} ago", clock::human(now.saturating_sub(c.created))),
+            status,
+            ports,
+            c.name.clone().unwrap_or_default(),
+        ]);
+    }
+    // Docker's tabwriter: each column as wide as its widest cell plus 3, at least 10.
+    let widths: Vec<usize> = (0..7)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        })
+        .collect();
+    for row in &table {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i < 6 {
+                line.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(0)
+}
+
+fn time_or_zero(ns: Option<u64>) -> String {
+    ns.map_or("0001-01-01T00:00:00Z".into(), clock::rfc3339)
+}
+
+/// Docker's `inspect` document for one container.
+fn document(paths: &Paths, c: &Config, st: &State) -> Value {
+    let running = st.status == Status::Running;
+    let bridge = st
+        .attachment
+        .as_ref()
+        .and_then(|a| a.bridge.as_ref())
+        .filter(|_| running);
+    let mut ports = serde_json::Map::new();
+    for e in &c.exposed {
+        let key = if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        };
+        ports.insert(key, Value::Null);
+    }
+    for m in bridge.iter().flat_map(|b| b.ports.iter()) {
+        let key = format!("{}/{}", m.container_port, m.proto);
+        let entry = json!({"HostIp": m.host_ip.to_string(), "HostPort": m.host_port.to_string()});
+        match ports.get_mut(&key) {
+            Some(Value::Array(list)) => list.push(entry),
+            _ => {
+                ports.insert(key, json!([entry]));
+            }
+        }
+    }
+    let (ip, gateway, mac, prefix) =
+        bridge.map_or((String::new(), String::new(), String::new(), 0), |b| {
+            (
+                b.address.to_string(),
+                b.gateway.to_string(),
+                b.mac.clone(),
+                b.prefix_len,
+            )
+        });
+    let mut networks = serde_json::Map::new();
+    if let Some(b) = bridge {
+        networks.insert(
+            b.network.clone(),
+            json!({"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": mac}),
+        );
+    }
+    let spec = &c.spec;
+    json!({
+        "Id": c.id,
+        "Created": clock::rfc3339(c.created * 1_000_000_000),
+        "Path": c.args.first().cloned().unwrap_or_default(),
+        "Args": c.args.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": st.status.as_str(),
+            "Running": running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": st.oom_killed,
+            "Dead": false,
+            "Pid": if running { st.pid } else { 0 },
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "StartedAt": time_or_zero(st.started_at),
+            "FinishedAt": time_or_zero(st.finished_at),
+        },
+        "Image": c.image,
+        "Name": c.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
+        "LogPath": if st.logged { state::log_path(paths, &c.id).display().to_string() } else { String::new() },
+        "HostConfig": {
+            "NetworkMode": c.network,
+            "AutoRemove": c.rm,
+            "Privileged": spec.privileged,
+            "Memory": c.limits.memory.unwrap_or(0),
+            "PidsLimit": c.limits.pids.unwrap_or(0),
+            "CgroupParent": c.cgroup_parent,
+        },
+        "Config": {
+            "Hostname": spec.hostname,
+            "User": spec.user,
+            "Tty": spec.tty,
+            "OpenStdin": spec.interactive,
+            "Env": spec.env,
+            "Cmd": c.args,
+            "Image": c.image_name,
+            "WorkingDir": spec.cwd,
+            "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+        },
+        "NetworkSettings": {
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "Gateway": gateway,
+            "MacAddress": mac,
+            "Ports": ports,
+            "Networks": networks,
+        },
+    })
+}
+
+pub fn inspect(paths: &Paths, containers: &[String]) -> Result<u8> {
+    let mut docs = Vec::new();
+    for what in containers {
+        let id = state::resolve(paths, what)?;
+        let (c, st) = load(paths, &id).with_context(|| format!("container {what}"))?;
+        docs.push(document(paths, &c, &st));
+    }
+    println!("{}", serde_json::to_string_pretty(&docs)?);
+    Ok(0)
+}
+
+/// One record of the log: `<time> <stream> <F|P> <text>`.
+fn print_record(line: &str, timestamps: bool) -> Result<()> {
+    let mut parts = line.splitn(4, ' ');
+    let (Some(ts), Some(stream), Some(tag), text) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next().unwrap_or(""),
+    ) else {
+        return Ok(());
+    };
+    let end = if tag == "F" { "\n" } else { "" };
+    let prefix = if timestamps {
+        format!("{ts} ")
+    } else {
+        String::new()
+    };
+    let s = format!("{prefix}{text}{end}");
+    // A closed pipe (`logs | head`) is not an error worth reporting.
+    let _ = if stream == "stderr" {
+        std::io::stderr().write_all(s.as_bytes())
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(s.as_bytes()).and_then(|_| out.flush())
+    };
+    Ok(())
+}
+
+pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
+    let id = state::resolve(paths, &args.container)?;
+    let tail: Option<usize> = match args.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("--tail {n:?}: give a number of lines or \"all\""))?,
+        ),
+    };
+    let path = state::log_path(paths, &id);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut reader = std::io::BufReader::new(&mut file);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 {
+        if !line.ends_with('\n') {
+            break; // a record being written: -f picks it up
+        }
+        lines.push(line.trim_end_matches('\n').to_string());
+        line.clear();
+    }
+    let consumed: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for l in &lines[skip..] {
+        print_record(l, args.timestamps)?;
+    }
+    if !args.follow {
+        return Ok(0);
+    }
+    drop(reader);
+    file.seek(std::io::SeekFrom::Start(consumed))?;
+    let mut pending = String::new();
+    loop {
+        let done = state::load_state(paths, &id).map_or(true, |s| s.status == Status::Exited);
+        let mut chunk = String::new();
+        file.read_to_string(&mut chunk)?;
+        pending.push_str(&chunk);
+        while let Some(end) = pending.find('\n') {
+            print_record(&pending[..end], args.timestamps)?;
+            pending.drain(..=end);
+        }
+        if done {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the owner of a container is gone (the container stopped and was torn down),
+/// up to `deadline`; recovers it if its owner died. True when it is stopped.
+fn wait_stopped(paths: &Paths, explain: bool, id: &str, deadline: Option<Instant>) -> bool {
+    loop {
+        match state::try_lock(paths, id) {
+            Ok(Some(lock)) => {
+                if let Ok(st) = state::load_state(paths, id) {
+                    if st.status != Status::Exited {
+                        recover::recover(paths, explain, id, st, lock);
+                    }
+                }
+                return true;
+            }
+            Ok(None) => {}
+            Err(_) => return true, // removed (--rm)
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(st: &State, sig: Signal) -> Result<()> {
+    if st.pid <= 0 {
+        bail!("the container has no process yet");
+    }
+    nix::sys::signal::kill(Pid::from_raw(st.pid), sig).context("sending the signal")
+}
+
+fn stop_one(paths: &Paths, explain: bool, what: &str, secs: u64) -> Result<()> {
+    let id = state::resolve(paths, what)?;
+    let st = state::load_state(paths, &id)?;
+    if st.status == Status::Running {
+        let _ = signal(&st, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        if !wait_stopped(paths, explain, &id, Some(deadline)) {
+            let _ = signal(&st, Signal::SIGKILL);
+            wait_stopped(paths, explain, &id, None);
+        }
+    }
+    Ok(())
+}
+
+pub fn stop(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
+    for what in &args.containers {
+        stop_one(paths, explain, what, args.time)?;
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+/// A signal by name (`TERM`, `SIGTERM`) or number.
+fn parse_signal(s: &str) -> Result<Signal> {
+    let bad = || anyhow::anyhow!("invalid signal {s:?}: give a name like TERM or a number");
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+pub fn kill(paths: &Paths, args: &KillArgs) -> Result<u8> {
+    let sig = parse_signal(&args.signal)?;
+    for what in &args.containers {
+        let id = state::resolve(paths, what)?;
+        let st = state::load_state(paths, &id)?;
+        if st.status != Status::Running {
+            bail!("container {what} is not running");
+        }
+        signal(&st, sig).with_context(|| format!("container {what}"))?;
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+fn rm_one(paths: &Paths, explain: bool, what: &str, force: bool) -> Result<()> {
+    let id = state::resolve(paths, what)?;
+    let lock = match state::try_lock(paths, &id)? {
+        Some(lock) => lock,
+        None => {
+            if !force {
+                bail!("cannot remove container {what}: it is running; stop it first or use rm -f");
+            }
+            // Kill it until its owner lets go (one still being set up gets its PID later).
+            loop {
+                match state::try_lock(paths, &id) {
+                    Ok(Some(lock)) => break lock,
+                    Ok(None) => {}
+                    Err(_) => return Ok(()), // removed meanwhile (--rm)
+                }
+                if let Ok(st) = state::load_state(paths, &id) {
+                    let _ = signal(&st, Signal::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    // Gone meanwhile: its supervisor removed it (--rm), or a concurrent rm did.
+    let Ok(mut st) = state::load_state(paths, &id) else {
+        return Ok(());
+    };
+    teardown::release(paths, explain, &id, &mut st);
+    teardown::remove(paths, &id, st.name.as_deref());
+    drop(lock);
+    Ok(())
+}
+
+pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
+    for what in &args.containers {
+        rm_one(paths, explain, what, args.force)?;
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Result<u8> {
+    let id = state::resolve(paths, what)?;
+    let Some(lock) = state::try_lock(paths, &id)? else {
+        return Ok(0); // running already
+    };
+    let (config, mut st) = load(paths, &id)?;
+    if st.status != Status::Exited {
+        // Its owner died: undo what it held first.
+        recover::recover(paths, explain, &id, st, lock);
+        return start_one(paths, explain, what, signals);
+    }
+    let found = image::find(paths, &config.image)?;
+    st.status = Status::Created;
+    st.exit_code = None;
+    st.logged = true;
+    state::save_state(paths, &id, &st)?;
+    let container = Container::new(paths, explain, &config, lock, st);
+    detach(container, &found, &config, signals)
+}
+
+pub fn start(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
+    let signals = Signals::block().context("blocking signals")?;
+    for what in containers {
+        let code = start_one(paths, explain, what, &signals)?;
+        if code != 0 {
+            return Ok(code);
+        }
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
+    let signals = Signals::block().context("blocking signals")?;
+    for what in &args.containers {
+        stop_one(paths, explain, what, args.time)?;
+        let code = start_one(paths, explain, what, &signals)?;
+        if code != 0 {
+            return Ok(code);
+        }
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
+    for what in containers {
+        let id = state::resolve(paths, what)?;
+        // The exit code is recorded before the teardown: watch for it, as a `--rm` container
+        // takes its records away once torn down.
+        let mut code = None;
+        loop {
+            match state::load_state(paths, &id) {
+                Ok(st) if st.status == Status::Exited => break code = st.exit_code,
+                Ok(st) => code = st.exit_code.or(code),
+                Err(_) => break,
+            }
+            if wait_stopped(paths, explain, &id, Some(Instant::now())) {
+                code = state::load_state(paths, &id)
+                    .ok()
+                    .and_then(|s| s.exit_code)
+                    .or(code);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        match code {
+            Some(code) => println!("{code}"),
+            None => bail!("container {what} was removed as it exited: its exit code is gone"),
+        }
+    }
+    Ok(0)
+}
+
+/// `system prune`: recovers containers whose owner died, and removes records no container
+/// owns any more (a persistent dir without state, a name without container).
+pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
+    for id in recover::check(paths, explain) {
+        println!("recovered {id}");
+    }
+    let mut live = state::ids(paths);
+    // A record without its config is what a removal killed halfway left.
+    live.retain(|id| {
+        if state::dir(paths, id).join("config.json").exists() {
+            return true;
+        }
+        let Ok(Some(lock)) = state::try_lock(paths, id) else {
+            return true; // being created
+        };
+        let mut st = state::load_state(paths, id).unwrap_or_default();
+        teardown::release(paths, explain, id, &mut st);
+        teardown::remove(paths, id, st.name.as_deref());
+        drop(lock);
+        println!("removed {id}");
+        false
+    });
+    for entry in std::fs::read_dir(paths.containers())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !live.contains(&id) {
+            teardown::remove(paths, &id, None);
+            println!("removed {id}");
+        }
+    }
+    for entry in std::fs::read_dir(paths.root.join("names"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if !live.contains(&owner.trim().to_string()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(0)
+}

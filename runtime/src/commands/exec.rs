@@ -1,0 +1,59 @@
+//! `minibox exec`: a new process in a running container: all its namespaces, its cgroup, its
+//! capabilities and no_new_privs, its environment with `-e` on top.
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::ExecArgs;
+use crate::container::process::{self, Failure, Signals};
+use crate::container::spec::{self, ImageConfig};
+use crate::container::state::{self, Status};
+use crate::container::tty;
+use crate::paths::Paths;
+
+pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
+    let id = state::resolve(paths, &args.container)?;
+    let st = state::load_state(paths, &id)?;
+    let config = state::load_config(paths, &id)?;
+    let (Status::Running, Some(cgroup)) = (st.status, st.cgroup.as_deref()) else {
+        bail!(
+            "container {} is not running: start it first",
+            args.container
+        );
+    };
+    let mut s = config.spec.clone();
+    let base = ImageConfig {
+        env: s.env.clone(),
+        ..Default::default()
+    };
+    s.env = spec::environment(&base, &s.hostname, args.tty, &args.env)?;
+    s.args = args.command.clone();
+    if let Some(w) = &args.workdir {
+        s.cwd = spec::workdir(&base, Some(w))?;
+    }
+    if let Some(u) = &args.user {
+        s.user = u.clone();
+    }
+    s.tty = args.tty;
+    s.interactive = args.interactive;
+    s.init = false;
+
+    let signals = Signals::block().context("blocking signals")?;
+    let pid = nix::unistd::Pid::from_raw(st.pid);
+    let child = process::spawn_exec(pid, cgroup, &s, &signals)
+        .with_context(|| format!("entering container {}", args.container))?;
+    let started = match child.started() {
+        Ok(s) => s,
+        Err(Failure { code, msg }) => {
+            process::reap_blocking(child.pid);
+            eprintln!("minibox: {msg}");
+            return Ok(code);
+        }
+    };
+    let raw = (args.tty && args.interactive).then(tty::RawMode::enter);
+    let relay = started.pty.map(|m| tty::Relay::new(m, args.interactive));
+    let status = process::wait(child.pid, &signals, relay);
+    drop(raw);
+    Ok(process::exit_code(
+        status.context("waiting for the process")?,
+    ))
+}

@@ -1,0 +1,46 @@
+//! Undoing a container, from what its state records: the same steps whether its owner finished
+//! normally, failed halfway, or died and left the records to someone else.
+
+use super::cgroups::Cgroup;
+use super::image;
+use super::state::{self, State};
+use crate::network;
+use crate::paths::Paths;
+
+/// Releases what the container holds on the host: its processes (killed through its cgroup),
+/// its network and its cgroup. Each step is recorded as undone once it is.
+pub fn release(paths: &Paths, explain: bool, id: &str, st: &mut State) {
+    if let Some(path) = &st.cgroup {
+        Cgroup::open(path).kill_all();
+    }
+    if st.network.is_some() || st.attachment.is_some() {
+        let att = st.attachment.clone().unwrap_or_default();
+        match network::detach(paths, explain, id, &att) {
+            Ok(()) => {
+                st.network = None;
+                st.attachment = None;
+            }
+            Err(e) => eprintln!("minibox: removing the network of {id:.12}: {e:#}"),
+        }
+    }
+    if let Some(path) = st.cgroup.take() {
+        Cgroup::open(&path).delete();
+    }
+    st.pid = 0;
+}
+
+/// Removes the container's records: its root filesystem and persistent dir, its name, and
+/// last its volatile dir (which holds the lock).
+pub fn remove(paths: &Paths, id: &str, name: Option<&str>) {
+    let dir = state::dir(paths, id);
+    if let Err(e) = image::remove(&dir) {
+        eprintln!("minibox: removing the root filesystem of {id:.12}: {e:#}");
+        return;
+    }
+    state::remove_dir(paths, id);
+    super::recover::fault("removing");
+    if let Some(name) = name {
+        state::release_name(paths, name, id);
+    }
+    state::remove_state(paths, id);
+}

@@ -1,0 +1,246 @@
+//! Crash recovery: minibox (the foreground `run`, or a container's supervisor) killed with
+//! SIGKILL at each point of the set-up and while the container runs. The next command finds
+//! the container's owner gone and undoes what it held; then nothing is left, and a new
+//! container takes the same name and port.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use minibox_tests::Sandbox;
+
+/// The points of the set-up where `MINIBOX_FAULT` kills minibox (see `commands/run.rs`).
+const POINTS: [&str; 7] = [
+    "created", "config", "rootfs", "cgroup", "spawned", "attached", "running",
+];
+
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.import_web();
+    sb
+}
+
+/// After a crash: one command recovers, then nothing is left, and the name and port are free.
+#[track_caller]
+fn recovered_and_reusable(sb: &Sandbox, what: &str) {
+    let ps = sb.minibox(&["ps", "-a"]);
+    ps.ok();
+    assert_eq!(ps.stderr(), "", "{what}: the recovery complained");
+    let left = sb.leftovers();
+    assert!(left.is_empty(), "{what}: left behind:\n{}", left.join("\n"));
+    let id = sb
+        .minibox(&["run", "-d", "--name", "svc", "-p", "8080:8081", "web"])
+        .ok();
+    let start = Instant::now();
+    while sb.sh("curl -s -m 2 http://127.0.0.1:8080/").stdout() != "web\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: the new container does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sb.minibox(&["rm", "-f", id.trim()]).ok();
+    let left = sb.leftovers();
+    assert!(
+        left.is_empty(),
+        "{what}: left behind after rm:\n{}",
+        left.join("\n")
+    );
+}
+
+#[test]
+fn foreground_run_killed_at_each_point_of_the_set_up() {
+    let sb = sandbox();
+    for point in POINTS {
+        let out = sb
+            .command(&["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"])
+            .env("MINIBOX_FAULT", point)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{point}: not killed");
+        recovered_and_reusable(&sb, point);
+    }
+    sb.finish();
+}
+
+#[test]
+fn supervisor_killed_at_each_point_of_the_set_up() {
+    let sb = sandbox();
+    for point in POINTS {
+        let out = sb
+            .command(&[
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                "svc",
+                "-p",
+                "8080:8081",
+                "web",
+            ])
+            .env("MINIBOX_FAULT", point)
+            .output()
+            .unwrap();
+        // "created" and "config" are reached before the fork: the command itself dies.
+        assert_ne!(out.status.code(), Some(0), "{point}: {out:?}");
+        recovered_and_reusable(&sb, point);
+    }
+    sb.finish();
+}
+
+#[test]
+fn foreground_run_killed_while_the_container_runs() {
+    let sb = sandbox();
+    for rm in [true, false] {
+        let mut args = vec!["run", "--name", "svc", "-p", "8080:8081", "web"];
+        if rm {
+            args.insert(1, "--rm");
+        }
+        let mut child = sb.command(&args).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("listen"), "{line}");
+        // Recorded as running (a moment after its exec) before the kill.
+        let start = Instant::now();
+        while !sb
+            .minibox(&["inspect", "svc"])
+            .stdout()
+            .contains("\"running\"")
+        {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !rm {
+            // Kept, as killed: its name stays taken until it is removed.
+            let ps = sb.minibox(&["ps", "-a"]).ok();
+            assert!(ps.contains("Exited (137)"), "{ps}");
+            sb.minibox(&["run", "--name", "svc", "web"])
+                .fails(125, "already in use");
+            sb.minibox(&["rm", "svc"]).ok();
+        }
+        recovered_and_reusable(&sb, if rm { "--rm" } else { "kept" });
+    }
+    sb.finish();
+}
+
+#[test]
+fn supervisor_killed_while_the_container_runs() {
+    let sb = sandbox();
+    for rm in [true, false] {
+        let mut args = vec!["run", "-d", "--name", "svc", "-p", "8080:8081", "web"];
+        if rm {
+            args.insert(1, "--rm");
+        }
+        sb.minibox(&args).ok();
+        let doc: serde_json::Value =
+            serde_json::from_str(&sb.minibox(&["inspect", "svc"]).ok()).unwrap();
+        let pid = doc[0]["State"]["Pid"].as_i64().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let supervisor: i32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(supervisor),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // The container dies with its supervisor.
+        let start = Instant::now();
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the container outlived its supervisor"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !rm {
+            let ps = sb.minibox(&["ps", "-a"]).ok();
+            assert!(ps.contains("Exited (137)"), "{ps}");
+            sb.minibox(&["rm", "svc"]).ok();
+        }
+        recovered_and_reusable(&sb, if rm { "--rm" } else { "kept" });
+    }
+    sb.finish();
+}
+
+#[test]
+fn system_prune_recovers_too() {
+    let sb = sandbox();
+    let out = sb
+        .command(&["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"])
+        .env("MINIBOX_FAULT", "attached")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let pruned = sb.minibox(&["system", "prune"]).ok();
+    assert!(pruned.contains("recovered"), "{pruned}");
+    assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
+    sb.finish();
+}
+
+#[test]
+fn supervisor_killed_while_tearing_down() {
+    let sb = sandbox();
+    for rm in [true, false] {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "-p",
+            "8080:8081",
+            "web",
+            "sh",
+            "-c",
+            "exit 3",
+        ];
+        if rm {
+            args.insert(2, "--rm");
+        }
+        // The supervisor inherits the environment: it dies once it recorded the exit.
+        let id = sb
+            .command(&args)
+            .env("MINIBOX_FAULT", "finishing")
+            .output()
+            .unwrap();
+        assert!(id.status.success(), "{id:?}");
+        let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+        let start = Instant::now();
+        while sb.minibox(&["ps", "-q"]).stdout().contains(&id[..12]) {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !rm {
+            // The exit recorded before the crash is kept.
+            let doc: serde_json::Value =
+                serde_json::from_str(&sb.minibox(&["inspect", &id]).ok()).unwrap();
+            assert_eq!(doc[0]["State"]["ExitCode"], 3);
+            sb.minibox(&["rm", &id]).ok();
+        }
+        recovered_and_reusable(&sb, if rm { "--rm" } else { "kept" });
+    }
+    sb.finish();
+}
+
+#[test]
+fn rm_killed_halfway_is_finished_by_prune() {
+    let sb = sandbox();
+    let id = sb
+        .minibox(&["run", "-d", "--name", "svc", "web", "true"])
+        .ok();
+    sb.minibox(&["wait", id.trim()]).ok();
+    let out = sb
+        .command(&["rm", "svc"])
+        .env("MINIBOX_FAULT", "removing")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let pruned = sb.minibox(&["system", "prune"]).ok();
+    assert!(pruned.contains("removed"), "{pruned}");
+    recovered_and_reusable(&sb, "rm");
+    sb.finish();
+}

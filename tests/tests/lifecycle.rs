@@ -1,0 +1,517 @@
+//! Detached containers and their lifecycle: `run -d`, the supervisor, `ps`, `logs`, `stop`,
+//! `kill`, `rm`, `start`, `restart`, `wait`, `inspect`, `exec`, and name/id resolution.
+
+use std::time::{Duration, Instant};
+
+use minibox_tests::Sandbox;
+
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb
+}
+
+/// `run -d ARGS...`: returns the full id.
+fn run_d(sb: &Sandbox, args: &[&str]) -> String {
+    let mut all = vec!["run", "-d"];
+    all.extend_from_slice(args);
+    let id = sb.minibox(&all).ok().trim().to_string();
+    assert_eq!(id.len(), 64, "not a full id: {id:?}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    id
+}
+
+fn inspect(sb: &Sandbox, what: &str) -> serde_json::Value {
+    let out = sb.minibox(&["inspect", what]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
+
+/// Polls `cond` for up to 10 s.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_d_runs_in_the_background_and_ps_lists_it() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--name",
+            "sleeper",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ],
+    );
+    let ps = sb.minibox(&["ps"]).ok();
+    let mut lines = ps.lines();
+    let header = lines.next().unwrap();
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&id[..12]), "{ps}");
+    assert!(row.contains("busybox") && row.contains("\"sleep 100\"") && row.contains("Up "));
+    assert!(row.trim_end().ends_with("sleeper"), "{ps}");
+    assert_eq!(sb.minibox(&["ps", "-q"]).ok().trim(), &id[..12]);
+    assert_eq!(sb.minibox(&["ps", "-q", "--no-trunc"]).ok().trim(), id);
+
+    let doc = inspect(&sb, "sleeper");
+    assert_eq!(doc["Id"], id.as_str());
+    assert_eq!(doc["Name"], "/sleeper");
+    assert_eq!(doc["State"]["Status"], "running");
+    assert_eq!(doc["State"]["Running"], true);
+    let pid = doc["State"]["Pid"].as_i64().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    // Every command takes a name, the full id or a unique prefix.
+    for what in ["sleeper", id.as_str(), &id[..5]] {
+        assert_eq!(inspect(&sb, what)["Id"], id.as_str());
+    }
+    sb.minibox(&["stop", "-t", "1", &id[..8]]).ok();
+    let doc = inspect(&sb, "sleeper");
+    assert_eq!(doc["State"]["Status"], "exited");
+    assert_eq!(
+        doc["State"]["ExitCode"], 137,
+        "sleep ignores SIGTERM as PID 1"
+    );
+    assert_eq!(sb.minibox(&["ps", "-q"]).ok(), "");
+    assert!(sb.minibox(&["ps", "-a"]).ok().contains("Exited (137)"));
+    sb.minibox(&["rm", "sleeper"]).ok();
+    assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
+    sb.finish();
+}
+
+#[test]
+fn logs_keep_stdout_and_stderr_with_timestamps() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done",
+        ],
+    );
+    assert_eq!(sb.minibox(&["wait", &id]).ok().trim(), "0");
+    let all = sb.minibox(&["logs", &id]);
+    assert_eq!(all.ok(), "out1\nout2\nout3\nout4\nout5\n");
+    assert_eq!(all.stderr(), "err1\nerr2\nerr3\nerr4\nerr5\n");
+    // The two streams are separate pipes: their order in the log is the order they were read.
+    let tail = sb.minibox(&["logs", "--tail", "2", &id]);
+    let last = tail.stdout() + &tail.stderr();
+    assert_eq!(last.lines().count(), 2, "{last}");
+    assert!(
+        last.lines().all(|l| l.ends_with('4') || l.ends_with('5')),
+        "{last}"
+    );
+    let ts = sb.minibox(&["logs", "-t", &id]).ok();
+    for line in ts.lines() {
+        let (time, text) = line.split_once(' ').unwrap();
+        assert!(
+            time.len() == 30 && time.ends_with('Z') && time.contains('T'),
+            "{line}"
+        );
+        assert!(text.starts_with("out"));
+    }
+    sb.minibox(&["rm", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn logs_follow_until_the_container_stops() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo a; sleep 1; echo b",
+        ],
+    );
+    let out = sb.minibox(&["logs", "-f", &id]).ok();
+    assert_eq!(out, "a\nb\n");
+    sb.minibox(&["rm", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn rm_refuses_a_running_container_without_force() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--name",
+            "busy",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ],
+    );
+    sb.minibox(&["rm", "busy"]).fails(125, "running");
+    assert_eq!(
+        inspect(&sb, &id)["State"]["Running"],
+        true,
+        "nothing changed"
+    );
+    sb.minibox(&["rm", "-f", "busy"]).ok();
+    sb.minibox(&["inspect", "busy"])
+        .fails(125, "no such container");
+    sb.finish();
+}
+
+#[test]
+fn bad_names_and_prefixes_fail_cleanly() {
+    let sb = sandbox();
+    sb.minibox(&["stop", "nosuch"])
+        .fails(125, "no such container: nosuch");
+    // Two containers: a one-character prefix is likely shared; find one that is.
+    let a = run_d(
+        &sb,
+        &[
+            "--name",
+            "taken",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "100",
+        ],
+    );
+    sb.minibox(&[
+        "run",
+        "-d",
+        "--name",
+        "taken",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ])
+    .fails(125, "already in use");
+    let mut ids = vec![a.clone()];
+    while !ids
+        .iter()
+        .any(|x| ids.iter().filter(|y| y[..1] == x[..1]).count() > 1)
+    {
+        ids.push(run_d(
+            &sb,
+            &["--network", "none", "busybox", "sleep", "100"],
+        ));
+    }
+    let shared = ids
+        .iter()
+        .find(|x| ids.iter().filter(|y| y[..1] == x[..1]).count() > 1)
+        .unwrap()[..1]
+        .to_string();
+    sb.minibox(&["inspect", &shared]).fails(125, "ambiguous");
+    sb.minibox(&["exec", "nosuch", "true"])
+        .fails(125, "no such container");
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    sb.minibox(&rm).ok();
+    sb.finish();
+}
+
+#[test]
+fn kill_sends_the_signal_and_rm_option_removes_on_exit() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 3' USR1; while true; do sleep 0.1; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    sb.minibox(&["kill", "-s", "USR1", &id]).ok();
+    eventually("the --rm container to go", || {
+        sb.minibox(&["ps", "-aq"]).stdout().is_empty()
+    });
+    sb.finish();
+}
+
+#[test]
+fn published_ports_show_in_ps_and_inspect_and_answer() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    let id = run_d(&sb, &["--name", "web", "-p", "8080:8081", "web"]);
+    let ps = sb.minibox(&["ps"]).ok();
+    assert!(ps.contains("0.0.0.0:8080->8081/tcp"), "{ps}");
+    let doc = inspect(&sb, "web");
+    let ip = doc["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!ip.is_empty());
+    assert!(!doc["NetworkSettings"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(!doc["NetworkSettings"]["MacAddress"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        doc["NetworkSettings"]["Ports"]["8081/tcp"][0]["HostPort"],
+        "8080"
+    );
+    eventually("the web server", || {
+        sb.sh("curl -s -m 2 http://127.0.0.1:8080/").stdout() == "web\n"
+    });
+    assert!(sb.minibox(&["logs", "web"]).ok().contains("listen :8081"));
+    // restart: a new attachment, the same published port.
+    sb.minibox(&["restart", "-t", "1", "web"]).ok();
+    let doc = inspect(&sb, "web");
+    assert_eq!(doc["State"]["Running"], true);
+    assert_eq!(
+        doc["NetworkSettings"]["Ports"]["8081/tcp"][0]["HostPort"],
+        "8080"
+    );
+    eventually("the web server after restart", || {
+        sb.sh("curl -s -m 2 http://127.0.0.1:8080/").stdout() == "web\n"
+    });
+    sb.minibox(&["rm", "-f", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn start_runs_a_stopped_container_again_with_its_files() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--name",
+            "counter",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x >> /count; wc -l < /count",
+        ],
+    );
+    assert_eq!(sb.minibox(&["wait", "counter"]).ok().trim(), "0");
+    sb.minibox(&["start", "counter"]).ok();
+    assert_eq!(sb.minibox(&["wait", "counter"]).ok().trim(), "0");
+    assert_eq!(sb.minibox(&["logs", "counter"]).ok(), "1\n2\n");
+    sb.minibox(&["rm", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn exec_joins_the_containers_namespaces_cgroup_and_privileges() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--name",
+            "box",
+            "--hostname",
+            "boxhost",
+            "-e",
+            "FOO=bar",
+            "busybox",
+            "sleep",
+            "100",
+        ],
+    );
+    let ex = |args: &[&str]| {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        sb.minibox(&all)
+    };
+    assert_eq!(ex(&["box", "hostname"]).ok().trim(), "boxhost");
+    // The same PID namespace: the container's command is PID 1.
+    assert_eq!(
+        ex(&["box", "cat", "/proc/1/cmdline"]).ok(),
+        "sleep\x00100\x00"
+    );
+    assert_eq!(
+        ex(&["box", "cat", "/proc/self/cgroup"]).ok(),
+        ex(&["box", "cat", "/proc/1/cgroup"]).ok()
+    );
+    let net_inside = ex(&["box", "readlink", "/proc/self/ns/net"]).ok();
+    assert_eq!(net_inside, ex(&["box", "readlink", "/proc/1/ns/net"]).ok());
+    let status = |who: &str| -> Vec<String> {
+        ex(&["box", "cat", &format!("/proc/{who}/status")])
+            .ok()
+            .lines()
+            .filter(|l| l.starts_with("Cap") || l.starts_with("NoNewPrivs"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(status("self"), status("1"));
+    assert!(status("self").contains(&"NoNewPrivs:\t1".to_string()));
+    let env = ex(&["-e", "X=1", "box", "env"]).ok();
+    assert!(env.contains("FOO=bar\n") && env.contains("X=1\n"), "{env}");
+    assert_eq!(
+        ex(&["-u", "app", "-w", "/tmp", "box", "sh", "-c", "id -u; pwd"]).ok(),
+        "1000\n/tmp\n"
+    );
+    assert_eq!(ex(&["box", "sh", "-c", "exit 7"]).code(), 7);
+    assert_eq!(ex(&["box", "nosuchcmd"]).code(), 127);
+    let mut cat = sb.command(&["exec", "-i", "box", "cat"]);
+    cat.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"through\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n");
+
+    sb.minibox(&["stop", "-t", "0", "box"]).ok();
+    ex(&["box", "true"]).fails(125, "not running");
+    sb.minibox(&["rm", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn containers_without_a_name_get_one() {
+    let sb = sandbox();
+    let id = run_d(&sb, &["--network", "none", "busybox", "sleep", "100"]);
+    let name = inspect(&sb, &id)["Name"].as_str().unwrap().to_string();
+    let name = name.strip_prefix('/').unwrap();
+    assert!(name.contains('_'), "{name}");
+    assert!(sb.minibox(&["ps"]).ok().contains(name));
+    assert_eq!(inspect(&sb, name)["Id"], id.as_str());
+    sb.minibox(&["rm", "-f", name]).ok();
+    sb.finish();
+}
+
+#[test]
+fn exec_t_gives_the_process_a_pty_and_run_d_t_logs_the_pty() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "-t",
+            "--name",
+            "tty",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; sleep 100",
+        ],
+    );
+    eventually("the pty output in the log", || {
+        sb.minibox(&["logs", "tty"]).stdout().contains("/dev/pts/0")
+    });
+    let bin = minibox_tests::minibox_bin();
+    let cmd = format!(
+        "stty rows 21 cols 77; {} exec -t tty sh -c 'tty; stty size; echo $TERM'",
+        bin.display()
+    );
+    let out = sb
+        .exec("script", ["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{text}");
+    for want in ["/dev/pts/1", "21 77", "xterm"] {
+        assert!(text.contains(want), "lacks {want}:\n{text}");
+    }
+    sb.minibox(&["rm", "-f", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn stop_lets_a_container_exit_on_sigterm() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    sb.minibox(&["stop", &id]).ok();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stop waited for the grace period"
+    );
+    let doc = inspect(&sb, &id);
+    assert_eq!(doc["State"]["ExitCode"], 0);
+    assert_eq!(doc["State"]["Running"], false);
+    assert!(
+        doc["State"]["FinishedAt"].as_str().unwrap() >= doc["State"]["StartedAt"].as_str().unwrap()
+    );
+    assert_eq!(sb.minibox(&["logs", &id]).ok(), "bye\n");
+    sb.minibox(&["rm", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn logs_keep_long_lines_and_a_last_line_without_newline_intact() {
+    let sb = sandbox();
+    let id = run_d(
+        &sb,
+        &[
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 40000 /dev/zero | tr '\\0' x; echo; printf end",
+        ],
+    );
+    assert_eq!(sb.minibox(&["wait", &id]).ok().trim(), "0");
+    let out = sb.minibox(&["logs", &id]).ok();
+    assert_eq!(out, format!("{}\nend", "x".repeat(40000)));
+    sb.minibox(&["rm", &id]).ok();
+    sb.finish();
+}
+
+#[test]
+fn run_d_of_a_missing_command_fails_like_run_and_leaves_nothing() {
+    let sb = sandbox();
+    sb.minibox(&["run", "-d", "--name", "bad", "busybox", "nosuchcmd"])
+        .fails(127, "executable file not found");
+    assert!(sb.leftovers().is_empty(), "{:?}", sb.leftovers());
+    sb.minibox(&[
+        "run", "-d", "--name", "bad", "-p", "8088:80", "busybox", "sleep", "100",
+    ])
+    .ok();
+    sb.minibox(&["rm", "-f", "bad"]).ok();
+    sb.finish();
+}
