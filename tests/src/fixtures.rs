@@ -34,7 +34,9 @@ fn cached(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
     let dir = crate::target_dir().join("minibox-fixtures");
     fs::create_dir_all(&dir).unwrap();
     let lock = File::create(dir.join(".lock")).unwrap();
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     let path = dir.join(name);
     if !path.exists() {
         let tmp = dir.join(format!(".{name}.tmp"));
@@ -67,7 +69,9 @@ fn write_rootfs(out: &Path, web: Option<&Path>) {
         let mut h = header(tar::EntryType::Directory, mode, owner);
         tar.append_data(&mut h, path, std::io::empty()).unwrap();
     };
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "var"] {
+    for d in [
+        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "var",
+    ] {
         dir(&mut tar, d, 0o755, 0);
     }
     dir(&mut tar, "root", 0o700, 0);
@@ -80,7 +84,12 @@ fn write_rootfs(out: &Path, web: Option<&Path>) {
         h.set_size(data.len() as u64);
         tar.append_data(&mut h, path, data).unwrap();
     };
-    file(&mut tar, "bin/busybox", 0o755, &fs::read(BUSYBOX).expect("install busybox-static"));
+    file(
+        &mut tar,
+        "bin/busybox",
+        0o755,
+        &fs::read(BUSYBOX).expect("install busybox-static"),
+    );
     file(
         &mut tar,
         "etc/passwd",
@@ -89,7 +98,12 @@ fn write_rootfs(out: &Path, web: Option<&Path>) {
           app:x:1000:1000:app:/home/app:/bin/sh\n\
           nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     );
-    file(&mut tar, "etc/group", 0o644, b"root:x:0:\napp:x:1000:\nnogroup:x:65534:\n");
+    file(
+        &mut tar,
+        "etc/group",
+        0o644,
+        b"root:x:0:\napp:x:1000:\nnogroup:x:65534:\n",
+    );
     if let Some(web) = web {
         file(&mut tar, "bin/web", 0o755, &fs::read(web).unwrap());
     }

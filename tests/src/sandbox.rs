@@ -12,7 +12,8 @@ use nix::unistd::Pid;
 
 /// Sets the sandbox up: `/run` becomes a private tmpfs (so `/run/netns` and the default runroot
 /// `/run/minibox` start empty), loopback comes up, and the holder waits to be killed.
-const HOLDER: &str = "mount -t tmpfs -o mode=755 sandbox-run /run && mkdir -p /run/netns /run/minibox \
+const HOLDER: &str =
+    "mount -t tmpfs -o mode=755 sandbox-run /run && mkdir -p /run/netns /run/minibox \
                       && ip link set lo up && echo ready && exec sleep infinity";
 
 pub struct Sandbox {
@@ -49,9 +50,20 @@ impl Out {
     /// Asserts failure with `code` and a one-line `minibox: ...` error containing `needle`.
     #[track_caller]
     pub fn fails(&self, code: i32, needle: &str) -> String {
-        assert_eq!(self.code(), code, "{}: wrong exit code:\n{}", self.what, self);
+        assert_eq!(
+            self.code(),
+            code,
+            "{}: wrong exit code:\n{}",
+            self.what,
+            self
+        );
         let err = self.stderr();
-        assert!(err.contains(needle), "{}: stderr lacks {needle:?}:\n{}", self.what, self);
+        assert!(
+            err.contains(needle),
+            "{}: stderr lacks {needle:?}:\n{}",
+            self.what,
+            self
+        );
         assert!(
             err.lines().any(|l| l.starts_with("minibox: ")),
             "{}: no `minibox: ` error line:\n{}",
@@ -77,9 +89,22 @@ impl std::fmt::Display for Out {
 impl Sandbox {
     pub fn new() -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let unique = format!("{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst));
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        );
         let mut holder = Command::new("unshare")
-            .args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c", HOLDER])
+            .args([
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                HOLDER,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -162,7 +187,8 @@ impl Sandbox {
     /// Imports the busybox fixture as `busybox`.
     pub fn import_busybox(&self) {
         let tar = crate::fixtures::busybox_tarball();
-        self.minibox(&["import", tar.to_str().unwrap(), "busybox"]).ok();
+        self.minibox(&["import", tar.to_str().unwrap(), "busybox"])
+            .ok();
     }
 
     /// Imports the Go web demo fixture as `web`.
@@ -193,12 +219,15 @@ impl Sandbox {
                 found.push(format!("link {link}"));
             }
         }
-        let rules = self.sh("iptables-save 2>/dev/null; ip6tables-save 2>/dev/null").stdout();
+        let rules = self
+            .sh("iptables-save 2>/dev/null; ip6tables-save 2>/dev/null")
+            .stdout();
         for rule in rules.lines().filter(|l| l.contains("minibox:")) {
             found.push(format!("rule {rule}"));
         }
         let containers = self.root.join("containers");
-        let mountinfo = fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id())).unwrap();
+        let mountinfo =
+            fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id())).unwrap();
         for mp in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
             if Path::new(mp).starts_with(&containers) {
                 found.push(format!("mount {mp}"));

@@ -34,17 +34,38 @@ fn sandbox_network_is_private_and_leaks_are_seen() {
     std::fs::create_dir_all(&mnt).unwrap();
     sb.sh(&format!("mount -t tmpfs t {}", mnt.display())).ok();
     let left = sb.leftovers();
-    assert!(left.contains(&format!("cgroup /sys/fs/cgroup/pids/{}/c", sb.cgroup_parent())), "{left:?}");
-    assert!(left.contains(&format!("mount {}", mnt.display())), "{left:?}");
-    assert!(left.iter().any(|l| l == &format!("link {name}")), "{left:?}");
+    assert!(
+        left.contains(&format!(
+            "cgroup /sys/fs/cgroup/pids/{}/c",
+            sb.cgroup_parent()
+        )),
+        "{left:?}"
+    );
+    assert!(
+        left.contains(&format!("mount {}", mnt.display())),
+        "{left:?}"
+    );
+    assert!(
+        left.iter().any(|l| l == &format!("link {name}")),
+        "{left:?}"
+    );
     assert!(left.iter().any(|l| l == "netns minibox-x"), "{left:?}");
     assert!(left.iter().any(|l| l.starts_with("rule ")), "{left:?}");
 
     // None of it is visible on the host.
-    let host = std::process::Command::new("ip").args(["-o", "link", "show", &name]).output().unwrap();
-    assert!(!host.status.success(), "the sandbox's link leaked to the host");
+    let host = std::process::Command::new("ip")
+        .args(["-o", "link", "show", &name])
+        .output()
+        .unwrap();
+    assert!(
+        !host.status.success(),
+        "the sandbox's link leaked to the host"
+    );
     assert!(!std::path::Path::new("/run/netns/minibox-x").exists());
     let parent = format!("/sys/fs/cgroup/pids/{}", sb.cgroup_parent());
     drop(sb);
-    assert!(!std::path::Path::new(&parent).exists(), "the sandbox's cgroup parent outlived it");
+    assert!(
+        !std::path::Path::new(&parent).exists(),
+        "the sandbox's cgroup parent outlived it"
+    );
 }

@@ -365,7 +365,8 @@ pub fn setup(
         c.save()?;
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), false) = (attachment.address, host_network) {
-            state::write_hosts(&state_dir, &spec.hostname, Some(address))?;
+            let names = state::host_names(&spec.hostname, config.name.as_deref(), &id);
+            state::write_hosts(&state_dir, &names, Some(address))?;
         }
         c.state.ports = published(&attachment);
         c.state.attachment = Some(attachment);

@@ -425,7 +425,19 @@ pub fn write_hosts(state_dir: &Path, hostname: &str, address: Option<Ipv4Addr>) 
     )
 }
 
-/// Docker's /etc/hosts, with the container's own address line when it has one.
+/// The names on the container's own /etc/hosts line: its hostname, its name and its short id.
+pub fn host_names(hostname: &str, name: Option<&str>, id: &str) -> String {
+    let mut names = vec![hostname];
+    for n in name.into_iter().chain([&id[..12]]) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.join(" ")
+}
+
+/// Docker's /etc/hosts, with the container's own address line (`hostname`: the names it
+/// carries) when it has one.
 pub fn hosts(hostname: &str, address: Option<Ipv4Addr>) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -505,6 +517,9 @@ mod tests {
     fn hosts_address_line() {
         assert!(hosts("h", Some(Ipv4Addr::new(10, 88, 0, 2))).ends_with("10.88.0.2\th\n"));
         assert!(!hosts("h", None).contains("\th\n"));
+        let id = "0123456789abcdef";
+        assert_eq!(host_names("0123456789ab", None, id), "0123456789ab");
+        assert_eq!(host_names("h", Some("web"), id), "h web 0123456789ab");
     }
 
     #[test]
