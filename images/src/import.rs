@@ -5,7 +5,7 @@ use std::io::Read;
 use oci_spec::image::{Arch, Config, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
 
 use crate::layout::host_arch;
-use crate::{changes, reference, time, Error, Image, Store};
+use crate::{changes, reference, Error, Image, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -32,7 +32,7 @@ impl Store {
         }
         let mut txn = self.begin()?;
         let layer = txn.add_layer(reader, &opts.source, None, None, None)?;
-        let now = time::now_rfc3339();
+        let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
         let image_config = ImageConfigurationBuilder::default()
             .created(now.clone())
             .architecture(Arch::from(host_arch()))

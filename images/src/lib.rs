@@ -26,7 +26,6 @@ mod layout;
 pub mod reference;
 pub mod rootfs;
 mod store;
-pub mod time;
 mod unpack;
 
 pub use error::Error;

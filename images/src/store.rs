@@ -57,7 +57,9 @@ impl Image {
         self.config
             .created()
             .as_deref()
-            .and_then(crate::time::parse_rfc3339)
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
     }
 }
 

@@ -25,10 +25,6 @@ fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
     ))
 }
 
-fn now_secs() -> u64 {
-    state::now_ns() / 1_000_000_000
-}
-
 /// Docker's `ps`.
 pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
     let mut rows: Vec<(Config, State)> = state::ids(paths)
@@ -51,7 +47,7 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let now = now_secs();
+    let now = clock::now_secs();
     let mut table = vec![[
         "CONTAINER ID",
         "IMAGE",

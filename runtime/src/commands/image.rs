@@ -5,10 +5,11 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use minibox_images::{reference, time, Image, ImportOptions, Store};
+use minibox_images::{reference, Image, ImportOptions, Store};
 use serde_json::{json, Value};
 
 use crate::cli::{ImportArgs, LoadArgs, RmiArgs, SaveArgs};
+use crate::container::clock;
 use crate::paths::Paths;
 
 fn open_input(file: &str) -> Result<Box<dyn Read>> {
@@ -86,12 +87,12 @@ pub fn list(paths: &Paths) -> Result<u8> {
     let store = Store::open(&paths.images())?;
     let mut images = store.images()?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created_secs().unwrap_or(0)));
-    let now = time::now_secs();
+    let now = clock::now_secs();
     let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
     for image in &images {
         let created = image
             .created_secs()
-            .map(|t| time::ago(t, now))
+            .map(|t| format!("{} ago", clock::human(now.saturating_sub(t.max(0) as u64))))
             .unwrap_or_else(|| "N/A".into());
         let mut names: Vec<(&str, &str)> =
             image.names.iter().map(|n| reference::split(n)).collect();

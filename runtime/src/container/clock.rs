@@ -5,41 +5,18 @@ pub fn rfc3339(ns: u64) -> String {
     String::from_utf8_lossy(&rfc3339_bytes(ns)).into_owned()
 }
 
-/// [`rfc3339`] into a fixed buffer, without allocating or formatting machinery (the
-/// supervisor's log loop uses it).
+/// [`rfc3339`] into a fixed buffer, without allocating (the supervisor's log loop uses it).
 pub fn rfc3339_bytes(ns: u64) -> [u8; 30] {
-    let secs = ns / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil(days as i64);
-    let mut out = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, width: usize, mut v: u64| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, y as u64);
-    put(5, 2, m.into());
-    put(8, 2, d.into());
-    put(11, 2, rem / 3600);
-    put(14, 2, rem / 60 % 60);
-    put(17, 2, rem % 60);
-    put(20, 9, ns % 1_000_000_000);
+    use std::io::Write;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    let mut out = [0u8; 30];
+    let _ = write!(&mut out[..], "{}", humantime::format_rfc3339_nanos(time));
     out
 }
 
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    super::state::now_ns() / 1_000_000_000
 }
 
 /// Docker's human duration (go-units `HumanDuration`).
