@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Small helpers for bench/run, kept out of bash where bash would be clumsy.
+
+  util.py stats FILE.json            median and p90 (ms) of a hyperfine --export-json file
+  util.py wait-http T0 TIMEOUT HOST:PORT...
+                                     seconds from T0 (epoch) until every HOST:PORT answered HTTP
+  util.py mem PID...                 summed VmRSS and PSS (KiB) of the processes
+  util.py mktar OUT MB BASE.tar      a rootfs tarball of about MB megabytes: BASE plus random files
+  util.py runc-config FILE CGROUP    prepares `runc spec`'s config.json: runs `true`, no terminal,
+                                     RLIMIT_NOFILE 1024 (or the hard limit), the given cgroup path
+"""
+import io
+import json
+import os
+import resource
+import socket
+import sys
+import tarfile
+import time
+
+
+def percentile(sorted_values, q):
+    """Linear interpolation between closest ranks (as numpy's default)."""
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def stats(path):
+    with open(path) as f:
+        times = sorted(json.load(f)["results"][0]["times"])
+    print(f"{percentile(times, 0.5) * 1000:.1f} {percentile(times, 0.9) * 1000:.1f} {len(times)}")
+
+
+def answers(host, port):
+    """True once an HTTP GET to host:port gets a 200 response. A short timeout: a port whose SYN
+    goes unanswered yet (rules in place, container not wired) must not hold up the others."""
+    try:
+        with socket.create_connection((host, port), timeout=0.1) as s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
+            data = b""
+            while len(data) < 12:
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(b"HTTP/1.") and data[9:12] == b"200"
+    except OSError:
+        return False
+
+
+def wait_http(t0, timeout, targets):
+    pending = []
+    for t in targets:
+        host, port = t.rsplit(":", 1)
+        pending.append((host, int(port)))
+    deadline = time.time() + timeout
+    while pending:
+        pending = [hp for hp in pending if not answers(*hp)]
+        if pending:
+            if time.time() > deadline:
+                print(f"timeout: {len(pending)} of {len(targets)} never answered", file=sys.stderr)
+                sys.exit(1)
+            time.sleep(0.005)
+    print(f"{time.time() - t0:.3f}")
+
+
+def mem(pids):
+    rss = pss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                rss += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass
+    print(rss, pss)
+
+
+def mktar(out, megabytes, base):
+    """Random (incompressible) files of 100 KiB in directories of 100, like a rootfs's many
+    small files, after the base rootfs's own entries."""
+    chunk = 100 * 1024
+    with tarfile.open(base) as src, tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as dst:
+        for member in src:
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        for i in range(megabytes * 1024 * 1024 // chunk):
+            if i % 100 == 0:
+                d = tarfile.TarInfo(f"usr/share/bench/d{i // 100:03}")
+                d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
+                dst.addfile(d)
+            info = tarfile.TarInfo(f"usr/share/bench/d{i // 100:03}/f{i:05}")
+            info.size, info.mode, info.mtime = chunk, 0o644, 1_700_000_000
+            dst.addfile(info, io.BytesIO(os.urandom(chunk)))
+
+
+def runc_config(path, cgroup):
+    with open(path) as f:
+        spec = json.load(f)
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["true"]
+    # 1024 open files as Docker's default, but never above the hard limit: this VM lacks
+    # CAP_SYS_RESOURCE and runc fails when asked to raise one.
+    nofile = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": nofile, "hard": nofile}]
+    spec["linux"]["cgroupsPath"] = cgroup
+    with open(path, "w") as f:
+        json.dump(spec, f, indent=2)
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "stats":
+        stats(args[0])
+    elif cmd == "wait-http":
+        wait_http(float(args[0]), float(args[1]), args[2:])
+    elif cmd == "mem":
+        mem(args)
+    elif cmd == "mktar":
+        mktar(args[0], int(args[1]), args[2])
+    elif cmd == "runc-config":
+        runc_config(args[0], args[1])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
