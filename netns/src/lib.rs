@@ -3,10 +3,13 @@
 //! container's netns, an address from IPAM, a default route, NAT and published ports, each step
 //! able to explain itself as the equivalent shell command.
 //!
-//! Entry points: [`attach`] (before the container's process execs) and [`detach`] (at teardown
-//! and in crash recovery); [`create_network`], [`remove_network`], [`inspect`] and [`topology`]
-//! for the `network` commands.
+//! Entry points: [`attach`] (before the container's process execs), [`detach`] (at teardown
+//! and in crash recovery) or [`detach_in_background`] (when a user waits for the teardown, as
+//! after a foreground `run`) and [`recover`] (teardowns whose background process died);
+//! [`create_network`], [`remove_network`], [`inspect`] and [`topology`] for the `network`
+//! commands.
 
+mod background;
 mod conntrack;
 mod error;
 mod explain;
@@ -47,7 +50,8 @@ pub fn attach(
 ) -> Result<Attachment> {
     let started = std::time::Instant::now();
     let net = store.network(network)?;
-    let lock = store.lock()?;
+    let lock = locked(store)?;
+    let waited = started.elapsed();
     let id12 = short(id).to_string();
     let address = store.allocate_address(&lock, &net, id)?;
     let mut att = Attachment {
@@ -68,7 +72,10 @@ pub fn attach(
         .and_then(|_| wire(store, ex, &lock, &net, pid, publish, &mut att));
     match result {
         Ok(()) => {
-            tracing::debug!("attached {id12} in {:?}", started.elapsed());
+            tracing::debug!(
+                "attached {id12} in {:?} ({waited:?} waiting for the lock)",
+                started.elapsed()
+            );
             Ok(att)
         }
         Err(e) => {
@@ -127,12 +134,17 @@ fn wire(
         inner.up(ex, "eth0", None)?;
         inner.add_default_route(ex, att.gateway)
     })?;
+    let netlink_done = std::time::Instant::now();
     firewall_rules.wait().or_else(|_| {
         // Our chains were removed behind our back: check everything again, then retry once.
         store.clear_ready(&net.name)?;
         ensure_bridge(store, &host, ex, net)?;
         firewall::apply(&Explain::off(), &rules)
     })?;
+    tracing::debug!(
+        "attach: {:?} more waiting for iptables-restore after the netlink work",
+        netlink_done.elapsed()
+    );
     for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
         firewall::flush_udp(ex, m.host_port);
     }
@@ -311,10 +323,59 @@ fn local_port_range() -> (u16, u16) {
 /// then the record. Idempotent, and tolerant of any half-made state.
 pub fn detach(store: &Store, ex: &Explain, att: &Attachment) -> Result<()> {
     let started = std::time::Instant::now();
-    let lock = store.lock()?;
+    let lock = locked(store)?;
     let done = undo(store, ex, &lock, att);
     tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
     done
+}
+
+/// [`detach`] for a container whose processes are gone, returning at once: the kernel's part
+/// takes tens of milliseconds of waiting (the grace period of an nf_tables commit that deletes,
+/// the unregistering of a veth), which a detached process finishes while it holds the network
+/// lock, so whoever needs the lock next (to reuse the port or address) waits for it. It drops
+/// the netns rather than deleting the veth: the kernel then frees the pair asynchronously. A
+/// marker written first makes whoever takes the lock after a crash of that process redo the
+/// teardown. With `--explain` every step is shown as it happens, so all of it is done here.
+pub fn detach_in_background(store: &Store, ex: &Explain, att: &Attachment) -> Result<()> {
+    if ex.enabled() {
+        return detach(store, ex, att);
+    }
+    let started = std::time::Instant::now();
+    let lock = locked(store)?;
+    store.mark_detaching(&lock, &att.id)?;
+    match background::fork_detached(lock.fd()) {
+        Ok(true) => {
+            if std::env::var_os("MINIBOX_FAULT").is_some_and(|v| v == "detaching") {
+                background::exit(9); // test hook: this process dies before its work
+            }
+            let started = std::time::Instant::now();
+            let done = undo_dropping_netns(store, &lock, att);
+            if done.is_ok() {
+                let _ = store.unmark_detaching(&att.id);
+            }
+            drop(lock);
+            // Outside the lock: nothing else can use this veth's name, address or port now.
+            if let Err(e) = veth_gone(&att.veth) {
+                tracing::warn!("removing {}: {e}", att.veth);
+            }
+            tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
+            background::exit(i32::from(done.is_err()))
+        }
+        Ok(false) => {
+            lock.hand_over();
+            tracing::debug!(
+                "detaching {} in the background after {:?}",
+                att.short_id(),
+                started.elapsed()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::debug!("detaching {} here: cannot fork: {e}", att.short_id());
+            undo(store, ex, &lock, att)?;
+            store.unmark_detaching(&att.id)
+        }
+    }
 }
 
 /// [`detach`] from the record alone (crash recovery); nothing recorded is fine.
@@ -325,21 +386,92 @@ pub fn detach_id(store: &Store, ex: &Explain, id: &str) -> Result<()> {
     }
 }
 
+/// Takes the network lock, first finishing any teardown whose process died on the way (its
+/// marker is left, and a live one would hold the lock).
+fn locked(store: &Store) -> Result<Lock> {
+    let lock = store.lock()?;
+    finish_abandoned(store, &lock)?;
+    Ok(lock)
+}
+
+/// Crash recovery, cheap enough for the start of every command: finishes the teardowns whose
+/// background process died, unless someone holds the lock (and will).
+pub fn recover(store: &Store) -> Result<()> {
+    if store.detaching()?.is_empty() {
+        return Ok(());
+    }
+    match store.try_lock()? {
+        Some(lock) => finish_abandoned(store, &lock),
+        None => Ok(()),
+    }
+}
+
+fn finish_abandoned(store: &Store, lock: &Lock) -> Result<()> {
+    for id in store.detaching()? {
+        tracing::info!("finishing the network teardown of {}", short(&id));
+        let done = match store.attachment(&id)? {
+            Some(att) => undo(store, &Explain::off(), lock, &att),
+            None => Ok(()),
+        };
+        match done.and_then(|_| store.unmark_detaching(&id)) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!("finishing the network teardown of {}: {e}", short(&id)),
+        }
+    }
+    Ok(())
+}
+
 fn undo(store: &Store, ex: &Explain, _lock: &Lock, att: &Attachment) -> Result<()> {
     // Each step runs even when an earlier one failed; records go only when the kernel side is
     // gone, so a failed teardown can be retried from them.
     let mut results = Vec::new();
     // Rules go first; the (slow) veth deletion waits on the kernel meanwhile.
-    let subnet = Ipv4Net::new(att.address, att.prefix_len)
-        .unwrap_or_default()
-        .trunc();
-    let rules = firewall::container_rules(short(&att.id), subnet, att.address, &att.ports);
-    let removal = firewall::start_removal(ex, &rules);
+    let removal = start_rule_removal(ex, att);
     results.push(Nl::new(None).and_then(|nl| nl.del_link(ex, &att.veth)));
     results.push(netns::delete(ex, &att.netns));
     if !att.ports.is_empty() {
         results.push(firewall::finish_removal(ex, short(&att.id), removal));
     }
+    release_records(store, att, results)
+}
+
+/// [`undo`] for a container whose processes are gone: unmounting its netns frees the netns and
+/// with it the veth pair, asynchronously, where deleting the veth waits for the kernel (see
+/// [`veth_gone`]).
+fn undo_dropping_netns(store: &Store, _lock: &Lock, att: &Attachment) -> Result<()> {
+    let ex = Explain::off();
+    let removal = start_rule_removal(&ex, att);
+    let mut results = vec![netns::delete(&ex, &att.netns)];
+    if !att.ports.is_empty() {
+        results.push(firewall::finish_removal(&ex, short(&att.id), removal));
+    }
+    release_records(store, att, results)
+}
+
+/// Waits for the kernel to free a veth whose netns was dropped; deletes it if something else
+/// keeps that netns alive.
+fn veth_gone(veth: &str) -> Result<()> {
+    let nl = Nl::new(None)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while nl.link(veth)?.is_some() {
+        if std::time::Instant::now() > deadline {
+            return nl.del_link(&Explain::off(), veth);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+fn start_rule_removal(ex: &Explain, att: &Attachment) -> firewall::Batch {
+    let subnet = Ipv4Net::new(att.address, att.prefix_len)
+        .unwrap_or_default()
+        .trunc();
+    let rules = firewall::container_rules(short(&att.id), subnet, att.address, &att.ports);
+    firewall::start_removal(ex, &rules)
+}
+
+/// Frees the ports and the address and removes the record, once every step before went well.
+fn release_records(store: &Store, att: &Attachment, mut results: Vec<Result<()>>) -> Result<()> {
     if results.iter().all(Result::is_ok) {
         for m in &att.ports {
             results.push(store.release_port(m.proto, m.host_port, &att.id));
@@ -428,7 +560,7 @@ pub fn remove_network(store: &Store, ex: &Explain, name: &str) -> Result<()> {
     if name == DEFAULT_NETWORK {
         return Err(Error::Predefined(name.to_string()));
     }
-    let _lock = store.lock()?;
+    let _lock = locked(store)?;
     let net = store.network(name)?;
     let count = store
         .attachments()?

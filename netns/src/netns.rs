@@ -78,8 +78,17 @@ pub fn delete(ex: &Explain, name: &str) -> Result<()> {
 fn prepare_dir() -> Result<()> {
     let dir = Path::new(NETNS_DIR);
     fs::create_dir_all(dir).map_err(io(format!("creating {NETNS_DIR}")))?;
-    let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
-    if mount(None::<&str>, dir, None::<&str>, shared, None::<&str>).is_err() {
+    // Not recursive once it is a mount point: the names below it are made while it is shared,
+    // and walking every container's mount on each run would cost more the more there are.
+    if mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .is_err()
+    {
         // Not a mount point yet: make it one, then shared.
         mount(
             Some(dir),
@@ -88,6 +97,7 @@ fn prepare_dir() -> Result<()> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )?;
+        let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
         mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)?;
     }
     Ok(())

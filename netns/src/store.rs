@@ -70,7 +70,23 @@ pub struct Store {
 }
 
 /// Held while the store or the kernel's network state is being changed.
-pub struct Lock(#[allow(dead_code)] Flock<File>);
+pub struct Lock(Flock<File>);
+
+impl Lock {
+    /// The descriptor a forked process keeps to go on holding the lock.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.0)
+    }
+
+    /// Lets go of this process's descriptor without unlocking: a forked process that shares the
+    /// lock's open file holds it on, until it exits or unlocks.
+    pub(crate) fn hand_over(self) {
+        let fd = self.fd();
+        std::mem::forget(self);
+        // SAFETY: the descriptor was owned by the forgotten lock and is used nowhere else.
+        unsafe { libc::close(fd) };
+    }
+}
 
 impl Store {
     pub fn new(defs: &Path, run: &Path) -> Self {
@@ -93,6 +109,21 @@ impl Store {
         Flock::lock(file, FlockArg::LockExclusive)
             .map(Lock)
             .map_err(|(_, e)| Error::from(e))
+    }
+
+    /// [`Store::lock`] if nobody holds it now; `None` when someone does.
+    pub fn try_lock(&self) -> Result<Option<Lock>> {
+        let path = self.run.join("lock");
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
+        };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(Lock(lock))),
+            Err((_, nix::Error::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e.into()),
+        }
     }
 
     fn def_path(&self, name: &str) -> PathBuf {
@@ -289,6 +320,31 @@ impl Store {
             Some(holder) if holder == id => remove_file(&self.port_path(proto, port)),
             _ => Ok(()),
         }
+    }
+
+    // --- Teardowns under way: a marker per container whose teardown a background process
+    // finishes (holding the lock). A marker seen by whoever holds the lock next was left by a
+    // process that died: that teardown is redone from the attachment record.
+
+    fn detaching_dir(&self) -> PathBuf {
+        self.run.join("detaching")
+    }
+
+    pub fn mark_detaching(&self, _lock: &Lock, id: &str) -> Result<()> {
+        let dir = self.detaching_dir();
+        let path = dir.join(id);
+        fs::create_dir_all(&dir)
+            .and_then(|_| fs::write(&path, b""))
+            .map_err(io(format!("writing {}", path.display())))
+    }
+
+    pub fn unmark_detaching(&self, id: &str) -> Result<()> {
+        remove_file(&self.detaching_dir().join(id))
+    }
+
+    /// Ids whose teardown was started and not finished (under the lock: abandoned ones).
+    pub fn detaching(&self) -> Result<Vec<String>> {
+        read_dir(&self.detaching_dir())
     }
 
     // --- Attachment records: one per attached container.

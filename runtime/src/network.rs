@@ -137,13 +137,29 @@ pub fn attach(
 }
 
 /// Undoes what `attach` did; idempotent and tolerant of half-made state. Also finds what a
-/// crashed `attach` recorded but never returned, by the container id.
-pub fn detach(paths: &Paths, explain: bool, id: &str, attachment: &Attachment) -> Result<()> {
+/// crashed `attach` recorded but never returned, by the container id. With `background`, for a
+/// container whose processes are gone, the kernel's part is finished by a background process
+/// (see `minibox_netns::detach_in_background`) and this returns at once.
+pub fn detach(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    attachment: &Attachment,
+    background: bool,
+) -> Result<()> {
     let store = store(paths);
     let ex = explainer(explain);
     match &attachment.bridge {
+        Some(att) if background => minibox_netns::detach_in_background(&store, &ex, att),
         Some(att) => minibox_netns::detach(&store, &ex, att),
         None => minibox_netns::detach_id(&store, &ex, id),
     }
     .context("disconnecting the network")
+}
+
+/// Finishes network teardowns whose background process died (see `recover::check`).
+pub fn recover(paths: &Paths) {
+    if let Err(e) = minibox_netns::recover(&store(paths)) {
+        eprintln!("minibox: finishing an interrupted network teardown: {e}");
+    }
 }

@@ -206,18 +206,41 @@ impl Sandbox {
         .ok();
     }
 
+    /// Waits for network teardowns that minibox finishes in the background: they hold the
+    /// network lock until the rules and records are gone, and the kernel frees the veth of a
+    /// dropped netns shortly after (a veth still there after 2 s is reported as left behind).
+    pub fn settle(&self) {
+        let lock = self.path("/run/minibox/networks/lock");
+        if let Ok(file) = fs::File::open(lock) {
+            let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive);
+        }
+        let start = std::time::Instant::now();
+        while !self.veths().is_empty() && start.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The host ends of container veths (`mb-<id12>`).
+    fn veths(&self) -> Vec<String> {
+        let links = self.sh("ip -o link show").ok();
+        links
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+            .filter(|n| n.starts_with("mb-"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// What minibox left in this sandbox, by the naming `leakcheck` relies on.
     pub fn leftovers(&self) -> Vec<String> {
+        self.settle();
         let mut found = Vec::new();
         for entry in read_dir(&self.path("/run/netns")) {
             found.push(format!("netns {entry}"));
         }
-        let links = self.sh("ip -o link show").ok();
-        let names = links.lines().filter_map(|l| l.split(": ").nth(1));
-        for link in names.map(|n| n.split('@').next().unwrap_or(n)) {
-            if link.starts_with("mb-") {
-                found.push(format!("link {link}"));
-            }
+        for link in self.veths() {
+            found.push(format!("link {link}"));
         }
         let rules = self
             .sh("iptables-save 2>/dev/null; ip6tables-save 2>/dev/null")

@@ -244,3 +244,32 @@ fn rm_killed_halfway_is_finished_by_prune() {
     recovered_and_reusable(&sb, "rm");
     sb.finish();
 }
+
+/// The process that finishes a foreground run's network teardown in the background dies before
+/// it does: the next command finds the teardown unfinished and finishes it.
+#[test]
+fn background_network_teardown_killed() {
+    let sb = sandbox();
+    let out = sb
+        .command(&[
+            "run",
+            "--rm",
+            "--name",
+            "svc",
+            "-p",
+            "8080:8081",
+            "web",
+            "true",
+        ])
+        .env("MINIBOX_FAULT", "detaching")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rules = sb.sh("iptables-save").ok();
+    assert!(
+        rules.contains("minibox:"),
+        "nothing was left to recover:\n{rules}"
+    );
+    recovered_and_reusable(&sb, "background teardown");
+    sb.finish();
+}

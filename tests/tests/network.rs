@@ -626,6 +626,7 @@ fn works_with_iptables_legacy() {
     assert!(!sb.sh("iptables-nft-save").ok().contains("MINIBOX"));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     child.wait().unwrap();
+    sb.settle();
     assert!(!sb.sh("iptables-legacy-save").ok().contains("minibox:"));
     sb.finish();
 }
@@ -729,5 +730,21 @@ fn exhausted_subnet_is_refused() {
     sb.minibox(&["run", "--rm", "--network", "tiny", "busybox", "true"])
         .ok();
     sb.minibox(&["network", "rm", "tiny"]).ok();
+    sb.finish();
+}
+
+/// A foreground `run` returns before its network is torn down (a background process finishes
+/// that, holding the network lock): the next `run` publishing the same port waits for it instead
+/// of being refused, and once it is done nothing is left.
+#[test]
+fn same_port_back_to_back() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    for _ in 0..3 {
+        sb.minibox(&["run", "--rm", "-p", "8080:80", "busybox", "true"])
+            .ok();
+    }
+    sb.settle();
+    assert!(sb.sh("ls /run/minibox/networks/ports").ok().is_empty());
     sb.finish();
 }

@@ -494,7 +494,7 @@ impl Drop for Container {
         if !self.armed {
             return;
         }
-        teardown::release(&self.paths, self.explain, &self.id, &mut self.state);
+        teardown::release_quickly(&self.paths, self.explain, &self.id, &mut self.state);
         if self.rm || self.state.started_at.is_none() {
             teardown::remove(&self.paths, &self.id, self.state.name.as_deref());
         } else {

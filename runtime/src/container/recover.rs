@@ -11,6 +11,7 @@ use crate::paths::Paths;
 
 /// Recovers every container whose owner died; returns their ids.
 pub fn check(paths: &Paths, explain: bool) -> Vec<String> {
+    crate::network::recover(paths);
     let Ok(dir) = fs::read_dir(paths.container_state()) else {
         return vec![];
     };

@@ -10,12 +10,23 @@ use crate::paths::Paths;
 /// Releases what the container holds on the host: its processes (killed through its cgroup),
 /// its network and its cgroup. Each step is recorded as undone once it is.
 pub fn release(paths: &Paths, explain: bool, id: &str, st: &mut State) {
+    release_as(paths, explain, id, st, false)
+}
+
+/// [`release`] for a user waiting on the container's end (the foreground `run`): the network's
+/// kernel teardown is finished by a background process that holds the network lock (and
+/// leaves a record that recovery redoes it from, should it die).
+pub fn release_quickly(paths: &Paths, explain: bool, id: &str, st: &mut State) {
+    release_as(paths, explain, id, st, true)
+}
+
+fn release_as(paths: &Paths, explain: bool, id: &str, st: &mut State, background: bool) {
     if let Some(path) = &st.cgroup {
         Cgroup::open(path).kill_all();
     }
     if st.network.is_some() || st.attachment.is_some() {
         let att = st.attachment.clone().unwrap_or_default();
-        match network::detach(paths, explain, id, &att) {
+        match network::detach(paths, explain, id, &att, background) {
             Ok(()) => {
                 st.network = None;
                 st.attachment = None;
