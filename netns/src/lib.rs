@@ -169,16 +169,22 @@ fn ensure_bridge(store: &Store, nl: &Nl, ex: &Explain, net: &Network) -> Result<
                 check_overlap(nl, net.subnet, Some(&net.bridge))?;
                 nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
             }
+            let mtu = nl.default_mtu()?;
+            if link.mtu != mtu {
+                nl.set_mtu(ex, &net.bridge, mtu)?;
+            }
             if !link.up {
                 nl.up(ex, &net.bridge, None)?;
             }
-            link
+            nl.link(&net.bridge)?
+                .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
         }
         Some(_) => return Err(Error::BridgeClash(net.bridge.clone())),
         None => {
             check_overlap(nl, net.subnet, None)?;
             let mtu = nl.default_mtu()?;
-            nl.add_bridge(ex, &net.bridge, mtu, netlink::mac_for(net.gateway))?;
+            nl.add_bridge(ex, &net.bridge, netlink::mac_for(net.gateway))?;
+            nl.set_mtu(ex, &net.bridge, mtu)?;
             nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
             nl.up(ex, &net.bridge, None)?;
             nl.link(&net.bridge)?

@@ -120,15 +120,15 @@ impl Nl {
     }
 
     /// `ip link add NAME type bridge` with a pinned MAC (so it does not change as ports join).
-    pub fn add_bridge(&self, ex: &Explain, name: &str, mtu: u32, mac: [u8; 6]) -> Result<()> {
+    pub fn add_bridge(&self, ex: &Explain, name: &str, mac: [u8; 6]) -> Result<()> {
         ex.say(|| {
             format!(
-                "{} link add {name} address {} mtu {mtu} type bridge",
+                "{} link add {name} address {} type bridge",
                 self.ip(),
                 mac_string(&mac)
             )
         });
-        let msg = LinkBridge::new(name).mtu(mtu).address(mac.to_vec()).build();
+        let msg = LinkBridge::new(name).address(mac.to_vec()).build();
         self.rt
             .block_on(self.handle.link().add(msg).execute())
             .map_err(nl(format!("creating bridge {name}")))
@@ -170,6 +170,18 @@ impl Nl {
     }
 
     /// `ip link set DEV [master BRIDGE] up`.
+    /// `ip link set DEV mtu MTU`. On a bridge this also pins the MTU: one set at creation is
+    /// only a default that the kernel resets to 1500 when the last port leaves.
+    pub fn set_mtu(&self, ex: &Explain, dev: &str, mtu: u32) -> Result<()> {
+        ex.say(|| format!("{} link set {dev} mtu {mtu}", self.ip()));
+        let msg = LinkUnspec::new_with_index(self.index(dev)?)
+            .mtu(mtu)
+            .build();
+        self.rt
+            .block_on(self.handle.link().change(msg).execute())
+            .map_err(nl(format!("setting the MTU of {dev}")))
+    }
+
     pub fn up(&self, ex: &Explain, dev: &str, master: Option<&str>) -> Result<()> {
         let mut b = LinkUnspec::new_with_index(self.index(dev)?).up();
         let mut master_arg = String::new();

@@ -3,6 +3,9 @@
 //!
 //! Owned by the networking work (issue 4); the run code calls only what is here.
 
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use anyhow::{bail, Context, Result};
 use minibox_netns::{Explain, PortSpec, Store};
 use nix::unistd::Pid;
@@ -58,8 +61,7 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    /// Docker's `ps` PORTS column: `0.0.0.0:8080->80/tcp, ...` (for `ps`).
-    #[allow(dead_code)]
+    /// Docker's `ps` PORTS column: `0.0.0.0:8080->80/tcp, ...`.
     pub fn ports_column(&self) -> String {
         self.bridge
             .iter()
@@ -73,12 +75,25 @@ pub fn store(paths: &Paths) -> Store {
     Store::new(&paths.networks(), &paths.network_state())
 }
 
+/// Where `--explain` lines go: the user's stderr, also after a detached set-up has pointed fd 2
+/// at the container's log (it hands a copy of the original over with [`explain_to`]).
+static EXPLAIN_FD: AtomicI32 = AtomicI32::new(libc::STDERR_FILENO);
+
+/// `fd` must stay open for as long as the process may explain (the set-up process keeps its copy
+/// until it execs the supervisor).
+pub fn explain_to(fd: RawFd) {
+    EXPLAIN_FD.store(fd, Ordering::Relaxed);
+}
+
 pub fn explainer(explain: bool) -> Explain {
-    if explain {
-        Explain::stderr()
-    } else {
-        Explain::off()
+    if !explain {
+        return Explain::off();
     }
+    Explain::to(|line| {
+        // SAFETY: the descriptor stays open while the process explains (see `explain_to`).
+        let fd = unsafe { BorrowedFd::borrow_raw(EXPLAIN_FD.load(Ordering::Relaxed)) };
+        let _ = nix::unistd::write(fd, format!("{line}\n").as_bytes());
+    })
 }
 
 /// Checks a request before anything is created: the `-p` grammar, EXPOSE entries and that the

@@ -748,3 +748,58 @@ fn same_port_back_to_back() {
     assert!(sb.sh("ls /run/minibox/networks/ports").ok().is_empty());
     sb.finish();
 }
+
+/// The bridge keeps the uplink's MTU after its last container leaves (the kernel would reset an
+/// MTU given only at creation to 1500), so the next container gets it too.
+#[test]
+fn bridge_keeps_the_uplink_mtu_when_empty() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    build_uplink(&sb);
+    let mtu = |sb: &Sandbox| {
+        sb.minibox(&["run", "--rm", "busybox", "cat", "/sys/class/net/eth0/mtu"])
+            .ok()
+    };
+    assert_eq!(mtu(&sb).trim(), "1400");
+    sb.settle();
+    let bridge = sb.sh("ip -o link show minibox0").ok();
+    assert!(
+        bridge.contains(" mtu 1400 "),
+        "the empty bridge lost its MTU: {bridge}"
+    );
+    assert_eq!(mtu(&sb).trim(), "1400");
+    remove_uplink(&sb);
+    sb.finish();
+}
+
+/// With `-d`, `--explain` still speaks to the user, and the container's log keeps only what the
+/// container wrote.
+#[test]
+fn explain_with_detach_goes_to_the_user_not_the_log() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let run = sb.minibox(&[
+        "--explain",
+        "run",
+        "-d",
+        "--name",
+        "x",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; sleep 30",
+    ]);
+    run.ok();
+    assert!(run.stderr().contains("ip netns attach minibox-"), "{run}");
+    for _ in 0..50 {
+        if sb.minibox(&["logs", "x"]).ok().contains("hello") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let logs = sb.minibox(&["logs", "x"]);
+    assert_eq!(logs.ok(), "hello\n");
+    assert!(!logs.stderr().contains("ip "), "{logs}");
+    sb.minibox(&["rm", "-f", "x"]).ok();
+    sb.finish();
+}

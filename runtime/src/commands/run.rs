@@ -262,6 +262,11 @@ fn in_supervisor(
             .write(true)
             .open("/dev/null")
             .map_err(|e| Failure::runtime(format!("opening /dev/null: {e}")))?;
+        // `--explain` lines are for the user, not the container's log.
+        let user_stderr =
+            nix::fcntl::fcntl(std::io::stderr(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                .map_err(|e| fail("duplicating stderr", e))?;
+        network::explain_to(user_stderr);
         let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
         let (out_r, out_w) = pipe().map_err(|e| fail("creating a pipe", e))?;
         let (err_r, err_w) = pipe().map_err(|e| fail("creating a pipe", e))?;
