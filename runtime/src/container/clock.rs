@@ -2,16 +2,8 @@
 
 /// `2026-11-22T18:24:37.123456789Z` for `ns` nanoseconds since the epoch.
 pub fn rfc3339(ns: u64) -> String {
-    String::from_utf8_lossy(&rfc3339_bytes(ns)).into_owned()
-}
-
-/// [`rfc3339`] into a fixed buffer, without allocating (the supervisor's log loop uses it).
-pub fn rfc3339_bytes(ns: u64) -> [u8; 30] {
-    use std::io::Write;
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-    let mut out = [0u8; 30];
-    let _ = write!(&mut out[..], "{}", humantime::format_rfc3339_nanos(time));
-    out
+    humantime::format_rfc3339_nanos(time).to_string()
 }
 
 /// Seconds since the epoch, now.

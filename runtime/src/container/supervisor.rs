@@ -5,10 +5,13 @@
 //! The set-up happens in a fork of `minibox run -d` (or `start`), which then execs the binary
 //! afresh in this mode: the container stays its child, the lock and pipes stay open, and all the
 //! memory the set-up used is gone. Nothing here starts a thread or an async runtime; `main` is
-//! reached before the command line is parsed.
+//! reached before the command line is parsed. Once running it keeps only the pages its loop
+//! needs mapped ([`serve`]): about 0.55 MiB RSS, most of it the binary's relocated read-only
+//! data (position-independent code), however much the container logs.
 
 use std::ffi::{CString, OsString};
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -16,11 +19,15 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use rustix::buffer::spare_capacity;
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::time::Timespec;
 
 use super::cgroups::Cgroup;
 use super::process::{self, Failure};
 use super::state::{self, Lock, Status};
-use super::{clock, teardown};
+use super::teardown;
 use crate::paths::Paths;
 
 /// The first argument that selects this mode.
@@ -128,12 +135,13 @@ pub fn main(args: Vec<OsString>) -> ! {
 }
 
 /// One of the container's output streams and the line it has not finished yet, in a buffer
-/// allocated once: the steady state allocates nothing (no allocator code to keep resident).
+/// allocated once (and never zeroed, so that only the pages output reaches are touched): the
+/// steady state allocates nothing.
 struct Stream {
-    fd: File,
-    name: &'static [u8],
-    buf: Box<[u8]>,
-    len: usize,
+    fd: OwnedFd,
+    /// `stdout` or `stderr`, kept here so that a record reads none of the binary's constants.
+    name: [u8; 6],
+    buf: Vec<u8>,
     open: bool,
 }
 
@@ -141,67 +149,116 @@ struct Stream {
 const MAX_LINE: usize = 16 * 1024;
 
 impl Stream {
-    fn new(fd: OwnedFd, name: &'static [u8]) -> Self {
+    fn new(fd: OwnedFd, name: &[u8; 6]) -> Self {
         let _ = nix::fcntl::fcntl(
             &fd,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
         Self {
-            fd: fd.into(),
-            name,
-            buf: vec![0u8; MAX_LINE].into_boxed_slice(),
-            len: 0,
+            fd,
+            name: *name,
+            buf: Vec::with_capacity(MAX_LINE),
             open: true,
         }
     }
 
-    /// Reads what is there and logs every complete line.
-    fn pump(&mut self, log: &File) {
-        while self.open {
-            if self.len == MAX_LINE {
-                record(log, self.name, b'P', &self.buf[..self.len]);
-                self.len = 0;
+    /// Reads once and logs every complete line. The rest of a line is logged as partial when
+    /// the read drained the stream; when the read filled the buffer, more is waiting: it is
+    /// kept (moved to the front, the only copy, which ordinary output never needs).
+    /// Returns whether it read anything.
+    #[inline(always)]
+    fn pump(&mut self, log: BorrowedFd) -> bool {
+        if self.buf.len() == MAX_LINE {
+            record(log, &self.name, b'P', &self.buf);
+            self.buf.clear();
+        }
+        let held = self.buf.len();
+        let n = match rustix::io::read(&self.fd, spare_capacity(&mut self.buf)) {
+            Ok(0) => {
+                self.open = false;
+                0
             }
-            match nix::unistd::read(self.fd.as_fd(), &mut self.buf[self.len..]) {
-                Ok(0) => self.open = false,
-                Ok(n) => {
-                    let (mut from, end) = (0, self.len + n);
-                    for i in self.len..end {
-                        if self.buf[i] == b'\n' {
-                            record(log, self.name, b'F', &self.buf[from..i]);
-                            from = i + 1;
-                        }
-                    }
-                    self.buf.copy_within(from..end, 0);
-                    self.len = end - from;
-                }
-                Err(nix::Error::EINTR) => {}
-                Err(nix::Error::EAGAIN) => return,
-                // EIO: the pty's other side is closed.
-                Err(_) => self.open = false,
+            Ok(n) => n,
+            Err(Errno::INTR | Errno::AGAIN) => 0,
+            // EIO: the pty's other side is closed.
+            Err(_) => {
+                self.open = false;
+                0
+            }
+        };
+        let (mut from, end) = (0, self.buf.len());
+        for i in held..end {
+            if self.buf[i] == b'\n' {
+                record(log, &self.name, b'F', &self.buf[from..i]);
+                from = i + 1;
             }
         }
-        if self.len > 0 {
-            record(log, self.name, b'P', &self.buf[..self.len]);
-            self.len = 0;
+        if from < end && (end < MAX_LINE || !self.open) {
+            record(log, &self.name, b'P', &self.buf[from..end]);
+            from = end;
         }
+        if from > 0 && from < end {
+            self.buf.copy_within(from..end, 0);
+        }
+        self.buf.truncate(end - from);
+        n > 0
     }
 }
 
 /// Appends one log record, `<time> <stream> <F|P> <text>`, with one write.
-fn record(log: &File, stream: &[u8], tag: u8, text: &[u8]) {
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    let time = clock::rfc3339_bytes(state::now_ns());
-    let tag = [b' ', tag, b' '];
+#[inline(always)]
+fn record(log: BorrowedFd, stream: &[u8; 6], tag: u8, text: &[u8]) {
+    let text = match text {
+        [line @ .., b'\r'] => line,
+        _ => text,
+    };
+    // Filled piecewise: a constant template would be read from the binary's data.
+    let mut head = [0u8; 40];
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    head[..30].copy_from_slice(&rfc3339(now.tv_sec, now.tv_nsec));
+    head[31..37].copy_from_slice(stream);
+    (head[30], head[37], head[38], head[39]) = (b' ', b' ', tag, b' ');
+    let newline = [b'\n'];
     let parts = [
-        std::io::IoSlice::new(&time),
-        std::io::IoSlice::new(b" "),
-        std::io::IoSlice::new(stream),
-        std::io::IoSlice::new(&tag),
-        std::io::IoSlice::new(text),
-        std::io::IoSlice::new(b"\n"),
+        IoSlice::new(&head),
+        IoSlice::new(text),
+        IoSlice::new(&newline),
     ];
-    let _ = nix::sys::uio::writev(log, &parts);
+    let _ = rustix::io::writev(log, &parts);
+}
+
+/// [`super::clock::rfc3339`] by arithmetic alone: formatting machinery would take the
+/// loop to code pages far from its own (see [`serve`]).
+#[inline(always)]
+fn rfc3339(secs: i64, nanos: i64) -> [u8; 30] {
+    fn digits(out: &mut [u8], mut v: u64) {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    let secs = secs.max(0) as u64;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, years from March).
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    let mut out = [0u8; 30];
+    digits(&mut out[0..4], year);
+    digits(&mut out[5..7], month);
+    digits(&mut out[8..10], day);
+    digits(&mut out[11..13], rest / 3600);
+    digits(&mut out[14..16], rest / 60 % 60);
+    digits(&mut out[17..19], rest % 60);
+    digits(&mut out[20..29], nanos as u64);
+    (out[4], out[7], out[10], out[13], out[16], out[19], out[29]) =
+        (b'-', b'-', b'T', b':', b':', b'.', b'Z');
+    out
 }
 
 fn reap(pid: Pid) -> Option<WaitStatus> {
@@ -237,148 +294,158 @@ fn supervise(a: Args) {
             .and_then(dup)
             .map(|fd| Stream::new(fd, b"stderr")),
     ];
-    let mut status = reap(a.pid);
-    let scratch = trim(Trim::default());
-    loop {
-        let open = |s: &Option<Stream>| s.as_ref().is_some_and(|s| s.open);
-        if status.is_some() && !streams.iter().any(open) {
-            break;
-        }
-        // A negative fd is skipped by poll: closed or absent streams.
-        let entry = |fd: i32| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let stream_fd = |s: &Option<Stream>| match s {
-            Some(s) if s.open => s.fd.as_raw_fd(),
-            _ => -1,
-        };
-        let mut fds = [
-            entry(sfd.as_raw_fd()),
-            entry(stream_fd(&streams[0])),
-            entry(stream_fd(&streams[1])),
-        ];
-        // Once PID 1 is gone only what the pipes still hold is drained.
-        let timeout = if status.is_some() { 500 } else { -1 };
-        // SAFETY: poll on an array we own.
-        match unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) } {
-            0 => break,
-            n if n < 0 && nix::Error::last() != nix::Error::EINTR => break,
-            _ => {}
-        }
-        for (s, fd) in streams.iter_mut().zip(&fds[1..]) {
-            if let (Some(s), true) = (s, fd.revents != 0) {
-                s.pump(&log);
-            }
-        }
-        if fds[0].revents != 0 {
-            while let Ok(Some(_)) = sfd.read_signal() {}
-            status = status.or_else(|| reap(a.pid));
-        }
-    }
-    for s in streams.iter_mut().flatten() {
-        s.pump(&log);
-    }
-    drop(scratch);
+    let status = reap(a.pid);
+    // The first call looks the clock up in the vDSO: done here, not in the loop.
+    let _ = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let clean = clean_pages();
+    // SAFETY: plain call; it hands the heap's free pages back to the kernel.
+    unsafe { libc::malloc_trim(0) };
+    let status = serve(&mut streams, &sfd, log.as_fd(), a.pid, status, &clean);
+    drop(clean);
     finish(&a, status)
 }
 
-/// Drops this process's clean file-backed pages from its page tables. Starting a process
-/// (dynamic loading, Rust's runtime, the argument parsing) touches far more code than the loop
-/// runs, and the kernel maps it in 64 KiB chunks: most of the supervisor's RSS would be code it
-/// never runs again. Only pages still identical to the file are dropped (read-only private
-/// file mappings, pages not copied on write, per /proc/self/pagemap): they come back from the
-/// page cache when touched. Written pages (relocations, data) are anonymous and stay.
-///
-/// The buffers it used are handed back, to be freed at the end: freeing them now would touch
-/// the allocator's code again.
-fn trim(mut t: Trim) -> Trim {
+/// The supervisor's steady state: drops the pages [`clean_pages`] found, then logs the
+/// container's output until it is gone. Nothing here calls out of this function while the
+/// container runs: what it needs is inlined and the system calls are made directly (rustix, no
+/// libc), so the code this process keeps mapped is this function's pages, whatever the
+/// container writes. Each place of code or constants touched costs 64 to 256 KiB of RSS: the
+/// kernel maps the file pages around a faulting one (fault-around), in whole page-cache folios.
+#[inline(never)]
+fn serve(
+    streams: &mut [Option<Stream>; 2],
+    sfd: &SignalFd,
+    log: BorrowedFd,
+    pid: Pid,
+    mut status: Option<WaitStatus>,
+    clean: &[(usize, usize)],
+) -> Option<WaitStatus> {
+    for &(start, len) in clean {
+        // SAFETY: the range lies within a read-only private file mapping and holds only
+        // pages identical to the file: dropping them changes no content.
+        let _ =
+            unsafe { rustix::mm::madvise(start as *mut _, len, rustix::mm::Advice::LinuxDontNeed) };
+    }
+    let open = |s: &Option<Stream>| s.as_ref().is_some_and(|s| s.open);
+    while status.is_none() || streams.iter().any(open) {
+        let mut fds = [
+            PollFd::new(sfd, PollFlags::IN),
+            PollFd::new(sfd, PollFlags::IN),
+            PollFd::new(sfd, PollFlags::IN),
+        ];
+        // Where each stream sits in `fds`, if open.
+        let (mut slot, mut n) = ([0; 2], 1);
+        for (s, slot) in streams.iter().zip(&mut slot) {
+            if let Some(s) = s.as_ref().filter(|s| s.open) {
+                fds[n] = PollFd::new(&s.fd, PollFlags::IN);
+                *slot = n;
+                n += 1;
+            }
+        }
+        // Once PID 1 is gone only what the pipes still hold is drained.
+        let grace = Timespec {
+            tv_sec: 0,
+            tv_nsec: 500_000_000,
+        };
+        let timeout = status.is_some().then_some(&grace);
+        match rustix::event::poll(&mut fds[..n], timeout) {
+            Ok(0) => break,
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => break,
+        }
+        let ready = |i: usize| i > 0 && !fds[i].revents().is_empty();
+        let (out, err, child) = (ready(slot[0]), ready(slot[1]), !fds[0].revents().is_empty());
+        for (s, ready) in streams.iter_mut().zip([out, err]) {
+            if let (Some(s), true) = (s, ready) {
+                s.pump(log);
+            }
+        }
+        if child {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            status = status.or_else(|| reap(pid));
+        }
+    }
+    for s in streams.iter_mut().flatten() {
+        while s.open && s.pump(log) {}
+    }
+    status
+}
+
+/// The clean file-backed pages of this process, as runs of addresses and lengths for
+/// [`serve`] to drop from its page tables. Starting a process (dynamic loading, Rust's
+/// runtime, the set-up above) touches far more code than the loop runs: without this, most of
+/// the supervisor's RSS would be code it never runs again. Only pages still identical to the
+/// file qualify (read-only private file mappings, pages not copied on write, per
+/// /proc/self/pagemap): they come back from the page cache when touched. Written pages
+/// (relocations, data) are anonymous and stay; a mapping without any is taken whole.
+fn clean_pages() -> Vec<(usize, usize)> {
     use std::io::{Read, Seek, SeekFrom};
     const PAGE: usize = 4096;
     const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
     const FILE: u64 = 1 << 61;
+    let mut runs = Vec::new();
     let (Ok(maps), Ok(mut pagemap)) = (
         std::fs::read_to_string("/proc/self/maps"),
         File::open("/proc/self/pagemap"),
     ) else {
-        return t;
+        return runs;
     };
-    // First the candidate mappings and the buffer, so that the dropping itself allocates
-    // nothing (the allocator's pages would come straight back).
-    let ranges: Vec<(usize, usize)> = maps
-        .lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (range, perms, inode) = (f.next()?, f.next()?.as_bytes(), f.nth(2)?);
-            if perms.len() < 4 || perms[1] == b'w' || perms[3] != b'p' || inode == "0" {
-                return None;
-            }
-            let (s, e) = range.split_once('-')?;
+    let mut entries = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(inode)) = (f.next(), f.next(), f.nth(2)) else {
+            continue;
+        };
+        let perms = perms.as_bytes();
+        if perms.len() < 4 || perms[1] == b'w' || perms[3] != b'p' || inode == "0" {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-').and_then(|(s, e)| {
             Some((
                 usize::from_str_radix(s, 16).ok()?,
                 usize::from_str_radix(e, 16).ok()?,
             ))
-        })
-        .collect();
-    let most = ranges
-        .iter()
-        .map(|(s, e)| (e - s) / PAGE)
-        .max()
-        .unwrap_or(0);
-    t.entries.resize(most * 8, 0);
-    for &(start, end) in &ranges {
+        }) else {
+            continue;
+        };
         let pages = (end - start) / PAGE;
-        let entries = &mut t.entries[..pages * 8];
+        entries.resize(pages * 8, 0);
         if pagemap
             .seek(SeekFrom::Start((start / PAGE * 8) as u64))
             .is_err()
-            || pagemap.read_exact(entries).is_err()
+            || pagemap.read_exact(&mut entries).is_err()
         {
             continue;
         }
-        let clean = |i: usize| {
-            let e = u64::from_le_bytes(entries[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-            e & PRESENT != 0 && e & FILE != 0
-        };
+        let entry =
+            |i: usize| u64::from_le_bytes(entries[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let clean = |i: usize| entry(i) & PRESENT != 0 && entry(i) & FILE != 0;
+        // Anonymous now, or swapped out: copied on write.
+        let written =
+            |i: usize| entry(i) & SWAPPED != 0 || (entry(i) & PRESENT != 0 && entry(i) & FILE == 0);
+        if !(0..pages).any(written) {
+            // Never written (code, constants): all of it, including what is run from here
+            // until the drop.
+            runs.push((start, end - start));
+            continue;
+        }
         let mut i = 0;
         while i < pages {
-            if !clean(i) {
-                i += 1;
-                continue;
-            }
             let run = i;
             while i < pages && clean(i) {
                 i += 1;
             }
-            // SAFETY: the range lies within a read-only private file mapping and holds only
-            // pages identical to the file: dropping them changes no content.
-            unsafe {
-                libc::madvise(
-                    (start + run * PAGE) as *mut libc::c_void,
-                    (i - run) * PAGE,
-                    libc::MADV_DONTNEED,
-                )
-            };
+            if i > run {
+                runs.push((start + run * PAGE, (i - run) * PAGE));
+            } else {
+                i += 1;
+            }
         }
     }
-    t.maps = maps;
-    t.ranges = ranges;
-    t.pagemap = Some(pagemap);
-    t
+    runs
 }
 
-/// What `trim` allocated and opened.
-#[derive(Default)]
-struct Trim {
-    maps: String,
-    ranges: Vec<(usize, usize)>,
-    entries: Vec<u8>,
-    pagemap: Option<File>,
-}
-
-/// Records the end, releases the network and cgroup, and removes everything with `--rm`. The
-/// exit is recorded first while the state still says running, so a supervisor killed halfway
 /// through leaves a container the next command recovers.
 fn finish(a: &Args, status: Option<WaitStatus>) {
     if status.is_none() {
@@ -405,4 +472,28 @@ fn finish(a: &Args, status: Option<WaitStatus>) {
         let _ = state::save_state(&a.paths, &a.id, &st);
     }
     let _ = &a.lock;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_as_clock_formats_them() {
+        // Leap days, ends of months and years, the 2100 non-leap year, nanosecond padding.
+        let days = [
+            0, 59, 60, 365, 789, 10_956, 11_016, 20_414, 47_541, 47_540, 47_482,
+        ];
+        for d in days {
+            for (s, n) in [(0, 0), (86_399, 999_999_999), (45_296, 7)] {
+                let secs = d * 86_400 + s;
+                let ns = secs as u64 * 1_000_000_000 + n as u64;
+                assert_eq!(
+                    &rfc3339(secs, n)[..],
+                    super::super::clock::rfc3339(ns).as_bytes(),
+                    "{secs}.{n}"
+                );
+            }
+        }
+    }
 }
