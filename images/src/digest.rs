@@ -33,10 +33,11 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// A reader that hashes and counts what passes through it.
+/// A reader that hashes (unless made with [`HashReader::counting`]) and counts what passes
+/// through it.
 pub struct HashReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     count: u64,
 }
 
@@ -44,7 +45,16 @@ impl<R: Read> HashReader<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
+            count: 0,
+        }
+    }
+
+    /// Counts only, for a stream whose digest is known otherwise; `finish` gives no digest.
+    pub fn counting(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: None,
             count: 0,
         }
     }
@@ -58,20 +68,22 @@ impl<R: Read> HashReader<R> {
         self.count
     }
 
-    /// The digest, the byte count and the inner reader.
+    /// The digest (`sha256:<hex>`; empty when only counting), the byte count and the inner reader.
     pub fn finish(self) -> (String, u64, R) {
-        (
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.count,
-            self.inner,
-        )
+        let digest = self
+            .hasher
+            .map(|h| format!("sha256:{}", hex::encode(h.finalize())))
+            .unwrap_or_default();
+        (digest, self.count, self.inner)
     }
 }
 
 impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

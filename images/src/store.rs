@@ -485,7 +485,13 @@ impl Txn<'_> {
         let mut raw = HashReader::new(tee);
         let (kind, prefixed) = compress::sniff(&mut raw, what)?;
         let dec = compress::decoder(kind, prefixed).map_err(|e| stream_error(what, e))?;
-        let mut diff = HashReader::new(dec);
+        // An uncompressed layer is its own diff: hashing it twice would only cost time.
+        let plain = kind == compress::Compression::None;
+        let mut diff = if plain {
+            HashReader::counting(dec)
+        } else {
+            HashReader::new(dec)
+        };
         let mut applied = unpack::Applied::default();
         if let Some(dir) = &unpack_dir {
             applied = unpack::apply(&mut diff, &dir.join("diff"), what)?;
@@ -493,9 +499,14 @@ impl Txn<'_> {
             io::copy(&mut diff, &mut io::sink()).map_err(|e| stream_error(what, e))?;
         }
         diff.drain().map_err(|e| stream_error(what, e))?;
-        let (diff_id, tar_size, _) = diff.finish();
+        let (diff_digest, tar_size, _) = diff.finish();
         raw.drain().map_err(|e| stream_error(what, e))?;
         let (blob_digest, blob_size, tee) = raw.finish();
+        let diff_id = if plain {
+            blob_digest.clone()
+        } else {
+            diff_digest
+        };
         let (_, writer) = tee.into_parts();
         writer
             .into_inner()
