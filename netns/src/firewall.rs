@@ -95,11 +95,15 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
         .map_err(|e| restore_failed(format!("{e} (is iptables installed?)")))?;
     // The batch is far smaller than a pipe buffer: this write does not wait for the reader.
     let written = child.stdin.take().unwrap().write_all(batch.as_bytes());
+    let batch = Batch(Some(child));
     if let Err(e) = written {
-        let _ = child.wait();
-        return Err(restore_failed(e.to_string()));
+        // A restore that refused and exited early says why on stderr; a broken pipe says less.
+        return Err(batch
+            .wait()
+            .err()
+            .unwrap_or_else(|| restore_failed(e.to_string())));
     }
-    Ok(Batch(Some(child)))
+    Ok(batch)
 }
 
 impl Batch {

@@ -803,3 +803,44 @@ fn explain_with_detach_goes_to_the_user_not_the_log() {
     sb.minibox(&["rm", "-f", "x"]).ok();
     sb.finish();
 }
+
+/// A step that the system refuses (here the firewall batch) fails the run with one clear line and
+/// undoes the steps already taken: no netns, veth, address, port record or rule is left.
+#[test]
+fn a_refused_step_leaves_nothing() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    // The network itself is set up by a first, normal run.
+    sb.minibox(&["run", "--rm", "busybox", "true"]).ok();
+    sb.sh(
+        "mkdir -p /run/refuse && printf '#!/bin/sh\\necho \"iptables-restore: refused\" >&2\\nexit 4\\n' \
+         > /run/refuse/iptables-restore && chmod +x /run/refuse/iptables-restore",
+    )
+    .ok();
+    let path = format!("/run/refuse:{}", std::env::var("PATH").unwrap_or_default());
+    let out = sb
+        .command(&["run", "--rm", "-p", "8080:80", "busybox", "true"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let out = minibox_tests::Out {
+        what: "run with a refusing iptables-restore".into(),
+        output: out,
+    };
+    out.fails(125, "refused");
+    sb.settle();
+    assert!(sb
+        .sh("ls /run/minibox/networks/ports")
+        .stdout()
+        .trim()
+        .is_empty());
+    let ipam = sb.sh("ls /run/minibox/networks/ipam/minibox").stdout();
+    assert!(
+        ipam.lines().all(|l| !l.starts_with("10.")),
+        "an address stayed allocated: {ipam}"
+    );
+    // And the port is free for the next run.
+    sb.minibox(&["run", "--rm", "-p", "8080:80", "busybox", "true"])
+        .ok();
+    sb.finish();
+}
