@@ -6,7 +6,7 @@
 //! `trusted.overlay.opaque` xattr for `.wh..wh..opq`), so the unpacked layer can be an overlay
 //! lower directory as it is, and [`crate::rootfs`]'s copy fallback applies them the same way.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -267,22 +267,7 @@ impl<'a> Ctx<'a> {
                 self.remove_existing(&parent_fd, &file, parent)?;
                 symlinkat(target.as_c_str(), &parent_fd, file.as_c_str())
                     .map_err(|e| Error::io("symlink", e.into()))?;
-                fchownat(
-                    &parent_fd,
-                    file.as_c_str(),
-                    Some(Uid::from_raw(meta.uid)),
-                    Some(Gid::from_raw(meta.gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| Error::io("chown", e.into()))?;
-                utimensat(
-                    &parent_fd,
-                    file.as_c_str(),
-                    &meta.mtime,
-                    &meta.mtime,
-                    UtimensatFlags::NoFollowSymlink,
-                )
-                .map_err(|e| Error::io("set times", e.into()))?;
+                set_meta_at(&parent_fd, &file, &meta, false)?;
             }
             EntryType::Link => {
                 let target = entry
@@ -339,30 +324,7 @@ impl<'a> Ctx<'a> {
                 self.remove_existing(&parent_fd, &file, parent)?;
                 mknodat(&parent_fd, file.as_c_str(), sflag, Mode::empty(), dev)
                     .map_err(|e| Error::io("mknod", e.into()))?;
-                fchownat(
-                    &parent_fd,
-                    file.as_c_str(),
-                    Some(Uid::from_raw(meta.uid)),
-                    Some(Gid::from_raw(meta.gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| Error::io("chown", e.into()))?;
-                // A node we just made, not a symlink: following is harmless.
-                fchmodat(
-                    &parent_fd,
-                    file.as_c_str(),
-                    Mode::from_bits_truncate(meta.mode),
-                    FchmodatFlags::FollowSymlink,
-                )
-                .map_err(|e| Error::io("chmod", e.into()))?;
-                utimensat(
-                    &parent_fd,
-                    file.as_c_str(),
-                    &meta.mtime,
-                    &meta.mtime,
-                    UtimensatFlags::NoFollowSymlink,
-                )
-                .map_err(|e| Error::io("set times", e.into()))?;
+                set_meta_at(&parent_fd, &file, &meta, true)?;
             }
             other => {
                 return Err(Error::invalid(format!(
@@ -508,6 +470,37 @@ impl<'a> Ctx<'a> {
                 .map_err(|e| Error::io("unlink", e.into())),
         }
     }
+}
+
+/// Ownership, mode (`chmod`: not for symlinks, whose mode means nothing) and times of `file`
+/// in `dir`, never following it.
+fn set_meta_at(dir: &OwnedFd, file: &CStr, meta: &Meta, chmod: bool) -> Result<(), Error> {
+    fchownat(
+        dir,
+        file,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::io("chown", e.into()))?;
+    if chmod {
+        // A node just made, not a symlink: following is harmless.
+        fchmodat(
+            dir,
+            file,
+            Mode::from_bits_truncate(meta.mode),
+            FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| Error::io("chmod", e.into()))?;
+    }
+    utimensat(
+        dir,
+        file,
+        &meta.mtime,
+        &meta.mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| Error::io("set times", e.into()))
 }
 
 fn parse_pax_time(text: &str) -> Option<TimeSpec> {
