@@ -27,6 +27,11 @@ impl Explain {
     }
 
     /// Reports one step; the line is only built when someone listens.
+    /// Whether anything is said, for steps that must keep their lines until later.
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub fn say(&self, line: impl FnOnce() -> String) {
         if let Some(sink) = &self.0 {
             sink(&line());

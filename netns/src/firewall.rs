@@ -61,17 +61,30 @@ impl Rule {
 
 /// Applies rules as one `iptables-restore --noflush --wait` batch, reporting each one.
 pub fn apply(ex: &Explain, rules: &[Rule]) -> Result<()> {
-    start(ex, rules)?.wait()
+    start(ex, rules)?.wait(ex)
 }
 
 /// A batch being applied by an `iptables-restore` process, so that the caller can do netlink
-/// work meanwhile (both mostly wait on the kernel).
-pub struct Batch(Option<std::process::Child>);
+/// work meanwhile (both mostly wait on the kernel). Its rules are explained once it is done, so
+/// `--explain` reads in the order a learner would type the commands.
+pub struct Batch {
+    child: Option<std::process::Child>,
+    explained: Vec<String>,
+}
+
+impl Batch {
+    fn none() -> Self {
+        Self {
+            child: None,
+            explained: Vec::new(),
+        }
+    }
+}
 
 /// Starts applying rules; [`Batch::wait`] tells how it went.
 pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
     if rules.is_empty() {
-        return Ok(Batch(None));
+        return Ok(Batch::none());
     }
     let mut batch = String::new();
     for table in ["nat", "filter"] {
@@ -81,7 +94,6 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
         }
         batch.push_str(&format!("*{table}\n"));
         for r in mine {
-            ex.say(|| r.command());
             batch.push_str(&format!("{} {}\n", r.op, r.spec));
         }
         batch.push_str("COMMIT\n");
@@ -95,11 +107,18 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
         .map_err(|e| restore_failed(format!("{e} (is iptables installed?)")))?;
     // The batch is far smaller than a pipe buffer: this write does not wait for the reader.
     let written = child.stdin.take().unwrap().write_all(batch.as_bytes());
-    let batch = Batch(Some(child));
+    let explained = match ex.is_on() {
+        true => rules.iter().map(Rule::command).collect(),
+        false => Vec::new(),
+    };
+    let batch = Batch {
+        child: Some(child),
+        explained,
+    };
     if let Err(e) = written {
         // A restore that refused and exited early says why on stderr; a broken pipe says less.
         return Err(batch
-            .wait()
+            .wait(&Explain::off())
             .err()
             .unwrap_or_else(|| restore_failed(e.to_string())));
     }
@@ -107,8 +126,16 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
 }
 
 impl Batch {
-    pub fn wait(mut self) -> Result<()> {
-        let Some(child) = self.0.take() else {
+    /// Explains the batch's rules (once).
+    fn say(&mut self, ex: &Explain) {
+        for line in std::mem::take(&mut self.explained) {
+            ex.say(|| line);
+        }
+    }
+
+    pub fn wait(mut self, ex: &Explain) -> Result<()> {
+        self.say(ex);
+        let Some(child) = self.child.take() else {
             return Ok(());
         };
         let out = child
@@ -127,7 +154,7 @@ impl Batch {
 impl Drop for Batch {
     /// A batch left behind by an early return still finishes before anything undoes it.
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
     }
@@ -296,13 +323,16 @@ pub fn container_rules(
 /// Starts removing a container's recorded rules in one batch; [`finish_removal`] completes it.
 pub fn start_removal(ex: &Explain, expected: &[Rule]) -> Batch {
     let undo: Vec<Rule> = expected.iter().map(Rule::undo).collect();
-    start(ex, &undo).unwrap_or(Batch(None))
+    // Explained at once: teardown removes the firewall rules first.
+    let mut batch = start(ex, &undo).unwrap_or_else(|_| Batch::none());
+    batch.say(ex);
+    batch
 }
 
 /// When the batch failed (half-made, or already partly removed), removes whatever the kernel
 /// still has with the container's tag.
 pub fn finish_removal(ex: &Explain, id12: &str, batch: Batch) -> Result<()> {
-    match batch.wait() {
+    match batch.wait(ex) {
         Ok(()) => Ok(()),
         Err(_) => remove_tagged(ex, &format!("minibox:{id12}")),
     }

@@ -135,7 +135,7 @@ fn wire(
         inner.add_default_route(ex, att.gateway)
     })?;
     let netlink_done = std::time::Instant::now();
-    firewall_rules.wait().or_else(|_| {
+    firewall_rules.wait(ex).or_else(|_| {
         // Our chains were removed behind our back: check everything again, then retry once.
         store.clear_ready(&net.name)?;
         ensure_bridge(store, &host, ex, net)?;

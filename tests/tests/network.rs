@@ -844,3 +844,41 @@ fn a_refused_step_leaves_nothing() {
         .ok();
     sb.finish();
 }
+
+/// `--explain` reads in the order a learner types the commands: the container's namespace and
+/// cable before its DNAT rules, and at teardown the rules before the namespace goes.
+#[test]
+fn explain_follows_the_tutorials_order() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let out = sb.minibox(&[
+        "--explain",
+        "run",
+        "--rm",
+        "-p",
+        "8080:80",
+        "busybox",
+        "true",
+    ]);
+    out.ok();
+    let err = out.stderr();
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{err}"))
+    };
+    assert!(at("ip link add minibox0") < at("ip netns attach"), "{err}");
+    assert!(at("ip netns attach") < at("ip link add mb-"), "{err}");
+    assert!(
+        at("route add default") < at("-A MINIBOX-DNAT -p tcp"),
+        "{err}"
+    );
+    assert!(
+        at("-A MINIBOX-DNAT -p tcp") < at("-D MINIBOX-DNAT -p tcp"),
+        "{err}"
+    );
+    assert!(
+        at("-D MINIBOX-DNAT -p tcp") < at("ip netns delete"),
+        "{err}"
+    );
+    sb.finish();
+}
