@@ -166,6 +166,14 @@ impl Sandbox {
         self.exec(crate::minibox_bin(), args)
     }
 
+    /// A shell command line run under a real pseudo-terminal (script(1)), with `$MINIBOX` the
+    /// binary under test: for `-t`, terminal sizes and Ctrl-C.
+    pub fn terminal(&self, script: &str) -> Command {
+        let mut cmd = self.exec("script", ["-qec", script, "/dev/null"]);
+        cmd.env("MINIBOX", crate::minibox_bin());
+        cmd
+    }
+
     /// Runs minibox with `args` and waits for it.
     pub fn minibox(&self, args: &[&str]) -> Out {
         let output = self.command(args).output().unwrap();

@@ -431,13 +431,8 @@ fn exec_t_gives_the_process_a_pty_and_run_d_t_logs_the_pty() {
     eventually("the pty output in the log", || {
         sb.minibox(&["logs", "tty"]).stdout().contains("/dev/pts/0")
     });
-    let bin = minibox_tests::minibox_bin();
-    let cmd = format!(
-        "stty rows 21 cols 77; {} exec -t tty sh -c 'tty; stty size; echo $TERM'",
-        bin.display()
-    );
     let out = sb
-        .exec("script", ["-qec", &cmd, "/dev/null"])
+        .terminal("stty rows 21 cols 77; $MINIBOX exec -t tty sh -c 'tty; stty size; echo $TERM'")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");

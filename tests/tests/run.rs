@@ -318,45 +318,34 @@ fn exit_codes_follow_docker() {
     sb.finish();
 }
 
-#[test]
-fn sigterm_sent_to_run_reaches_a_trap_in_pid_1() {
+/// Sends `signal` to `minibox run` (with `--init` or not) and checks that a trap in the container's
+/// command saw it and that its exit code came back.
+fn signal_reaches_a_trap(init: bool, signal: Signal) {
     let sb = sandbox();
-    let (child, out) = spawn_until(
-        &sb,
-        &[
-            "busybox",
-            "sh",
-            "-c",
-            "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done",
-        ],
-        "ready",
+    let name = signal.as_str().trim_start_matches("SIG");
+    let script = format!(
+        "trap 'echo got {name}; exit 7' {name}; echo ready; while true; do sleep 0.05; done"
     );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let mut args = vec!["busybox", "sh", "-c", &script];
+    if init {
+        args.insert(0, "--init");
+    }
+    let (child, out) = spawn_until(&sb, &args, "ready");
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
     let (code, rest) = finish(child, out);
     assert_eq!(code, 7, "{rest}");
-    assert!(rest.contains("got TERM"), "{rest}");
+    assert!(rest.contains(&format!("got {name}")), "{rest}");
     sb.finish();
 }
 
 #[test]
+fn sigterm_sent_to_run_reaches_a_trap_in_pid_1() {
+    signal_reaches_a_trap(false, Signal::SIGTERM);
+}
+
+#[test]
 fn signals_reach_the_command_through_init() {
-    let sb = sandbox();
-    let (child, out) = spawn_until(
-        &sb,
-        &[
-            "--init",
-            "busybox",
-            "sh",
-            "-c",
-            "trap 'echo got USR1; exit 9' USR1; echo ready; while true; do sleep 0.05; done",
-        ],
-        "ready",
-    );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGUSR1).unwrap();
-    let (code, rest) = finish(child, out);
-    assert_eq!(code, 9, "{rest}");
-    assert!(rest.contains("got USR1"), "{rest}");
-    sb.finish();
+    signal_reaches_a_trap(true, Signal::SIGUSR1);
 }
 
 /// Zombies in the container's cgroup after an orphan exited, seen from the host.
@@ -678,13 +667,11 @@ fn stdin_passes_through_with_i_and_is_empty_without() {
 #[test]
 fn tty_gives_the_container_a_pty() {
     let sb = sandbox();
-    let bin = minibox_tests::minibox_bin();
-    let cmd = format!(
-        "stty rows 33 cols 101; {} run --rm --network none -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; stty size; echo $TERM'",
-        bin.display()
-    );
     let out = sb
-        .exec("script", ["-qec", &cmd, "/dev/null"])
+        .terminal(
+            "stty rows 33 cols 101; $MINIBOX run --rm --network none -t busybox sh -c \
+             'tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; stty size; echo $TERM'",
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
@@ -694,9 +681,8 @@ fn tty_gives_the_container_a_pty() {
     }
 
     // -it: what is typed reaches the container's shell and its exit code comes back.
-    let cmd = format!("{} run --rm --network none -it busybox sh", bin.display());
     let mut script = sb
-        .exec("script", ["-qec", &cmd, "/dev/null"])
+        .terminal("$MINIBOX run --rm --network none -it busybox sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -717,13 +703,12 @@ fn tty_gives_the_container_a_pty() {
 #[test]
 fn the_pty_follows_the_terminal_size() {
     let sb = sandbox();
-    let cmd = format!(
-        "stty rows 30 cols 90; {} run --rm --network none -t busybox sh -c 'stty size; sleep 1; stty size' & \
-         sleep 0.5; stty rows 20 cols 50; kill -WINCH $!; wait",
-        minibox_tests::minibox_bin().display()
-    );
     let out = sb
-        .exec("script", ["-qec", &cmd, "/dev/null"])
+        .terminal(
+            "stty rows 30 cols 90; \
+             $MINIBOX run --rm --network none -t busybox sh -c 'stty size; sleep 1; stty size' & \
+             sleep 0.5; stty rows 20 cols 50; kill -WINCH $!; wait",
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
@@ -738,12 +723,11 @@ fn the_pty_follows_the_terminal_size() {
 #[test]
 fn ctrl_c_on_the_terminal_reaches_the_container() {
     let sb = sandbox();
-    let cmd = format!(
-        "{} run --rm --network none -it busybox sh -c 'trap \"echo got-INT; exit 3\" INT; echo ready; while :; do sleep 0.05; done'",
-        minibox_tests::minibox_bin().display()
-    );
     let mut script = sb
-        .exec("script", ["-qec", &cmd, "/dev/null"])
+        .terminal(
+            "$MINIBOX run --rm --network none -it busybox sh -c \
+             'trap \"echo got-INT; exit 3\" INT; echo ready; while :; do sleep 0.05; done'",
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
