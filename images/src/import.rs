@@ -32,7 +32,7 @@ impl Store {
         }
         let mut txn = self.begin()?;
         let layer = txn.add_layer(reader, &opts.source, None, None, None)?;
-        let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        let now = created(std::time::SystemTime::now());
         let image_config = ImageConfigurationBuilder::default()
             .created(now.clone())
             .architecture(Arch::from(host_arch()))
@@ -57,5 +57,32 @@ impl Store {
         let id = txn.add_image(&bytes, vec![layer.blob], &names)?;
         txn.commit()?;
         self.image(&id)
+    }
+}
+
+/// The creation time as Go's RFC3339Nano writes it (trailing zeros of the fraction dropped),
+/// as Docker does: tools that re-encode the config in Go (skopeo converting to OCI) then
+/// reproduce the same bytes, so the image keeps its ID.
+fn created(time: std::time::SystemTime) -> String {
+    let full = humantime::format_rfc3339_nanos(time).to_string();
+    let fraction = full.trim_end_matches('Z').trim_end_matches('0');
+    format!("{}Z", fraction.trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn created_is_written_as_go_writes_it() {
+        let at = |ns: u64| created(UNIX_EPOCH + Duration::from_nanos(ns));
+        assert_eq!(at(1_795_890_277_000_000_000), "2026-11-28T18:24:37Z");
+        assert_eq!(at(1_795_890_277_120_000_000), "2026-11-28T18:24:37.12Z");
+        assert_eq!(
+            at(1_795_890_277_000_000_005),
+            "2026-11-28T18:24:37.000000005Z"
+        );
+        assert_eq!(at(1_795_890_277_100_000_000), "2026-11-28T18:24:37.1Z");
     }
 }
