@@ -348,6 +348,31 @@ fn signals_reach_the_command_through_init() {
     signal_reaches_a_trap(true, Signal::SIGUSR1);
 }
 
+#[test]
+fn the_command_starts_with_no_signal_ignored_or_blocked() {
+    let sb = sandbox();
+    // What starts `minibox run` may ignore signals (a shell does for SIGINT and SIGQUIT in a job
+    // started with `&`): the container must not inherit that, or its shell cannot trap them.
+    for init in ["", "--init"] {
+        let script = format!(
+            "trap '' INT QUIT HUP; exec \"$MINIBOX\" run --rm --network none {init} busybox \
+             grep -E '^Sig(Blk|Ign)' /proc/self/status"
+        );
+        let out = sb
+            .exec("sh", ["-c", &script])
+            .env("MINIBOX", minibox_tests::minibox_bin())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "{init}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    sb.finish();
+}
+
 /// Zombies in the container's cgroup after an orphan exited, seen from the host.
 fn zombies_after_orphan_exits(sb: &Sandbox, init: bool) -> usize {
     let mut args = vec![];

@@ -58,10 +58,9 @@ impl From<String> for Failure {
 }
 
 /// The signals `run` handles itself, blocked before the clone so none is lost, read from a
-/// signalfd; the original mask is restored in the container's process before exec.
+/// signalfd; the container's process starts with a clean signal state ([`reset_signals`]).
 pub struct Signals {
     pub fd: SignalFd,
-    pub original: SigSet,
     pub set: SigSet,
 }
 
@@ -71,10 +70,9 @@ impl Signals {
         FORWARDED.iter().for_each(|s| set.add(*s));
         set.add(Signal::SIGCHLD);
         set.add(Signal::SIGWINCH);
-        let mut original = SigSet::empty();
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut original))?;
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-        Ok(Self { fd, original, set })
+        Ok(Self { fd, set })
     }
 }
 
@@ -270,7 +268,7 @@ fn finish_and_exec(
     if spec.init {
         init::start(spec.tty, &signals.set);
     }
-    restore_signals(&signals.original);
+    reset_signals();
     Err(exec(&program, &spec.args, &env))
 }
 
@@ -405,13 +403,29 @@ fn exec(program: &CString, args: &[String], env: &[String]) -> Failure {
     }
 }
 
-/// Undoes what the runtime changed in the signal state, which exec would otherwise keep: the
-/// blocked mask, and SIGPIPE, which Rust's runtime ignores.
-pub fn restore_signals(original: &SigSet) {
-    use nix::sys::signal::{signal, SigHandler};
-    // SAFETY: resetting a disposition to the default.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(original), None);
+/// Gives the container's process the clean signal state a daemon-started container has:
+/// every disposition default and nothing blocked. exec keeps ignored dispositions, and what
+/// started `minibox run` may have ignored some (a shell ignores SIGINT in a job started with
+/// `&`), which would leave the container's shell unable to trap them.
+pub fn reset_signals() {
+    // The kernel's own call: libc refuses the two real-time signals it reserves, which may
+    // be ignored too. An all-zero kernel sigaction is SIG_DFL, no flags, nothing masked.
+    let default = [0u64; 4];
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo != libc::SIGKILL && signo != libc::SIGSTOP {
+            // SAFETY: a valid new action, no old one asked for, the kernel's sigset size.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Waits for the container's PID 1 to exit, forwarding signals to it and relaying its pty.
