@@ -242,9 +242,6 @@ pub struct SaveArgs {
     /// Where to write the archive (- for standard output).
     #[arg(short = 'o', long = "output", default_value = "-")]
     pub output: String,
-    /// Write an OCI archive instead of a docker-archive.
-    #[arg(long)]
-    pub oci: bool,
     #[arg(required = true)]
     pub images: Vec<String>,
 }

@@ -241,7 +241,7 @@ fn bad_names_and_prefixes_fail_cleanly() {
 }
 
 #[test]
-fn kill_sends_the_signal_and_rm_option_removes_on_exit() {
+fn kill_sends_the_signal_and_wait_gets_the_code_of_an_rm_container() {
     let sb = sandbox();
     let id = run_d(
         &sb,
@@ -255,10 +255,40 @@ fn kill_sends_the_signal_and_rm_option_removes_on_exit() {
             "trap 'exit 3' USR1; while true; do sleep 0.1; done",
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
-    sb.minibox(&["kill", "-s", "USR1", &id]).ok();
-    eventually("the --rm container to go", || {
-        sb.minibox(&["ps", "-aq"]).stdout().is_empty()
+    // Waiters started before the exit all get its code, though `--rm` takes the records away.
+    std::thread::scope(|s| {
+        let waiters: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| sb.minibox(&["wait", &id])))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        sb.minibox(&["kill", "-s", "USR1", &id]).ok();
+        for w in waiters {
+            assert_eq!(w.join().unwrap().ok().trim(), "3");
+        }
+    });
+    assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
+    // The same for a foreground `run --rm`.
+    std::thread::scope(|s| {
+        let fg = s.spawn(|| {
+            let script = "sleep 0.5; exit 4";
+            sb.minibox(&[
+                "run",
+                "--rm",
+                "--name",
+                "fg",
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ])
+        });
+        eventually("the foreground container to run", || {
+            sb.minibox(&["ps", "-q"]).stdout().lines().count() == 1
+        });
+        assert_eq!(sb.minibox(&["wait", "fg"]).ok().trim(), "4");
+        assert_eq!(fg.join().unwrap().code(), 4);
     });
     sb.finish();
 }

@@ -410,7 +410,7 @@ fn rm_one(paths: &Paths, explain: bool, what: &str, force: bool) -> Result<()> {
         return Ok(());
     };
     teardown::release(paths, explain, &id, &mut st);
-    teardown::remove(paths, &id, st.name.as_deref());
+    teardown::remove(paths, &id, &st);
     drop(lock);
     Ok(())
 }
@@ -471,24 +471,18 @@ pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
 pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
     for what in containers {
         let id = state::resolve(paths, what)?;
-        // The exit code is recorded before the teardown: watch for it, as a `--rm` container
-        // takes its records away once torn down.
-        let mut code = None;
-        loop {
-            match state::load_state(paths, &id) {
-                Ok(st) if st.status == Status::Exited => break code = st.exit_code,
-                Ok(st) => code = st.exit_code.or(code),
-                Err(_) => break,
+        let code = loop {
+            match state::wait_released(paths, &id) {
+                Ok(state::Released::Finished(code)) => break code,
+                // Recover it, unless someone took it over meanwhile.
+                Ok(state::Released::Orphaned) => {
+                    if !wait_stopped(paths, explain, &id, Some(Instant::now())) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                Err(_) => break None, // removed before we got to its lock
             }
-            if wait_stopped(paths, explain, &id, Some(Instant::now())) {
-                code = state::load_state(paths, &id)
-                    .ok()
-                    .and_then(|s| s.exit_code)
-                    .or(code);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        };
         match code {
             Some(code) => println!("{code}"),
             None => bail!("container {what} was removed as it exited: its exit code is gone"),
@@ -514,7 +508,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
         };
         let mut st = state::load_state(paths, id).unwrap_or_default();
         teardown::release(paths, explain, id, &mut st);
-        teardown::remove(paths, id, st.name.as_deref());
+        teardown::remove(paths, id, &st);
         drop(lock);
         println!("removed {id}");
         false
@@ -526,7 +520,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
     {
         let id = entry.file_name().to_string_lossy().into_owned();
         if !live.contains(&id) {
-            teardown::remove(paths, &id, None);
+            teardown::remove(paths, &id, &state::State::default());
             println!("removed {id}");
         }
     }

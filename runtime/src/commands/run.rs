@@ -501,7 +501,7 @@ impl Drop for Container {
         }
         teardown::release_quickly(&self.paths, self.explain, &self.id, &mut self.state);
         if self.rm || self.state.started_at.is_none() {
-            teardown::remove(&self.paths, &self.id, self.state.name.as_deref());
+            teardown::remove(&self.paths, &self.id, &self.state);
         } else {
             self.state.status = Status::Exited;
             if self.state.exit_code.is_none() {

@@ -54,7 +54,7 @@ pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock
     teardown::release(paths, explain, id, &mut st);
     let rm = st.started_at.is_none() || state::load_config(paths, id).map_or(true, |c| c.rm);
     if rm {
-        teardown::remove(paths, id, st.name.as_deref());
+        teardown::remove(paths, id, &st);
     } else {
         if st.exit_code.is_none() {
             st.exit_code = Some(137);

@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -150,6 +151,46 @@ pub fn try_lock(paths: &Paths, id: &str) -> Result<Option<Lock>> {
 /// [`try_lock`] for a state directory by path (a half-made one, too).
 pub fn try_lock_at(dir: &Path) -> Result<Option<Lock>> {
     Lock::take(Lock::open(&dir.join("lock"), false)?)
+}
+
+/// Records a container's exit code in its lock file just before the container is removed:
+/// a `wait`er holds that file open, so it reads the code once the owner lets go, even though
+/// the directory is gone by then (`--rm`).
+pub fn record_exit(paths: &Paths, id: &str, code: u8) {
+    let path = state_dir(paths, id).join("lock");
+    if let Ok(file) = Lock::open(&path, false) {
+        let _ = file.write_all_at(format!("{code}\n").as_bytes(), 0);
+    }
+}
+
+/// Blocks until nobody is in charge of container `id` (its owner finished, or died), without
+/// polling: a shared lock is granted only once the owner's exclusive one is released.
+pub fn wait_released(paths: &Paths, id: &str) -> Result<Released> {
+    let file = Lock::open(&state_dir(paths, id).join("lock"), false)?;
+    // SAFETY: flock on a descriptor we own; the lock goes with the descriptor when it closes.
+    while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err).context("waiting for the container");
+        }
+    }
+    match load_state(paths, id) {
+        Ok(st) if st.status == Status::Exited => Ok(Released::Finished(st.exit_code)),
+        Ok(_) => Ok(Released::Orphaned),
+        Err(_) => {
+            let mut recorded = String::new();
+            let _ = (&file).read_to_string(&mut recorded);
+            Ok(Released::Finished(recorded.trim().parse().ok()))
+        }
+    }
+}
+
+/// What [`wait_released`] found once the owner let go.
+pub enum Released {
+    /// The container exited (and may have been removed since): its exit code, if recorded.
+    Finished(Option<u8>),
+    /// Its owner died without finishing it.
+    Orphaned,
 }
 
 /// A new container id: 64 hex digits from the kernel's random source.

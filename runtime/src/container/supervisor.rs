@@ -466,7 +466,7 @@ fn finish(a: &Args, status: Option<WaitStatus>) {
     teardown::release(&a.paths, a.explain, &a.id, &mut st);
     let rm = state::load_config(&a.paths, &a.id).is_ok_and(|c| c.rm);
     if rm {
-        teardown::remove(&a.paths, &a.id, st.name.as_deref());
+        teardown::remove(&a.paths, &a.id, &st);
     } else {
         st.status = Status::Exited;
         let _ = state::save_state(&a.paths, &a.id, &st);

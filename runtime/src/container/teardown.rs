@@ -42,7 +42,10 @@ fn release_as(paths: &Paths, explain: bool, id: &str, st: &mut State, background
 
 /// Removes the container's records: its root filesystem and persistent dir, its name, and
 /// last its volatile dir (which holds the lock).
-pub fn remove(paths: &Paths, id: &str, name: Option<&str>) {
+pub fn remove(paths: &Paths, id: &str, st: &State) {
+    if let Some(code) = st.exit_code {
+        state::record_exit(paths, id, code);
+    }
     let dir = state::dir(paths, id);
     if let Err(e) = image::remove(&dir) {
         eprintln!("minibox: removing the root filesystem of {id:.12}: {e:#}");
@@ -50,7 +53,7 @@ pub fn remove(paths: &Paths, id: &str, name: Option<&str>) {
     }
     state::remove_dir(paths, id);
     super::recover::fault("removing");
-    if let Some(name) = name {
+    if let Some(name) = &st.name {
         state::release_name(paths, name, id);
     }
     state::remove_state(paths, id);
