@@ -2,7 +2,9 @@
 
 use std::io::Read;
 
-use oci_spec::image::{Arch, Config, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder};
+use oci_spec::image::{
+    Arch, Config, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, Os, RootFsBuilder,
+};
 
 use crate::layout::host_arch;
 use crate::{changes, reference, Error, Image, Store};
@@ -53,11 +55,24 @@ impl Store {
                 .map_err(|e| Error::invalid(e.to_string()))?])
             .build()
             .map_err(|e| Error::invalid(e.to_string()))?;
-        let bytes = serde_json::to_vec(&image_config).expect("serializable");
+        let bytes = config_bytes(&image_config);
         let id = txn.add_image(&bytes, vec![layer.blob], &names)?;
         txn.commit()?;
         self.image(&id)
     }
+}
+
+/// The config as Go's encoding/json writes it: fields in declaration order (as serde writes
+/// them) and map keys sorted (oci-spec writes its maps from a HashMap, in any order). The same
+/// config then always has the same ID, which re-encoding by Go tools (skopeo) keeps.
+fn config_bytes(config: &ImageConfiguration) -> Vec<u8> {
+    let mut value = serde_json::to_value(config).expect("serializable");
+    if let Some(c) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
+        for map in c.values_mut().filter_map(|v| v.as_object_mut()) {
+            map.sort_keys();
+        }
+    }
+    serde_json::to_vec(&value).expect("serializable")
 }
 
 /// The creation time as Go's RFC3339Nano writes it (trailing zeros of the fraction dropped),
