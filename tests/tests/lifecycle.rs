@@ -141,6 +141,37 @@ fn logs_keep_stdout_and_stderr_with_timestamps() {
 }
 
 #[test]
+fn a_foreground_container_is_logged_as_it_is_shown() {
+    let sb = sandbox();
+    let script = "echo out1; echo err1 >&2; printf partial";
+    let run = sb.minibox(&[
+        "run",
+        "--name",
+        "fg",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(run.ok(), "out1\npartial");
+    assert_eq!(run.stderr(), "err1\n");
+    let logs = sb.minibox(&["logs", "fg"]);
+    assert_eq!(logs.ok(), "out1\npartial");
+    assert_eq!(logs.stderr(), "err1\n");
+    // With a terminal, what the pty shows is logged.
+    let tty = sb
+        .terminal("$MINIBOX run --name tty --network none -t busybox echo on-a-tty")
+        .output()
+        .unwrap();
+    assert!(tty.status.success(), "{tty:?}");
+    assert_eq!(sb.minibox(&["logs", "tty"]).ok(), "on-a-tty\n");
+    sb.minibox(&["rm", "fg", "tty"]).ok();
+    sb.finish();
+}
+
+#[test]
 fn logs_follow_until_the_container_stops() {
     let sb = sandbox();
     let id = run_d(

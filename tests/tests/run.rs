@@ -690,6 +690,20 @@ fn stdin_passes_through_with_i_and_is_empty_without() {
 }
 
 #[test]
+fn a_reader_that_goes_away_stops_a_writing_container() {
+    let sb = sandbox();
+    // As with a plain pipe: once `head` has its line, the container's writes fail (SIGPIPE).
+    let script = "\"$MINIBOX\" run --rm --network none busybox yes | head -n 1";
+    let out = sb
+        .exec("sh", ["-c", script])
+        .env("MINIBOX", minibox_tests::minibox_bin())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "y\n");
+    sb.finish();
+}
+
+#[test]
 fn tty_gives_the_container_a_pty() {
     let sb = sandbox();
     let out = sb

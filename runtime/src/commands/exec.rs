@@ -1,9 +1,12 @@
 //! `minibox exec`: a new process in a running container: all its namespaces, its cgroup, its
 //! capabilities and no_new_privs, its environment with `-e` on top.
 
+use std::os::fd::AsFd;
+
 use anyhow::{bail, Context, Result};
 
 use crate::cli::ExecArgs;
+use crate::container::log::Stream;
 use crate::container::process::{self, Failure, Signals};
 use crate::container::spec::{self, ImageConfig};
 use crate::container::state::{self, Status};
@@ -50,8 +53,21 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
         }
     };
     let raw = (args.tty && args.interactive).then(tty::RawMode::enter);
-    let relay = started.pty.map(|m| tty::Relay::new(m, args.interactive));
-    let status = process::wait(child.pid, &signals, relay);
+    // With a terminal its output is copied from the pty (not logged: Docker logs only the
+    // container's own process); without, the process writes to our stdout itself.
+    let stdout = std::io::stdout();
+    let (relay, mut streams) = match started.pty {
+        Some(master) => {
+            let input = master.try_clone().context("duplicating the terminal")?;
+            let output = Stream::new(master, b"stdout", Some(stdout.as_fd()));
+            (
+                Some(tty::Relay::new(input, args.interactive)),
+                [Some(output), None],
+            )
+        }
+        None => (None, [None, None]),
+    };
+    let status = process::wait(child.pid, &signals, relay, &mut streams, None);
     drop(raw);
     Ok(process::exit_code(
         status.context("waiting for the process")?,

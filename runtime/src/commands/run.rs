@@ -10,13 +10,14 @@
 //! container's supervisor (`container::supervisor`); `start` goes the same way.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::{Global, RunArgs};
 use crate::container::cgroups::{Cgroup, Limits};
+use crate::container::log::{Output, Stream};
 use crate::container::process::{self, Failure, Launch, Signals, Started};
 use crate::container::recover::{self, fault};
 use crate::container::spec::{self, Spec};
@@ -131,7 +132,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     };
     fault("created");
     let initial = State {
-        logged: args.detach,
+        logged: true,
         ..Default::default()
     };
     let container = Container::new(paths, global.explain, &config, lock, initial);
@@ -163,7 +164,8 @@ fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
     }
 }
 
-/// Runs the container attached to this process: its output is ours, our signals are its own.
+/// Runs the container attached to this process: its output is copied to ours (and logged, as
+/// Docker keeps a foreground container's logs too), our signals are its own.
 fn foreground(
     mut container: Container,
     found: &image::Found,
@@ -171,7 +173,14 @@ fn foreground(
     signals: &Signals,
     interactive: bool,
 ) -> Result<u8> {
-    let (pid, started) = match setup(&mut container, found, config, signals) {
+    let log_path = state::log_path(&container.paths, &config.id);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let output = Output::new(config.spec.tty).context("creating a pipe")?;
+    let (pid, started) = match setup(&mut container, found, config, signals, output.write_ends()) {
         Ok(s) => s,
         Err(Failure { code, msg }) => {
             drop(container);
@@ -179,10 +188,21 @@ fn foreground(
             return Ok(code);
         }
     };
-    let tty = config.spec.tty;
-    let raw = (tty && interactive).then(tty::RawMode::enter);
-    let relay = started.pty.map(|m| tty::Relay::new(m, interactive));
-    let status = process::wait(pid, signals, relay);
+    let raw = (config.spec.tty && interactive).then(tty::RawMode::enter);
+    let relay = match &started.pty {
+        Some(master) => Some(tty::Relay::new(
+            master.try_clone().context("duplicating the terminal")?,
+            interactive,
+        )),
+        None => None,
+    };
+    let (out, err) = output.read_ends(started.pty);
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let mut streams = [
+        Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
+        err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
+    ];
+    let status = process::wait(pid, signals, relay, &mut streams, Some(log.as_fd()));
     drop(raw);
     let status = status.context("waiting for the container")?;
     let code = process::exit_code(status);
@@ -255,47 +275,32 @@ fn in_supervisor(
     report: OwnedFd,
 ) -> ! {
     let _ = nix::unistd::setsid();
-    let result = (|| -> Result<(Pid, Started, OwnedFd, OwnedFd), Failure> {
+    let result = (|| -> Result<(Pid, Started, Output), Failure> {
         let fail = |what: &str, e: nix::Error| Failure::runtime(format!("{what}: {e}"));
+        // `--explain` lines are for the user; this process's own stdio goes nowhere.
+        let user_stderr =
+            nix::fcntl::fcntl(std::io::stderr(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                .map_err(|e| fail("duplicating stderr", e))?;
+        network::explain_to(user_stderr);
         let null = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/null")
             .map_err(|e| Failure::runtime(format!("opening /dev/null: {e}")))?;
-        // `--explain` lines are for the user, not the container's log.
-        let user_stderr =
-            nix::fcntl::fcntl(std::io::stderr(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-                .map_err(|e| fail("duplicating stderr", e))?;
-        network::explain_to(user_stderr);
-        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
-        let (out_r, out_w) = pipe().map_err(|e| fail("creating a pipe", e))?;
-        let (err_r, err_w) = pipe().map_err(|e| fail("creating a pipe", e))?;
-        // The container inherits these as its stdin, stdout and stderr.
-        for (from, to) in [
-            (null.as_raw_fd(), 0),
-            (out_w.as_raw_fd(), 1),
-            (err_w.as_raw_fd(), 2),
-        ] {
+        for to in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(from, to) };
-        }
-        let res = setup(&mut container, found, config, signals);
-        for to in [1, 2] {
-            // SAFETY: as above.
             unsafe { libc::dup2(null.as_raw_fd(), to) };
         }
-        let (pid, started) = res?;
-        Ok((pid, started, out_r, err_r))
+        let output = Output::new(config.spec.tty).map_err(|e| fail("creating a pipe", e))?;
+        let (pid, started) = setup(&mut container, found, config, signals, output.write_ends())?;
+        Ok((pid, started, output))
     })();
     let mut report = std::fs::File::from(report);
     match result {
-        Ok((pid, started, out_r, err_r)) => {
+        Ok((pid, started, output)) => {
             let _ = report.write_all(&[0]);
             drop(report);
-            let (out, err) = match started.pty {
-                Some(master) => (master, None),
-                None => (out_r, Some(err_r)),
-            };
+            let (out, err) = output.read_ends(started.pty);
             let failure = container.hand_over(pid, out, err);
             // Not reached unless the exec failed: the container must not run unsupervised.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -325,6 +330,7 @@ pub fn setup(
     found: &image::Found,
     config: &Config,
     signals: &Signals,
+    output: Option<(BorrowedFd, BorrowedFd)>,
 ) -> Result<(Pid, Started), Failure> {
     let rt = |e: anyhow::Error| Failure::runtime(format!("{e:#}"));
     let paths = c.paths.clone();
@@ -355,6 +361,7 @@ pub fn setup(
         state_dir: &state_dir,
         mount_rootfs: &mount_rootfs,
         signals,
+        output,
     };
     let child = process::spawn(&launch).map_err(rt)?;
     fault("spawned");

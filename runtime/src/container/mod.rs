@@ -4,6 +4,7 @@ pub mod cgroups;
 pub mod clock;
 pub mod image;
 pub mod init;
+pub mod log;
 pub mod mounts;
 pub mod process;
 pub mod recover;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -17,6 +17,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
+use super::log::Stream;
 use super::spec::Spec;
 use super::sync::{Channel, Message, FAIL, GO, PTY};
 use super::{init, mounts, security, tty, user};
@@ -86,6 +87,9 @@ pub struct Launch<'a> {
     /// Mounts the image's rootfs on the target, in the child's mount namespace.
     pub mount_rootfs: &'a dyn Fn(&Path) -> Result<(), String>,
     pub signals: &'a Signals,
+    /// Where the container's stdout and stderr go (the write ends of the pipes its output is
+    /// logged from), unless it has a terminal.
+    pub output: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
 }
 
 /// The parent's handle on the cloned child.
@@ -193,6 +197,19 @@ fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, Failure>)
 fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Failure> {
     let spec = launch.spec;
     security::set_non_dumpable()?;
+    // Set again after the identity changes (which clears it); until then the set-up must not
+    // outlive a runtime that died.
+    security::die_with_parent()?;
+    if let Some((out, err)) = launch.output {
+        for (from, to) in [(out, 1), (err, 2)] {
+            // SAFETY: dup2 onto a standard descriptor of this process.
+            if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(format!("redirecting the output: {e}").into());
+            }
+        }
+    }
+    security::close_inherited(channel.as_raw_fd())?;
     // Device nodes and the like get exact modes; the container's umask is set before exec.
     nix::sys::stat::umask(Mode::empty());
 
@@ -428,38 +445,47 @@ pub fn reset_signals() {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
-/// Waits for the container's PID 1 to exit, forwarding signals to it and relaying its pty.
-pub fn wait(pid: Pid, signals: &Signals, mut relay: Option<tty::Relay>) -> nix::Result<WaitStatus> {
+/// Waits for the container's PID 1 to exit, forwarding signals to it, copying its output
+/// (logged as it goes) and, with a terminal, relaying the user's input and size to it.
+pub fn wait(
+    pid: Pid,
+    signals: &Signals,
+    mut relay: Option<tty::Relay>,
+    streams: &mut [Option<Stream>; 2],
+    log: Option<BorrowedFd>,
+) -> nix::Result<WaitStatus> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
 
     let stdin = std::io::stdin();
+    let open = |s: &Option<Stream>| s.as_ref().is_some_and(Stream::is_open);
     let mut status = None;
     loop {
-        let relay_done = relay.as_ref().is_none_or(|r| !r.output_open);
-        if let (Some(st), true) = (status, relay_done) {
+        if let (Some(st), false) = (status, streams.iter().any(open)) {
             return Ok(st);
         }
         let mut fds = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
-        let (mut out_at, mut in_at) = (None, None);
-        if let Some(r) = &relay {
-            if r.output_open {
-                out_at = Some(fds.len());
-                fds.push(PollFd::new(r.master(), PollFlags::POLLIN));
-            }
-            if r.stdin_open && status.is_none() {
-                in_at = Some(fds.len());
-                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        let mut slots = [None, None];
+        for (s, slot) in streams.iter().zip(&mut slots) {
+            if let Some(fd) = s.as_ref().and_then(|s| s.fd.as_ref()) {
+                *slot = Some(fds.len());
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
         }
-        // Once PID 1 is gone, only drain what the pty still holds.
+        let mut in_at = None;
+        if relay.as_ref().is_some_and(|r| r.stdin_open) && status.is_none() {
+            in_at = Some(fds.len());
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        // Once PID 1 is gone (and with it every process of the container), only drain what
+        // the pipes still hold.
         let timeout = if status.is_some() {
             PollTimeout::from(200u16)
         } else {
             PollTimeout::NONE
         };
         match poll(&mut fds, timeout) {
-            Ok(0) => return Ok(status.expect("timeout only after exit")),
+            Ok(0) => break,
             Ok(_) => {}
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e),
@@ -468,15 +494,16 @@ pub fn wait(pid: Pid, signals: &Signals, mut relay: Option<tty::Relay>) -> nix::
             i.and_then(|i| fds[i].revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (sig_ready, out_ready, in_ready) = (ready(Some(0)), ready(out_at), ready(in_at));
+        let (sig_ready, in_ready) = (ready(Some(0)), ready(in_at));
+        let out_ready = slots.map(ready);
         drop(fds);
-        if let Some(r) = relay.as_mut() {
-            if out_ready {
-                r.pump_output();
+        for (s, ready) in streams.iter_mut().zip(out_ready) {
+            if let (Some(s), true) = (s, ready) {
+                s.pump(log);
             }
-            if in_ready {
-                r.pump_input();
-            }
+        }
+        if let (Some(r), true) = (relay.as_mut(), in_ready) {
+            r.pump_input();
         }
         if sig_ready {
             while let Ok(Some(info)) = signals.fd.read_signal() {
@@ -502,6 +529,10 @@ pub fn wait(pid: Pid, signals: &Signals, mut relay: Option<tty::Relay>) -> nix::
             }
         }
     }
+    for s in streams.iter_mut().flatten() {
+        while s.pump(log) {}
+    }
+    Ok(status.expect("the loop ends after the exit"))
 }
 
 fn reap(pid: Pid) -> nix::Result<Option<WaitStatus>> {

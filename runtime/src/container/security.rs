@@ -68,6 +68,20 @@ pub fn set_rlimits() -> Result<(), String> {
 
 /// Marks every fd >= 3 close-on-exec, so nothing of the runtime's leaks into the container
 /// (CVE-2024-21626) while the sync socket still reports an exec failure.
+/// Closes every descriptor above stdio that the set-up inherited from the runtime but `keep`
+/// (its channel): the container's lock above all, which must go with the runtime, so that a
+/// runtime killed during the set-up leaves a container that the next command recovers at once.
+pub fn close_inherited(keep: std::os::fd::RawFd) -> Result<(), String> {
+    let keep = keep as u32;
+    for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, u32::MAX)] {
+        // SAFETY: closes only this process's own descriptors, none of which is used again.
+        if first <= last && unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } < 0 {
+            return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
 pub fn cloexec_from_3() -> Result<(), String> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own descriptors.
     let r = unsafe {

@@ -11,7 +11,6 @@
 
 use std::ffi::{CString, OsString};
 use std::fs::{File, OpenOptions};
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -19,12 +18,12 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::time::Timespec;
 
 use super::cgroups::Cgroup;
+use super::log::Stream;
 use super::process::{self, Failure};
 use super::state::{self, Lock, Status};
 use super::teardown;
@@ -134,133 +133,6 @@ pub fn main(args: Vec<OsString>) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// One of the container's output streams and the line it has not finished yet, in a buffer
-/// allocated once (and never zeroed, so that only the pages output reaches are touched): the
-/// steady state allocates nothing.
-struct Stream {
-    fd: OwnedFd,
-    /// `stdout` or `stderr`, kept here so that a record reads none of the binary's constants.
-    name: [u8; 6],
-    buf: Vec<u8>,
-    open: bool,
-}
-
-/// Longest line kept whole; longer ones are split into partial (`P`) records.
-const MAX_LINE: usize = 16 * 1024;
-
-impl Stream {
-    fn new(fd: OwnedFd, name: &[u8; 6]) -> Self {
-        let _ = nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        );
-        Self {
-            fd,
-            name: *name,
-            buf: Vec::with_capacity(MAX_LINE),
-            open: true,
-        }
-    }
-
-    /// Reads once and logs every complete line. The rest of a line is logged as partial when
-    /// the read drained the stream; when the read filled the buffer, more is waiting: it is
-    /// kept (moved to the front, the only copy, which ordinary output never needs).
-    /// Returns whether it read anything.
-    #[inline(always)]
-    fn pump(&mut self, log: BorrowedFd) -> bool {
-        if self.buf.len() == MAX_LINE {
-            record(log, &self.name, b'P', &self.buf);
-            self.buf.clear();
-        }
-        let held = self.buf.len();
-        let n = match rustix::io::read(&self.fd, spare_capacity(&mut self.buf)) {
-            Ok(0) => {
-                self.open = false;
-                0
-            }
-            Ok(n) => n,
-            Err(Errno::INTR | Errno::AGAIN) => 0,
-            // EIO: the pty's other side is closed.
-            Err(_) => {
-                self.open = false;
-                0
-            }
-        };
-        let (mut from, end) = (0, self.buf.len());
-        for i in held..end {
-            if self.buf[i] == b'\n' {
-                record(log, &self.name, b'F', &self.buf[from..i]);
-                from = i + 1;
-            }
-        }
-        if from < end && (end < MAX_LINE || !self.open) {
-            record(log, &self.name, b'P', &self.buf[from..end]);
-            from = end;
-        }
-        if from > 0 && from < end {
-            self.buf.copy_within(from..end, 0);
-        }
-        self.buf.truncate(end - from);
-        n > 0
-    }
-}
-
-/// Appends one log record, `<time> <stream> <F|P> <text>`, with one write.
-#[inline(always)]
-fn record(log: BorrowedFd, stream: &[u8; 6], tag: u8, text: &[u8]) {
-    let text = match text {
-        [line @ .., b'\r'] => line,
-        _ => text,
-    };
-    // Filled piecewise: a constant template would be read from the binary's data.
-    let mut head = [0u8; 40];
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    head[..30].copy_from_slice(&rfc3339(now.tv_sec, now.tv_nsec));
-    head[31..37].copy_from_slice(stream);
-    (head[30], head[37], head[38], head[39]) = (b' ', b' ', tag, b' ');
-    let newline = [b'\n'];
-    let parts = [
-        IoSlice::new(&head),
-        IoSlice::new(text),
-        IoSlice::new(&newline),
-    ];
-    let _ = rustix::io::writev(log, &parts);
-}
-
-/// [`super::clock::rfc3339`] by arithmetic alone: formatting machinery would take the
-/// loop to code pages far from its own (see [`serve`]).
-#[inline(always)]
-fn rfc3339(secs: i64, nanos: i64) -> [u8; 30] {
-    fn digits(out: &mut [u8], mut v: u64) {
-        for b in out.iter_mut().rev() {
-            *b = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    }
-    let secs = secs.max(0) as u64;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, years from March).
-    let z = days + 719_468;
-    let (era, doe) = (z / 146_097, z % 146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    let mut out = [0u8; 30];
-    digits(&mut out[0..4], year);
-    digits(&mut out[5..7], month);
-    digits(&mut out[8..10], day);
-    digits(&mut out[11..13], rest / 3600);
-    digits(&mut out[14..16], rest / 60 % 60);
-    digits(&mut out[17..19], rest % 60);
-    digits(&mut out[20..29], nanos as u64);
-    (out[4], out[7], out[10], out[13], out[16], out[19], out[29]) =
-        (b'-', b'-', b'T', b':', b':', b'.', b'Z');
-    out
-}
-
 fn reap(pid: Pid) -> Option<WaitStatus> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -288,11 +160,11 @@ fn supervise(a: Args) {
     };
     let dup = |fd: &OwnedFd| fd.try_clone().ok();
     let mut streams = [
-        dup(&a.out).map(|fd| Stream::new(fd, b"stdout")),
+        dup(&a.out).map(|fd| Stream::new(fd, b"stdout", None)),
         a.err
             .as_ref()
             .and_then(dup)
-            .map(|fd| Stream::new(fd, b"stderr")),
+            .map(|fd| Stream::new(fd, b"stderr", None)),
     ];
     let status = reap(a.pid);
     // The first call looks the clock up in the vDSO: done here, not in the loop.
@@ -326,7 +198,7 @@ fn serve(
         let _ =
             unsafe { rustix::mm::madvise(start as *mut _, len, rustix::mm::Advice::LinuxDontNeed) };
     }
-    let open = |s: &Option<Stream>| s.as_ref().is_some_and(|s| s.open);
+    let open = |s: &Option<Stream>| s.as_ref().is_some_and(Stream::is_open);
     while status.is_none() || streams.iter().any(open) {
         let mut fds = [
             PollFd::new(sfd, PollFlags::IN),
@@ -336,8 +208,8 @@ fn serve(
         // Where each stream sits in `fds`, if open.
         let (mut slot, mut n) = ([0; 2], 1);
         for (s, slot) in streams.iter().zip(&mut slot) {
-            if let Some(s) = s.as_ref().filter(|s| s.open) {
-                fds[n] = PollFd::new(&s.fd, PollFlags::IN);
+            if let Some(fd) = s.as_ref().and_then(|s| s.fd.as_ref()) {
+                fds[n] = PollFd::new(fd, PollFlags::IN);
                 *slot = n;
                 n += 1;
             }
@@ -357,7 +229,7 @@ fn serve(
         let (out, err, child) = (ready(slot[0]), ready(slot[1]), !fds[0].revents().is_empty());
         for (s, ready) in streams.iter_mut().zip([out, err]) {
             if let (Some(s), true) = (s, ready) {
-                s.pump(log);
+                s.pump(Some(log));
             }
         }
         if child {
@@ -366,7 +238,7 @@ fn serve(
         }
     }
     for s in streams.iter_mut().flatten() {
-        while s.open && s.pump(log) {}
+        while s.pump(Some(log)) {}
     }
     status
 }
@@ -472,28 +344,4 @@ fn finish(a: &Args, status: Option<WaitStatus>) {
         let _ = state::save_state(&a.paths, &a.id, &st);
     }
     let _ = &a.lock;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_as_clock_formats_them() {
-        // Leap days, ends of months and years, the 2100 non-leap year, nanosecond padding.
-        let days = [
-            0, 59, 60, 365, 789, 10_956, 11_016, 20_414, 47_541, 47_540, 47_482,
-        ];
-        for d in days {
-            for (s, n) in [(0, 0), (86_399, 999_999_999), (45_296, 7)] {
-                let secs = d * 86_400 + s;
-                let ns = secs as u64 * 1_000_000_000 + n as u64;
-                assert_eq!(
-                    &rfc3339(secs, n)[..],
-                    super::super::clock::rfc3339(ns).as_bytes(),
-                    "{secs}.{n}"
-                );
-            }
-        }
-    }
 }

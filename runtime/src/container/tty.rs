@@ -3,7 +3,7 @@
 //! relays bytes both ways. Ctrl-C reaches the container as a byte its line discipline turns into
 //! SIGINT; SIGWINCH resizes the pty.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
@@ -98,13 +98,12 @@ impl Drop for RawMode {
     }
 }
 
-/// Relays between the user's stdin/stdout and the pty's master.
+/// The user's side of the container's pty: their input, and their terminal's size (the output
+/// is read as a log stream, see [`super::log`]).
 pub struct Relay {
     master: std::fs::File,
     /// Whether stdin is still relayed (`-i`, until EOF).
     pub stdin_open: bool,
-    /// Whether the master still gives output (until EIO once the container's side closed).
-    pub output_open: bool,
 }
 
 impl Relay {
@@ -112,31 +111,12 @@ impl Relay {
         Self {
             master: master.into(),
             stdin_open: interactive,
-            output_open: true,
         }
-    }
-
-    pub fn master(&self) -> BorrowedFd<'_> {
-        self.master.as_fd()
     }
 
     pub fn resize(&self) {
         if let Some((rows, cols)) = size() {
             set_size(self.master.as_fd(), rows, cols);
-        }
-    }
-
-    /// Copies what the container wrote to stdout; false once the pty is closed.
-    pub fn pump_output(&mut self) {
-        let mut buf = [0u8; 16384];
-        match self.master.read(&mut buf) {
-            Ok(0) | Err(_) => self.output_open = false,
-            Ok(n) => {
-                let mut out = std::io::stdout().lock();
-                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                    self.output_open = false;
-                }
-            }
         }
     }
 

@@ -1,0 +1,232 @@
+//! The container's log: one record per line, `<RFC 3339 time> <stdout|stderr> <F|P> <text>`
+//! (`P` for a partial line), the format `logs` reads. Written by the supervisor of a detached
+//! container and by a foreground `run`, which also copies the output to its own.
+//!
+//! The supervisor runs [`Stream::pump`] in its lean loop: it is inlined into the caller and
+//! makes its system calls directly (rustix), touching no constants of the binary.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::buffer::spare_capacity;
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+
+/// The pipes a container without a terminal writes its stdout and stderr into, read by whoever
+/// logs them (its supervisor, or a foreground `run`). With a terminal, its pty's master is read.
+pub struct Output {
+    /// (read end, write end) of stdout's pipe and of stderr's.
+    pipes: Option<[(OwnedFd, OwnedFd); 2]>,
+}
+
+impl Output {
+    pub fn new(tty: bool) -> nix::Result<Self> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        let pipes = if tty { None } else { Some([pipe()?, pipe()?]) };
+        Ok(Self { pipes })
+    }
+
+    /// What the container's stdout and stderr become.
+    pub fn write_ends(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
+        let [out, err] = self.pipes.as_ref()?;
+        Some((out.1.as_fd(), err.1.as_fd()))
+    }
+
+    /// Once the container runs, what its output is read from: stdout's and stderr's pipes (the
+    /// write ends closed here, so that reading ends when the container's side closes), or the
+    /// master of its pty.
+    pub fn read_ends(self, pty: Option<OwnedFd>) -> (OwnedFd, Option<OwnedFd>) {
+        match (self.pipes, pty) {
+            (Some([out, err]), _) => (out.0, Some(err.0)),
+            (None, Some(master)) => (master, None),
+            (None, None) => unreachable!("a container without pipes has a terminal"),
+        }
+    }
+}
+
+/// One of the container's output streams and the line it has not finished yet, in a buffer
+/// allocated once (and never zeroed, so that only the pages output reaches are touched): the
+/// steady state allocates nothing.
+pub struct Stream<'a> {
+    /// Until the stream ends (closed here, so that a writer whose output has nowhere to go
+    /// gets EPIPE, as it would writing to a closed pipe itself).
+    pub fd: Option<OwnedFd>,
+    /// Where the output is also copied as it comes (a foreground `run`'s own stdout/stderr).
+    echo: Option<BorrowedFd<'a>>,
+    /// `stdout` or `stderr`, kept here so that a record reads none of the binary's constants.
+    name: [u8; 6],
+    buf: Vec<u8>,
+}
+
+/// Longest line kept whole; longer ones are split into partial (`P`) records.
+const MAX_LINE: usize = 16 * 1024;
+
+impl<'a> Stream<'a> {
+    /// A stream read from `fd`, logged as `name` and, with `echo`, copied there.
+    pub fn new(fd: OwnedFd, name: &[u8; 6], echo: Option<BorrowedFd<'a>>) -> Self {
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        Self {
+            fd: Some(fd),
+            echo,
+            name: *name,
+            buf: Vec::with_capacity(MAX_LINE),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.fd.is_some()
+    }
+
+    /// Reads once and logs every complete line. The rest of a line is logged as partial when
+    /// the read drained the stream; when the read filled the buffer, more is waiting: it is
+    /// kept (moved to the front, the only copy, which ordinary output never needs).
+    /// Returns whether it read anything.
+    #[inline(always)]
+    pub fn pump(&mut self, log: Option<BorrowedFd>) -> bool {
+        if self.buf.len() == MAX_LINE {
+            record_in(log, &self.name, b'P', &self.buf);
+            self.buf.clear();
+        }
+        let Some(fd) = &self.fd else {
+            return false;
+        };
+        let held = self.buf.len();
+        let n = match rustix::io::read(fd, spare_capacity(&mut self.buf)) {
+            Ok(n) => n,
+            Err(Errno::INTR | Errno::AGAIN) => return false,
+            // EIO: the pty's other side is closed.
+            Err(_) => 0,
+        };
+        if n == 0
+            || self
+                .echo
+                .is_some_and(|to| !write_all(to, &self.buf[held..]))
+        {
+            self.fd = None;
+        }
+        let (mut from, end) = (0, self.buf.len());
+        for i in held..end {
+            if self.buf[i] == b'\n' {
+                record_in(log, &self.name, b'F', &self.buf[from..i]);
+                from = i + 1;
+            }
+        }
+        if from < end && (end < MAX_LINE || self.fd.is_none()) {
+            record_in(log, &self.name, b'P', &self.buf[from..end]);
+            from = end;
+        }
+        if from > 0 && from < end {
+            self.buf.copy_within(from..end, 0);
+        }
+        self.buf.truncate(end - from);
+        n > 0
+    }
+}
+
+/// Writes all of `data` to a descriptor that may be non-blocking; false when it cannot.
+#[inline(always)]
+fn write_all(to: BorrowedFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        match rustix::io::write(to, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                let mut fds = [PollFd::new(&to, PollFlags::OUT)];
+                let _ = rustix::event::poll(&mut fds, None);
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// [`record`] when there is a log.
+#[inline(always)]
+fn record_in(log: Option<BorrowedFd>, stream: &[u8; 6], tag: u8, text: &[u8]) {
+    if let Some(log) = log {
+        record(log, stream, tag, text);
+    }
+}
+
+/// Appends one log record, `<time> <stream> <F|P> <text>`, with one write.
+#[inline(always)]
+fn record(log: BorrowedFd, stream: &[u8; 6], tag: u8, text: &[u8]) {
+    let text = match text {
+        [line @ .., b'\r'] => line,
+        _ => text,
+    };
+    // Filled piecewise: a constant template would be read from the binary's data.
+    let mut head = [0u8; 40];
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    head[..30].copy_from_slice(&rfc3339(now.tv_sec, now.tv_nsec));
+    head[31..37].copy_from_slice(stream);
+    (head[30], head[37], head[38], head[39]) = (b' ', b' ', tag, b' ');
+    let newline = [b'\n'];
+    let parts = [
+        IoSlice::new(&head),
+        IoSlice::new(text),
+        IoSlice::new(&newline),
+    ];
+    let _ = rustix::io::writev(log, &parts);
+}
+
+/// [`super::clock::rfc3339`] by arithmetic alone: formatting machinery would take the
+/// supervisor's loop to code pages far from its own.
+#[inline(always)]
+fn rfc3339(secs: i64, nanos: i64) -> [u8; 30] {
+    fn digits(out: &mut [u8], mut v: u64) {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    let secs = secs.max(0) as u64;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, years from March).
+    let z = days + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    let mut out = [0u8; 30];
+    digits(&mut out[0..4], year);
+    digits(&mut out[5..7], month);
+    digits(&mut out[8..10], day);
+    digits(&mut out[11..13], rest / 3600);
+    digits(&mut out[14..16], rest / 60 % 60);
+    digits(&mut out[17..19], rest % 60);
+    digits(&mut out[20..29], nanos as u64);
+    (out[4], out[7], out[10], out[13], out[16], out[19], out[29]) =
+        (b'-', b'-', b'T', b':', b':', b'.', b'Z');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_as_clock_formats_them() {
+        // Leap days, ends of months and years, the 2100 non-leap year, nanosecond padding.
+        let days = [
+            0, 59, 60, 365, 789, 10_956, 11_016, 20_414, 47_541, 47_540, 47_482,
+        ];
+        for d in days {
+            for (s, n) in [(0, 0), (86_399, 999_999_999), (45_296, 7)] {
+                let secs = d * 86_400 + s;
+                let ns = secs as u64 * 1_000_000_000 + n as u64;
+                assert_eq!(
+                    &rfc3339(secs, n)[..],
+                    super::super::clock::rfc3339(ns).as_bytes(),
+                    "{secs}.{n}"
+                );
+            }
+        }
+    }
+}
