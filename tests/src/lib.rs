@@ -8,6 +8,7 @@
 
 pub mod fixtures;
 mod sandbox;
+pub mod vm;
 
 pub use sandbox::{Out, Sandbox};
 

@@ -1,8 +1,14 @@
 //! The container's cgroup, through cgroups-rs: v1, hybrid (v1 controllers beside an empty
-//! unified mount, like this VM) and v2 are told apart by cgroups-rs at run time.
+//! unified mount, like this VM) and v2 are told apart by cgroups-rs at run time. Device access
+//! goes through the v1 devices controller, or on v2 through an eBPF program ([`device_filter`]).
+
+mod device_filter;
 
 use anyhow::{anyhow, Context, Result};
+use std::path::Path;
+
 use cgroups_rs::devices::{DevicePermissions, DeviceType};
+use cgroups_rs::hierarchies::UNIFIED_MOUNTPOINT;
 use cgroups_rs::{
     cgroup::Cgroup as Cg, memory::MemController, CgroupPid, Controller, DeviceResource, MaxValue,
     Resources,
@@ -16,8 +22,8 @@ pub struct Limits {
     /// CFS quota in microseconds per [`CPU_PERIOD`].
     pub cpu_quota: Option<i64>,
     pub pids: Option<i64>,
-    /// Restrict device access to the nodes a container's /dev holds (v1 devices controller;
-    /// v2 would need an eBPF program). Off for `--privileged`.
+    /// Restrict device access to the nodes a container's /dev holds (v1 devices controller, v2
+    /// eBPF program). Off for `--privileged`.
     pub restrict_devices: bool,
 }
 
@@ -63,7 +69,6 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Creates `<parent>/<id>` with the limits applied; nothing is left behind on failure.
     /// The path `create` will use, checked (recorded before the cgroup is made).
     pub fn path_for(parent: &str, id: &str) -> Result<String> {
         let parent = parent.trim_matches('/');
@@ -77,6 +82,7 @@ impl Cgroup {
         })
     }
 
+    /// Creates `<parent>/<id>` with the limits applied; nothing is left behind on failure.
     pub fn create(parent: &str, id: &str, limits: &Limits) -> Result<Self> {
         let path = Self::path_for(parent, id)?;
         let cg = Cg::new(cgroups_rs::hierarchies::auto(), &path)
@@ -89,12 +95,25 @@ impl Cgroup {
             res.cpu.period = Some(CPU_PERIOD);
         }
         res.pid.maximum_number_of_processes = limits.pids.map(MaxValue::Value);
-        if limits.restrict_devices {
+        let v2_devices = limits.restrict_devices && this.cg.v2();
+        if limits.restrict_devices && !v2_devices {
             res.devices.devices = default_devices();
         }
         if let Err(e) = this.cg.apply(&res) {
             this.delete();
             return Err(e).with_context(|| format!("setting the limits of cgroup {}", this.path));
+        }
+        if v2_devices {
+            let dir = Path::new(UNIFIED_MOUNTPOINT).join(&this.path);
+            if let Err(e) = device_filter::attach(&dir, &default_devices()) {
+                this.delete();
+                return Err(e).with_context(|| {
+                    format!(
+                        "restricting device access in cgroup {} (--privileged goes without it)",
+                        this.path
+                    )
+                });
+            }
         }
         Ok(this)
     }
