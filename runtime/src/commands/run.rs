@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
@@ -252,11 +253,23 @@ pub fn detach(
                     Ok(*code)
                 }
                 None => {
-                    // It died: once it is gone (and so its lock), undo what it left.
+                    // It died: once it is gone, and the container's process it may have
+                    // started (which lets go of the lock as it begins), undo what it left.
                     let _ = nix::sys::wait::waitpid(child, None);
-                    if let Ok(Some(lock)) = state::try_lock(&paths, &config.id) {
-                        let st = state::load_state(&paths, &config.id).unwrap_or_default();
-                        recover::recover(&paths, explain, &config.id, st, lock);
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    loop {
+                        match state::try_lock(&paths, &config.id) {
+                            Ok(Some(lock)) => {
+                                let st = state::load_state(&paths, &config.id).unwrap_or_default();
+                                recover::recover(&paths, explain, &config.id, st, lock);
+                            }
+                            Ok(None) if Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(5));
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        break;
                     }
                     anyhow::bail!("the supervisor of {:.12} died while starting it", config.id)
                 }
