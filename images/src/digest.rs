@@ -1,6 +1,6 @@
 //! sha256 digests, computed while data streams past.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
 
@@ -85,33 +85,6 @@ impl<R: Read> Read for HashReader<R> {
             h.update(&buf[..n]);
         }
         self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// A reader that copies everything it reads into a writer (the blob being stored).
-pub struct TeeReader<R, W> {
-    inner: R,
-    out: W,
-    what: String,
-}
-
-impl<R: Read, W: Write> TeeReader<R, W> {
-    pub fn new(inner: R, out: W, what: String) -> Self {
-        Self { inner, out, what }
-    }
-
-    pub fn into_parts(self) -> (R, W) {
-        (self.inner, self.out)
-    }
-}
-
-impl<R: Read, W: Write> Read for TeeReader<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out
-            .write_all(&buf[..n])
-            .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", self.what)))?;
         Ok(n)
     }
 }

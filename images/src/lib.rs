@@ -26,6 +26,7 @@ mod layout;
 pub mod reference;
 pub mod rootfs;
 mod store;
+mod tee;
 mod unpack;
 
 pub use error::Error;

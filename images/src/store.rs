@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,10 +18,11 @@ use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
 use crate::compress;
-use crate::digest::{self, hex_of, HashReader, TeeReader};
+use crate::digest::{self, hex_of, HashReader};
 use crate::error::IoContext;
 use crate::layout::{Descriptor, Index, Manifest, CONFIG_V1, MANIFEST_V1, OCI_LAYOUT, REF_NAME};
 use crate::reference;
+use crate::tee::BlobTee;
 use crate::unpack;
 use crate::Error;
 
@@ -477,40 +478,19 @@ impl Txn<'_> {
                 Some(dir)
             }
         };
-        let tee = TeeReader::new(
-            BufReader::with_capacity(256 * 1024, reader),
-            BufWriter::with_capacity(256 * 1024, blob_file),
-            blob_tmp.display().to_string(),
-        );
-        let mut raw = HashReader::new(tee);
-        let (kind, prefixed) = compress::sniff(&mut raw, what)?;
-        let dec = compress::decoder(kind, prefixed).map_err(|e| stream_error(what, e))?;
-        // An uncompressed layer is its own diff: hashing it twice would only cost time.
-        let plain = kind == compress::Compression::None;
-        let mut diff = if plain {
-            HashReader::counting(dec)
-        } else {
-            HashReader::new(dec)
-        };
-        let mut applied = unpack::Applied::default();
-        if let Some(dir) = &unpack_dir {
-            applied = unpack::apply(&mut diff, &dir.join("diff"), what)?;
-        } else {
-            io::copy(&mut diff, &mut io::sink()).map_err(|e| stream_error(what, e))?;
-        }
-        diff.drain().map_err(|e| stream_error(what, e))?;
-        let (diff_digest, tar_size, _) = diff.finish();
-        raw.drain().map_err(|e| stream_error(what, e))?;
-        let (blob_digest, blob_size, tee) = raw.finish();
-        let diff_id = if plain {
+        // The blob is written and hashed on a second thread while this one unpacks.
+        let mut tee = BlobTee::new(reader, blob_file).at(&blob_tmp)?;
+        let streamed = unpack_stream(&mut tee, what, unpack_dir.as_deref());
+        // A failed blob write (a full disk) is why anything after it failed: it comes first.
+        let stored = tee.finish().at(&blob_tmp)?;
+        let (kind, diff_digest, tar_size, applied) = streamed?;
+        let blob_digest = stored.digest;
+        // An uncompressed layer is its own diff.
+        let diff_id = if kind == compress::Compression::None {
             blob_digest.clone()
         } else {
             diff_digest
         };
-        let (_, writer) = tee.into_parts();
-        writer
-            .into_inner()
-            .map_err(|e| Error::path(&blob_tmp, e.into_error()))?;
 
         if let Some(expected) = expect_blob {
             if expected != blob_digest {
@@ -550,7 +530,7 @@ impl Txn<'_> {
         }
         self.place_blob(&blob_tmp, &blob_digest)?;
         Ok(LayerInfo {
-            blob: Descriptor::new(kind.layer_media_type(), &blob_digest, blob_size),
+            blob: Descriptor::new(kind.layer_media_type(), &blob_digest, stored.size),
             diff_id,
         })
     }
@@ -663,6 +643,34 @@ fn mismatch(what: &str, expected: &str, actual: &str) -> Error {
         expected: expected.to_string(),
         actual: actual.to_string(),
     }
+}
+
+/// Reads one layer's raw stream from `tee` to its end: decompresses it, unpacks it into `dir`
+/// (or only reads it), and hashes the uncompressed tar unless it is the raw stream itself.
+/// Returns the compression, that digest (empty for an uncompressed layer), the tar's size and
+/// what unpacking found.
+fn unpack_stream(
+    tee: &mut BlobTee<&mut dyn Read>,
+    what: &str,
+    dir: Option<&Path>,
+) -> Result<(compress::Compression, String, u64, unpack::Applied), Error> {
+    let (kind, prefixed) = compress::sniff(&mut *tee, what)?;
+    let dec = compress::decoder(kind, prefixed).map_err(|e| stream_error(what, e))?;
+    // The raw stream's digest comes from the blob writer: hashing it twice would only cost time.
+    let mut diff = if kind == compress::Compression::None {
+        HashReader::counting(dec)
+    } else {
+        HashReader::new(dec)
+    };
+    let applied = match dir {
+        Some(dir) => unpack::apply(&mut diff, &dir.join("diff"), what)?,
+        None => unpack::Applied::default(),
+    };
+    // What follows the tar's end (or all of it, when only verifying) counts for the digests too.
+    diff.drain().map_err(|e| stream_error(what, e))?;
+    let (diff_digest, tar_size, _) = diff.finish();
+    tee.drain().map_err(|e| stream_error(what, e))?;
+    Ok((kind, diff_digest, tar_size, applied))
 }
 
 /// Decoder and tar errors are the input's fault; others (a full disk) are the system's.

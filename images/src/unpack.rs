@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
@@ -98,7 +99,7 @@ struct Ctx<'a> {
     root: &'a Path,
     root_fd: OwnedFd,
     /// The last parent directory opened, reused for its siblings.
-    parent: Option<(PathBuf, OwnedFd)>,
+    parent: Option<(PathBuf, Rc<OwnedFd>)>,
     dirs: Vec<(PathBuf, TimeSpec)>,
     buf: Vec<u8>,
     applied: Applied,
@@ -185,15 +186,15 @@ impl<'a> Ctx<'a> {
                 ));
             } else {
                 let target = cstr(target)?;
-                self.remove_existing(&parent_fd, &target, parent)?;
-                mknodat(
-                    &parent_fd,
-                    target.as_c_str(),
-                    SFlag::S_IFCHR,
-                    Mode::empty(),
-                    0,
-                )
-                .map_err(|e| Error::io("creating whiteout", e.into()))?;
+                self.replacing(&parent_fd, &target, parent, "creating whiteout", || {
+                    mknodat(
+                        &parent_fd,
+                        target.as_c_str(),
+                        SFlag::S_IFCHR,
+                        Mode::empty(),
+                        0,
+                    )
+                })?;
             }
             return Ok(());
         }
@@ -201,15 +202,16 @@ impl<'a> Ctx<'a> {
         let file = cstr(last)?;
         match kind {
             EntryType::Directory => {
-                match fstatat(&parent_fd, file.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
-                    Ok(_) => {
+                let mkdir =
+                    || mkdirat(&parent_fd, file.as_c_str(), Mode::from_bits_truncate(0o700));
+                match mkdir() {
+                    // A directory already there (from an earlier entry) is kept, as tar does.
+                    Err(Errno::EEXIST) if is_dir_at(&parent_fd, &file) => {}
+                    Err(Errno::EEXIST) => {
                         self.remove_existing(&parent_fd, &file, parent)?;
-                        mkdirat(&parent_fd, file.as_c_str(), Mode::from_bits_truncate(0o700))
-                            .map_err(|e| Error::io("mkdir", e.into()))?;
+                        mkdir().map_err(|e| Error::io("mkdir", e.into()))?;
                     }
-                    Err(_) => mkdirat(&parent_fd, file.as_c_str(), Mode::from_bits_truncate(0o700))
-                        .map_err(|e| Error::io("mkdir", e.into()))?,
+                    r => r.map_err(|e| Error::io("mkdir", e.into()))?,
                 }
                 let fd = openat(
                     &parent_fd,
@@ -222,18 +224,18 @@ impl<'a> Ctx<'a> {
                 self.dirs.push((join(&comps), meta.mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                self.remove_existing(&parent_fd, &file, parent)?;
-                let fd = openat(
-                    &parent_fd,
-                    file.as_c_str(),
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(|e| Error::io("create", e.into()))?;
+                let fd = self.replacing(&parent_fd, &file, parent, "create", || {
+                    openat(
+                        &parent_fd,
+                        file.as_c_str(),
+                        OFlag::O_WRONLY
+                            | OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o600),
+                    )
+                })?;
                 let mut out = File::from(fd);
                 let expected = entry.size();
                 let mut copied = 0u64;
@@ -264,9 +266,9 @@ impl<'a> Ctx<'a> {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| Error::invalid("symlink without a target"))?;
                 let target = cstr(&target)?;
-                self.remove_existing(&parent_fd, &file, parent)?;
-                symlinkat(target.as_c_str(), &parent_fd, file.as_c_str())
-                    .map_err(|e| Error::io("symlink", e.into()))?;
+                self.replacing(&parent_fd, &file, parent, "symlink", || {
+                    symlinkat(target.as_c_str(), &parent_fd, file.as_c_str())
+                })?;
                 set_meta_at(&parent_fd, &file, &meta, false)?;
             }
             EntryType::Link => {
@@ -286,20 +288,19 @@ impl<'a> Ctx<'a> {
                 };
                 let tparent_fd = self.open_dir(tparent, &name, false)?;
                 let tfile = cstr(tlast)?;
-                // Re-open the entry's parent: open_dir above may have replaced the cached one.
-                let parent_fd = self.open_parent(parent, &name, true)?;
                 if tcomps == comps {
                     return Ok(());
                 }
-                self.remove_existing(&parent_fd, &file, parent)?;
-                linkat(
-                    &tparent_fd,
-                    tfile.as_c_str(),
-                    &parent_fd,
-                    file.as_c_str(),
-                    AtFlags::empty(),
-                )
-                .map_err(|e| Error::io(format!("hardlink to {target_name:?}"), e.into()))?;
+                let what = format!("hardlink to {target_name:?}");
+                self.replacing(&parent_fd, &file, parent, &what, || {
+                    linkat(
+                        &tparent_fd,
+                        tfile.as_c_str(),
+                        &parent_fd,
+                        file.as_c_str(),
+                        AtFlags::empty(),
+                    )
+                })?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let (sflag, dev) = match kind {
@@ -321,9 +322,9 @@ impl<'a> Ctx<'a> {
                         (sflag, libc::makedev(major, minor))
                     }
                 };
-                self.remove_existing(&parent_fd, &file, parent)?;
-                mknodat(&parent_fd, file.as_c_str(), sflag, Mode::empty(), dev)
-                    .map_err(|e| Error::io("mknod", e.into()))?;
+                self.replacing(&parent_fd, &file, parent, "mknod", || {
+                    mknodat(&parent_fd, file.as_c_str(), sflag, Mode::empty(), dev)
+                })?;
                 set_meta_at(&parent_fd, &file, &meta, true)?;
             }
             other => {
@@ -394,15 +395,15 @@ impl<'a> Ctx<'a> {
         comps: &[Vec<u8>],
         entry: &str,
         create: bool,
-    ) -> Result<OwnedFd, Error> {
+    ) -> Result<Rc<OwnedFd>, Error> {
         let path = join(comps);
         if let Some((p, fd)) = &self.parent {
             if *p == path {
-                return fd.try_clone().map_err(|e| Error::io("dup", e));
+                return Ok(Rc::clone(fd));
             }
         }
-        let fd = self.open_dir(comps, entry, create)?;
-        self.parent = Some((path, fd.try_clone().map_err(|e| Error::io("dup", e))?));
+        let fd = Rc::new(self.open_dir(comps, entry, create)?);
+        self.parent = Some((path, Rc::clone(&fd)));
         Ok(fd)
     }
 
@@ -447,6 +448,27 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Runs `make`, which creates `name` in `parent_fd`; when something is in the way (an earlier
+    /// entry of the same name), removes it, as this entry replaces it, and runs `make` again.
+    /// Trying first costs nothing when the name is free, as it nearly always is.
+    fn replacing<T>(
+        &mut self,
+        parent_fd: &OwnedFd,
+        name: &CString,
+        parent: &[Vec<u8>],
+        what: &str,
+        mut make: impl FnMut() -> nix::Result<T>,
+    ) -> Result<T, Error> {
+        let made = match make() {
+            Err(Errno::EEXIST) => {
+                self.remove_existing(parent_fd, name, parent)?;
+                make()
+            }
+            r => r,
+        };
+        made.map_err(|e| Error::io(what, e.into()))
+    }
+
     /// Removes whatever this layer already has at `parent/name`, so the entry replaces it.
     fn remove_existing(
         &mut self,
@@ -470,6 +492,11 @@ impl<'a> Ctx<'a> {
                 .map_err(|e| Error::io("unlink", e.into())),
         }
     }
+}
+
+fn is_dir_at(dir: &OwnedFd, name: &CStr) -> bool {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 /// Ownership, mode (`chmod`: not for symlinks, whose mode means nothing) and times of `file`
@@ -533,5 +560,71 @@ pub(crate) fn set_xattr(fd: impl AsFd, name: &str, value: &[u8]) -> io::Result<(
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn header(kind: EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o640);
+        h.set_size(size);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones_of_the_same_name() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |kind: EntryType, name: &str, data: &[u8], link: Option<&str>| {
+            let mut h = header(kind, data.len() as u64);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add(EntryType::Regular, "f", b"old", None);
+        add(EntryType::Regular, "f", b"new", None); // file over file
+        add(EntryType::Directory, "d", b"", None);
+        add(EntryType::Regular, "d/inner", b"x", None);
+        add(EntryType::Regular, "d", b"file now", None); // file over a directory
+        add(EntryType::Regular, "s", b"was a file", None);
+        add(EntryType::Symlink, "s", b"", Some("f")); // symlink over file
+        add(EntryType::Symlink, "t", b"", Some("/nowhere"));
+        add(EntryType::Directory, "t", b"", None); // directory over a dangling symlink
+        add(EntryType::Directory, "k", b"", None);
+        add(EntryType::Regular, "k/kept", b"k", None);
+        add(EntryType::Directory, "k", b"", None); // directory over directory: merged
+        add(EntryType::Regular, "h", b"old", None);
+        add(EntryType::Link, "h", b"", Some("f")); // hardlink over file
+        add(EntryType::Fifo, "p", b"", None);
+        add(EntryType::Fifo, "p", b"", None); // node over node
+        add(EntryType::Regular, "gone", b"x", None);
+        add(EntryType::Regular, ".wh.gone", b"", None); // whiteout over file
+        let tar = b.into_inner().unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        apply(&mut &tar[..], dir.path(), "test").unwrap();
+        let p = |n: &str| dir.path().join(n);
+        assert_eq!(fs::read(p("f")).unwrap(), b"new");
+        assert_eq!(fs::read(p("d")).unwrap(), b"file now");
+        assert_eq!(fs::read_link(p("s")).unwrap(), Path::new("f"));
+        assert!(fs::symlink_metadata(p("t")).unwrap().is_dir());
+        assert_eq!(fs::read(p("k/kept")).unwrap(), b"k");
+        assert_eq!(
+            fs::metadata(p("h")).unwrap().ino(),
+            fs::metadata(p("f")).unwrap().ino()
+        );
+        assert!(fs::metadata(p("p")).unwrap().file_type().is_fifo());
+        let gone = fs::symlink_metadata(p("gone")).unwrap();
+        assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+        assert_eq!(fs::metadata(p("f")).unwrap().mode() & 0o7777, 0o640);
     }
 }
