@@ -200,7 +200,7 @@ fn quick_mode_prints_every_row() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
         .collect();
-    assert_eq!(targets.len(), 8, "{targets:#?}");
+    assert_eq!(targets.len(), 9, "{targets:#?}");
     for t in &targets {
         assert!(
             t.ends_with("| yes |") || t.ends_with("| no |") || t.contains("| needs: "),
