@@ -27,9 +27,13 @@ def percentile(sorted_values, q):
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def stats(path):
-    with open(path) as f:
-        times = sorted(json.load(f)["results"][0]["times"])
+def stats(paths):
+    """Median, p90 and count of the runs of one or more hyperfine exports, pooled."""
+    times = []
+    for path in paths:
+        with open(path) as f:
+            times += json.load(f)["results"][0]["times"]
+    times.sort()
     print(f"{percentile(times, 0.5) * 1000:.1f} {percentile(times, 0.9) * 1000:.1f} {len(times)}")
 
 
@@ -113,7 +117,7 @@ def runc_config(path, cgroup):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "stats":
-        stats(args[0])
+        stats(args)
     elif cmd == "wait-http":
         wait_http(float(args[0]), float(args[1]), args[2:])
     elif cmd == "mem":
