@@ -198,8 +198,13 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
     let spec = launch.spec;
     security::set_non_dumpable()?;
     // Set again after the identity changes (which clears it); until then the set-up must not
-    // outlive a runtime that died.
+    // outlive a runtime that died, not even one that died before this line: then the channel
+    // is closed already. Otherwise a recovery could be removing what this goes on to make.
     security::die_with_parent()?;
+    if channel.peer_gone() {
+        // SAFETY: see `child`; nobody is left to report to.
+        unsafe { libc::_exit(EXIT_RUNTIME.into()) }
+    }
     if let Some((out, err)) = launch.output {
         for (from, to) in [(out, 1), (err, 2)] {
             // SAFETY: dup2 onto a standard descriptor of this process.

@@ -41,6 +41,21 @@ impl Channel {
         Ok((Channel(a), Channel(b)))
     }
 
+    /// Whether the other end is closed (its process died), without waiting or consuming.
+    pub fn peer_gone(&self) -> bool {
+        let mut byte = [0u8; 1];
+        // SAFETY: a non-blocking peek into a buffer we own.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0
+    }
+
     pub fn send(&self, data: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
         let fds = fd.map(|f| [f]);
         let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
