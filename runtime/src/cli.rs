@@ -160,8 +160,9 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
+/// How the container's process runs: what `run` and `exec` share.
 #[derive(Debug, Args)]
-pub struct ExecArgs {
+pub struct ProcessArgs {
     /// Keep standard input open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -177,6 +178,12 @@ pub struct ExecArgs {
     /// UID[:GID] or NAME[:GROUP].
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub process: ProcessArgs,
     pub container: String,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -273,27 +280,14 @@ pub struct RunArgs {
     /// The container's name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Set an environment variable (K=V, or K to take it from minibox's environment).
-    #[arg(short = 'e', long = "env")]
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir")]
-    pub workdir: Option<String>,
-    /// UID[:GID] or NAME[:GROUP].
-    #[arg(short = 'u', long = "user")]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// The container's hostname (default: the short id).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Keep standard input open.
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Allocate a pseudo-terminal.
-    #[arg(short = 't', long)]
-    pub tty: bool,
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,

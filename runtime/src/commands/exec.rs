@@ -28,16 +28,16 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
         env: s.env.clone(),
         ..Default::default()
     };
-    s.env = spec::environment(&base, &s.hostname, args.tty, &args.env)?;
+    s.env = spec::environment(&base, &s.hostname, args.process.tty, &args.process.env)?;
     s.args = args.command.clone();
-    if let Some(w) = &args.workdir {
+    if let Some(w) = &args.process.workdir {
         s.cwd = spec::workdir(&base, Some(w))?;
     }
-    if let Some(u) = &args.user {
+    if let Some(u) = &args.process.user {
         s.user = u.clone();
     }
-    s.tty = args.tty;
-    s.interactive = args.interactive;
+    s.tty = args.process.tty;
+    s.interactive = args.process.interactive;
     s.init = false;
 
     let signals = Signals::block().context("blocking signals")?;
@@ -52,7 +52,7 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
             return Ok(code);
         }
     };
-    let raw = (args.tty && args.interactive).then(tty::RawMode::enter);
+    let raw = (args.process.tty && args.process.interactive).then(tty::RawMode::enter);
     // With a terminal its output is copied from the pty (not logged: Docker logs only the
     // container's own process); without, the process writes to our stdout itself.
     let stdout = std::io::stdout();
@@ -61,7 +61,7 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
             let input = master.try_clone().context("duplicating the terminal")?;
             let output = Stream::new(master, b"stdout", Some(stdout.as_fd()));
             (
-                Some(tty::Relay::new(input, args.interactive)),
+                Some(tty::Relay::new(input, args.process.interactive)),
                 [Some(output), None],
             )
         }

@@ -65,9 +65,15 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
     };
     let spec = Spec {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
-        env: spec::environment(&found.config, &hostname, args.tty, &args.env)?,
-        cwd: spec::workdir(&found.config, args.workdir.as_deref())?,
+        env: spec::environment(
+            &found.config,
+            &hostname,
+            args.process.tty,
+            &args.process.env,
+        )?,
+        cwd: spec::workdir(&found.config, args.process.workdir.as_deref())?,
         user: args
+            .process
             .user
             .clone()
             .unwrap_or_else(|| found.config.user.clone()),
@@ -75,8 +81,8 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         volumes,
         caps,
         privileged: args.privileged,
-        tty: args.tty,
-        interactive: args.interactive,
+        tty: args.process.tty,
+        interactive: args.process.interactive,
         init: args.init,
         own_netns: mode.new_netns(),
     };
@@ -146,7 +152,13 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         }
         return Ok(code);
     }
-    foreground(container, &found, &config, &signals, args.interactive)
+    foreground(
+        container,
+        &found,
+        &config,
+        &signals,
+        args.process.interactive,
+    )
 }
 
 /// Records a container run without `--name` under a generated name (retrying on a collision).
