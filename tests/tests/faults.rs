@@ -56,45 +56,40 @@ fn recovered_and_reusable(sb: &Sandbox, what: &str) {
     );
 }
 
-#[test]
-fn foreground_run_killed_at_each_point_of_the_set_up() {
+/// `run [-d] --rm` of a service killed at each point of its set-up (the foreground `run`, or with
+/// `-d` the process that becomes the supervisor), then recovered by the next command.
+fn killed_at_each_point_of_the_set_up(detach: bool) {
+    use std::os::unix::process::ExitStatusExt;
     let sb = sandbox();
+    let mut args = vec!["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"];
+    if detach {
+        args.insert(1, "-d");
+    }
     for point in POINTS {
         let out = sb
-            .command(&["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"])
+            .command(&args)
             .env("MINIBOX_FAULT", point)
             .output()
             .unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(9), "{point}: not killed");
+        if detach {
+            // "created" and "config" are reached before the fork: the command itself dies.
+            assert_ne!(out.status.code(), Some(0), "{point}: {out:?}");
+        } else {
+            assert_eq!(out.status.signal(), Some(9), "{point}: not killed");
+        }
         recovered_and_reusable(&sb, point);
     }
     sb.finish();
 }
 
 #[test]
+fn foreground_run_killed_at_each_point_of_the_set_up() {
+    killed_at_each_point_of_the_set_up(false);
+}
+
+#[test]
 fn supervisor_killed_at_each_point_of_the_set_up() {
-    let sb = sandbox();
-    for point in POINTS {
-        let out = sb
-            .command(&[
-                "run",
-                "-d",
-                "--rm",
-                "--name",
-                "svc",
-                "-p",
-                "8080:8081",
-                "web",
-            ])
-            .env("MINIBOX_FAULT", point)
-            .output()
-            .unwrap();
-        // "created" and "config" are reached before the fork: the command itself dies.
-        assert_ne!(out.status.code(), Some(0), "{point}: {out:?}");
-        recovered_and_reusable(&sb, point);
-    }
-    sb.finish();
+    killed_at_each_point_of_the_set_up(true);
 }
 
 #[test]
