@@ -21,6 +21,11 @@ fn run_d(sb: &Sandbox, args: &[&str]) -> String {
     id
 }
 
+/// `run -d --network none busybox sh -c SCRIPT`: returns the full id.
+fn run_sh(sb: &Sandbox, script: &str) -> String {
+    run_d(sb, &["--network", "none", "busybox", "sh", "-c", script])
+}
+
 fn inspect(sb: &Sandbox, what: &str) -> serde_json::Value {
     let out = sb.minibox(&["inspect", what]).ok();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -104,16 +109,9 @@ fn run_d_runs_in_the_background_and_ps_lists_it() {
 #[test]
 fn logs_keep_stdout_and_stderr_with_timestamps() {
     let sb = sandbox();
-    let id = run_d(
+    let id = run_sh(
         &sb,
-        &[
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done",
-        ],
+        "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done",
     );
     assert_eq!(sb.minibox(&["wait", &id]).ok().trim(), "0");
     let all = sb.minibox(&["logs", &id]);
@@ -174,17 +172,7 @@ fn a_foreground_container_is_logged_as_it_is_shown() {
 #[test]
 fn logs_follow_until_the_container_stops() {
     let sb = sandbox();
-    let id = run_d(
-        &sb,
-        &[
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "echo a; sleep 1; echo b",
-        ],
-    );
+    let id = run_sh(&sb, "echo a; sleep 1; echo b");
     let out = sb.minibox(&["logs", "-f", &id]).ok();
     assert_eq!(out, "a\nb\n");
     sb.minibox(&["rm", &id]).ok();
@@ -508,16 +496,9 @@ fn exec_t_gives_the_process_a_pty_and_run_d_t_logs_the_pty() {
 #[test]
 fn stop_lets_a_container_exit_on_sigterm() {
     let sb = sandbox();
-    let id = run_d(
+    let id = run_sh(
         &sb,
-        &[
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
-        ],
+        "trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
     );
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
@@ -540,16 +521,9 @@ fn stop_lets_a_container_exit_on_sigterm() {
 #[test]
 fn logs_keep_long_lines_and_a_last_line_without_newline_intact() {
     let sb = sandbox();
-    let id = run_d(
+    let id = run_sh(
         &sb,
-        &[
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "head -c 40000 /dev/zero | tr '\\0' x; echo; printf end",
-        ],
+        "head -c 40000 /dev/zero | tr '\\0' x; echo; printf end",
     );
     assert_eq!(sb.minibox(&["wait", &id]).ok().trim(), "0");
     let out = sb.minibox(&["logs", &id]).ok();
