@@ -180,7 +180,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         },
         "Image": c.image,
         "Name": c.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
-        "LogPath": if st.logged { state::log_path(paths, &c.id).display().to_string() } else { String::new() },
+        "LogPath": state::log_path(paths, &c.id).display().to_string(),
         "HostConfig": {
             "NetworkMode": c.network,
             "AutoRemove": c.rm,
@@ -437,7 +437,6 @@ fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Res
     let found = image::find(paths, &config.image)?;
     st.status = Status::Created;
     st.exit_code = None;
-    st.logged = true;
     state::save_state(paths, &id, &st)?;
     let container = Container::new(paths, explain, &config, lock, st);
     detach(container, &found, &config, signals)

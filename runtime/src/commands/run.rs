@@ -138,11 +138,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         None => create_named(paths, &mut config)?,
     };
     fault("created");
-    let initial = State {
-        logged: true,
-        ..Default::default()
-    };
-    let container = Container::new(paths, global.explain, &config, lock, initial);
+    let container = Container::new(paths, global.explain, &config, lock, State::default());
     state::write_config(paths, &config)?;
     fault("config");
     if args.detach {

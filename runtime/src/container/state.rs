@@ -87,9 +87,6 @@ pub struct State {
     /// Nanoseconds since the epoch.
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
-    /// Whether the output goes to the log (a detached container).
-    #[serde(default)]
-    pub logged: bool,
 }
 
 /// A container's lock (`flock` on `<state dir>/lock`), held by whoever is in charge of it: the
