@@ -7,4 +7,5 @@
 
 pub mod container;
 pub mod network;
+pub mod oci;
 pub mod paths;

@@ -7,9 +7,11 @@
 //! without seeing each other, and [`Sandbox::finish`] proves that nothing was left behind.
 
 pub mod fixtures;
+pub mod oci;
 mod sandbox;
 pub mod vm;
 
+pub use oci::Bundle;
 pub use sandbox::{Out, Sandbox};
 
 use std::path::{Path, PathBuf};
@@ -31,18 +33,27 @@ pub fn target_dir() -> PathBuf {
 /// The binary under test: `$MINIBOX_BIN`, or the workspace's debug build, built once per test
 /// binary so that a plain `cargo test` never runs a stale one.
 pub fn minibox_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("MINIBOX_BIN") {
+    built("MINIBOX_BIN", "minibox")
+}
+
+/// The OCI runtime binary: `$MINIBOX_RUNC_BIN`, or the workspace's debug build.
+pub fn minibox_runc_bin() -> PathBuf {
+    built("MINIBOX_RUNC_BIN", "minibox-runc")
+}
+
+fn built(var: &str, name: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(var) {
         return bin.into();
     }
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "minibox", "--bin", "minibox"])
+            .args(["build", "--quiet", "-p", "minibox", "--bins"])
             .current_dir(workspace())
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cargo build -p minibox failed");
     });
-    target_dir().join("debug/minibox")
+    target_dir().join("debug").join(name)
 }

@@ -183,6 +183,16 @@ impl Sandbox {
         }
     }
 
+    /// Runs minibox-runc (the OCI runtime, its default `--root` in the sandbox's /run) with
+    /// `args` and waits for it.
+    pub fn runc(&self, args: &[&str]) -> Out {
+        let output = self.exec(crate::minibox_runc_bin(), args).output().unwrap();
+        Out {
+            what: format!("minibox-runc {}", args.join(" ")),
+            output,
+        }
+    }
+
     /// Runs a host-side shell script inside the sandbox.
     pub fn sh(&self, script: &str) -> Out {
         let output = self.exec("sh", ["-c", script]).output().unwrap();
@@ -273,6 +283,9 @@ impl Sandbox {
         }
         for entry in read_dir(&self.path("/run/minibox/containers")) {
             found.push(format!("state {entry}"));
+        }
+        for entry in read_dir(&self.path(crate::oci::ROOT)) {
+            found.push(format!("OCI container {entry}"));
         }
         for entry in read_dir(&containers) {
             found.push(format!("container dir {entry}"));

@@ -458,6 +458,7 @@ pub fn setup(
             output,
         },
         init: config.init,
+        detached: None,
     };
     let child = process::spawn(&launch)?;
     fault("spawned");

@@ -7,8 +7,11 @@ mod device_filter;
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
+use cgroups_rs::cpuacct::CpuAcctController;
 use cgroups_rs::devices::{DevicePermissions, DeviceType};
+use cgroups_rs::freezer::{FreezerController, FreezerState};
 use cgroups_rs::hierarchies::UNIFIED_MOUNTPOINT;
+use cgroups_rs::pid::PidController;
 use cgroups_rs::{
     cgroup::Cgroup as Cg, memory::MemController, CgroupPid, Controller, DeviceResource, MaxValue,
     Resources,
@@ -46,6 +49,27 @@ fn device_rules(rules: &[LinuxDeviceCgroup]) -> Vec<DeviceResource> {
         .collect()
 }
 
+/// The Spec's memory, cpu and pids limits in cgroups-rs's terms (devices apart).
+fn limits(resources: &LinuxResources) -> Resources {
+    let mut res = Resources::default();
+    if let Some(m) = resources.memory() {
+        res.memory.memory_hard_limit = m.limit();
+        res.memory.memory_swap_limit = m.swap();
+        res.memory.memory_soft_limit = m.reservation();
+    }
+    if let Some(c) = resources.cpu() {
+        res.cpu.shares = c.shares();
+        res.cpu.quota = c.quota();
+        res.cpu.period = c.period();
+        res.cpu.cpus = c.cpus().clone();
+        res.cpu.mems = c.mems().clone();
+    }
+    if let Some(p) = resources.pids() {
+        res.pid.maximum_number_of_processes = Some(MaxValue::Value(p.limit()));
+    }
+    res
+}
+
 pub struct Cgroup {
     cg: Cg,
     path: String,
@@ -74,17 +98,7 @@ impl Cgroup {
             cg,
             path: path.to_string(),
         };
-        let mut res = Resources::default();
-        if let Some(m) = resources.memory() {
-            res.memory.memory_hard_limit = m.limit();
-        }
-        if let Some(c) = resources.cpu() {
-            res.cpu.quota = c.quota();
-            res.cpu.period = c.period();
-        }
-        if let Some(p) = resources.pids() {
-            res.pid.maximum_number_of_processes = Some(MaxValue::Value(p.limit()));
-        }
+        let mut res = limits(resources);
         // No rules (as for `--privileged`) restrict nothing.
         let devices = resources
             .devices()
@@ -148,6 +162,67 @@ impl Cgroup {
         self.cg
             .add_task_by_tgid(CgroupPid::from(pid.as_raw() as u64))
             .with_context(|| format!("moving the container into cgroup {}", self.path))
+    }
+
+    /// Changes the memory, cpu and pids limits of a running container (`update`).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.cg
+            .apply(&limits(resources))
+            .with_context(|| format!("updating the limits of cgroup {}", self.path))
+    }
+
+    /// The processes in the cgroup.
+    pub fn procs(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self
+            .cg
+            .procs()
+            .iter()
+            .map(|p| Pid::from_raw(p.pid as i32))
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    /// Freezes (`pause`) or thaws (`resume`) every process of the cgroup.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let freezer = self
+            .cg
+            .controller_of::<FreezerController>()
+            .ok_or_else(|| anyhow!("cgroup {} has no freezer", self.path))?;
+        match frozen {
+            true => freezer.freeze(),
+            false => freezer.thaw(),
+        }
+        .with_context(|| format!("freezing or thawing cgroup {}", self.path))
+    }
+
+    /// Whether the cgroup is frozen (or freezing).
+    pub fn frozen(&self) -> bool {
+        self.cg
+            .controller_of::<FreezerController>()
+            .and_then(|f| f.state().ok())
+            .is_some_and(|s| !matches!(s, FreezerState::Thawed))
+    }
+
+    /// Memory usage, cpu time and process count, as `events --stats` reports them.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        let memory = self
+            .cg
+            .controller_of::<MemController>()
+            .map(|m| m.memory_stat().usage_in_bytes)
+            .unwrap_or(0);
+        let cpu = self
+            .cg
+            .controller_of::<CpuAcctController>()
+            .map(|c| c.cpuacct().usage)
+            .unwrap_or(0);
+        let pids = self
+            .cg
+            .controller_of::<PidController>()
+            .and_then(|p| p.get_pid_current().ok())
+            .unwrap_or(0);
+        (memory, cpu, pids)
     }
 
     /// Whether the kernel's OOM killer killed a process of this cgroup.

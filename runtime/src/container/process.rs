@@ -26,7 +26,7 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 use super::error::{Kind, SetupError};
 pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
 use super::log::Stream;
-use super::sync::{Channel, Message, FAIL, GO, PTY};
+use super::sync::{Channel, Message, FAIL, GO, PTY, READY};
 use super::{init, mounts, security, tty};
 
 /// Signals `minibox run` forwards to the container's PID 1.
@@ -72,6 +72,22 @@ pub struct Launch<'a> {
     pub stdio: Stdio<'a>,
     /// minibox's `--init`: PID 1 stays a small init that forks the command.
     pub init: bool,
+    /// The OCI runtime's `create`: the process outlives the runtime and waits for `start`.
+    pub detached: Option<Detached>,
+}
+
+/// How a container made by the OCI runtime's `create` differs: it is not tied to the runtime
+/// (no parent-death signal; its parent is the caller's shim), it waits on an exec fifo until
+/// `start` reads it, and it may keep descriptors the caller passes.
+#[derive(Clone, Copy)]
+pub struct Detached {
+    /// The exec fifo, opened O_PATH: the child reopens it for writing through /proc/self/fd,
+    /// which blocks until `start` opens it for reading.
+    pub exec_fifo: std::os::fd::RawFd,
+    /// `--preserve-fds N`: fds 3 to 3+N-1 stay open in the container.
+    pub preserve_fds: u32,
+    /// `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 /// Where the container's standard descriptors come from (without a terminal).
@@ -217,7 +233,8 @@ impl Child {
                 .recv()
                 .map_err(|e| SetupError::sys("waiting for the container to start", e))?;
             match data.split_first() {
-                None => return Ok(Started { pty }),
+                // Exec'd, or (detached) waiting on its exec fifo.
+                None | Some((&READY, _)) => return Ok(Started { pty }),
                 Some((&PTY, _)) => pty = fd,
                 Some((&FAIL, rest)) => {
                     return Err(SetupError::decode(rest).unwrap_or_else(|| {
@@ -261,7 +278,12 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
         unsafe { libc::_exit(EXIT_RUNTIME.into()) }
     }
     redirect(&launch.stdio)?;
-    security::close_inherited(channel.as_raw_fd())?;
+    let mut keep = vec![channel.as_raw_fd()];
+    if let Some(d) = &launch.detached {
+        keep.push(d.exec_fifo);
+        keep.extend((0..d.preserve_fds as i32).map(|i| 3 + i));
+    }
+    security::close_inherited(&keep)?;
     // Device nodes and the like get exact modes; the container's umask is set before exec.
     nix::sys::stat::umask(Mode::empty());
 
@@ -269,7 +291,9 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
     for ns in join.iter().filter(|ns| ns.typ() != LinuxNamespaceType::Pid) {
         setns(&open_ns(ns)?, ns.typ())?;
     }
-    security::new_session_keyring()?;
+    if !launch.detached.is_some_and(|d| d.no_new_keyring) {
+        security::new_session_keyring()?;
+    }
     let linux = spec.linux().clone().unwrap_or_default();
     // The filesystem is set up while the parent places this process in its cgroup (a v1
     // migration waits for an RCU grace period, milliseconds) and wires its network.
@@ -326,7 +350,21 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
     }
     let keep_stdin = launch.stdio.keep_stdin || launch.stdio.input.is_some();
     let init = launch.init.then_some(&launch.signals.set);
-    finish_and_exec(spec, channel, (rows, cols), keep_stdin, true, init)
+    let end = match &launch.detached {
+        Some(d) => End::Detached(d),
+        None => End::WithParent(init),
+    };
+    finish_and_exec(spec, channel, (rows, cols), keep_stdin, end)
+}
+
+/// How the process ends its set-up.
+enum End<'a> {
+    /// `run`: dies with the runtime (after forking `--init`'s PID 1 when asked).
+    WithParent(Option<&'a SigSet>),
+    /// `exec`: a process of the container that outlives the runtime.
+    Free,
+    /// OCI `create`: outlives the runtime, reports ready, then waits for `start`.
+    Detached(&'a Detached),
 }
 
 /// Points stdin, stdout and stderr where `stdio` says.
@@ -346,14 +384,14 @@ fn redirect(stdio: &Stdio) -> Result<(), SetupError> {
 }
 
 /// The common end of `run` and `exec`: working directory, terminal, rlimits, identity and
-/// capabilities, no_new_privs, umask, then exec (after forking `init`'s PID 1 when asked).
+/// capabilities, no_new_privs, umask, then exec (after forking `init`'s PID 1 when asked, or
+/// waiting for the OCI `start`).
 fn finish_and_exec(
     spec: &Spec,
     channel: &Channel,
     (rows, cols): (u16, u16),
     keep_stdin: bool,
-    die_with_parent: bool,
-    init: Option<&SigSet>,
+    end: End,
 ) -> Result<Infallible, SetupError> {
     let process = spec.process().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
@@ -378,17 +416,29 @@ fn finish_and_exec(
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let user = process.user();
     security::switch_user(user, process.capabilities().as_ref())?;
-    if die_with_parent {
-        security::die_with_parent()?;
+    match end {
+        End::WithParent(_) => security::die_with_parent()?,
+        End::Detached(_) => security::keep_after_parent()?,
+        End::Free => {}
     }
     if process.no_new_privileges() == Some(true) {
         security::set_no_new_privs()?;
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(user.umask().unwrap_or(0o022)));
-    security::cloexec_from_3()?;
+    let preserved = match end {
+        End::Detached(d) => d.preserve_fds,
+        _ => 0,
+    };
+    security::cloexec_from(3 + preserved)?;
 
-    if let Some(blocked) = init {
-        init::start(tty, blocked);
+    match end {
+        End::WithParent(Some(blocked)) => init::start(tty, blocked),
+        End::Detached(d) => {
+            // What exec would find wrong later is reported now, to `create`.
+            check_executable(&program)?;
+            wait_for_start(channel, d.exec_fifo)?
+        }
+        _ => {}
     }
     reset_signals();
     Err(exec(&program, &args, &env))
@@ -448,7 +498,7 @@ pub fn spawn_exec(
                 }
                 security::new_session_keyring()?;
                 let keep_stdin = stdio.input.is_some() || stdio.keep_stdin;
-                finish_and_exec(spec, &child_end, size, keep_stdin, false, None)
+                finish_and_exec(spec, &child_end, size, keep_stdin, End::Free)
             })
         }
         nix::unistd::ForkResult::Parent { child } => Ok(Child {
@@ -456,6 +506,33 @@ pub fn spawn_exec(
             channel: parent_end,
         }),
     }
+}
+
+/// Whether the program can be exec'd by this process (its final identity), with exec's errors.
+fn check_executable(program: &CString) -> Result<(), SetupError> {
+    nix::unistd::access(program.as_c_str(), nix::unistd::AccessFlags::X_OK).map_err(|e| {
+        let kind = match e {
+            nix::Error::ENOENT | nix::Error::ENOTDIR => Kind::NotFound,
+            _ => Kind::NotExecutable,
+        };
+        SetupError::sys(format!("exec: {:?}", program.to_string_lossy()), e).with_kind(kind)
+    })
+}
+
+/// OCI `create`'s last step: tell the runtime the container is made, then block on the exec
+/// fifo until `start` opens it (as runc does: through /proc/self/fd, the host path being out of
+/// reach after pivot_root).
+fn wait_for_start(channel: &Channel, fifo: std::os::fd::RawFd) -> Result<(), SetupError> {
+    channel
+        .send(&[READY], None)
+        .map_err(|e| SetupError::sys("reporting the container created", e))?;
+    let path = format!("/proc/self/fd/{fifo}");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| SetupError::io("opening the exec fifo (is /proc mounted?)", &e))?;
+    std::io::Write::write_all(&mut file, b"0")
+        .map_err(|e| SetupError::io("writing the exec fifo", &e))
 }
 
 /// Enters the working directory, creating it when missing, and checks it is inside the root.

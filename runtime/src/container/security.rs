@@ -65,23 +65,23 @@ pub fn switch_user(user: &User, sets: Option<&LinuxCapabilities>) -> Result<()> 
     let fail = |what: &str, e: caps::errors::CapsError| {
         SetupError::new(format!("setting {what} capabilities: {e}"))
     };
-    let sets = sets.cloned().unwrap_or_default();
-    let permitted = held(set(sets.permitted().as_ref()));
+    // No `capabilities` at all means none (not oci-spec's default sets).
+    let permitted = held(set(sets.and_then(|c| c.permitted().as_ref())));
     caps::set(
         None,
         CapSet::Inheritable,
-        &held(set(sets.inheritable().as_ref())),
+        &held(set(sets.and_then(|c| c.inheritable().as_ref()))),
     )
     .map_err(|e| fail("inheritable", e))?;
     caps::set(
         None,
         CapSet::Effective,
-        &held(set(sets.effective().as_ref())),
+        &held(set(sets.and_then(|c| c.effective().as_ref()))),
     )
     .map_err(|e| fail("effective", e))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| fail("permitted", e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
-    for cap in set(sets.ambient().as_ref()) {
+    for cap in set(sets.and_then(|c| c.ambient().as_ref())) {
         caps::raise(None, CapSet::Ambient, cap).map_err(|e| fail("ambient", e))?;
     }
     Ok(())
@@ -95,6 +95,11 @@ pub fn die_with_parent() -> Result<()> {
         libc::SIGKILL as libc::c_ulong,
         "PR_SET_PDEATHSIG",
     )
+}
+
+/// Clears the parent-death signal: an OCI container outlives the `create` that made it.
+pub fn keep_after_parent() -> Result<()> {
+    prctl(libc::PR_SET_PDEATHSIG, 0, "PR_SET_PDEATHSIG")
 }
 
 pub fn set_no_new_privs() -> Result<()> {
@@ -133,28 +138,37 @@ pub fn set_oom_score_adj(adj: i32) -> Result<()> {
         .map_err(|e| SetupError::io("setting oom_score_adj", &e))
 }
 
-/// Marks every fd >= 3 close-on-exec, so nothing of the runtime's leaks into the container
-/// (CVE-2024-21626) while the sync socket still reports an exec failure.
 /// Closes every descriptor above stdio that the set-up inherited from the runtime but `keep`
-/// (its channel): the container's lock above all, which must go with the runtime, so that a
-/// runtime killed during the set-up leaves a container that the next command recovers at once.
-pub fn close_inherited(keep: std::os::fd::RawFd) -> Result<()> {
-    let keep = keep as u32;
-    for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, u32::MAX)] {
+/// (its channel, and for OCI `create` the exec fifo and `--preserve-fds`): the container's lock
+/// above all, which must go with the runtime, so that a runtime killed during the set-up leaves
+/// a container that the next command recovers at once.
+pub fn close_inherited(keep: &[std::os::fd::RawFd]) -> Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .map(|&fd| fd as u32)
+        .filter(|&fd| fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for last in keep.into_iter().map(Some).chain([None]) {
+        let end = last.map_or(u32::MAX, |k| k.saturating_sub(1));
         // SAFETY: closes only this process's own descriptors, none of which is used again.
-        if first <= last && unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } < 0 {
+        if first <= end && unsafe { libc::syscall(libc::SYS_close_range, first, end, 0) } < 0 {
             return Err(SetupError::last("close_range"));
         }
+        first = last.map_or(u32::MAX, |k| k.saturating_add(1));
     }
     Ok(())
 }
 
-pub fn cloexec_from_3() -> Result<()> {
+/// Marks every fd from `first` on close-on-exec, so nothing of the runtime's leaks into the
+/// container (CVE-2024-21626) while the sync socket still reports an exec failure.
+pub fn cloexec_from(first: u32) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own descriptors.
     let r = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )

@@ -530,7 +530,8 @@ fn mounts(o: &Options) -> Result<Vec<oci_spec::runtime::Mount>> {
 /// The container's /etc files that minibox writes (bound from [`Options::etc`]).
 pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
-fn devices() -> Result<Vec<oci_spec::runtime::LinuxDevice>> {
+/// The device nodes every container gets ([`DEVICES`]; the OCI runtime adds them to a bundle's).
+pub fn devices() -> Result<Vec<oci_spec::runtime::LinuxDevice>> {
     DEVICES
         .iter()
         .map(|(path, major, minor)| {
@@ -551,31 +552,45 @@ fn devices() -> Result<Vec<oci_spec::runtime::LinuxDevice>> {
 /// nodes), and read-write-mknod of the container's own nodes and a few more. Without them,
 /// CAP_MKNOD would open the host's disks.
 fn device_rules() -> Result<Vec<oci_spec::runtime::LinuxDeviceCgroup>> {
-    let rule = |allow, typ, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut b = LinuxDeviceCgroupBuilder::default()
-            .allow(allow)
-            .typ(typ)
-            .access(access);
-        if let Some(major) = major {
-            b = b.major(major);
-        }
-        if let Some(minor) = minor {
-            b = b.minor(minor);
-        }
-        b.build()
-    };
     let mut rules = vec![
-        rule(false, LinuxDeviceType::A, None, None, "rwm")?,
-        rule(true, LinuxDeviceType::C, None, None, "m")?,
-        rule(true, LinuxDeviceType::B, None, None, "m")?,
+        device_rule(false, LinuxDeviceType::A, None, None, "rwm")?,
+        device_rule(true, LinuxDeviceType::C, None, None, "m")?,
+        device_rule(true, LinuxDeviceType::B, None, None, "m")?,
     ];
+    rules.extend(allowed_device_rules()?);
+    Ok(rules)
+}
+
+/// Read-write-mknod of the container's own nodes and a few more (the OCI runtime appends these
+/// to a bundle's rules, as runc does).
+pub fn allowed_device_rules() -> Result<Vec<oci_spec::runtime::LinuxDeviceCgroup>> {
     let nodes = DEVICES
         .iter()
         .map(|(_, major, minor)| (*major, Some(*minor)));
-    for (major, minor) in nodes.chain(MORE_ALLOWED) {
-        rules.push(rule(true, LinuxDeviceType::C, Some(major), minor, "rwm")?);
+    nodes
+        .chain(MORE_ALLOWED)
+        .map(|(major, minor)| device_rule(true, LinuxDeviceType::C, Some(major), minor, "rwm"))
+        .collect()
+}
+
+fn device_rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> Result<oci_spec::runtime::LinuxDeviceCgroup> {
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .typ(typ)
+        .access(access);
+    if let Some(major) = major {
+        b = b.major(major);
     }
-    Ok(rules)
+    if let Some(minor) = minor {
+        b = b.minor(minor);
+    }
+    Ok(b.build()?)
 }
 
 /// A capability set in the OCI Spec's terms.

@@ -13,6 +13,8 @@ use nix::sys::socket::{
 pub const GO: u8 = b'G';
 /// Child to parent: the pty's master fd.
 pub const PTY: u8 = b'T';
+/// Child to parent (OCI `create`): set up, now waiting for `start` on the exec fifo.
+pub const READY: u8 = b'R';
 /// Child to parent: a failure, as [`super::error::SetupError::encode`] writes it.
 pub const FAIL: u8 = b'E';
 

@@ -1,0 +1,94 @@
+//! Hooks (config.json's `hooks`): programs run by the runtime at points of the container's
+//! life, each given the container's state on stdin.
+//!
+//! prestart, createRuntime and createContainer run at the end of `create`, poststart after
+//! `start`, startContainer in `start` just before the process is released, poststop in
+//! `delete`. All run in the runtime's namespaces (runc runs createContainer and startContainer in
+//! the container's).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{Hook, Hooks, Spec};
+
+use super::{OciError, Result};
+
+/// The points of the life a hook can run at.
+#[derive(Clone, Copy)]
+pub enum Point {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+fn list(hooks: &Hooks, point: Point) -> &[Hook] {
+    #[allow(deprecated)]
+    let hooks = match point {
+        Point::Prestart => hooks.prestart(),
+        Point::CreateRuntime => hooks.create_runtime(),
+        Point::CreateContainer => hooks.create_container(),
+        Point::StartContainer => hooks.start_container(),
+        Point::Poststart => hooks.poststart(),
+        Point::Poststop => hooks.poststop(),
+    };
+    hooks.as_deref().unwrap_or_default()
+}
+
+/// Runs the Spec's hooks of `point` in order, each with `state` on its stdin; the first that
+/// fails (or outlives its timeout) stops the rest.
+pub fn run(spec: &Spec, point: Point, state: &serde_json::Value) -> Result<()> {
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
+    let input = serde_json::to_vec(state).expect("a state serialises");
+    for hook in list(hooks, point) {
+        run_one(hook, &input)
+            .map_err(|why| OciError::Hook(format!("hook {}: {why}", hook.path().display())))?;
+    }
+    Ok(())
+}
+
+fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
+    let mut cmd = Command::new(hook.path());
+    let args = hook.args().clone().unwrap_or_default();
+    if let Some((arg0, rest)) = args.split_first() {
+        std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
+        cmd.args(rest);
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // A hook that does not read its stdin must not fail the write: ignore EPIPE.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return match status.success() {
+                true => Ok(()),
+                false => Err(format!("failed: {status}")),
+            };
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("timed out: killed".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
