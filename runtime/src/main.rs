@@ -10,9 +10,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Docker's code for "the runtime itself failed".
-pub const EXIT_RUNTIME: u8 = 125;
-
 fn main() -> ExitCode {
     // A container's supervisor: exec'd by `run -d`, kept lean (no command line parsing).
     let mut args = std::env::args_os();
@@ -25,7 +22,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("minibox: {}", one_line(&err));
-            ExitCode::from(EXIT_RUNTIME)
+            ExitCode::from(container::process::EXIT_RUNTIME)
         }
     }
 }

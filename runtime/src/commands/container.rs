@@ -4,18 +4,21 @@
 //! changes a container only under its lock.
 
 use std::io::{BufRead, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use super::run::{detach, Container};
+use super::resolve;
+use super::run::detach;
 use crate::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
+use crate::container::lifecycle::{self, Container};
+use crate::container::log::log_files;
 use crate::container::process::Signals;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, image, recover, teardown};
+use crate::container::{clock, image};
 use crate::paths::Paths;
 
 fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
@@ -59,7 +62,7 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
     ]
     .map(String::from)];
     for (c, st) in &rows {
-        let mut command = c.args.join(" ");
+        let mut command = c.spec.args.join(" ");
         if !args.no_trunc && command.chars().count() > 20 {
             command = command.chars().take(19).collect::<String>() + "…";
         }
@@ -164,8 +167,8 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
     json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
-        "Path": c.args.first().cloned().unwrap_or_default(),
-        "Args": c.args.iter().skip(1).collect::<Vec<_>>(),
+        "Path": c.spec.args.first().cloned().unwrap_or_default(),
+        "Args": c.spec.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": st.status.as_str(),
             "Running": running,
@@ -195,7 +198,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Tty": spec.tty,
             "OpenStdin": spec.interactive,
             "Env": spec.env,
-            "Cmd": c.args,
+            "Cmd": c.spec.args,
             "Image": c.image_name,
             "WorkingDir": spec.cwd,
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
@@ -211,10 +214,10 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
     })
 }
 
-pub fn inspect(paths: &Paths, containers: &[String]) -> Result<u8> {
+pub fn inspect(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
     let mut docs = Vec::new();
     for what in containers {
-        let id = state::resolve(paths, what)?;
+        let id = resolve(paths, explain, what)?;
         let (c, st) = load(paths, &id).with_context(|| format!("container {what}"))?;
         docs.push(document(paths, &c, &st));
     }
@@ -260,22 +263,30 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
         ),
     };
     let path = state::log_path(paths, &id);
+    let kept = state::load_config(paths, &id).map_or(1, |c| c.log.max_file);
+    // The rotated files first, oldest first, then the one being written.
+    let mut lines: Vec<String> = Vec::new();
+    for rotated in log_files(&path, kept).iter().skip(1).rev() {
+        if let Ok(text) = std::fs::read_to_string(rotated) {
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let mut reader = std::io::BufReader::new(&mut file);
-    let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
+    let mut consumed = 0;
     while reader.read_line(&mut line)? > 0 {
         if !line.ends_with('\n') {
             break; // a record being written: -f picks it up
         }
+        consumed += line.len() as u64;
         lines.push(line.trim_end_matches('\n').to_string());
         line.clear();
     }
-    let consumed: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
         print_record(l, args.timestamps)?;
@@ -295,6 +306,20 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
             print_record(&pending[..end], args.timestamps)?;
             pending.drain(..=end);
         }
+        // Rotated: what was left of the old file is read; go on with the new one.
+        let rotated = std::fs::metadata(&path)
+            .is_ok_and(|m| m.ino() != file.metadata().map_or(0, |f| f.ino()));
+        if rotated {
+            if let Ok(new) = std::fs::File::open(&path) {
+                file = new;
+                continue;
+            }
+        }
+        // Truncated (a single file kept): start again from its beginning.
+        let at = file.stream_position()?;
+        if file.metadata().is_ok_and(|m| m.len() < at) {
+            file.seek(std::io::SeekFrom::Start(0))?;
+        }
         if done {
             return Ok(0);
         }
@@ -302,53 +327,11 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
     }
 }
 
-/// Waits until the owner of a container is gone (the container stopped and was torn down),
-/// up to `deadline`; recovers it if its owner died. True when it is stopped.
-fn wait_stopped(paths: &Paths, explain: bool, id: &str, deadline: Option<Instant>) -> bool {
-    loop {
-        match state::try_lock(paths, id) {
-            Ok(Some(lock)) => {
-                if let Ok(st) = state::load_state(paths, id) {
-                    if st.status != Status::Exited {
-                        recover::recover(paths, explain, id, st, lock);
-                    }
-                }
-                return true;
-            }
-            Ok(None) => {}
-            Err(_) => return true, // removed (--rm)
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn signal(st: &State, sig: Signal) -> Result<()> {
-    if st.pid <= 0 {
-        bail!("the container has no process yet");
-    }
-    nix::sys::signal::kill(Pid::from_raw(st.pid), sig).context("sending the signal")
-}
-
-fn stop_one(paths: &Paths, explain: bool, what: &str, secs: u64) -> Result<()> {
-    let id = state::resolve(paths, what)?;
-    let st = state::load_state(paths, &id)?;
-    if st.status == Status::Running {
-        let _ = signal(&st, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        if !wait_stopped(paths, explain, &id, Some(deadline)) {
-            let _ = signal(&st, Signal::SIGKILL);
-            wait_stopped(paths, explain, &id, None);
-        }
-    }
-    Ok(())
-}
-
 pub fn stop(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
     for what in &args.containers {
-        stop_one(paths, explain, what, args.time)?;
+        let id = resolve(paths, explain, what)?;
+        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+            .with_context(|| format!("stopping container {what}"))?;
         println!("{what}");
     }
     Ok(0)
@@ -369,55 +352,21 @@ fn parse_signal(s: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
-pub fn kill(paths: &Paths, args: &KillArgs) -> Result<u8> {
+pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
     let sig = parse_signal(&args.signal)?;
     for what in &args.containers {
-        let id = state::resolve(paths, what)?;
-        let st = state::load_state(paths, &id)?;
-        if st.status != Status::Running {
-            bail!("container {what} is not running");
-        }
-        signal(&st, sig).with_context(|| format!("container {what}"))?;
+        let id = resolve(paths, explain, what)?;
+        lifecycle::kill(paths, &id, sig).with_context(|| format!("container {what}"))?;
         println!("{what}");
     }
     Ok(0)
 }
 
-fn rm_one(paths: &Paths, explain: bool, what: &str, force: bool) -> Result<()> {
-    let id = state::resolve(paths, what)?;
-    let lock = match state::try_lock(paths, &id)? {
-        Some(lock) => lock,
-        None => {
-            if !force {
-                bail!("cannot remove container {what}: it is running; stop it first or use rm -f");
-            }
-            // Kill it until its owner lets go (one still being set up gets its PID later).
-            loop {
-                match state::try_lock(paths, &id) {
-                    Ok(Some(lock)) => break lock,
-                    Ok(None) => {}
-                    Err(_) => return Ok(()), // removed meanwhile (--rm)
-                }
-                if let Ok(st) = state::load_state(paths, &id) {
-                    let _ = signal(&st, Signal::SIGKILL);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
-    // Gone meanwhile: its supervisor removed it (--rm), or a concurrent rm did.
-    let Ok(mut st) = state::load_state(paths, &id) else {
-        return Ok(());
-    };
-    teardown::release(paths, explain, &id, &mut st);
-    teardown::remove(paths, &id, &st);
-    drop(lock);
-    Ok(())
-}
-
 pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
     for what in &args.containers {
-        rm_one(paths, explain, what, args.force)?;
+        let id = state::resolve(paths, what)?;
+        lifecycle::remove(paths, explain, &id, args.force)
+            .with_context(|| format!("cannot remove container {what}"))?;
         println!("{what}");
     }
     Ok(0)
@@ -431,7 +380,7 @@ fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Res
     let (config, mut st) = load(paths, &id)?;
     if st.status != Status::Exited {
         // Its owner died: undo what it held first.
-        recover::recover(paths, explain, &id, st, lock);
+        lifecycle::recover(paths, explain, &id, st, lock);
         return start_one(paths, explain, what, signals);
     }
     let found = image::find(paths, &config.image)?;
@@ -457,7 +406,9 @@ pub fn start(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> 
 pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
     let signals = Signals::block().context("blocking signals")?;
     for what in &args.containers {
-        stop_one(paths, explain, what, args.time)?;
+        let id = resolve(paths, explain, what)?;
+        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+            .with_context(|| format!("stopping container {what}"))?;
         let code = start_one(paths, explain, what, &signals)?;
         if code != 0 {
             return Ok(code);
@@ -475,7 +426,7 @@ pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
                 Ok(state::Released::Finished(code)) => break code,
                 // Recover it, unless someone took it over meanwhile.
                 Ok(state::Released::Orphaned) => {
-                    if !wait_stopped(paths, explain, &id, Some(Instant::now())) {
+                    if !lifecycle::wait_released(paths, explain, &id, Some(Instant::now())) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
@@ -491,47 +442,14 @@ pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
 }
 
 /// `system prune`: recovers containers whose owner died, and removes records no container
-/// owns any more (a persistent dir without state, a name without container).
+/// owns any more.
 pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
-    for id in recover::check(paths, explain) {
+    let pruned = lifecycle::prune(paths, explain);
+    for id in pruned.recovered {
         println!("recovered {id}");
     }
-    let mut live = state::ids(paths);
-    // A record without its config is what a removal killed halfway left.
-    live.retain(|id| {
-        if state::dir(paths, id).join("config.json").exists() {
-            return true;
-        }
-        let Ok(Some(lock)) = state::try_lock(paths, id) else {
-            return true; // being created
-        };
-        let mut st = state::load_state(paths, id).unwrap_or_default();
-        teardown::release(paths, explain, id, &mut st);
-        teardown::remove(paths, id, &st);
-        drop(lock);
+    for id in pruned.removed {
         println!("removed {id}");
-        false
-    });
-    for entry in std::fs::read_dir(paths.containers())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !live.contains(&id) {
-            teardown::remove(paths, &id, &state::State::default());
-            println!("removed {id}");
-        }
-    }
-    for entry in std::fs::read_dir(paths.root.join("names"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        if !live.contains(&owner.trim().to_string()) {
-            let _ = std::fs::remove_file(entry.path());
-        }
     }
     Ok(0)
 }

@@ -17,7 +17,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use super::log::Stream;
+use super::log::{LogFile, Stream};
 use super::spec::Spec;
 use super::sync::{Channel, Message, FAIL, GO, PTY};
 use super::{init, mounts, security, tty, user};
@@ -457,7 +457,7 @@ pub fn wait(
     signals: &Signals,
     mut relay: Option<tty::Relay>,
     streams: &mut [Option<Stream>; 2],
-    log: Option<BorrowedFd>,
+    log: Option<&LogFile>,
 ) -> nix::Result<WaitStatus> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
