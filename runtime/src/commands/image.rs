@@ -190,7 +190,7 @@ pub fn remove(paths: &Paths, args: RmiArgs) -> Result<u8> {
         }
     }
     Ok(if failed.is_some() {
-        crate::container::process::EXIT_RUNTIME
+        crate::EXIT_RUNTIME
     } else {
         0
     })
