@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::cgroups::Limits;
 use super::log::LogOptions;
 use super::spec::Spec;
 use crate::network::Attachment;
@@ -33,12 +32,26 @@ pub struct Config {
     /// The image's id (`sha256:...`) and the reference the user gave.
     pub image: String,
     pub image_name: String,
+    /// The command line and hostname, for listing: the Spec has them too, but a container
+    /// recorded before Specs has only these.
+    pub args: Vec<String>,
+    pub hostname: String,
     /// Seconds since the epoch.
     pub created: u64,
-    /// The process (its command line, environment, hostname...) and its privileges.
-    pub spec: Spec,
-    /// `--memory` (bytes), `--cpus`, `--pids-limit`.
-    pub limits: Limits,
+    /// The container as an OCI runtime Spec, which the executor follows. A container recorded
+    /// by an earlier minibox has none (it can be listed, inspected and removed, not started).
+    #[serde(default, deserialize_with = "spec_if_readable")]
+    pub spec: Option<Spec>,
+    /// What `run` was asked beyond the Spec: `-u` (or the image's User) as given,
+    /// `--privileged`, `-i`, `--init`.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub interactive: bool,
+    #[serde(default)]
+    pub init: bool,
     pub cgroup_parent: String,
     /// `--network`, `-p` (as given), `-P` and the image's EXPOSE entries.
     pub network: String,
@@ -50,6 +63,42 @@ pub struct Config {
     /// `--log-opt`: how its log is bounded.
     #[serde(default)]
     pub log: LogOptions,
+}
+
+impl Config {
+    /// The container's Spec, or why there is none.
+    pub fn runtime_spec(&self) -> Result<&Spec> {
+        self.spec.as_ref().with_context(|| {
+            format!(
+                "container {:.12} was recorded by an earlier minibox, without an OCI runtime spec: \
+                 remove it (minibox rm) and run it again",
+                self.id
+            )
+        })
+    }
+
+    /// `--memory` in bytes, from the Spec.
+    pub fn memory(&self) -> Option<i64> {
+        let linux = self.spec.as_ref()?.linux().as_ref()?;
+        linux.resources().as_ref()?.memory().as_ref()?.limit()
+    }
+
+    /// Whether the container's process has a terminal.
+    pub fn tty(&self) -> bool {
+        let process = self.spec.as_ref().and_then(|s| s.process().as_ref());
+        process.and_then(|p| p.terminal()) == Some(true)
+    }
+}
+
+/// An earlier minibox stored its own description under `spec`: that reads as none. It would
+/// parse as an OCI Spec (every field of which is optional) holding nothing: an OCI Spec is told
+/// by its `ociVersion`.
+fn spec_if_readable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Spec>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    if value.get("ociVersion").is_none() {
+        return Ok(None);
+    }
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Where a container is in its life.
@@ -648,8 +697,9 @@ mod tests {
     fn version_0_records_load() {
         let config: Config = serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
         assert_eq!(config.version, 0);
-        assert_eq!(config.spec.args, ["sleep", "1000"]);
-        assert_eq!(config.limits.memory, Some(64 << 20));
+        assert_eq!(config.args, ["sleep", "1000"]);
+        // Its own description of the process is not a Spec: it can be listed and removed.
+        assert!(config.spec.is_none());
         assert_eq!(config.publish, ["18080:80"]);
         assert_eq!(config.log, LogOptions::default());
         for (file, status) in [
