@@ -30,9 +30,14 @@ fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
 
 /// Docker's `ps`.
 pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
-    let mut rows: Vec<(Config, State)> = state::ids(paths)
+    let mut rows: Vec<(state::Summary, State)> = state::ids(paths)
         .iter()
-        .filter_map(|id| load(paths, id).ok())
+        .filter_map(|id| {
+            Some((
+                state::load_summary(paths, id).ok()?,
+                state::load_state(paths, id).ok()?,
+            ))
+        })
         .filter(|(_, st)| args.all || st.status == Status::Running)
         .collect();
     rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));

@@ -293,7 +293,7 @@ pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
 }
 
 /// Stops container `id`: SIGTERM, and SIGKILL after `timeout`; returns once it is torn down,
-/// or an error when it still runs [`KILL_GRACE`] after the SIGKILL.
+/// or an error when its PID 1 still lives [`KILL_GRACE`] after the SIGKILL.
 pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result<()> {
     let st = state::load_state(paths, id)?;
     if st.status != Status::Running {
@@ -304,12 +304,23 @@ pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result
     if wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
         return Ok(());
     }
-    thaw(&st)?;
-    let _ = init(&st).signal(Signal::SIGKILL);
-    if wait_released(paths, explain, id, Some(Instant::now() + KILL_GRACE)) {
-        return Ok(());
+    kill_until_gone(&st)?;
+    wait_released(paths, explain, id, None);
+    Ok(())
+}
+
+/// Thaws and SIGKILLs the container's PID 1 until it is gone, for [`KILL_GRACE`] at most.
+fn kill_until_gone(st: &State) -> Result<()> {
+    let deadline = Instant::now() + KILL_GRACE;
+    while init(st).alive() {
+        if Instant::now() >= deadline {
+            return Err(resists(st));
+        }
+        let _ = thaw(st);
+        let _ = init(st).signal(Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Err(resists(&st))
+    Ok(())
 }
 
 /// Removes container `id`; with `force`, a running one is killed first. The error when it
@@ -319,8 +330,9 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
         Some(lock) => lock,
         None if !force => bail!("it is running; stop it first or use rm -f"),
         None => {
-            // Kill it until its owner lets go (one still being set up gets its PID later).
-            let deadline = Instant::now() + KILL_GRACE;
+            // Kill it until its owner lets go: the owner tears it down once its PID 1 is gone
+            // (a container still being set up gets its PID later). Only a PID 1 that outlives
+            // SIGKILL is given up on; the owner's teardown may wait its turn for the network.
             loop {
                 match state::try_lock(paths, id) {
                     Ok(Some(lock)) => break lock,
@@ -328,12 +340,8 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
                     Err(_) => return Ok(()), // removed meanwhile (--rm)
                 }
                 let st = state::load_state(paths, id).unwrap_or_default();
-                if Instant::now() >= deadline {
-                    return Err(resists(&st));
-                }
-                let _ = thaw(&st);
                 if st.pid > 0 {
-                    let _ = init(&st).signal(Signal::SIGKILL);
+                    kill_until_gone(&st)?;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -351,8 +359,8 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
 /// The error for a container that does not go away when killed.
 fn resists(st: &State) -> anyhow::Error {
     anyhow::anyhow!(
-        "it still runs {} s after SIGKILL (pid {}, cgroup {}): a process stuck in the kernel, \
-         or a cgroup frozen again; look at its processes, then retry",
+        "its process still runs {} s after SIGKILL (pid {}, cgroup {}): it is stuck in the \
+         kernel, or its cgroup is frozen again; look at its processes, then retry",
         KILL_GRACE.as_secs(),
         st.pid,
         st.cgroup.as_deref().unwrap_or("none")

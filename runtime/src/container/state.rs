@@ -489,6 +489,25 @@ pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
 }
 
 pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
+    load_config_as(paths, id)
+}
+
+/// What listing a container shows of its config: read without the Spec, the bulk of it (`ps`
+/// reads a hundred of these).
+#[derive(Debug, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub name: Option<String>,
+    pub image_name: String,
+    pub args: Vec<String>,
+    pub created: u64,
+}
+
+pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {
+    load_config_as(paths, id)
+}
+
+fn load_config_as<T: serde::de::DeserializeOwned>(paths: &Paths, id: &str) -> Result<T> {
     let path = dir(paths, id).join("config.json");
     let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
