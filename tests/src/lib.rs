@@ -18,6 +18,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
+/// Ends this test binary, successfully, with a message, unless it runs as root: its tests drive
+/// the real binary as root (namespaces, cgroups, netfilter, mounts), which an ordinary user cannot
+/// do; `cargo test` as that user still runs every unit test. Called by [`Sandbox::new`] and the
+/// VM runner. Written straight to stderr: the test harness would swallow a captured line.
+pub fn require_root() {
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    use std::io::Write;
+    let exe = std::env::current_exe().unwrap_or_default();
+    let name = exe.file_name().unwrap_or_default().to_string_lossy();
+    let _ = writeln!(
+        std::io::stderr(),
+        "minibox-tests: {name}: skipped: the end-to-end tests run minibox as root (run cargo test \
+         as root, or `make test`); the unit tests need no privilege"
+    );
+    std::process::exit(0);
+}
+
 /// The workspace's root directory.
 pub fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -33,27 +52,40 @@ pub fn target_dir() -> PathBuf {
 /// The binary under test: `$MINIBOX_BIN`, or the workspace's debug build, built once per test
 /// binary so that a plain `cargo test` never runs a stale one.
 pub fn minibox_bin() -> PathBuf {
-    built("MINIBOX_BIN", "minibox")
-}
-
-/// The OCI runtime binary: `$MINIBOX_RUNC_BIN`, or the workspace's debug build.
-pub fn minibox_runc_bin() -> PathBuf {
-    built("MINIBOX_RUNC_BIN", "minibox-runc")
-}
-
-fn built(var: &str, name: &str) -> PathBuf {
-    if let Some(bin) = std::env::var_os(var) {
+    if let Some(bin) = std::env::var_os("MINIBOX_BIN") {
         return bin.into();
     }
     static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
+    built(&BUILD, "minibox", "minibox")
+}
+
+/// The OCI runtime under test, `minibox-runc` (`$MINIBOX_RUNC_BIN`), built like [`minibox_bin`].
+pub fn minibox_runc_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MINIBOX_RUNC_BIN") {
+        return bin.into();
+    }
+    static BUILD: Once = Once::new();
+    built(&BUILD, "minibox", "minibox-runc")
+}
+
+/// The CNI plugin under test, `minibox-cni`, built like [`minibox_bin`].
+pub fn cni_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    built(&BUILD, "minibox-netns", "minibox-cni")
+}
+
+fn built(once: &Once, package: &str, bin: &str) -> PathBuf {
+    once.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "minibox", "--bins"])
+            .args(["build", "--quiet", "-p", package, "--bin", bin])
             .current_dir(workspace())
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build -p minibox failed");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed"
+        );
     });
-    target_dir().join("debug").join(name)
+    target_dir().join("debug").join(bin)
 }

@@ -139,12 +139,37 @@ impl Cgroup {
         }
     }
 
-    /// Kills every process of the cgroup and waits (up to a second) until none is left.
-    pub fn kill_all(&self) {
+    /// Thaws the cgroup if it is frozen (v1 `freezer.state`, v2 `cgroup.freeze`), and waits
+    /// (up to a second) until it is: a frozen process acts on no signal, not even SIGKILL.
+    pub fn thaw(&self) -> Result<()> {
+        let Some(freezer) = self.cg.controller_of::<FreezerController>() else {
+            return Ok(());
+        };
+        for _ in 0..100 {
+            match freezer.state() {
+                Ok(FreezerState::Thawed) | Err(_) => return Ok(()),
+                Ok(_) => {
+                    freezer
+                        .thaw()
+                        .with_context(|| format!("thawing cgroup {}", self.path))?;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(anyhow!(
+            "cgroup {} stays frozen: something freezes it again as it is thawed",
+            self.path
+        ))
+    }
+
+    /// Kills every process of the cgroup (thawed first) and waits (up to a second) until none
+    /// is left.
+    pub fn kill_all(&self) -> Result<()> {
+        let thawed = self.thaw();
         for _ in 0..100 {
             let procs = self.cg.procs();
             if procs.is_empty() {
-                return;
+                return Ok(());
             }
             for p in procs {
                 let _ = nix::sys::signal::kill(
@@ -154,7 +179,11 @@ impl Cgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        tracing::warn!("cgroup {}: processes survive SIGKILL", self.path);
+        thawed?;
+        Err(anyhow!(
+            "cgroup {}: its processes survive SIGKILL (stuck in the kernel?)",
+            self.path
+        ))
     }
 
     /// Moves the process into every hierarchy of the cgroup.
@@ -184,17 +213,13 @@ impl Cgroup {
         pids
     }
 
-    /// Freezes (`pause`) or thaws (`resume`) every process of the cgroup.
-    pub fn freeze(&self, frozen: bool) -> Result<()> {
-        let freezer = self
-            .cg
+    /// Freezes every process of the cgroup (`pause`; [`Cgroup::thaw`] resumes).
+    pub fn freeze(&self) -> Result<()> {
+        self.cg
             .controller_of::<FreezerController>()
-            .ok_or_else(|| anyhow!("cgroup {} has no freezer", self.path))?;
-        match frozen {
-            true => freezer.freeze(),
-            false => freezer.thaw(),
-        }
-        .with_context(|| format!("freezing or thawing cgroup {}", self.path))
+            .ok_or_else(|| anyhow!("cgroup {} has no freezer", self.path))?
+            .freeze()
+            .with_context(|| format!("freezing cgroup {}", self.path))
     }
 
     /// Whether the cgroup is frozen (or freezing).

@@ -12,10 +12,11 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use super::hooks::{self, Point};
-use super::state::{proc_stat, Record, Root};
+use super::state::{Record, Root};
 use super::{console, OciError, Result};
 use crate::container::cgroups::Cgroup;
 use crate::container::clock::rfc3339;
+use crate::container::liveness;
 use crate::container::process::{self, Detached, Launch, Signals, Stdio};
 use crate::container::spec as default_spec;
 use crate::container::state::{now_ns, write_atomic};
@@ -63,7 +64,7 @@ pub fn create(root: &Root, id: &str, opts: &Options) -> Result<Pid> {
             process::abort(pid);
         }
         if let Some(cg) = made.cgroup {
-            cg.kill_all();
+            let _ = cg.kill_all();
             cg.delete();
         }
         let _ = fs::remove_dir_all(&dir);
@@ -136,7 +137,7 @@ fn build(
     let record = Record {
         id: id.to_string(),
         pid: child.pid.as_raw(),
-        start_time: proc_stat(child.pid.as_raw()).map_or(0, |(_, t)| t),
+        start_time: liveness::start_time(child.pid.as_raw()).unwrap_or(0),
         bundle: bundle.to_path_buf(),
         rootfs,
         created: rfc3339(now_ns()),

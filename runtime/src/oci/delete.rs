@@ -26,10 +26,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         ));
     }
     let cgroup = Cgroup::open(&record.cgroup);
-    if status == Status::Paused {
-        let _ = cgroup.freeze(false);
-    }
-    cgroup.kill_all();
+    cgroup.kill_all().map_err(OciError::cgroup)?;
     cgroup.delete();
     let spec = root.config(id).ok();
     let state = root.document(&record);

@@ -36,21 +36,24 @@ pub fn kill(root: &Root, id: &str, signal: Signal, all: bool) -> Result<()> {
         for pid in cgroup.procs() {
             let _ = send(pid, signal);
         }
-        if status == Status::Paused {
-            cgroup.freeze(false).map_err(OciError::cgroup)?;
+        if status == Status::Paused && signal == Signal::SIGKILL {
+            cgroup.thaw().map_err(OciError::cgroup)?;
         }
         return Ok(());
     }
     if status == Status::Stopped {
         return Err(OciError::NotRunning);
     }
-    send(record.pid(), signal).map_err(|e| match e {
-        nix::Error::ESRCH => OciError::NotRunning,
-        e => OciError::io(format!("sending {signal}"), e.into()),
-    })?;
+    let sent = record
+        .init()
+        .signal(signal)
+        .map_err(|e| OciError::io(format!("sending {signal}"), e))?;
+    if !sent {
+        return Err(OciError::NotRunning);
+    }
     // A frozen process only acts on a signal once thawed; SIGKILL must not wait for `resume`.
     if status == Status::Paused && signal == Signal::SIGKILL {
-        cgroup.freeze(false).map_err(OciError::cgroup)?;
+        cgroup.thaw().map_err(OciError::cgroup)?;
     }
     Ok(())
 }

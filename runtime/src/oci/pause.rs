@@ -11,7 +11,7 @@ pub fn pause(root: &Root, id: &str) -> Result<()> {
         Status::Stopped => return Err(OciError::NotRunning),
     }
     Cgroup::open(&record.cgroup)
-        .freeze(true)
+        .freeze()
         .map_err(OciError::cgroup)
 }
 
@@ -23,6 +23,6 @@ pub fn resume(root: &Root, id: &str) -> Result<()> {
         _ => return Err(OciError::WrongState("not paused", "nothing to resume")),
     }
     Cgroup::open(&record.cgroup)
-        .freeze(false)
+        .thaw()
         .map_err(OciError::cgroup)
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{OciError, Result};
 use crate::container::cgroups::Cgroup;
+use crate::container::liveness::{self, Init};
 use crate::container::state::{check_name, write_atomic};
 
 /// The default `--root`.
@@ -63,18 +64,6 @@ impl Status {
             Status::Stopped => "stopped",
         }
     }
-}
-
-/// The state (R, S, Z...) and start time of a process, from /proc/PID/stat.
-pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: fields count from its end.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    // Field 3 is the state; the start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
 }
 
 impl Root {
@@ -176,8 +165,16 @@ impl Record {
     /// Whether the container's process still runs (not a zombie, not another process that got
     /// its pid since).
     pub fn alive(&self) -> bool {
-        proc_stat(self.pid)
-            .is_some_and(|(state, start)| start == self.start_time && state != 'Z' && state != 'X')
+        self.init().alive() && !liveness::zombie(self.pid)
+    }
+
+    /// The process as the liveness check knows it (signals go through a pidfd checked by it).
+    pub fn init(&self) -> Init<'static> {
+        Init {
+            pid: self.pid,
+            start: Some(self.start_time),
+            cgroup: None,
+        }
     }
 
     pub fn pid(&self) -> Pid {
