@@ -73,3 +73,89 @@ pub fn cgroup_dir(controller: &str, path: &str) -> PathBuf {
         false => Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')),
     }
 }
+
+/// A daemon (containerd, say) started by a test inside the sandbox, in a cgroup of its own under
+/// the sandbox's parent, so that it and everything it forks (shims, conmon) is killed and its
+/// cgroup removed when it is dropped, whatever the test did.
+pub struct Daemon {
+    child: std::process::Child,
+    cgroups: Vec<PathBuf>,
+}
+
+impl Daemon {
+    /// Starts `cmd` (a command from [`Sandbox::exec`]) with its output in `log`.
+    pub fn start(sb: &Sandbox, name: &str, mut cmd: std::process::Command, log: &Path) -> Self {
+        let out = fs::File::create(log).unwrap();
+        let child = cmd
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let cgroups = cgroup_roots()
+            .into_iter()
+            .map(|root| root.join(sb.cgroup_parent()).join(name))
+            .collect::<Vec<_>>();
+        let mut placed = false;
+        for dir in &cgroups {
+            fs::create_dir_all(dir).unwrap();
+            // A v1 cpuset cgroup takes no process before its cpus are set: one is enough.
+            placed |= fs::write(dir.join("cgroup.procs"), child.id().to_string()).is_ok();
+        }
+        assert!(placed, "placing {name} in a cgroup");
+        Self { child, cgroups }
+    }
+
+    /// Waits up to 10 s for `path` to appear (its socket, say).
+    pub fn wait_for(&mut self, path: &Path) {
+        let start = std::time::Instant::now();
+        while !path.exists() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited: {status}");
+            }
+            assert!(start.elapsed().as_secs() < 10, "no {}", path.display());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for _ in 0..200 {
+            let mut left = false;
+            for dir in &self.cgroups {
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                    left = true;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if !left {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for dir in &self.cgroups {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The root of every mounted cgroup hierarchy that takes processes (v1 controllers and named
+/// hierarchies, the unified one).
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.procs").exists() {
+        return vec![base.to_path_buf()];
+    }
+    fs::read_dir(base)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists() && !p.is_symlink())
+        .collect()
+}
