@@ -81,9 +81,9 @@ pub struct Launch<'a> {
 /// `start` reads it, and it may keep descriptors the caller passes.
 #[derive(Clone, Copy)]
 pub struct Detached {
-    /// The exec fifo, opened O_PATH: the child reopens it for writing through /proc/self/fd,
-    /// which blocks until `start` opens it for reading.
-    pub exec_fifo: std::os::fd::RawFd,
+    /// The directory that holds the exec fifo ([`EXEC_FIFO`]), opened O_PATH: the child opens
+    /// the fifo for writing through it, which blocks until `start` opens it for reading.
+    pub fifo_dir: std::os::fd::RawFd,
     /// `--preserve-fds N`: fds 3 to 3+N-1 stay open in the container.
     pub preserve_fds: u32,
     /// `--no-new-keyring`: keep the caller's session keyring.
@@ -280,7 +280,7 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
     redirect(&launch.stdio)?;
     let mut keep = vec![channel.as_raw_fd()];
     if let Some(d) = &launch.detached {
-        keep.push(d.exec_fifo);
+        keep.push(d.fifo_dir);
         keep.extend((0..d.preserve_fds as i32).map(|i| 3 + i));
     }
     security::close_inherited(&keep)?;
@@ -304,7 +304,16 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
     let no_mounts = Vec::new();
     let mounts = spec.mounts().as_ref().unwrap_or(&no_mounts);
     let root = spec.root().as_ref();
-    if let (true, Some(root)) = (new.contains(&LinuxNamespaceType::Mount), root) {
+    // A mount namespace of its own, or one joined by path (as runc, the root is set up there
+    // too); without either, the host's mount tree is left alone and the root only chroot'ed to.
+    let own_mounts = new.contains(&LinuxNamespaceType::Mount)
+        || join.iter().any(|ns| ns.typ() == LinuxNamespaceType::Mount);
+    if let (false, Some(root)) = (own_mounts, root) {
+        nix::unistd::chroot(root.path())
+            .and_then(|()| nix::unistd::chdir("/"))
+            .map_err(|e| SetupError::sys(format!("chroot to {}", root.path().display()), e))?;
+    }
+    if let (true, Some(root)) = (own_mounts, root) {
         mounts::make_private()?;
         let sources = mounts::open_sources(mounts)?;
         match launch.mount_rootfs {
@@ -323,7 +332,9 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         fs::write(&path, value).map_err(|e| SetupError::io(format!("setting sysctl {key}"), &e))?;
     }
-    mounts::protect(&linux)?;
+    if own_mounts {
+        mounts::protect(&linux)?;
+    }
 
     let go = channel
         .recv()
@@ -340,9 +351,11 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| SetupError::sys("creating the cgroup namespace", e))?;
     }
-    mounts::cgroups(mounts)?;
-    if root.and_then(|r| r.readonly()) == Some(true) {
-        mounts::readonly_root()?;
+    if own_mounts {
+        mounts::cgroups(mounts)?;
+        if root.and_then(|r| r.readonly()) == Some(true) {
+            mounts::readonly_root()?;
+        }
     }
     let process = spec.process().clone().unwrap_or_default();
     if let Some(adj) = process.oom_score_adj() {
@@ -436,7 +449,7 @@ fn finish_and_exec(
         End::Detached(d) => {
             // What exec would find wrong later is reported now, to `create`.
             check_executable(&program)?;
-            wait_for_start(channel, d.exec_fifo)?
+            wait_for_start(channel, d.fifo_dir)?
         }
         _ => {}
     }
@@ -519,20 +532,27 @@ fn check_executable(program: &CString) -> Result<(), SetupError> {
     })
 }
 
+/// The exec fifo's name in the OCI runtime's directory of the container.
+pub const EXEC_FIFO: &str = "exec.fifo";
+
 /// OCI `create`'s last step: tell the runtime the container is made, then block on the exec
-/// fifo until `start` opens it (as runc does: through /proc/self/fd, the host path being out of
-/// reach after pivot_root).
-fn wait_for_start(channel: &Channel, fifo: std::os::fd::RawFd) -> Result<(), SetupError> {
+/// fifo until `start` opens it. It is reached through a descriptor of its directory taken
+/// before pivot_root (close-on-exec: the container never holds it), so no /proc is needed.
+fn wait_for_start(channel: &Channel, dir: std::os::fd::RawFd) -> Result<(), SetupError> {
     channel
         .send(&[READY], None)
         .map_err(|e| SetupError::sys("reporting the container created", e))?;
-    let path = format!("/proc/self/fd/{fifo}");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| SetupError::io("opening the exec fifo (is /proc mounted?)", &e))?;
-    std::io::Write::write_all(&mut file, b"0")
-        .map_err(|e| SetupError::io("writing the exec fifo", &e))
+    // SAFETY: the descriptor stays open in this process until exec.
+    let dir = unsafe { BorrowedFd::borrow_raw(dir) };
+    let fd = nix::fcntl::openat(
+        dir,
+        EXEC_FIFO,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SetupError::sys("opening the exec fifo", e))?;
+    nix::unistd::write(&fd, b"0").map_err(|e| SetupError::sys("writing the exec fifo", e))?;
+    Ok(())
 }
 
 /// Enters the working directory, creating it when missing, and checks it is inside the root.

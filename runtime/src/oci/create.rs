@@ -97,8 +97,12 @@ fn build(
     let fifo = root.fifo(id);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .map_err(|e| OciError::io("creating the exec fifo", e.into()))?;
-    let fifo_fd: OwnedFd = open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| OciError::io("opening the exec fifo", e.into()))?;
+    let fifo_dir: OwnedFd = open(
+        &dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OciError::io(format!("opening {}", dir.display()), e.into()))?;
 
     let resources = spec
         .linux()
@@ -120,7 +124,7 @@ fn build(
         },
         init: false,
         detached: Some(Detached {
-            exec_fifo: fifo_fd.as_raw_fd(),
+            fifo_dir: fifo_dir.as_raw_fd(),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
         }),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{OciError, Result};
 use crate::container::cgroups::Cgroup;
 use crate::container::liveness::{self, Init};
+use crate::container::process::EXEC_FIFO;
 use crate::container::state::{check_name, write_atomic};
 
 /// The default `--root`.
@@ -76,7 +77,7 @@ impl Root {
     }
 
     pub fn fifo(&self, id: &str) -> PathBuf {
-        self.dir(id).join("exec.fifo")
+        self.dir(id).join(EXEC_FIFO)
     }
 
     /// Checks an id given on the command line (it names a directory).
