@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("minibox: {}", one_line(&err));
-            ExitCode::from(EXIT_RUNTIME)
+            ExitCode::from(minibox::error::exit_code(err.as_ref()))
         }
     }
 }

@@ -16,12 +16,24 @@ use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
+
+/// What can go wrong with a container's log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid --log-opt {opt:?}: {hint}")]
+    BadOption { opt: String, hint: &'static str },
+    #[error("opening {}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// `--log-opt max-size=… --log-opt max-file=…`, with Docker's meaning; the default bounds a
 /// container's log to 100 MiB, as Docker's `local` driver does (20m × 5).
@@ -44,23 +56,25 @@ impl Default for LogOptions {
 
 impl LogOptions {
     /// Parses `--log-opt KEY=VALUE` values.
-    pub fn parse(opts: &[String]) -> Result<Self> {
+    pub fn parse(opts: &[String]) -> Result<Self, Error> {
         let mut o = Self::default();
         for opt in opts {
-            let bad = || anyhow::anyhow!("invalid --log-opt {opt:?}");
+            let bad = |hint| Error::BadOption {
+                opt: opt.clone(),
+                hint,
+            };
             match opt.split_once('=') {
                 Some(("max-size", v)) => {
-                    o.max_size = super::spec::size(v)
-                        .with_context(|| format!("{}: give a size such as 10m", bad()))?;
+                    o.max_size = super::spec::size(v).ok_or(bad("give a size such as 10m"))?;
                 }
                 Some(("max-file", v)) => {
                     o.max_file = v
                         .parse()
                         .ok()
                         .filter(|n| (1..=100).contains(n))
-                        .with_context(|| format!("{}: give a number from 1 to 100", bad()))?;
+                        .ok_or(bad("give a number from 1 to 100"))?;
                 }
-                _ => bail!("{}: minibox knows max-size and max-file", bad()),
+                _ => return Err(bad("minibox knows max-size and max-file")),
             }
         }
         Ok(o)
@@ -94,13 +108,17 @@ pub struct LogFile {
 
 impl LogFile {
     /// Opens (appends to) the log at `path`, readable by root only (0640, as Docker's).
-    pub fn open(path: &Path, opts: LogOptions) -> Result<Self> {
+    pub fn open(path: &Path, opts: LogOptions) -> Result<Self, Error> {
+        let err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let paths = log_files(path, opts.max_file.max(1))
             .iter()
             .map(|p| CString::new(p.as_os_str().as_bytes()))
             .collect::<Result<Vec<_>, _>>()
-            .context("a log path with a NUL byte")?;
-        let fd = open_log(&paths[0]).with_context(|| format!("opening {}", path.display()))?;
+            .map_err(|e| err(e.into()))?;
+        let fd = open_log(&paths[0]).map_err(|e| err(e.into()))?;
         let size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size as u64);
         Ok(Self {
             fd: Cell::new(fd.into_raw_fd()),
