@@ -279,6 +279,29 @@ pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock
     drop(lock);
 }
 
+/// Takes charge of container `id` to start it again: its lock, and its state made `created`
+/// (an orphan is recovered first). `None` when it runs already.
+pub fn restart(paths: &Paths, explain: bool, id: &str) -> Result<Option<(Lock, State)>> {
+    loop {
+        let Some(lock) = state::try_lock(paths, id)? else {
+            return Ok(None);
+        };
+        let mut st = state::load_state(paths, id)?;
+        match (st.status, verdict(&st, true)) {
+            (Status::Exited, _) => {
+                st.status = Status::Created;
+                st.exit_code = None;
+                state::save_state(paths, id, &st)?;
+                return Ok(Some((lock, st)));
+            }
+            // Its owner died: undo what it held first, then look again.
+            (_, Verdict::Recover) => recover(paths, explain, id, st, lock),
+            // Someone else's: not minibox's to start.
+            (_, Verdict::Leave) => return Ok(None),
+        }
+    }
+}
+
 /// The container's PID 1 as recorded.
 pub fn init(st: &State) -> Init<'_> {
     Init {
@@ -408,6 +431,24 @@ pub fn wait_released(paths: &Paths, explain: bool, id: &str, deadline: Option<In
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for container `id` to end (without polling: on its owner's lock); its exit code, or
+/// `None` when it was removed as it exited and the code was not recorded. An orphan is
+/// recovered on the way.
+pub fn wait(paths: &Paths, explain: bool, id: &str) -> Option<u8> {
+    loop {
+        match state::wait_released(paths, id) {
+            Ok(state::Released::Finished(code)) => return code,
+            // Recover it, unless someone took it over meanwhile.
+            Ok(state::Released::Orphaned) => {
+                if !wait_released(paths, explain, id, Some(Instant::now())) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(_) => return None, // removed before we got to its lock
+        }
     }
 }
 

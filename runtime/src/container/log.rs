@@ -33,6 +33,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("reading {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `--log-opt max-size=… --log-opt max-file=…`, with Docker's meaning; the default bounds a
@@ -173,6 +179,81 @@ impl Drop for LogFile {
     fn drop(&mut self) {
         // SAFETY: the descriptor this log owns.
         drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(self.fd.get()) });
+    }
+}
+
+/// Reads a container's log as `logs` shows it: the rotated files oldest first, then the one
+/// being written; following, what is appended to it, across rotations and truncations. Yields
+/// complete records only (a record being written is picked up once whole).
+pub struct LogReader {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    pending: String,
+}
+
+impl LogReader {
+    /// The reader, and every complete record so far (`max_file`: how many files are kept).
+    pub fn open(path: &Path, max_file: u32) -> Result<(Self, Vec<String>), Error> {
+        let mut records = Vec::new();
+        for rotated in log_files(path, max_file).iter().skip(1).rev() {
+            if let Ok(text) = std::fs::read_to_string(rotated) {
+                records.extend(text.lines().map(str::to_string));
+            }
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                let path = path.to_path_buf();
+                return Err(Error::Read { path, source });
+            }
+        };
+        let mut reader = Self {
+            path: path.to_path_buf(),
+            file,
+            pending: String::new(),
+        };
+        records.extend(reader.more()?);
+        Ok((reader, records))
+    }
+
+    /// The complete records written since the last call.
+    pub fn more(&mut self) -> Result<Vec<String>, Error> {
+        use std::io::{Read, Seek};
+        use std::os::unix::fs::MetadataExt;
+        let err = |source| Error::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let mut records = Vec::new();
+        let Some(file) = &mut self.file else {
+            return Ok(records);
+        };
+        loop {
+            file.read_to_string(&mut self.pending).map_err(err)?;
+            while let Some(end) = self.pending.find('\n') {
+                records.push(self.pending[..end].to_string());
+                self.pending.drain(..=end);
+            }
+            // Rotated: the rest of the old file is read; go on with the new one.
+            let ino = file.metadata().map_or(0, |m| m.ino());
+            match std::fs::File::open(&self.path) {
+                Ok(new) if new.metadata().is_ok_and(|m| m.ino() != ino) => {
+                    *file = new;
+                    self.pending.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            // Truncated (a single file kept): from its beginning again.
+            let at = file.stream_position().map_err(err)?;
+            if file.metadata().is_ok_and(|m| m.len() < at) {
+                file.rewind().map_err(err)?;
+                self.pending.clear();
+                continue;
+            }
+            return Ok(records);
+        }
     }
 }
 
