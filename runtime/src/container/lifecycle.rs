@@ -355,18 +355,26 @@ pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result
     Ok(())
 }
 
-/// Thaws and SIGKILLs the container's PID 1 until it is gone, for [`KILL_GRACE`] at most.
+/// SIGKILLs the container until it is gone: its verified PID 1, and every process of its
+/// cgroup (thawed first), whose membership identifies them as the container's too. Gives up,
+/// with [`Error::Resists`], on what still lives [`KILL_GRACE`] later.
 fn kill_until_gone(st: &State) -> Result<()> {
     let deadline = Instant::now() + KILL_GRACE;
-    while init(st).alive() {
+    loop {
+        let _ = thaw(st);
+        let _ = init(st).signal(Signal::SIGKILL);
+        let emptied = st
+            .cgroup
+            .as_deref()
+            .is_none_or(|path| Cgroup::open(path).kill_all().is_ok());
+        if emptied && !init(st).alive() {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
             return Err(resists(st));
         }
-        let _ = thaw(st);
-        let _ = init(st).signal(Signal::SIGKILL);
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(())
 }
 
 /// Removes container `id`; with `force`, a running one is killed first. The error when it
@@ -386,7 +394,7 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
                     Err(_) => return Ok(()), // removed meanwhile (--rm)
                 }
                 let st = state::load_state(paths, id).unwrap_or_default();
-                if st.pid > 0 {
+                if st.pid > 0 || st.cgroup.is_some() {
                     kill_until_gone(&st)?;
                 }
                 std::thread::sleep(Duration::from_millis(10));

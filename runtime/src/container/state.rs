@@ -381,7 +381,8 @@ fn name_file(paths: &Paths, name: &str) -> PathBuf {
     paths.root.join("names").join(name)
 }
 
-/// Docker's rule for names.
+/// Docker's rule for container names. (Network names have their own check in minibox-netns,
+/// `valid_name`: that library is used without the runtime, by the CNI plugin too.)
 pub fn check_name(name: &str) -> Result<()> {
     let ok = name.len() <= 128
         && name
