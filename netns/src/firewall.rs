@@ -220,12 +220,12 @@ fn network_tag(net: &Network) -> String {
 /// `forward_policy_drop` (the caller is about to turn forwarding on), the host's FORWARD policy
 /// becomes DROP in the same batch, before forwarding is on.
 pub fn ensure_network(ex: &Explain, net: &Network, forward_policy_drop: bool) -> Result<()> {
-    let rules = missing(&save()?, net, forward_policy_drop);
+    let rules = additions(&save()?, net, forward_policy_drop);
     apply(ex, &rules)
 }
 
 /// What [`ensure_network`] adds to a ruleset saved as `saved`.
-fn missing(saved: &str, net: &Network, forward_policy_drop: bool) -> Vec<Rule> {
+fn additions(saved: &str, net: &Network, forward_policy_drop: bool) -> Vec<Rule> {
     let have = saved_rules(saved);
     let has_chain = |table: &str, chain: &str| {
         have.iter()
@@ -475,7 +475,7 @@ mod tests {
     #[test]
     fn a_fresh_host_gets_chains_jumps_and_the_network_in_one_batch() {
         let n = net("minibox", "minibox0", "10.77.0.0/16");
-        let rules = missing("", &n, false);
+        let rules = additions("", &n, false);
         let all = specs(&rules);
         for want in [
             "nat -N MINIBOX-DNAT",
@@ -545,7 +545,7 @@ COMMIT
     #[test]
     fn an_older_layout_is_completed_and_its_network_set_remade() {
         let n = net("minibox", "minibox0", "10.77.0.0/16");
-        let all = specs(&missing(SAVED, &n, true));
+        let all = specs(&additions(SAVED, &n, true));
         assert_eq!(
             all.iter()
                 .filter(|r| r.contains(" -N "))
@@ -583,7 +583,7 @@ COMMIT
             let line = format!("-A {}", r.spec);
             complete = complete.replace("COMMIT\n*filter", &format!("COMMIT\n*filter\n{line}"));
         }
-        let left = specs(&missing(&complete, &n, false));
+        let left = specs(&additions(&complete, &n, false));
         assert!(left.is_empty(), "{left:#?}");
     }
 
