@@ -23,9 +23,19 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("minibox: {}", one_line(&err));
-            ExitCode::from(EXIT_RUNTIME)
+            ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The one place a failure becomes an exit code: its kind's when the library says (126, 127 for
+/// a command that cannot be executed or is not found), else 125.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let setup = || err.downcast_ref::<container::error::SetupError>();
+    err.downcast_ref::<minibox::Error>()
+        .map(minibox::Error::exit_code)
+        .or_else(|| setup().map(|e| e.exit_code()))
+        .unwrap_or(EXIT_RUNTIME)
 }
 
 /// Joins an error chain into the one line users see: `what failed: why`.

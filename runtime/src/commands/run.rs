@@ -256,8 +256,7 @@ fn foreground(
         Ok(s) => s,
         Err(e) => {
             drop(container);
-            eprintln!("minibox: {e}");
-            return Ok(e.exit_code());
+            return Err(minibox::Error::from(e).into());
         }
     };
     let raw = (tty && interactive).then(tty::RawMode::enter);
@@ -325,8 +324,7 @@ pub fn detach(
                 Some(_) => {
                     let e = SetupError::decode(&report)
                         .unwrap_or_else(|| SetupError::new("the supervisor's report is garbled"));
-                    eprintln!("minibox: {e}");
-                    Ok(e.exit_code())
+                    Err(minibox::Error::from(e).into())
                 }
                 None => {
                     // It died: once it is gone, and the container's process it may have
