@@ -29,13 +29,9 @@ fn main() -> ExitCode {
 }
 
 /// The one place a failure becomes an exit code: its kind's when the library says (126, 127 for
-/// a command that cannot be executed or is not found), else 125.
+/// a command that cannot be executed or is not found, wherever in the chain of causes), else 125.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    let setup = || err.downcast_ref::<container::error::SetupError>();
-    err.downcast_ref::<minibox::Error>()
-        .map(minibox::Error::exit_code)
-        .or_else(|| setup().map(|e| e.exit_code()))
-        .unwrap_or(EXIT_RUNTIME)
+    minibox::error::exit_code(err.as_ref())
 }
 
 /// Joins an error chain into the one line users see: `what failed: why`.

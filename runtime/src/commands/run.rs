@@ -233,8 +233,8 @@ fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
                 config.name = Some(name);
                 return Ok(lock);
             }
-            Err(_) if attempt < 40 && state::name_taken(paths, &name) => attempt += 1,
-            Err(e) => return Err(e),
+            Err(state::Error::NameInUse { .. }) if attempt < 40 => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -417,7 +417,9 @@ pub fn setup(
     signals: &Signals,
     output: Option<(BorrowedFd, BorrowedFd)>,
 ) -> Result<(Pid, Started), SetupError> {
-    let rt = |e: anyhow::Error| SetupError::new(format!("{e:#}"));
+    fn rt(e: impl Into<anyhow::Error>) -> SetupError {
+        SetupError::new(format!("{:#}", e.into()))
+    }
     let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
     let id = config.id.clone();
