@@ -6,6 +6,9 @@
 //! added as `src/bin/<name>.rs` over the same modules.
 
 pub mod container;
+pub mod error;
 pub mod network;
 pub mod oci;
 pub mod paths;
+
+pub use error::Error;

@@ -20,11 +20,10 @@ use crate::cli::{Global, RunArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::error::SetupError;
 use crate::container::lifecycle::{self, fault, Container, End};
-use crate::container::liveness;
 use crate::container::log::{LogFile, LogOptions, Output, Stream};
 use crate::container::process::{self, Launch, Signals, Started, Stdio};
 use crate::container::spec::{self, Spec};
-use crate::container::state::{self, Config, Lock, State, Status};
+use crate::container::state::{self, Config, Lock, State};
 use crate::container::user;
 use crate::container::{image, supervisor, tty};
 use crate::network::{self, Mode, Request};
@@ -233,8 +232,8 @@ fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
                 config.name = Some(name);
                 return Ok(lock);
             }
-            Err(_) if attempt < 40 && state::name_taken(paths, &name) => attempt += 1,
-            Err(e) => return Err(e),
+            Err(state::Error::NameInUse { .. }) if attempt < 40 => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -256,8 +255,7 @@ fn foreground(
         Ok(s) => s,
         Err(e) => {
             drop(container);
-            eprintln!("minibox: {e}");
-            return Ok(e.exit_code());
+            return Err(minibox::Error::from(e).into());
         }
     };
     let raw = (tty && interactive).then(tty::RawMode::enter);
@@ -325,8 +323,7 @@ pub fn detach(
                 Some(_) => {
                     let e = SetupError::decode(&report)
                         .unwrap_or_else(|| SetupError::new("the supervisor's report is garbled"));
-                    eprintln!("minibox: {e}");
-                    Ok(e.exit_code())
+                    Err(minibox::Error::from(e).into())
                 }
                 None => {
                     // It died: once it is gone, and the container's process it may have
@@ -419,7 +416,9 @@ pub fn setup(
     signals: &Signals,
     output: Option<(BorrowedFd, BorrowedFd)>,
 ) -> Result<(Pid, Started), SetupError> {
-    let rt = |e: anyhow::Error| SetupError::new(format!("{e:#}"));
+    fn rt(e: impl Into<anyhow::Error>) -> SetupError {
+        SetupError::new(format!("{:#}", e.into()))
+    }
     let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
     let id = config.id.clone();
@@ -468,8 +467,7 @@ pub fn setup(
     // wired; it waits for `go` before it goes further.
     let prepared = (|| -> Result<()> {
         c.cgroup.as_ref().expect("created above").add(child.pid)?;
-        c.state.pid = child.pid.as_raw();
-        c.state.pid_start = liveness::start_time(c.state.pid);
+        c.spawned(child.pid.as_raw());
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
         }
@@ -502,12 +500,7 @@ pub fn setup(
             return Err(f);
         }
     };
-    c.state.status = Status::Running;
-    c.state.started_at = Some(state::now_ns());
-    c.state.finished_at = None;
-    c.state.exit_code = None;
-    c.state.oom_killed = false;
-    if let Err(e) = c.save() {
+    if let Err(e) = c.running() {
         process::abort(child.pid);
         return Err(rt(e));
     }
