@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use minibox_tests::{cni_bin, fixtures, minibox_bin, target_dir, workspace, Sandbox};
+use minibox_tests::{
+    cni_bin, fixtures, minibox_bin, minibox_runc_bin, target_dir, workspace, Sandbox,
+};
 
 /// One row of the main table: benchmark, subject, value, detail.
 struct Row<'a>([&'a str; 4]);
@@ -85,6 +87,7 @@ fn quick_mode_prints_every_row() {
         .arg(&out)
         .env("MINIBOX_BIN", minibox_bin())
         .env("MINIBOX_CNI_BIN", cni_bin())
+        .env("MINIBOX_RUNC_BIN", minibox_runc_bin())
         .env("BENCH_BUSYBOX_TAR", &busybox)
         .env("BENCH_WEB_TAR", &web)
         .output()
@@ -128,6 +131,7 @@ fn quick_mode_prints_every_row() {
     let rows = rows(&report);
     let lat = "start-to-exit `true`, `--rm`";
     check(&rows, lat, "minibox `--network none`", "ms", none);
+    check(&rows, lat, "minibox-runc run (the same bundle)", "ms", true);
     // `-p` without `--network` works only when the bridge is the default network.
     check(&rows, lat, "minibox (default network)", "ms", publish);
     check(&rows, lat, "minibox `-p 8080:80`", "ms", publish);
@@ -204,7 +208,7 @@ fn quick_mode_prints_every_row() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
         .collect();
-    assert_eq!(targets.len(), 10, "{targets:#?}");
+    assert_eq!(targets.len(), 11, "{targets:#?}");
     for t in &targets {
         assert!(
             t.ends_with("| yes |") || t.ends_with("| no |") || t.contains("| needs: "),

@@ -67,12 +67,8 @@ pub fn switch_user(user: &User, sets: Option<&LinuxCapabilities>) -> Result<()> 
     };
     // No `capabilities` at all means none (not oci-spec's default sets).
     let permitted = held(set(sets.and_then(|c| c.permitted().as_ref())));
-    caps::set(
-        None,
-        CapSet::Inheritable,
-        &held(set(sets.and_then(|c| c.inheritable().as_ref()))),
-    )
-    .map_err(|e| fail("inheritable", e))?;
+    let inheritable = held(set(sets.and_then(|c| c.inheritable().as_ref())));
+    caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| fail("inheritable", e))?;
     caps::set(
         None,
         CapSet::Effective,
@@ -81,8 +77,12 @@ pub fn switch_user(user: &User, sets: Option<&LinuxCapabilities>) -> Result<()> 
     .map_err(|e| fail("effective", e))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| fail("permitted", e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
+    // The kernel keeps an ambient capability only while it is permitted and inheritable; as
+    // runc, one that is not is left out rather than failing (runc's own `spec` asks for some).
     for cap in set(sets.and_then(|c| c.ambient().as_ref())) {
-        caps::raise(None, CapSet::Ambient, cap).map_err(|e| fail("ambient", e))?;
+        if permitted.contains(&cap) && inheritable.contains(&cap) {
+            caps::raise(None, CapSet::Ambient, cap).map_err(|e| fail("ambient", e))?;
+        }
     }
     Ok(())
 }
