@@ -229,7 +229,7 @@ fn inspect_json(image: &Image) -> Value {
     json!({
         "Id": image.id,
         "RepoTags": image.names,
-        "RepoDigests": [],
+        "RepoDigests": image.repo_digests,
         "Created": c.created(),
         "Author": c.author().clone().unwrap_or_default(),
         "Config": config,

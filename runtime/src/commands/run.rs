@@ -36,7 +36,7 @@ struct Plan {
     request: Request,
 }
 
-fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
+fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let limits = Limits {
         memory: args.memory.as_deref().map(spec::memory).transpose()?,
         cpu_quota: args.cpus.as_deref().map(spec::cpu_quota).transpose()?,
@@ -53,6 +53,13 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         state::check_name(name)?;
     }
     let mode = Mode::parse(&args.network);
+    super::registry::ensure(
+        paths,
+        global,
+        &args.image,
+        args.pull,
+        args.platform.as_deref(),
+    )?;
     let found = image::find(paths, &args.image)?;
     let id = state::new_id()?;
     // Docker's defaults: the short id, or the host's name with the host's network.
@@ -109,7 +116,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         limits,
         spec,
         request,
-    } = plan(paths, &args)?;
+    } = plan(paths, global, &args)?;
     let mut config = Config {
         id: id.clone(),
         name: args.name.clone(),
