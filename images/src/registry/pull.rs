@@ -419,7 +419,7 @@ fn fetch_manifest(
         )
         .map_err(|f| session.failed(f, &what))?;
     if resp.status() == ureq::http::StatusCode::NOT_FOUND {
-        return Err(not_found(session, repo, reference, shown));
+        return Err(not_found(session, repo, reference));
     }
     if !resp.status().is_success() {
         return Err(session.status_error(resp, &what));
@@ -455,7 +455,7 @@ fn fetch_manifest(
 }
 
 /// Which part is missing: the repository, or the tag (or digest) in it.
-fn not_found(session: &Session, repo: &str, reference: &str, shown: &str) -> Error {
+fn not_found(session: &Session, repo: &str, reference: &str) -> Error {
     let tags = session.send(
         Method::GET,
         &format!("/v2/{repo}/tags/list"),
