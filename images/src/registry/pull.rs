@@ -436,7 +436,9 @@ fn fetch_manifest(
         .as_str()
         .map(str::to_string)
         .unwrap_or(header_kind);
-    if body["schemaVersion"] == 1 || kind.contains("manifest.v1+") {
+    if body["schemaVersion"] == 1
+        || kind.starts_with("application/vnd.docker.distribution.manifest.v1")
+    {
         return Err(Error::registry(format!(
             "{what}: schema 1 manifests are not supported (push the image again with a current tool)"
         )));
