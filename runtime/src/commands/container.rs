@@ -160,7 +160,12 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             json!({"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": mac}),
         );
     }
-    let spec = &c.spec;
+    let process = c.spec.as_ref().and_then(|s| s.process().as_ref());
+    let resources = c
+        .spec
+        .as_ref()
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.resources().as_ref());
     json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
@@ -184,20 +189,20 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         "HostConfig": {
             "NetworkMode": c.network,
             "AutoRemove": c.rm,
-            "Privileged": spec.privileged,
-            "Memory": c.limits.memory.unwrap_or(0),
-            "PidsLimit": c.limits.pids.unwrap_or(0),
+            "Privileged": c.privileged,
+            "Memory": resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0),
+            "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
             "CgroupParent": c.cgroup_parent,
         },
         "Config": {
-            "Hostname": spec.hostname,
-            "User": spec.user,
-            "Tty": spec.tty,
-            "OpenStdin": spec.interactive,
-            "Env": spec.env,
+            "Hostname": c.hostname,
+            "User": c.user,
+            "Tty": c.tty(),
+            "OpenStdin": c.interactive,
+            "Env": process.and_then(|p| p.env().clone()).unwrap_or_default(),
             "Cmd": c.args,
             "Image": c.image_name,
-            "WorkingDir": spec.cwd,
+            "WorkingDir": process.map(|p| p.cwd().clone()).unwrap_or_default(),
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
         "NetworkSettings": {

@@ -2,6 +2,7 @@
 
 pub mod cgroups;
 pub mod clock;
+pub mod error;
 pub mod image;
 pub mod init;
 pub mod log;

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::cgroups::Limits;
 use super::spec::Spec;
 use crate::network::Attachment;
 use crate::paths::Paths;
@@ -29,8 +28,20 @@ pub struct Config {
     pub hostname: String,
     /// Seconds since the epoch.
     pub created: u64,
-    pub spec: Spec,
-    pub limits: Limits,
+    /// The container as an OCI runtime Spec, which the executor follows. A container recorded
+    /// by an earlier minibox has none (it can be listed, inspected and removed, not started).
+    #[serde(default, deserialize_with = "spec_if_readable")]
+    pub spec: Option<Spec>,
+    /// What `run` was asked beyond the Spec: `-u` (or the image's User) as given,
+    /// `--privileged`, `-i`, `--init`.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub interactive: bool,
+    #[serde(default)]
+    pub init: bool,
     pub cgroup_parent: String,
     /// `--network`, `-p`, `-P` and the image's EXPOSE entries.
     pub network: String,
@@ -41,6 +52,31 @@ pub struct Config {
     pub rm: bool,
     /// `--memory` as given (for the OOM message).
     pub memory: Option<String>,
+}
+
+impl Config {
+    /// The container's Spec, or why there is none.
+    pub fn runtime_spec(&self) -> Result<&Spec> {
+        self.spec.as_ref().with_context(|| {
+            format!(
+                "container {:.12} was recorded by an earlier minibox, without an OCI runtime spec: \
+                 remove it (minibox rm) and run it again",
+                self.id
+            )
+        })
+    }
+
+    /// Whether the container's process has a terminal.
+    pub fn tty(&self) -> bool {
+        let process = self.spec.as_ref().and_then(|s| s.process().as_ref());
+        process.and_then(|p| p.terminal()) == Some(true)
+    }
+}
+
+/// An earlier minibox stored its own description under `spec`: that reads as none.
+fn spec_if_readable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Spec>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Where a container is in its life.

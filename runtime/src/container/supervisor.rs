@@ -23,8 +23,9 @@ use rustix::io::Errno;
 use rustix::time::Timespec;
 
 use super::cgroups::Cgroup;
+use super::error::SetupError;
 use super::log::Stream;
-use super::process::{self, Failure};
+use super::process;
 use super::state::{self, Lock, Status};
 use super::teardown;
 use crate::paths::Paths;
@@ -45,7 +46,7 @@ pub struct Handoff<'a> {
 }
 
 /// Replaces this process with a fresh supervisor. Returns only on failure.
-pub fn exec(h: &Handoff) -> Failure {
+pub fn exec(h: &Handoff) -> SetupError {
     let mut fds = vec![h.lock, h.out];
     fds.extend(h.err);
     for fd in fds {
@@ -53,7 +54,7 @@ pub fn exec(h: &Handoff) -> Failure {
             fd,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         ) {
-            return Failure::runtime(format!("passing fds to the supervisor: {e}"));
+            return SetupError::sys("passing fds to the supervisor", e);
         }
     }
     let raw = |fd: Option<BorrowedFd>| fd.map_or(-1, |f| f.as_raw_fd()).to_string();
@@ -74,10 +75,10 @@ pub fn exec(h: &Handoff) -> Failure {
         .map(CString::new)
         .collect::<Result<Vec<_>, _>>()
     else {
-        return Failure::runtime("a path contains a NUL byte");
+        return SetupError::new("a path contains a NUL byte");
     };
     let err = nix::unistd::execv(c"/proc/self/exe", &argv).unwrap_err();
-    Failure::runtime(format!("starting the supervisor: {err}"))
+    SetupError::sys("starting the supervisor", err)
 }
 
 /// The supervisor works from `/` (it must not keep the user's directory busy).
