@@ -70,7 +70,7 @@ pub enum Command {
     /// Save images to a docker-archive tarball.
     Save(SaveArgs),
     /// List images.
-    Images,
+    Images(ImagesArgs),
     /// Remove images.
     Rmi(RmiArgs),
     /// Manage images.
@@ -290,6 +290,13 @@ pub struct RmiArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show the registry digest each name was pulled or pushed as.
+    #[arg(long)]
+    pub digests: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PullArgs {
     /// OS/ARCH[/VARIANT] to pull from a multi-platform image (default: this machine's).
     #[arg(long)]
@@ -340,7 +347,7 @@ pub enum ImageCommand {
     /// Show an image as JSON.
     Inspect { images: Vec<String> },
     /// List images.
-    Ls,
+    Ls(ImagesArgs),
     /// Remove images.
     Rm(RmiArgs),
 }

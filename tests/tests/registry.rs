@@ -124,6 +124,45 @@ fn pull_over_http_gives_the_original_image_and_runs_it() {
     assert_eq!(quiet.trim(), by_digest);
     assert_eq!(inspect(&sb, &reg, &by_digest)["Id"], id.as_str());
 
+    let listed = reg.minibox(&sb, &["images", "--digests"]).ok();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{ADDR}/bb ")) && l.contains(&digest)),
+        "{listed}"
+    );
+
+    // What minibox pushes, Podman pulls (into a private root), as the same image.
+    let pushed = format!("{ADDR}/pushed:v1");
+    reg.minibox(&sb, &["tag", &name, &pushed]).ok();
+    reg.minibox(&sb, &["push", &pushed]).ok();
+    let podman = reg.dir.join("podman");
+    let out = sb
+        .exec("podman", ["--root"])
+        .arg(podman.join("root"))
+        .arg("--runroot")
+        .arg(podman.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "pull",
+            "-q",
+            "--tls-verify=false",
+        ])
+        .arg(&pushed)
+        .env("HOME", &reg.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman pull: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        format!("sha256:{}", String::from_utf8_lossy(&out.stdout).trim()),
+        id
+    );
+
     // run's --pull: never, missing (the default), always.
     let archive = reg.dir.join("busybox.tar");
     reg.push(
@@ -294,9 +333,9 @@ fn tls_and_htpasswd_login_pull_push_logout() {
     assert!(!again.contains("Pushed"), "{again}");
 
     // Podman's auth file is read too.
-    let podman = reg.dir.join("auth.json");
+    let auth_file = reg.dir.join("auth.json");
     fs::write(
-        &podman,
+        &auth_file,
         serde_json::json!({"auths": {ADDR: {"auth": auth}}}).to_string(),
     )
     .unwrap();
@@ -306,7 +345,7 @@ fn tls_and_htpasswd_login_pull_push_logout() {
     reg.minibox(&sb, &["pull", &name])
         .fails(125, "unauthorized");
     let mut cmd = reg.command(&sb, &["pull", &name]);
-    cmd.env("REGISTRY_AUTH_FILE", &podman);
+    cmd.env("REGISTRY_AUTH_FILE", &auth_file);
     Out {
         what: "pull with Podman's auth file".into(),
         output: cmd.output().unwrap(),

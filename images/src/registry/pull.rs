@@ -98,6 +98,21 @@ pub fn pull(
     platform: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<Pulled, Error> {
+    loop {
+        if let Some(pulled) = pull_once(store, opts, reference, platform, progress)? {
+            return Ok(pulled);
+        }
+    }
+}
+
+/// One try; `None` when a layer the store had at the start was removed before the commit.
+fn pull_once(
+    store: &Store,
+    opts: &Options,
+    reference: &str,
+    platform: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Option<Pulled>, Error> {
     let remote = Remote::parse(reference)?;
     let wanted = Wanted::parse(platform)?;
     let repo = &remote.repository;
@@ -152,12 +167,12 @@ pub fn pull(
             txn.record_remote(&manifest_desc, &image.id, name.as_deref(), &repo_digest)?;
             txn.commit()?;
         }
-        return Ok(Pulled {
+        return Ok(Some(Pulled {
             image: store.image(&image.id)?,
             name,
             repo_digest,
             up_to_date,
-        });
+        }));
     }
 
     // The config: small, verified, and it must describe the layers the manifest lists.
@@ -210,6 +225,14 @@ pub fn pull(
 
     // The commit: move everything into place, then index.json.
     let mut txn = store.begin()?;
+    // What was here when the pull began may have been removed since (rmi): fetch it then.
+    let kept = |n: usize, l: &Descriptor, chain: &str| {
+        fetched.iter().any(|(f, _)| *f == n) || txn.has_blob(&l.digest) && txn.has_layer(chain)
+    };
+    let gone = (manifest.layers.iter().zip(&chains).enumerate()).any(|(n, (l, c))| !kept(n, l, c));
+    if gone {
+        return Ok(None);
+    }
     for (n, layer) in fetched {
         txn.place_layer(&staging.layer(&chains[n]), &chains[n])?;
         txn.place_blob(&staging.blob(n, &layer.digest), &layer.digest)?;
@@ -219,12 +242,12 @@ pub fn pull(
     txn.record_remote(&manifest_desc, config_id, name.as_deref(), &repo_digest)?;
     txn.commit()?;
     drop(staging);
-    Ok(Pulled {
+    Ok(Some(Pulled {
         image: store.image(config_id)?,
         name,
         repo_digest,
         up_to_date: false,
-    })
+    }))
 }
 
 struct Job<'a> {

@@ -24,7 +24,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Import(args) => image::import(&paths, args),
         Command::Load(args) => image::load(&paths, args),
         Command::Save(args) => image::save(&paths, args),
-        Command::Images | Command::Image(ImageCommand::Ls) => image::list(&paths),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
+            image::list(&paths, &args)
+        }
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image::remove(&paths, args),
         Command::Image(ImageCommand::Inspect { images }) => image::inspect(&paths, &images),
         Command::Pull(args) => registry::pull(&paths, &cli.global, &args),
