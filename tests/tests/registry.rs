@@ -140,8 +140,8 @@ fn pull_over_http_gives_the_original_image_and_runs_it() {
     let out = sb
         .exec("podman", ["--root"])
         .arg(podman.join("root"))
-        .arg("--runroot")
-        .arg(podman.join("run"))
+        // The sandbox's own /run: podman wants a short runroot.
+        .args(["--runroot", "/run/podman"])
         .args([
             "--storage-driver",
             "vfs",
