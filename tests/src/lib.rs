@@ -17,6 +17,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
+/// Ends this test binary, successfully, with a message, unless it runs as root: its tests drive
+/// the real binary as root (namespaces, cgroups, netfilter, mounts), which an ordinary user cannot
+/// do; `cargo test` as that user still runs every unit test. Called by [`Sandbox::new`] and the
+/// VM runner. Written straight to stderr: the test harness would swallow a captured line.
+pub fn require_root() {
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    use std::io::Write;
+    let exe = std::env::current_exe().unwrap_or_default();
+    let name = exe.file_name().unwrap_or_default().to_string_lossy();
+    let _ = writeln!(
+        std::io::stderr(),
+        "minibox-tests: {name}: skipped: the end-to-end tests run minibox as root (run cargo test \
+         as root, or `make test`); the unit tests need no privilege"
+    );
+    std::process::exit(0);
+}
+
 /// The workspace's root directory.
 pub fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -36,14 +55,27 @@ pub fn minibox_bin() -> PathBuf {
         return bin.into();
     }
     static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
+    built(&BUILD, "minibox", "minibox")
+}
+
+/// The CNI plugin under test, `minibox-cni`, built like [`minibox_bin`].
+pub fn cni_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    built(&BUILD, "minibox-netns", "minibox-cni")
+}
+
+fn built(once: &Once, package: &str, bin: &str) -> PathBuf {
+    once.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "minibox", "--bin", "minibox"])
+            .args(["build", "--quiet", "-p", package, "--bin", bin])
             .current_dir(workspace())
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build -p minibox failed");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed"
+        );
     });
-    target_dir().join("debug/minibox")
+    target_dir().join("debug").join(bin)
 }

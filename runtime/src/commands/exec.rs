@@ -8,10 +8,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::ExecArgs;
+use crate::container::lifecycle;
 use crate::container::log::{Output, Stream};
 use crate::container::process::{self, Signals, Stdio};
 use crate::container::spec::{self, ImageConfig};
-use crate::container::state::{self, Status};
+use crate::container::state;
 use crate::container::{tty, user};
 use crate::paths::Paths;
 
@@ -19,7 +20,8 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
     let id = state::resolve(paths, &args.container)?;
     let st = state::load_state(paths, &id)?;
     let config = state::load_config(paths, &id)?;
-    let (Status::Running, Some(cgroup)) = (st.status, st.cgroup.as_deref()) else {
+    // Joined only when its PID 1 is verified: a pid reused since would be a stranger's.
+    let (true, Some(cgroup)) = (lifecycle::running(&st), st.cgroup.as_deref()) else {
         bail!(
             "container {} is not running: start it first",
             args.container

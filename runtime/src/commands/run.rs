@@ -19,13 +19,14 @@ use nix::unistd::Pid;
 use crate::cli::{Global, RunArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::error::SetupError;
-use crate::container::log::{Output, Stream};
+use crate::container::lifecycle::{self, fault, Container, End};
+use crate::container::liveness;
+use crate::container::log::{LogFile, LogOptions, Output, Stream};
 use crate::container::process::{self, Launch, Signals, Started, Stdio};
-use crate::container::recover::{self, fault};
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State, Status};
 use crate::container::user;
-use crate::container::{image, supervisor, teardown, tty};
+use crate::container::{image, supervisor, tty};
 use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
@@ -161,6 +162,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         name: args.name.clone(),
         image: found.id.clone(),
         image_name: args.image.clone(),
+        version: state::SCHEMA,
         args: spec
             .process()
             .as_ref()
@@ -185,7 +187,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         publish_all: request.publish_all,
         exposed: request.exposed.clone(),
         rm: args.rm,
-        memory: args.memory.clone(),
+        log: LogOptions::parse(&args.log_opts)?,
     };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
@@ -254,11 +256,7 @@ fn foreground(
     interactive: bool,
 ) -> Result<u8> {
     let log_path = state::log_path(&container.paths, &config.id);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = LogFile::open(&log_path, config.log)?;
     let tty = config.tty();
     let output = Output::new(tty).context("creating a pipe")?;
     let (pid, started) = match setup(&mut container, found, config, signals, output.write_ends()) {
@@ -283,23 +281,26 @@ fn foreground(
         Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
         err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
     ];
-    let status = process::wait(pid, signals, relay, &mut streams, Some(log.as_fd()));
+    let status = process::wait(pid, signals, relay, &mut streams, Some(&log));
     drop(raw);
     let status = status.context("waiting for the container")?;
     let code = process::exit_code(status);
-    let oom = container.oom_killed();
-    if code == 137 && oom {
+    let oom = code == 137 && container.oom_killed();
+    if oom {
         eprintln!(
             "minibox: the container was killed by the OOM killer: it reached its memory limit{}",
             config
-                .memory
-                .as_deref()
-                .map(|m| format!(" (--memory {m})"))
+                .memory()
+                .map(|m| match m % (1 << 20) {
+                    0 => format!(" (--memory {}m)", m >> 20),
+                    _ => format!(" (--memory {m})"),
+                })
                 .unwrap_or_default()
         );
     }
-    container.exited(code, oom);
-    drop(container);
+    if let Err(e) = container.finish(End::Exited { code, oom }) {
+        eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
+    }
     Ok(code)
 }
 
@@ -343,7 +344,7 @@ pub fn detach(
                         match state::try_lock(&paths, &config.id) {
                             Ok(Some(lock)) => {
                                 let st = state::load_state(&paths, &config.id).unwrap_or_default();
-                                recover::recover(&paths, explain, &config.id, st, lock);
+                                lifecycle::recover(&paths, explain, &config.id, st, lock);
                             }
                             Ok(None) if Instant::now() < deadline => {
                                 std::thread::sleep(Duration::from_millis(5));
@@ -396,7 +397,7 @@ fn in_supervisor(
             let _ = report.write_all(&[0]);
             drop(report);
             let (out, err) = output.read_ends(started.pty);
-            let failure = container.hand_over(pid, out, err);
+            let failure = hand_over(&container, config.log, pid, out, err);
             // Not reached unless the exec failed: the container must not run unsupervised.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
@@ -449,7 +450,7 @@ pub fn setup(
 
     // The child bind-mounts these files early; the address line is added once the network is
     // wired (written in place, so the mounts see it).
-    let request = c.request(config);
+    let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
     let etc = etc_files(&dir).map_err(rt)?;
     state::write_etc(&etc, &config.hostname, host_network).map_err(rt)?;
@@ -474,6 +475,7 @@ pub fn setup(
     let prepared = (|| -> Result<()> {
         c.cgroup.as_ref().expect("created above").add(child.pid)?;
         c.state.pid = child.pid.as_raw();
+        c.state.pid_start = liveness::start_time(c.state.pid);
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
         }
@@ -519,123 +521,56 @@ pub fn setup(
     Ok((child.pid, started))
 }
 
-/// A container this process is in charge of (it holds the lock). On drop everything it holds
-/// on the host is released, and its records removed when it never started or has `--rm`;
-/// otherwise they stay, as exited.
-pub struct Container {
-    paths: Paths,
-    explain: bool,
-    id: String,
-    rm: bool,
-    pub state: State,
-    cgroup: Option<Cgroup>,
-    lock: Option<Lock>,
-    armed: bool,
-}
-
-impl Container {
-    pub fn new(paths: &Paths, explain: bool, config: &Config, lock: Lock, state: State) -> Self {
-        let mut state = state;
-        state.name = config.name.clone();
-        Self {
-            paths: paths.clone(),
-            explain,
-            id: config.id.clone(),
-            rm: config.rm,
-            state,
-            cgroup: None,
-            lock: Some(lock),
-            armed: true,
-        }
-    }
-
-    fn save(&self) -> Result<()> {
-        state::save_state(&self.paths, &self.id, &self.state)
-    }
-
-    /// What to ask of the network: the ports published last time when there were (`start`
-    /// keeps them), else what `run` asked.
-    fn request(&self, config: &Config) -> Request {
-        let reuse = !self.state.ports.is_empty();
-        Request {
-            mode: Mode::parse(&config.network),
-            publish: if reuse {
-                self.state.ports.clone()
-            } else {
-                config.publish.clone()
-            },
-            publish_all: config.publish_all && !reuse,
-            exposed: config.exposed.clone(),
-        }
-    }
-
-    fn oom_killed(&self) -> bool {
-        self.cgroup.as_ref().is_some_and(|c| c.oom_killed())
-    }
-
-    /// Records the exit (teardown follows on drop).
-    pub fn exited(&mut self, code: u8, oom: bool) {
-        self.state.exit_code = Some(code);
-        self.state.oom_killed = oom;
-        self.state.finished_at = Some(state::now_ns());
-        if let Err(e) = self.save() {
-            eprintln!("minibox: recording the exit of {:.12}: {e:#}", self.id);
-        }
-    }
-
-    /// Forgets the container without undoing anything: someone else is in charge now.
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-
-    /// Replaces this process with the container's supervisor, which keeps the lock and reads
-    /// the container's output from `out` (and `err`). Returns only if the exec failed.
-    fn hand_over(&mut self, pid: Pid, out: OwnedFd, err: Option<OwnedFd>) -> SetupError {
-        let lock = self.lock.as_ref().expect("held");
-        supervisor::exec(&supervisor::Handoff {
-            paths: &self.paths,
-            explain: self.explain,
-            id: &self.id,
-            pid,
-            lock: lock.as_fd(),
-            out: out.as_fd(),
-            err: err.as_ref().map(|e| e.as_fd()),
-        })
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        teardown::release_quickly(&self.paths, self.explain, &self.id, &mut self.state);
-        if self.rm || self.state.started_at.is_none() {
-            teardown::remove(&self.paths, &self.id, &self.state);
+/// What to ask of the network: the ports published last time when there were (`start` keeps
+/// them), else what `run` asked.
+fn request(st: &State, config: &Config) -> Request {
+    let reuse = !st.ports.is_empty();
+    Request {
+        mode: Mode::parse(&config.network),
+        // As `-p` values that publish them again.
+        publish: if reuse {
+            st.ports
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:{}:{}/{}",
+                        m.host_ip, m.host_port, m.container_port, m.proto
+                    )
+                })
+                .collect()
         } else {
-            self.state.status = Status::Exited;
-            if self.state.exit_code.is_none() {
-                self.state.exit_code = Some(process::EXIT_RUNTIME);
-                self.state.finished_at = Some(state::now_ns());
-            }
-            if let Err(e) = self.save() {
-                eprintln!("minibox: recording the exit of {:.12}: {e:#}", self.id);
-            }
-        }
-        drop(self.lock.take());
+            config.publish.clone()
+        },
+        publish_all: config.publish_all && !reuse,
+        exposed: config.exposed.clone(),
     }
 }
 
-/// The ports an attachment published, as `-p` values that publish them again.
-fn published(att: &network::Attachment) -> Vec<String> {
+/// Replaces this process with the container's supervisor, which keeps the lock and reads the
+/// container's output from `out` (and `err`). Returns only if the exec failed.
+fn hand_over(
+    c: &Container,
+    log: LogOptions,
+    pid: Pid,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+) -> SetupError {
+    supervisor::exec(&supervisor::Handoff {
+        paths: &c.paths,
+        explain: c.explain,
+        id: &c.id,
+        pid,
+        lock: c.lock(),
+        out: out.as_fd(),
+        err: err.as_ref().map(|e| e.as_fd()),
+        log,
+    })
+}
+
+/// The ports an attachment published.
+fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
     att.bridge
         .iter()
-        .flat_map(|b| b.ports.iter())
-        .map(|m| {
-            format!(
-                "{}:{}:{}/{}",
-                m.host_ip, m.host_port, m.container_port, m.proto
-            )
-        })
+        .flat_map(|b| b.ports.iter().copied())
         .collect()
 }

@@ -125,12 +125,38 @@ impl Cgroup {
         }
     }
 
-    /// Kills every process of the cgroup and waits (up to a second) until none is left.
-    pub fn kill_all(&self) {
+    /// Thaws the cgroup if it is frozen (v1 `freezer.state`, v2 `cgroup.freeze`), and waits
+    /// (up to a second) until it is: a frozen process acts on no signal, not even SIGKILL.
+    pub fn thaw(&self) -> Result<()> {
+        use cgroups_rs::freezer::{FreezerController, FreezerState};
+        let Some(freezer) = self.cg.controller_of::<FreezerController>() else {
+            return Ok(());
+        };
+        for _ in 0..100 {
+            match freezer.state() {
+                Ok(FreezerState::Thawed) | Err(_) => return Ok(()),
+                Ok(_) => {
+                    freezer
+                        .thaw()
+                        .with_context(|| format!("thawing cgroup {}", self.path))?;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(anyhow!(
+            "cgroup {} stays frozen: something freezes it again as it is thawed",
+            self.path
+        ))
+    }
+
+    /// Kills every process of the cgroup (thawed first) and waits (up to a second) until none
+    /// is left.
+    pub fn kill_all(&self) -> Result<()> {
+        let thawed = self.thaw();
         for _ in 0..100 {
             let procs = self.cg.procs();
             if procs.is_empty() {
-                return;
+                return Ok(());
             }
             for p in procs {
                 let _ = nix::sys::signal::kill(
@@ -140,7 +166,11 @@ impl Cgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        tracing::warn!("cgroup {}: processes survive SIGKILL", self.path);
+        thawed?;
+        Err(anyhow!(
+            "cgroup {}: its processes survive SIGKILL (stuck in the kernel?)",
+            self.path
+        ))
     }
 
     /// Moves the process into every hierarchy of the cgroup.

@@ -25,7 +25,7 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
 use super::error::{Kind, SetupError};
 pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
-use super::log::Stream;
+use super::log::{LogFile, Stream};
 use super::sync::{Channel, Message, FAIL, GO, PTY};
 use super::{init, mounts, security, tty};
 
@@ -563,7 +563,7 @@ pub fn wait(
     signals: &Signals,
     mut relay: Option<tty::Relay>,
     streams: &mut [Option<Stream>; 2],
-    log: Option<BorrowedFd>,
+    log: Option<&LogFile>,
 ) -> nix::Result<WaitStatus> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;

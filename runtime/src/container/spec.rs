@@ -161,9 +161,9 @@ pub fn volume(spec: &str) -> Result<Volume> {
     })
 }
 
-/// Docker's memory syntax: a number with an optional unit b, k, m, g, t (binary multiples).
-pub fn memory(value: &str) -> Result<i64> {
-    let bad = || anyhow::anyhow!("invalid --memory {value:?}: expected a size such as 64m or 1g");
+/// Docker's size syntax (go-units `RAMInBytes`): a positive number with an optional unit b,
+/// k, m, g, t (binary multiples, `kb`/`kib` alike). `None` when it is not one.
+pub fn size(value: &str) -> Option<u64> {
     let lower = value.trim().to_ascii_lowercase();
     let lower = lower
         .strip_suffix("ib")
@@ -183,18 +183,20 @@ pub fn memory(value: &str) -> Result<i64> {
         "m" => 20,
         "g" => 30,
         "t" => 40,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let n: f64 = digits.parse().map_err(|_| bad())?;
-    if !n.is_finite() || n <= 0.0 {
-        return Err(bad());
-    }
+    let n: f64 = digits.parse().ok()?;
     let bytes = n * (1u64 << shift) as f64;
-    if bytes < (6 << 20) as f64 {
+    (n.is_finite() && n > 0.0 && bytes <= i64::MAX as f64).then_some(bytes as u64)
+}
+
+/// `--memory`: a [`size`] of at least 6m, as Docker requires.
+pub fn memory(value: &str) -> Result<i64> {
+    let bytes = size(value).ok_or_else(|| {
+        anyhow::anyhow!("invalid --memory {value:?}: expected a size such as 64m or 1g")
+    })?;
+    if bytes < 6 << 20 {
         bail!("invalid --memory {value:?}: the minimum is 6m");
-    }
-    if bytes > i64::MAX as f64 {
-        return Err(bad());
     }
     Ok(bytes as i64)
 }
