@@ -110,20 +110,21 @@ def mkimage(out, megabytes):
     binaries, libraries and text, compressible the way a distribution's files are. Split into three
     layers (60, 30 and 10 % of the bytes) as image builders stack them, each gzip-compressed at
     level 6 as Docker and skopeo do."""
-    files = []
-    for top in ["/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/sbin", "/usr/share", "/usr/lib"]:
-        for root, dirs, names in os.walk(top):
-            dirs.sort()
-            for n in sorted(names):
-                path = os.path.join(root, n)
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue
-                size = os.path.getsize(path)
-                if 0 < size < 16 << 20 and os.access(path, os.R_OK):
-                    files.append((path, size))
+    def walk():
+        for top in ["/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/sbin", "/usr/share", "/usr/lib"]:
+            for root, dirs, names in os.walk(top):
+                dirs.sort()
+                for n in sorted(names):
+                    path = os.path.join(root, n)
+                    if not os.path.islink(path) and os.path.isfile(path):
+                        yield path
+
     seen, chosen, total = set(), [], 0
-    for path, size in files:
-        if path not in seen and total < megabytes << 20:
+    for path in walk():
+        if total >= megabytes << 20:
+            break
+        size = os.path.getsize(path)
+        if path not in seen and 0 < size < min(16 << 20, (megabytes << 20) // 8) and os.access(path, os.R_OK):
             seen.add(path)
             chosen.append(path)
             total += size
