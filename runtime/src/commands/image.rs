@@ -130,33 +130,8 @@ pub fn list(paths: &Paths, args: &ImagesArgs) -> Result<u8> {
             rows.push(row);
         }
     }
-    print!("{}", table(&rows));
+    print!("{}", super::table::render(&rows));
     Ok(0)
-}
-
-/// Columns padded to the widest cell plus three spaces, like Docker's tabwriter.
-fn table(rows: &[Vec<String>]) -> String {
-    let n = rows.first().map_or(0, Vec::len);
-    let mut widths = vec![0; n];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 < n {
-                line.push_str(&format!("{cell:<width$}", width = widths[i] + 3));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.

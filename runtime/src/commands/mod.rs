@@ -6,6 +6,7 @@ mod image;
 mod network;
 mod registry;
 mod run;
+mod table;
 
 use anyhow::Result;
 
