@@ -119,6 +119,7 @@ fn port_specs(conf: &NetConf) -> Result<Vec<PortSpec>> {
     conf.runtime_config
         .port_mappings
         .iter()
+        .filter(|p| p.host_port != 0)
         .map(|p| {
             let bad = |why: String| CniError::new(code::INVALID_CONFIG, why);
             let host_ip = match p.host_ip.as_str() {
@@ -133,8 +134,8 @@ fn port_specs(conf: &NetConf) -> Result<Vec<PortSpec>> {
                 .protocol
                 .parse()
                 .map_err(|e| bad(format!("portMappings: {e}")))?;
-            if p.host_port == 0 || p.container_port == 0 {
-                return Err(bad("portMappings: ports must be 1-65535".into()));
+            if p.container_port == 0 {
+                return Err(bad("portMappings: containerPort must be 1-65535".into()));
             }
             let one = |port| Range {
                 first: port,
