@@ -13,7 +13,7 @@ const BUSYBOX: &str = "/bin/busybox";
 /// A rootfs tarball with busybox and its applet links, `/etc/passwd` and `/etc/group` (root and a
 /// non-root user `app`, uid and gid 1000), `/tmp` (1777) and `/home/app`.
 pub fn busybox_tarball() -> PathBuf {
-    cached("busybox.tar", |out| write_rootfs(out, None))
+    cached("busybox.tar", |out| write_rootfs(out, &[]))
 }
 
 /// The busybox rootfs plus `/bin/web`, the Go web demo (`examples/go-web`), built statically.
@@ -21,7 +21,44 @@ pub fn web_tarball() -> PathBuf {
     cached("web.tar", |out| {
         let web = out.with_file_name("web");
         build_web(&web);
-        write_rootfs(out, Some(&web))
+        write_rootfs(out, &[("bin/web", &web)])
+    })
+}
+
+/// The busybox rootfs plus `/bin/probe` (see [`probe_binary`]).
+pub fn probe_tarball() -> PathBuf {
+    let probe = probe_binary();
+    let name = format!("{}.tar", probe.file_name().unwrap().to_string_lossy());
+    cached(&name, |out| write_rootfs(out, &[("bin/probe", &probe)]))
+}
+
+/// `tests/probe/main.rs`, the attacker's tool of the security tests, built statically with rustc
+/// alone (no crates) so that it runs in a busybox image.
+pub fn probe_binary() -> PathBuf {
+    let src = crate::workspace().join("tests/probe/main.rs");
+    // Cached under the source's hash: an edited probe is never run stale.
+    let hash = fs::read(&src)
+        .unwrap()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+    cached(&format!("probe-{hash:016x}"), |out| {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let status = Command::new(rustc)
+            .args([
+                "--edition",
+                "2021",
+                "-O",
+                "-C",
+                "target-feature=+crt-static",
+                "-o",
+            ])
+            .arg(out)
+            .arg(&src)
+            .status()
+            .expect("run rustc");
+        assert!(status.success(), "building {} failed", src.display());
     })
 }
 
@@ -63,7 +100,8 @@ fn build_web(out: &Path) {
     assert!(status.success(), "go build of {} failed", src.display());
 }
 
-fn write_rootfs(out: &Path, web: Option<&Path>) {
+/// The busybox rootfs, plus `extra` files (path in the image, file on the host), executable.
+fn write_rootfs(out: &Path, extra: &[(&str, &Path)]) {
     let mut tar = tar::Builder::new(File::create(out).unwrap());
     let dir = |tar: &mut tar::Builder<File>, path: &str, mode: u32, owner: u64| {
         let mut h = header(tar::EntryType::Directory, mode, owner);
@@ -104,8 +142,8 @@ fn write_rootfs(out: &Path, web: Option<&Path>) {
         0o644,
         b"root:x:0:\napp:x:1000:\nnogroup:x:65534:\n",
     );
-    if let Some(web) = web {
-        file(&mut tar, "bin/web", 0o755, &fs::read(web).unwrap());
+    for (path, from) in extra {
+        file(&mut tar, path, 0o755, &fs::read(from).unwrap());
     }
 
     let list = Command::new(BUSYBOX).arg("--list-full").output().unwrap();

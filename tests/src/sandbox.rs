@@ -214,6 +214,13 @@ impl Sandbox {
         .ok();
     }
 
+    /// Imports the busybox fixture with the security tests' `/bin/probe` as `probe`.
+    pub fn import_probe(&self) {
+        let tar = crate::fixtures::probe_tarball();
+        self.minibox(&["import", tar.to_str().unwrap(), "probe"])
+            .ok();
+    }
+
     /// Waits for network teardowns that minibox finishes in the background: they hold the
     /// network lock until the rules and records are gone, and the kernel frees the veth of a
     /// dropped netns shortly after (a veth still there after 2 s is reported as left behind).

@@ -185,6 +185,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "NetworkMode": c.network,
             "AutoRemove": c.rm,
             "Privileged": spec.privileged,
+            "SecurityOpt": (!c.security_opt.is_empty()).then_some(&c.security_opt),
             "Memory": c.limits.memory.unwrap_or(0),
             "PidsLimit": c.limits.pids.unwrap_or(0),
             "CgroupParent": c.cgroup_parent,

@@ -10,7 +10,7 @@ use crate::container::log::Stream;
 use crate::container::process::{self, Failure, Signals};
 use crate::container::spec::{self, ImageConfig};
 use crate::container::state::{self, Status};
-use crate::container::tty;
+use crate::container::{seccomp, tty};
 use crate::paths::Paths;
 
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
@@ -40,9 +40,12 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
     s.interactive = args.process.interactive;
     s.init = false;
 
+    let seccomp = (s.seccomp.as_ref())
+        .map(|f| seccomp::compile_cached(f, &paths.seccomp_cache()))
+        .transpose()?;
     let signals = Signals::block().context("blocking signals")?;
     let pid = nix::unistd::Pid::from_raw(st.pid);
-    let child = process::spawn_exec(pid, cgroup, &s, &signals)
+    let child = process::spawn_exec(pid, cgroup, &s, &signals, seccomp.as_ref())
         .with_context(|| format!("entering container {}", args.container))?;
     let started = match child.started() {
         Ok(s) => s,

@@ -23,7 +23,7 @@ use crate::container::process::{self, Failure, Launch, Signals, Started};
 use crate::container::recover::{self, fault};
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State, Status};
-use crate::container::{image, supervisor, teardown, tty};
+use crate::container::{image, seccomp, security_opt, supervisor, teardown, tty};
 use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
@@ -34,6 +34,7 @@ struct Plan {
     limits: Limits,
     spec: Spec,
     request: Request,
+    security_opt: Vec<String>,
 }
 
 fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
@@ -49,6 +50,7 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         .map(|v| spec::volume(v))
         .collect::<Result<Vec<_>>>()?;
     let caps = spec::capabilities(&args.cap_add, &args.cap_drop, args.privileged)?;
+    let security = security_opt::parse(&args.security_opt)?;
     if let Some(name) = &args.name {
         state::check_name(name)?;
     }
@@ -79,6 +81,9 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
             .unwrap_or_else(|| found.config.user.clone()),
         hostname,
         volumes,
+        seccomp: security.seccomp_for(&caps, args.privileged)?,
+        // Today's default, on unless --privileged.
+        no_new_privileges: security.no_new_privileges || !args.privileged,
         caps,
         privileged: args.privileged,
         tty: args.process.tty,
@@ -99,6 +104,7 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         limits,
         spec,
         request,
+        security_opt: security.given,
     })
 }
 
@@ -109,6 +115,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         limits,
         spec,
         request,
+        security_opt,
     } = plan(paths, &args)?;
     let mut config = Config {
         id: id.clone(),
@@ -129,6 +136,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         exposed: request.exposed.clone(),
         rm: args.rm,
         memory: args.memory.clone(),
+        security_opt,
     };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
@@ -375,6 +383,10 @@ pub fn setup(
     let spec = &config.spec;
     state::write_etc(&state_dir, &spec.hostname, host_network).map_err(rt)?;
 
+    let seccomp = (spec.seccomp.as_ref())
+        .map(|s| seccomp::compile_cached(s, &paths.seccomp_cache()))
+        .transpose()
+        .map_err(|e| Failure::runtime(e.to_string()))?;
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t);
     let launch = Launch {
         spec,
@@ -383,6 +395,7 @@ pub fn setup(
         mount_rootfs: &mount_rootfs,
         signals,
         output,
+        seccomp: seccomp.as_ref(),
     };
     let child = process::spawn(&launch).map_err(rt)?;
     fault("spawned");

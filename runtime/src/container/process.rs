@@ -18,6 +18,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use super::log::Stream;
+use super::seccomp::Program;
 use super::spec::Spec;
 use super::sync::{Channel, Message, FAIL, GO, PTY};
 use super::{init, mounts, security, tty, user};
@@ -90,6 +91,8 @@ pub struct Launch<'a> {
     /// Where the container's stdout and stderr go (the write ends of the pipes its output is
     /// logged from), unless it has a terminal.
     pub output: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
+    /// The seccomp filter, compiled.
+    pub seccomp: Option<&'a Program>,
 }
 
 /// The parent's handle on the cloned child.
@@ -246,17 +249,25 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
 
-    finish_and_exec(spec, channel, launch.signals, (rows, cols), true)
+    finish_and_exec(
+        spec,
+        channel,
+        launch.signals,
+        (rows, cols),
+        true,
+        launch.seccomp,
+    )
 }
 
 /// The common end of `run` and `exec`: working directory, identity, terminal, limits,
-/// capabilities, no_new_privs, then exec.
+/// capabilities, no_new_privs, seccomp, then exec.
 fn finish_and_exec(
     spec: &Spec,
     channel: &Channel,
     signals: &Signals,
     (rows, cols): (u16, u16),
     die_with_parent: bool,
+    seccomp: Option<&Program>,
 ) -> Result<Infallible, Failure> {
     let who = user::lookup(&spec.user)?;
     enter_workdir(&spec.cwd)?;
@@ -277,15 +288,25 @@ fn finish_and_exec(
     }
 
     security::set_rlimits()?;
+    // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the switch of user
+    // drops: then it is loaded before, as runc does (the profile must allow the steps after).
+    // With it, it is loaded last, so a profile constrains the container and not its set-up.
+    let (early, last) = match spec.no_new_privileges {
+        true => (None, seccomp),
+        false => (seccomp, None),
+    };
+    let load = |p: Option<&Program>| p.map_or(Ok(()), |p| p.load()).map_err(|e| e.to_string());
+    load(early)?;
     security::switch_user(&who, &spec.caps)?;
     if die_with_parent {
         security::die_with_parent()?;
     }
-    if !spec.privileged {
+    if spec.no_new_privileges {
         security::set_no_new_privs()?;
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     security::cloexec_from_3()?;
+    load(last)?;
 
     if spec.init {
         init::start(spec.tty, &signals.set);
@@ -295,12 +316,14 @@ fn finish_and_exec(
 }
 
 /// `exec`: a new process in the namespaces and cgroup of the container whose PID 1 is `target`,
-/// set up as the container's own (user, capabilities, no_new_privs), non-dumpable until exec.
+/// set up as the container's own (user, capabilities, no_new_privs, seccomp), non-dumpable until
+/// exec.
 pub fn spawn_exec(
     target: Pid,
     cgroup: &str,
     spec: &Spec,
     signals: &Signals,
+    seccomp: Option<&Program>,
 ) -> anyhow::Result<Child> {
     use anyhow::Context;
     let open = |ns: &str| {
@@ -339,7 +362,7 @@ pub fn spawn_exec(
                     nix::sched::setns(fd, *flag)
                         .map_err(|e| format!("joining the container's {name} namespace: {e}"))?;
                 }
-                finish_and_exec(spec, &child_end, signals, size, false)
+                finish_and_exec(spec, &child_end, signals, size, false, seccomp)
             })
         }
         nix::unistd::ForkResult::Parent { child } => Ok(Child {

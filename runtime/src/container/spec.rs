@@ -40,6 +40,12 @@ pub struct Spec {
     pub volumes: Vec<Volume>,
     pub caps: CapsHashSet,
     pub privileged: bool,
+    /// The seccomp filter in its OCI form; none when unconfined.
+    #[serde(default)]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// Set no_new_privs: setuid and file capabilities then grant nothing.
+    #[serde(default)]
+    pub no_new_privileges: bool,
     pub tty: bool,
     pub interactive: bool,
     pub init: bool,

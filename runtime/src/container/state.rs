@@ -41,6 +41,9 @@ pub struct Config {
     pub rm: bool,
     /// `--memory` as given (for the OOM message).
     pub memory: Option<String>,
+    /// `--security-opt` as given, a seccomp profile's path replaced by its content (as Docker).
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 /// Where a container is in its life.
