@@ -1,17 +1,15 @@
-//! minibox: a small container runtime that runs a process in its own network stack.
+//! minibox: a small container runtime that runs a process in its own network stack. This binary
+//! is the Docker-style command line: it parses, calls the library (`lib.rs`) and prints.
 
 mod cli;
 mod commands;
-mod container;
-mod network;
-mod paths;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Docker's code for "the runtime itself failed".
-pub const EXIT_RUNTIME: u8 = 125;
+// The library's modules, under the same paths the commands have always used.
+use minibox::container::process::EXIT_RUNTIME;
+use minibox::{container, network, paths};
 
 fn main() -> ExitCode {
     // A container's supervisor: exec'd by `run -d`, kept lean (no command line parsing).
