@@ -10,7 +10,7 @@
 mod filter;
 mod profile;
 
-pub use filter::{compile_cached, Program};
+pub use filter::{compile, compile_cached, Program};
 pub use profile::{docker_default, from_docker_profile, Host};
 
 #[derive(Debug, thiserror::Error)]
