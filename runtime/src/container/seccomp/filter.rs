@@ -34,6 +34,10 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Program, Error> {
     };
     let default = action(seccomp.default_action(), seccomp.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(fail("creating the filter"))?;
+    // A binary tree of syscall numbers instead of a list: far fewer instructions run per call,
+    // and the kernel's per-syscall verdict cache, computed when the filter is loaded, is built
+    // in a fraction of the time.
+    ctx.set_ctl_optimize(2).map_err(fail("optimising"))?;
     for arch in seccomp.architectures().iter().flatten() {
         let name = arch.to_string();
         let arch = ScmpArch::from_str(&name).map_err(fail(&name))?;
@@ -257,32 +261,112 @@ fn instructions(bytes: &[u8]) -> Vec<libc::sock_filter> {
 mod tests {
     use super::super::profile::{docker_default, Host};
     use super::*;
-    use std::time::Instant;
+
+    /// Runs `f` in a forked child with no_new_privs set (so that loading needs no privilege)
+    /// and returns its exit code.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only runs `f` and leaves without the parent's exit handlers.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: a plain prctl.
+                    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                    f()
+                }))
+                .unwrap_or(99);
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    fn errno_of(r: libc::c_long) -> i32 {
+        if r < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        } else {
+            0
+        }
+    }
 
     #[test]
-    fn compiles_docker_default() {
+    fn docker_default_loads_and_answers_as_docker() {
         let caps = crate::container::spec::DEFAULT_CAPS.into_iter().collect();
-        let host = Host::current();
-        let t = Instant::now();
-        let p = docker_default(&caps, &host);
-        let converted = t.elapsed();
-        let prog = compile(&p).unwrap();
-        eprintln!(
-            "convert {:?}, compile {:?}, {} instructions",
-            converted,
-            t.elapsed() - converted,
-            prog.code.len()
-        );
-        assert!(prog.code.len() > 100);
-
+        let p = docker_default(&caps, &Host::current());
         let dir = std::env::temp_dir().join(format!("minibox-bpf-{}", std::process::id()));
-        let first = compile_cached(&p, &dir).unwrap();
-        let t = Instant::now();
+        let prog = compile_cached(&p, &dir).unwrap();
+        // The second time from the cache, the same program.
         let again = compile_cached(&p, &dir).unwrap();
-        eprintln!("cached {:?}", t.elapsed());
-        assert_eq!(first.to_bytes(), prog.to_bytes());
         assert_eq!(again.to_bytes(), prog.to_bytes());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+
+        // SAFETY (all three): raw system calls with integer arguments.
+        let unshare = || errno_of(unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) });
+        let clone3 = || errno_of(unsafe { libc::syscall(libc::SYS_clone3, 0, 0) });
+        let getpid = || errno_of(unsafe { libc::syscall(libc::SYS_getpid) });
+        let code = in_child(|| {
+            prog.load().unwrap();
+            (unshare() == libc::EPERM && clone3() == libc::ENOSYS && getpid() == 0) as i32
+        });
+        assert_eq!(code, 1);
+    }
+
+    #[test]
+    fn rules_with_arguments_and_errnos() {
+        // mkdir refused with EACCES; personality allowed for 0 only (one rule, two argument
+        // conditions on different arguments); umask refused for two values (the same argument
+        // twice: separate rules).
+        let p: LinuxSeccomp = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["mkdir","mkdirat","no_such_call"],"action":"SCMP_ACT_ERRNO","errnoRet":13},
+                {"names":["getpriority"],"action":"SCMP_ACT_ERRNO","errnoRet":22,
+                 "args":[{"index":0,"value":0,"op":"SCMP_CMP_EQ"},{"index":1,"value":0,"op":"SCMP_CMP_NE"}]},
+                {"names":["umask"],"action":"SCMP_ACT_ERRNO","errnoRet":33,
+                 "args":[{"index":0,"value":18,"op":"SCMP_CMP_EQ"},{"index":0,"value":63,"op":"SCMP_CMP_EQ"}]},
+                {"names":["setpgid"],"action":"SCMP_ACT_ERRNO","errnoRet":34,
+                 "args":[{"index":0,"value":4095,"valueTwo":7,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+        )
+        .unwrap();
+        let prog = compile(&p).unwrap();
+        let code = in_child(|| {
+            prog.load().unwrap();
+            // SAFETY (all): raw system calls with valid arguments; the child is thrown away.
+            let call = |n: libc::c_long, a: libc::c_long, b: libc::c_long| {
+                errno_of(unsafe { libc::syscall(n, a, b) })
+            };
+            let results = [
+                call(libc::SYS_mkdir, c"/nonexistent/x".as_ptr() as _, 0o755) == libc::EACCES,
+                call(libc::SYS_getpriority, 0, 0) == 0,
+                call(libc::SYS_getpriority, 0, 1) == libc::EINVAL,
+                call(libc::SYS_getpriority, 1, 1) != libc::EINVAL,
+                call(libc::SYS_umask, 0o22, 0) == 33,
+                call(libc::SYS_umask, 0o77, 0) == 33,
+                call(libc::SYS_umask, 0o27, 0) == 0,
+                call(libc::SYS_setpgid, 0x1007, 0) == 34,
+                call(libc::SYS_setpgid, 0x1006, 0) != 34,
+            ];
+            results
+                .iter()
+                .enumerate()
+                .find(|(_, ok)| !**ok)
+                .map_or(0, |(i, _)| 10 + i as i32)
+        });
+        assert_eq!(code, 0, "check {} failed", code - 10);
+    }
+
+    #[test]
+    fn unsupported_actions_are_refused() {
+        let p: LinuxSeccomp = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        )
+        .unwrap();
+        let e = compile(&p).err().unwrap().to_string();
+        assert!(e.contains("SCMP_ACT_NOTIFY"), "{e}");
+        assert!(Program::from_bytes(&[0; 12]).is_none());
     }
 }
