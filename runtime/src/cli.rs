@@ -330,6 +330,10 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Bound the log as Docker's json-file driver: max-size=SIZE (rotate at), max-file=N
+    /// (files kept). Default: max-size=20m, max-file=5.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
     /// The image.
     pub image: String,
     /// The command and its arguments (default: the image's).

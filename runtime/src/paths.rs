@@ -1,6 +1,9 @@
 //! Where minibox keeps things: persistent data under `--root`, volatile state under `--runroot`.
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -16,6 +19,31 @@ impl Paths {
             root: root.to_path_buf(),
             runroot: runroot.to_path_buf(),
         }
+    }
+
+    /// Creates the root and the runroot closed to other users (0700), and tightens them where
+    /// an older minibox left them open (0755). Everything minibox keeps lies below these two, so
+    /// no other user reaches a setuid file or a device node of an image or of a container's
+    /// writable layer, a log, a config (with its `-e` secrets) or a lock (which anyone able to
+    /// open could hold, stalling every `run`). No mount needs traversal by other users: the
+    /// rootfs and the /etc files are mounted by root, and a container sees only its mounts.
+    pub fn secure(&self) -> Result<()> {
+        for dir in [&self.root, &self.runroot] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            let mode = std::fs::metadata(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("closing {} to other users", dir.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// The image store (an OCI image layout plus unpacked layers).

@@ -16,6 +16,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
+/// Ends this test binary, successfully, with a message, unless it runs as root: its tests drive
+/// the real binary as root (namespaces, cgroups, netfilter, mounts), which an ordinary user cannot
+/// do; `cargo test` as that user still runs every unit test. Called by [`Sandbox::new`] and the
+/// VM runner. Written straight to stderr: the test harness would swallow a captured line.
+pub fn require_root() {
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    use std::io::Write;
+    let exe = std::env::current_exe().unwrap_or_default();
+    let name = exe.file_name().unwrap_or_default().to_string_lossy();
+    let _ = writeln!(
+        std::io::stderr(),
+        "minibox-tests: {name}: skipped: the end-to-end tests run minibox as root (run cargo test \
+         as root, or `make test`); the unit tests need no privilege"
+    );
+    std::process::exit(0);
+}
+
 /// The workspace's root directory.
 pub fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()

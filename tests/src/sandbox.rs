@@ -88,6 +88,7 @@ impl std::fmt::Display for Out {
 
 impl Sandbox {
     pub fn new() -> Self {
+        crate::require_root();
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let unique = format!(
             "{}-{}",

@@ -86,6 +86,7 @@ impl VmRun {
 /// tarball at `/image.tar` and `minibox` on the PATH) and returns its console. Panics with the
 /// console's tail when qemu cannot start, or the VM does not finish within `timeout`.
 pub fn run(script: &str, timeout: Duration) -> VmRun {
+    crate::require_root();
     let (vmlinuz, modules) = kernel();
     let initrd = dir().join(format!("initrd-{}.cpio", std::process::id()));
     write_initramfs(&initrd, &modules, script);

@@ -545,3 +545,14 @@ fn run_d_of_a_missing_command_fails_like_run_and_leaves_nothing() {
     sb.minibox(&["rm", "-f", "bad"]).ok();
     sb.finish();
 }
+
+#[test]
+fn port_finds_containers_as_every_command_does() {
+    let sb = sandbox();
+    // Not a path into the store: a name or an id prefix, or nothing.
+    sb.minibox(&["port", "../../../../etc/hostname"])
+        .fails(125, "no such container");
+    sb.minibox(&["port", "nosuch"])
+        .fails(125, "no such container");
+    sb.finish();
+}

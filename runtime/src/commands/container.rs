@@ -4,18 +4,21 @@
 //! changes a container only under its lock.
 
 use std::io::{BufRead, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use super::run::{detach, Container};
+use super::resolve;
+use super::run::detach;
 use crate::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
+use crate::container::lifecycle::{self, Container};
+use crate::container::log::log_files;
 use crate::container::process::Signals;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, image, recover, teardown};
+use crate::container::{clock, image};
 use crate::paths::Paths;
 
 fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
@@ -27,9 +30,14 @@ fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
 
 /// Docker's `ps`.
 pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
-    let mut rows: Vec<(Config, State)> = state::ids(paths)
+    let mut rows: Vec<(state::Summary, State)> = state::ids(paths)
         .iter()
-        .filter_map(|id| load(paths, id).ok())
+        .filter_map(|id| {
+            Some((
+                state::load_summary(paths, id).ok()?,
+                state::load_state(paths, id).ok()?,
+            ))
+        })
         .filter(|(_, st)| args.all || st.status == Status::Running)
         .collect();
     rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
@@ -160,7 +168,12 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             json!({"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": mac}),
         );
     }
-    let spec = &c.spec;
+    let process = c.spec.as_ref().and_then(|s| s.process().as_ref());
+    let resources = c
+        .spec
+        .as_ref()
+        .and_then(|s| s.linux().as_ref())
+        .and_then(|l| l.resources().as_ref());
     json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
@@ -184,21 +197,21 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         "HostConfig": {
             "NetworkMode": c.network,
             "AutoRemove": c.rm,
-            "Privileged": spec.privileged,
+            "Privileged": c.privileged,
             "SecurityOpt": (!c.security_opt.is_empty()).then_some(&c.security_opt),
-            "Memory": c.limits.memory.unwrap_or(0),
-            "PidsLimit": c.limits.pids.unwrap_or(0),
+            "Memory": resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0),
+            "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
             "CgroupParent": c.cgroup_parent,
         },
         "Config": {
-            "Hostname": spec.hostname,
-            "User": spec.user,
-            "Tty": spec.tty,
-            "OpenStdin": spec.interactive,
-            "Env": spec.env,
+            "Hostname": c.hostname,
+            "User": c.user,
+            "Tty": c.tty(),
+            "OpenStdin": c.interactive,
+            "Env": process.and_then(|p| p.env().clone()).unwrap_or_default(),
             "Cmd": c.args,
             "Image": c.image_name,
-            "WorkingDir": spec.cwd,
+            "WorkingDir": process.map(|p| p.cwd().clone()).unwrap_or_default(),
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
         },
         "NetworkSettings": {
@@ -212,10 +225,10 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
     })
 }
 
-pub fn inspect(paths: &Paths, containers: &[String]) -> Result<u8> {
+pub fn inspect(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
     let mut docs = Vec::new();
     for what in containers {
-        let id = state::resolve(paths, what)?;
+        let id = resolve(paths, explain, what)?;
         let (c, st) = load(paths, &id).with_context(|| format!("container {what}"))?;
         docs.push(document(paths, &c, &st));
     }
@@ -261,22 +274,30 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
         ),
     };
     let path = state::log_path(paths, &id);
+    let kept = state::load_config(paths, &id).map_or(1, |c| c.log.max_file);
+    // The rotated files first, oldest first, then the one being written.
+    let mut lines: Vec<String> = Vec::new();
+    for rotated in log_files(&path, kept).iter().skip(1).rev() {
+        if let Ok(text) = std::fs::read_to_string(rotated) {
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let mut reader = std::io::BufReader::new(&mut file);
-    let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
+    let mut consumed = 0;
     while reader.read_line(&mut line)? > 0 {
         if !line.ends_with('\n') {
             break; // a record being written: -f picks it up
         }
+        consumed += line.len() as u64;
         lines.push(line.trim_end_matches('\n').to_string());
         line.clear();
     }
-    let consumed: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
     for l in &lines[skip..] {
         print_record(l, args.timestamps)?;
@@ -296,6 +317,20 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
             print_record(&pending[..end], args.timestamps)?;
             pending.drain(..=end);
         }
+        // Rotated: what was left of the old file is read; go on with the new one.
+        let rotated = std::fs::metadata(&path)
+            .is_ok_and(|m| m.ino() != file.metadata().map_or(0, |f| f.ino()));
+        if rotated {
+            if let Ok(new) = std::fs::File::open(&path) {
+                file = new;
+                continue;
+            }
+        }
+        // Truncated (a single file kept): start again from its beginning.
+        let at = file.stream_position()?;
+        if file.metadata().is_ok_and(|m| m.len() < at) {
+            file.seek(std::io::SeekFrom::Start(0))?;
+        }
         if done {
             return Ok(0);
         }
@@ -303,53 +338,11 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
     }
 }
 
-/// Waits until the owner of a container is gone (the container stopped and was torn down),
-/// up to `deadline`; recovers it if its owner died. True when it is stopped.
-fn wait_stopped(paths: &Paths, explain: bool, id: &str, deadline: Option<Instant>) -> bool {
-    loop {
-        match state::try_lock(paths, id) {
-            Ok(Some(lock)) => {
-                if let Ok(st) = state::load_state(paths, id) {
-                    if st.status != Status::Exited {
-                        recover::recover(paths, explain, id, st, lock);
-                    }
-                }
-                return true;
-            }
-            Ok(None) => {}
-            Err(_) => return true, // removed (--rm)
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn signal(st: &State, sig: Signal) -> Result<()> {
-    if st.pid <= 0 {
-        bail!("the container has no process yet");
-    }
-    nix::sys::signal::kill(Pid::from_raw(st.pid), sig).context("sending the signal")
-}
-
-fn stop_one(paths: &Paths, explain: bool, what: &str, secs: u64) -> Result<()> {
-    let id = state::resolve(paths, what)?;
-    let st = state::load_state(paths, &id)?;
-    if st.status == Status::Running {
-        let _ = signal(&st, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        if !wait_stopped(paths, explain, &id, Some(deadline)) {
-            let _ = signal(&st, Signal::SIGKILL);
-            wait_stopped(paths, explain, &id, None);
-        }
-    }
-    Ok(())
-}
-
 pub fn stop(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
     for what in &args.containers {
-        stop_one(paths, explain, what, args.time)?;
+        let id = resolve(paths, explain, what)?;
+        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+            .with_context(|| format!("stopping container {what}"))?;
         println!("{what}");
     }
     Ok(0)
@@ -370,55 +363,21 @@ fn parse_signal(s: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
-pub fn kill(paths: &Paths, args: &KillArgs) -> Result<u8> {
+pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
     let sig = parse_signal(&args.signal)?;
     for what in &args.containers {
-        let id = state::resolve(paths, what)?;
-        let st = state::load_state(paths, &id)?;
-        if st.status != Status::Running {
-            bail!("container {what} is not running");
-        }
-        signal(&st, sig).with_context(|| format!("container {what}"))?;
+        let id = resolve(paths, explain, what)?;
+        lifecycle::kill(paths, &id, sig).with_context(|| format!("container {what}"))?;
         println!("{what}");
     }
     Ok(0)
 }
 
-fn rm_one(paths: &Paths, explain: bool, what: &str, force: bool) -> Result<()> {
-    let id = state::resolve(paths, what)?;
-    let lock = match state::try_lock(paths, &id)? {
-        Some(lock) => lock,
-        None => {
-            if !force {
-                bail!("cannot remove container {what}: it is running; stop it first or use rm -f");
-            }
-            // Kill it until its owner lets go (one still being set up gets its PID later).
-            loop {
-                match state::try_lock(paths, &id) {
-                    Ok(Some(lock)) => break lock,
-                    Ok(None) => {}
-                    Err(_) => return Ok(()), // removed meanwhile (--rm)
-                }
-                if let Ok(st) = state::load_state(paths, &id) {
-                    let _ = signal(&st, Signal::SIGKILL);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
-    // Gone meanwhile: its supervisor removed it (--rm), or a concurrent rm did.
-    let Ok(mut st) = state::load_state(paths, &id) else {
-        return Ok(());
-    };
-    teardown::release(paths, explain, &id, &mut st);
-    teardown::remove(paths, &id, &st);
-    drop(lock);
-    Ok(())
-}
-
 pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
     for what in &args.containers {
-        rm_one(paths, explain, what, args.force)?;
+        let id = state::resolve(paths, what)?;
+        lifecycle::remove(paths, explain, &id, args.force)
+            .with_context(|| format!("cannot remove container {what}"))?;
         println!("{what}");
     }
     Ok(0)
@@ -432,7 +391,7 @@ fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Res
     let (config, mut st) = load(paths, &id)?;
     if st.status != Status::Exited {
         // Its owner died: undo what it held first.
-        recover::recover(paths, explain, &id, st, lock);
+        lifecycle::recover(paths, explain, &id, st, lock);
         return start_one(paths, explain, what, signals);
     }
     let found = image::find(paths, &config.image)?;
@@ -458,7 +417,9 @@ pub fn start(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> 
 pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
     let signals = Signals::block().context("blocking signals")?;
     for what in &args.containers {
-        stop_one(paths, explain, what, args.time)?;
+        let id = resolve(paths, explain, what)?;
+        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+            .with_context(|| format!("stopping container {what}"))?;
         let code = start_one(paths, explain, what, &signals)?;
         if code != 0 {
             return Ok(code);
@@ -476,7 +437,7 @@ pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
                 Ok(state::Released::Finished(code)) => break code,
                 // Recover it, unless someone took it over meanwhile.
                 Ok(state::Released::Orphaned) => {
-                    if !wait_stopped(paths, explain, &id, Some(Instant::now())) {
+                    if !lifecycle::wait_released(paths, explain, &id, Some(Instant::now())) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
@@ -492,47 +453,14 @@ pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
 }
 
 /// `system prune`: recovers containers whose owner died, and removes records no container
-/// owns any more (a persistent dir without state, a name without container).
+/// owns any more.
 pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
-    for id in recover::check(paths, explain) {
+    let pruned = lifecycle::prune(paths, explain);
+    for id in pruned.recovered {
         println!("recovered {id}");
     }
-    let mut live = state::ids(paths);
-    // A record without its config is what a removal killed halfway left.
-    live.retain(|id| {
-        if state::dir(paths, id).join("config.json").exists() {
-            return true;
-        }
-        let Ok(Some(lock)) = state::try_lock(paths, id) else {
-            return true; // being created
-        };
-        let mut st = state::load_state(paths, id).unwrap_or_default();
-        teardown::release(paths, explain, id, &mut st);
-        teardown::remove(paths, id, &st);
-        drop(lock);
+    for id in pruned.removed {
         println!("removed {id}");
-        false
-    });
-    for entry in std::fs::read_dir(paths.containers())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !live.contains(&id) {
-            teardown::remove(paths, &id, &state::State::default());
-            println!("removed {id}");
-        }
-    }
-    for entry in std::fs::read_dir(paths.root.join("names"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        if !live.contains(&owner.trim().to_string()) {
-            let _ = std::fs::remove_file(entry.path());
-        }
     }
     Ok(0)
 }

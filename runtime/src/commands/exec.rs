@@ -1,75 +1,116 @@
-//! `minibox exec`: a new process in a running container: all its namespaces, its cgroup, its
-//! capabilities and no_new_privs, its environment with `-e` on top.
+//! `minibox exec`: a new process in a running container: its Spec's namespaces, its cgroup, its
+//! capabilities and no_new_privs, its environment with `-e` on top. Its stdio is relayed through
+//! pipes (or its pty): the container never gets a descriptor of the caller's own files.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::ExecArgs;
-use crate::container::log::Stream;
-use crate::container::process::{self, Failure, Signals};
+use crate::container::lifecycle;
+use crate::container::log::{Output, Stream};
+use crate::container::process::{self, Signals, Stdio};
 use crate::container::spec::{self, ImageConfig};
-use crate::container::state::{self, Status};
-use crate::container::{seccomp, tty};
+use crate::container::state;
+use crate::container::{tty, user};
 use crate::paths::Paths;
 
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
     let id = state::resolve(paths, &args.container)?;
     let st = state::load_state(paths, &id)?;
     let config = state::load_config(paths, &id)?;
-    let (Status::Running, Some(cgroup)) = (st.status, st.cgroup.as_deref()) else {
+    // Joined only when its PID 1 is verified: a pid reused since would be a stranger's.
+    let (true, Some(cgroup)) = (lifecycle::running(&st), st.cgroup.as_deref()) else {
         bail!(
             "container {} is not running: start it first",
             args.container
         );
     };
-    let mut s = config.spec.clone();
+    let mut spec = config.runtime_spec()?.clone();
+    let mut process = spec.process().clone().unwrap_or_default();
     let base = ImageConfig {
-        env: s.env.clone(),
+        env: process.env().clone().unwrap_or_default(),
         ..Default::default()
     };
-    s.env = spec::environment(&base, &s.hostname, args.process.tty, &args.process.env)?;
-    s.args = args.command.clone();
+    process.set_env(Some(spec::environment(
+        &base,
+        &config.hostname,
+        args.process.tty,
+        &args.process.env,
+    )?));
+    process.set_args(Some(args.command.clone()));
     if let Some(w) = &args.process.workdir {
-        s.cwd = spec::workdir(&base, Some(w))?;
+        process.set_cwd(spec::workdir(&base, Some(w))?.into());
     }
     if let Some(u) = &args.process.user {
-        s.user = u.clone();
+        // Resolved in the container's own files, through its root as its PID 1 sees it.
+        let root = format!("/proc/{}/root", st.pid);
+        let who = user::lookup(u, &[Path::new(&root)]).map_err(anyhow::Error::msg)?;
+        let mut oci_user = process.user().clone();
+        oci_user.set_uid(who.uid);
+        oci_user.set_gid(who.gid);
+        oci_user.set_additional_gids(Some(who.groups));
+        process.set_user(oci_user);
+        // Capabilities as `run -u` gives them: none effective for a non-root user.
+        if let Some(caps) = process.capabilities().clone() {
+            let mut caps = caps;
+            let granted = match who.uid {
+                0 => caps.bounding().clone(),
+                _ => Some(Default::default()),
+            };
+            caps.set_effective(granted.clone());
+            caps.set_permitted(granted.clone());
+            caps.set_inheritable(granted);
+            process.set_capabilities(Some(caps));
+        }
     }
-    s.tty = args.process.tty;
-    s.interactive = args.process.interactive;
-    s.init = false;
+    process.set_terminal(Some(args.process.tty));
+    spec.set_process(Some(process));
 
-    let seccomp = (s.seccomp.as_ref())
-        .map(|f| seccomp::compile_cached(f, &paths.seccomp_cache()))
-        .transpose()?;
     let signals = Signals::block().context("blocking signals")?;
+    let tty = args.process.tty;
+    let output = Output::new(tty).context("creating a pipe")?;
+    let input = match (tty, args.process.interactive) {
+        (false, true) => {
+            Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?)
+        }
+        _ => None,
+    };
+    let stdio = Stdio {
+        input: input.as_ref().map(|(r, _)| r.as_fd()),
+        keep_stdin: false,
+        output: output.write_ends(),
+    };
     let pid = nix::unistd::Pid::from_raw(st.pid);
-    let child = process::spawn_exec(pid, cgroup, &s, &signals, seccomp.as_ref())
+    let child = process::spawn_exec(pid, cgroup, &spec, stdio, &paths.seccomp_cache())
         .with_context(|| format!("entering container {}", args.container))?;
+    // Only the container's process keeps its ends of the pipes.
+    let input: Option<OwnedFd> = input.map(|(_, w)| w);
     let started = match child.started() {
         Ok(s) => s,
-        Err(Failure { code, msg }) => {
+        Err(e) => {
             process::reap_blocking(child.pid);
-            eprintln!("minibox: {msg}");
-            return Ok(code);
+            eprintln!("minibox: {e}");
+            return Ok(e.exit_code());
         }
     };
-    let raw = (args.process.tty && args.process.interactive).then(tty::RawMode::enter);
-    // With a terminal its output is copied from the pty (not logged: Docker logs only the
-    // container's own process); without, the process writes to our stdout itself.
-    let stdout = std::io::stdout();
-    let (relay, mut streams) = match started.pty {
-        Some(master) => {
-            let input = master.try_clone().context("duplicating the terminal")?;
-            let output = Stream::new(master, b"stdout", Some(stdout.as_fd()));
-            (
-                Some(tty::Relay::new(input, args.process.interactive)),
-                [Some(output), None],
-            )
-        }
-        None => (None, [None, None]),
+    let raw = (tty && args.process.interactive).then(tty::RawMode::enter);
+    let relay = match (&started.pty, input) {
+        (Some(master), _) => Some(tty::Relay::new(
+            master.try_clone().context("duplicating the terminal")?,
+            args.process.interactive,
+        )),
+        (None, Some(pipe)) => Some(tty::Relay::new(pipe, true)),
+        (None, None) => None,
     };
+    // Copied to our stdout and stderr, not logged: Docker logs only the container's own process.
+    let (out, err) = output.read_ends(started.pty);
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let mut streams = [
+        Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
+        err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
+    ];
     let status = process::wait(child.pid, &signals, relay, &mut streams, None);
     drop(raw);
     Ok(process::exit_code(

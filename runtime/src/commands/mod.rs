@@ -14,10 +14,12 @@ use crate::paths::Paths;
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let paths = Paths::new(&cli.global.root, &cli.global.runroot);
     let explain = cli.global.explain;
-    // Undo what containers whose owner died still hold, before anything looks at them
-    // (`system prune` does it itself, and says what it found).
-    if !matches!(cli.command, Command::System(SystemCommand::Prune)) {
-        crate::container::recover::check(&paths, explain);
+    paths.secure()?;
+    // Commands that list containers or claim names, ports and addresses first undo what
+    // containers whose owner died still hold; a command on one container recovers only that
+    // one (`resolve`); image commands touch no container. `system prune` says what it found.
+    if sweeps(&cli.command) {
+        crate::container::lifecycle::recover_all(&paths, explain);
     }
     match cli.command {
         Command::Import(args) => image::import(&paths, args),
@@ -30,10 +32,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),
         Command::Ps(args) => container::ps(&paths, &args),
-        Command::Inspect { containers } => container::inspect(&paths, &containers),
+        Command::Inspect { containers } => container::inspect(&paths, explain, &containers),
         Command::Logs(args) => container::logs(&paths, &args),
         Command::Stop(args) => container::stop(&paths, explain, &args),
-        Command::Kill(args) => container::kill(&paths, &args),
+        Command::Kill(args) => container::kill(&paths, explain, &args),
         Command::Rm(args) => container::rm(&paths, explain, &args),
         Command::Start { containers } => container::start(&paths, explain, &containers),
         Command::Restart(args) => container::restart(&paths, explain, &args),
@@ -41,4 +43,20 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Exec(args) => exec::exec(&paths, args),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
     }
+}
+
+/// Whether `command` first recovers every container whose owner died.
+fn sweeps(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run(_) | Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
+    ) || matches!(command, Command::Image(ImageCommand::Rm(_)))
+}
+
+/// Finds a container by name, full id or unique id prefix, recovering it first if its owner
+/// died.
+fn resolve(paths: &Paths, explain: bool, what: &str) -> Result<String> {
+    let id = crate::container::state::resolve(paths, what)?;
+    crate::container::lifecycle::settle(paths, explain, &id);
+    Ok(id)
 }

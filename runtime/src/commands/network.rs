@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use minibox_netns::{Attachment, Proto};
 
 use crate::cli::{Global, NetworkCommand, PortArgs};
+use crate::container::state;
 use crate::network::{explainer, store};
 use crate::paths::Paths;
 
@@ -104,38 +105,12 @@ pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
 
 /// The `--name` recorded in a container's config.json, when it has one.
 fn container_name(paths: &Paths, id: &str) -> Option<String> {
-    let data = std::fs::read(paths.containers().join(id).join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
-    v["name"].as_str().map(str::to_string)
+    state::load_config(paths, id).ok()?.name
 }
 
-/// A container's network attachment by id, unique id prefix or name.
+/// A container's network attachment, the container found by name, full id or unique id prefix
+/// as every command finds it.
 fn find(paths: &Paths, container: &str) -> Result<Option<Attachment>> {
-    let id = resolve_id(paths, container)?;
+    let id = state::resolve(paths, container)?;
     Ok(store(paths).attachment(&id)?)
-}
-
-/// Container ids are the runtime's state directories (one per container, named by id) and the
-/// network store's records; names are claimed as files under `<root>/names` holding the id.
-fn resolve_id(paths: &Paths, container: &str) -> Result<String> {
-    if let Ok(id) = std::fs::read_to_string(paths.root.join("names").join(container)) {
-        return Ok(id.trim().to_string());
-    }
-    let mut ids: Vec<String> = std::fs::read_dir(paths.container_state())
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for a in store(paths).attachments()? {
-        if !ids.contains(&a.id) {
-            ids.push(a.id);
-        }
-    }
-    let matches: Vec<&String> = ids.iter().filter(|id| id.starts_with(container)).collect();
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => bail!("no such container: {container}"),
-        _ => bail!("{container} matches several containers: give more of the id"),
-    }
 }

@@ -17,13 +17,16 @@ use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::{Global, RunArgs};
-use crate::container::cgroups::{Cgroup, Limits};
-use crate::container::log::{Output, Stream};
-use crate::container::process::{self, Failure, Launch, Signals, Started};
-use crate::container::recover::{self, fault};
+use crate::container::cgroups::Cgroup;
+use crate::container::error::SetupError;
+use crate::container::lifecycle::{self, fault, Container, End};
+use crate::container::liveness;
+use crate::container::log::{LogFile, LogOptions, Output, Stream};
+use crate::container::process::{self, Launch, Signals, Started, Stdio};
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State, Status};
-use crate::container::{image, seccomp, security_opt, supervisor, teardown, tty};
+use crate::container::user;
+use crate::container::{image, security_opt, supervisor, tty};
 use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
@@ -31,19 +34,14 @@ use crate::paths::Paths;
 struct Plan {
     id: String,
     found: image::Found,
-    limits: Limits,
     spec: Spec,
     request: Request,
     security_opt: Vec<String>,
 }
 
 fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
-    let limits = Limits {
-        memory: args.memory.as_deref().map(spec::memory).transpose()?,
-        cpu_quota: args.cpus.as_deref().map(spec::cpu_quota).transpose()?,
-        pids: args.pids_limit.filter(|n| *n > 0),
-        restrict_devices: !args.privileged,
-    };
+    let memory = args.memory.as_deref().map(spec::memory).transpose()?;
+    let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
     let volumes = args
         .volumes
         .iter()
@@ -51,6 +49,7 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         .collect::<Result<Vec<_>>>()?;
     let caps = spec::capabilities(&args.cap_add, &args.cap_drop, args.privileged)?;
     let security = security_opt::parse(&args.security_opt)?;
+    let seccomp = security.seccomp_for(&caps, args.privileged)?;
     if let Some(name) = &args.name {
         state::check_name(name)?;
     }
@@ -65,7 +64,15 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
             .unwrap_or_else(|_| id[..12].to_string()),
         (None, _) => id[..12].to_string(),
     };
-    let spec = Spec {
+    let user_spec = args
+        .process
+        .user
+        .clone()
+        .unwrap_or_else(|| found.config.user.clone());
+    let layers = image::layers(&found);
+    let user = user::lookup(&user_spec, &layers).map_err(anyhow::Error::msg)?;
+    let dir = state::dir(paths, &id);
+    let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
         env: spec::environment(
             &found.config,
@@ -74,23 +81,26 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
             &args.process.env,
         )?,
         cwd: spec::workdir(&found.config, args.process.workdir.as_deref())?,
-        user: args
-            .process
-            .user
-            .clone()
-            .unwrap_or_else(|| found.config.user.clone()),
-        hostname,
-        volumes,
-        seccomp: security.seccomp_for(&caps, args.privileged)?,
-        // Today's default, on unless --privileged.
-        no_new_privileges: security.no_new_privileges || !args.privileged,
+        user,
         caps,
-        privileged: args.privileged,
         tty: args.process.tty,
-        interactive: args.process.interactive,
-        init: args.init,
-        own_netns: mode.new_netns(),
+        // On unless --privileged, or asked for.
+        no_new_privileges: security.no_new_privileges || !args.privileged,
     };
+    let spec = spec::build(&spec::Options {
+        process,
+        hostname,
+        root: &dir.join("rootfs"),
+        etc: &etc_dir(&dir),
+        volumes: &volumes,
+        privileged: args.privileged,
+        own_netns: mode.new_netns(),
+        cgroup: Cgroup::path_for(&args.cgroup_parent, &id)?,
+        memory,
+        cpu_quota,
+        pids: args.pids_limit.filter(|n| *n > 0),
+        seccomp,
+    })?;
     let request = Request {
         mode,
         publish: args.publish.clone(),
@@ -101,41 +111,83 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
     Ok(Plan {
         id,
         found,
-        limits,
         spec,
         request,
         security_opt: security.given,
     })
 }
 
+/// Where a container's /etc/hostname, /etc/hosts and /etc/resolv.conf live on the host: a
+/// small tmpfs of its own (see [`etc_files`]).
+fn etc_dir(container_dir: &std::path::Path) -> std::path::PathBuf {
+    container_dir.join("etc")
+}
+
+/// Mounts the container's small tmpfs for its /etc files, unless an earlier start did: bound
+/// writable into the container, they cannot grow the host's memory by more than its size. It
+/// lives in the container's directory, whose removal unmounts it.
+fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = etc_dir(container_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(&dir) == dev(container_dir) {
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("size=1m,nr_inodes=16,mode=755"),
+        )
+        .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     let Plan {
         id,
         found,
-        limits,
         spec,
         request,
         security_opt,
     } = plan(paths, &args)?;
+    if global.explain {
+        explain_spec(&spec)?;
+    }
     let mut config = Config {
         id: id.clone(),
         name: args.name.clone(),
         image: found.id.clone(),
         image_name: args.image.clone(),
-        args: spec.args.clone(),
-        hostname: spec.hostname.clone(),
+        version: state::SCHEMA,
+        args: spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default(),
+        hostname: spec.hostname().clone().unwrap_or_default(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        spec,
-        limits,
+        spec: Some(spec),
+        user: args
+            .process
+            .user
+            .clone()
+            .unwrap_or(found.config.user.clone()),
+        privileged: args.privileged,
+        interactive: args.process.interactive,
+        init: args.init,
         cgroup_parent: args.cgroup_parent.clone(),
         network: args.network.clone(),
         publish: request.publish.clone(),
         publish_all: request.publish_all,
         exposed: request.exposed.clone(),
         rm: args.rm,
-        memory: args.memory.clone(),
+        log: LogOptions::parse(&args.log_opts)?,
         security_opt,
     };
 
@@ -165,6 +217,20 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     )
 }
 
+/// `--explain`: the container's OCI runtime config, as comment lines ahead of the network's
+/// commands (so the whole stays a script that can be replayed).
+fn explain_spec(spec: &Spec) -> Result<()> {
+    let json = serde_json::to_string_pretty(spec)?;
+    let mut out = String::from("# The container's OCI runtime config (config.json):\n");
+    for line in json.lines() {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    eprint!("{out}");
+    Ok(())
+}
+
 /// Records a container run without `--name` under a generated name (retrying on a collision).
 fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
     let mut attempt = 0;
@@ -191,21 +257,18 @@ fn foreground(
     interactive: bool,
 ) -> Result<u8> {
     let log_path = state::log_path(&container.paths, &config.id);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let output = Output::new(config.spec.tty).context("creating a pipe")?;
+    let log = LogFile::open(&log_path, config.log)?;
+    let tty = config.tty();
+    let output = Output::new(tty).context("creating a pipe")?;
     let (pid, started) = match setup(&mut container, found, config, signals, output.write_ends()) {
         Ok(s) => s,
-        Err(Failure { code, msg }) => {
+        Err(e) => {
             drop(container);
-            eprintln!("minibox: {msg}");
-            return Ok(code);
+            eprintln!("minibox: {e}");
+            return Ok(e.exit_code());
         }
     };
-    let raw = (config.spec.tty && interactive).then(tty::RawMode::enter);
+    let raw = (tty && interactive).then(tty::RawMode::enter);
     let relay = match &started.pty {
         Some(master) => Some(tty::Relay::new(
             master.try_clone().context("duplicating the terminal")?,
@@ -219,23 +282,26 @@ fn foreground(
         Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
         err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
     ];
-    let status = process::wait(pid, signals, relay, &mut streams, Some(log.as_fd()));
+    let status = process::wait(pid, signals, relay, &mut streams, Some(&log));
     drop(raw);
     let status = status.context("waiting for the container")?;
     let code = process::exit_code(status);
-    let oom = container.oom_killed();
-    if code == 137 && oom {
+    let oom = code == 137 && container.oom_killed();
+    if oom {
         eprintln!(
             "minibox: the container was killed by the OOM killer: it reached its memory limit{}",
             config
-                .memory
-                .as_deref()
-                .map(|m| format!(" (--memory {m})"))
+                .memory()
+                .map(|m| match m % (1 << 20) {
+                    0 => format!(" (--memory {}m)", m >> 20),
+                    _ => format!(" (--memory {m})"),
+                })
                 .unwrap_or_default()
         );
     }
-    container.exited(code, oom);
-    drop(container);
+    if let Err(e) = container.finish(End::Exited { code, oom }) {
+        eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
+    }
     Ok(code)
 }
 
@@ -264,9 +330,11 @@ pub fn detach(
             let _ = std::fs::File::from(report_r).read_to_end(&mut report);
             match report.split_first() {
                 Some((0, _)) => Ok(0),
-                Some((code, msg)) => {
-                    eprintln!("minibox: {}", String::from_utf8_lossy(msg));
-                    Ok(*code)
+                Some(_) => {
+                    let e = SetupError::decode(&report)
+                        .unwrap_or_else(|| SetupError::new("the supervisor's report is garbled"));
+                    eprintln!("minibox: {e}");
+                    Ok(e.exit_code())
                 }
                 None => {
                     // It died: once it is gone, and the container's process it may have
@@ -277,7 +345,7 @@ pub fn detach(
                         match state::try_lock(&paths, &config.id) {
                             Ok(Some(lock)) => {
                                 let st = state::load_state(&paths, &config.id).unwrap_or_default();
-                                recover::recover(&paths, explain, &config.id, st, lock);
+                                lifecycle::recover(&paths, explain, &config.id, st, lock);
                             }
                             Ok(None) if Instant::now() < deadline => {
                                 std::thread::sleep(Duration::from_millis(5));
@@ -304,8 +372,8 @@ fn in_supervisor(
     report: OwnedFd,
 ) -> ! {
     let _ = nix::unistd::setsid();
-    let result = (|| -> Result<(Pid, Started, Output), Failure> {
-        let fail = |what: &str, e: nix::Error| Failure::runtime(format!("{what}: {e}"));
+    let result = (|| -> Result<(Pid, Started, Output), SetupError> {
+        let fail = SetupError::sys;
         // `--explain` lines are for the user; this process's own stdio goes nowhere.
         let user_stderr =
             nix::fcntl::fcntl(std::io::stderr(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
@@ -315,12 +383,12 @@ fn in_supervisor(
             .read(true)
             .write(true)
             .open("/dev/null")
-            .map_err(|e| Failure::runtime(format!("opening /dev/null: {e}")))?;
+            .map_err(|e| SetupError::io("opening /dev/null", &e))?;
         for to in 0..3 {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), to) };
         }
-        let output = Output::new(config.spec.tty).map_err(|e| fail("creating a pipe", e))?;
+        let output = Output::new(config.tty()).map_err(|e| fail("creating a pipe", e))?;
         let (pid, started) = setup(&mut container, found, config, signals, output.write_ends())?;
         Ok((pid, started, output))
     })();
@@ -330,18 +398,16 @@ fn in_supervisor(
             let _ = report.write_all(&[0]);
             drop(report);
             let (out, err) = output.read_ends(started.pty);
-            let failure = container.hand_over(pid, out, err);
+            let failure = hand_over(&container, config.log, pid, out, err);
             // Not reached unless the exec failed: the container must not run unsupervised.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
-            tracing::error!("{}", failure.msg);
+            tracing::error!("{failure}");
         }
-        Err(Failure { code, msg }) => {
+        Err(e) => {
             // Undone before the report, so that `run` returns with nothing left.
             drop(container);
-            let mut out = vec![code];
-            out.extend(msg.as_bytes());
-            let _ = report.write_all(&out);
+            let _ = report.write_all(&e.encode());
             drop(report);
             // SAFETY: leaving the forked process without the parent's exit handlers.
             unsafe { libc::_exit(0) }
@@ -360,44 +426,50 @@ pub fn setup(
     config: &Config,
     signals: &Signals,
     output: Option<(BorrowedFd, BorrowedFd)>,
-) -> Result<(Pid, Started), Failure> {
-    let rt = |e: anyhow::Error| Failure::runtime(format!("{e:#}"));
+) -> Result<(Pid, Started), SetupError> {
+    let rt = |e: anyhow::Error| SetupError::new(format!("{e:#}"));
+    let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
     let id = config.id.clone();
     let dir = state::dir(&paths, &id);
-    let state_dir = state::state_dir(&paths, &id);
     let target = dir.join("rootfs");
     std::fs::create_dir_all(&target)
-        .map_err(|e| Failure::runtime(format!("creating {}: {e}", target.display())))?;
+        .map_err(|e| SetupError::io(format!("creating {}", target.display()), &e))?;
     let rootfs = image::prepare(found, &dir).map_err(rt)?;
     fault("rootfs");
-    c.state.cgroup = Some(Cgroup::path_for(&config.cgroup_parent, &id).map_err(rt)?);
+    let linux = spec.linux().clone().unwrap_or_default();
+    let cgroup = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(|| SetupError::new("the Spec gives no cgroupsPath"))?;
+    c.state.cgroup = Some(cgroup.clone());
     c.save().map_err(rt)?;
-    c.cgroup = Some(Cgroup::create(&config.cgroup_parent, &id, &config.limits).map_err(rt)?);
+    let resources = linux.resources().clone().unwrap_or_default();
+    c.cgroup = Some(Cgroup::create(&cgroup, &resources).map_err(rt)?);
     fault("cgroup");
 
     // The child bind-mounts these files early; the address line is added once the network is
     // wired (written in place, so the mounts see it).
-    let request = c.request(config);
+    let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
-    let spec = &config.spec;
-    state::write_etc(&state_dir, &spec.hostname, host_network).map_err(rt)?;
+    let etc = etc_files(&dir).map_err(rt)?;
+    state::write_etc(&etc, &config.hostname, host_network).map_err(rt)?;
 
-    let seccomp = (spec.seccomp.as_ref())
-        .map(|s| seccomp::compile_cached(s, &paths.seccomp_cache()))
-        .transpose()
-        .map_err(|e| Failure::runtime(e.to_string()))?;
-    let mount_rootfs = |t: &std::path::Path| rootfs.mount(t);
+    let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
         spec,
-        rootfs_target: &target,
-        state_dir: &state_dir,
-        mount_rootfs: &mount_rootfs,
+        mount_rootfs: Some(&mount_rootfs),
         signals,
-        output,
-        seccomp: seccomp.as_ref(),
+        stdio: Stdio {
+            input: None,
+            keep_stdin: config.interactive,
+            output,
+        },
+        init: config.init,
+        seccomp_cache: &paths.seccomp_cache(),
     };
-    let child = process::spawn(&launch).map_err(rt)?;
+    let child = process::spawn(&launch)?;
     fault("spawned");
 
     // The child sets up its filesystem while it is placed in its cgroup and its network is
@@ -405,21 +477,22 @@ pub fn setup(
     let prepared = (|| -> Result<()> {
         c.cgroup.as_ref().expect("created above").add(child.pid)?;
         c.state.pid = child.pid.as_raw();
+        c.state.pid_start = liveness::start_time(c.state.pid);
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
         }
         c.save()?;
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), false) = (attachment.address, host_network) {
-            let names = state::host_names(&spec.hostname, config.name.as_deref(), &id);
-            state::write_hosts(&state_dir, &names, Some(address))?;
+            let names = state::host_names(&config.hostname, config.name.as_deref(), &id);
+            state::write_hosts(&etc, &names, Some(address))?;
         }
         c.state.ports = published(&attachment);
         c.state.attachment = Some(attachment);
         c.save()?;
         fault("attached");
         // A child that already failed cannot take `go`: its report follows on the channel.
-        if let Err(e) = child.go(if spec.tty { tty::size() } else { None }) {
+        if let Err(e) = child.go(if config.tty() { tty::size() } else { None }) {
             tracing::debug!("sending go: {e}");
         }
         Ok(())
@@ -450,123 +523,56 @@ pub fn setup(
     Ok((child.pid, started))
 }
 
-/// A container this process is in charge of (it holds the lock). On drop everything it holds
-/// on the host is released, and its records removed when it never started or has `--rm`;
-/// otherwise they stay, as exited.
-pub struct Container {
-    paths: Paths,
-    explain: bool,
-    id: String,
-    rm: bool,
-    pub state: State,
-    cgroup: Option<Cgroup>,
-    lock: Option<Lock>,
-    armed: bool,
-}
-
-impl Container {
-    pub fn new(paths: &Paths, explain: bool, config: &Config, lock: Lock, state: State) -> Self {
-        let mut state = state;
-        state.name = config.name.clone();
-        Self {
-            paths: paths.clone(),
-            explain,
-            id: config.id.clone(),
-            rm: config.rm,
-            state,
-            cgroup: None,
-            lock: Some(lock),
-            armed: true,
-        }
-    }
-
-    fn save(&self) -> Result<()> {
-        state::save_state(&self.paths, &self.id, &self.state)
-    }
-
-    /// What to ask of the network: the ports published last time when there were (`start`
-    /// keeps them), else what `run` asked.
-    fn request(&self, config: &Config) -> Request {
-        let reuse = !self.state.ports.is_empty();
-        Request {
-            mode: Mode::parse(&config.network),
-            publish: if reuse {
-                self.state.ports.clone()
-            } else {
-                config.publish.clone()
-            },
-            publish_all: config.publish_all && !reuse,
-            exposed: config.exposed.clone(),
-        }
-    }
-
-    fn oom_killed(&self) -> bool {
-        self.cgroup.as_ref().is_some_and(|c| c.oom_killed())
-    }
-
-    /// Records the exit (teardown follows on drop).
-    pub fn exited(&mut self, code: u8, oom: bool) {
-        self.state.exit_code = Some(code);
-        self.state.oom_killed = oom;
-        self.state.finished_at = Some(state::now_ns());
-        if let Err(e) = self.save() {
-            eprintln!("minibox: recording the exit of {:.12}: {e:#}", self.id);
-        }
-    }
-
-    /// Forgets the container without undoing anything: someone else is in charge now.
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-
-    /// Replaces this process with the container's supervisor, which keeps the lock and reads
-    /// the container's output from `out` (and `err`). Returns only if the exec failed.
-    fn hand_over(&mut self, pid: Pid, out: OwnedFd, err: Option<OwnedFd>) -> Failure {
-        let lock = self.lock.as_ref().expect("held");
-        supervisor::exec(&supervisor::Handoff {
-            paths: &self.paths,
-            explain: self.explain,
-            id: &self.id,
-            pid,
-            lock: lock.as_fd(),
-            out: out.as_fd(),
-            err: err.as_ref().map(|e| e.as_fd()),
-        })
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        teardown::release_quickly(&self.paths, self.explain, &self.id, &mut self.state);
-        if self.rm || self.state.started_at.is_none() {
-            teardown::remove(&self.paths, &self.id, &self.state);
+/// What to ask of the network: the ports published last time when there were (`start` keeps
+/// them), else what `run` asked.
+fn request(st: &State, config: &Config) -> Request {
+    let reuse = !st.ports.is_empty();
+    Request {
+        mode: Mode::parse(&config.network),
+        // As `-p` values that publish them again.
+        publish: if reuse {
+            st.ports
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:{}:{}/{}",
+                        m.host_ip, m.host_port, m.container_port, m.proto
+                    )
+                })
+                .collect()
         } else {
-            self.state.status = Status::Exited;
-            if self.state.exit_code.is_none() {
-                self.state.exit_code = Some(process::EXIT_RUNTIME);
-                self.state.finished_at = Some(state::now_ns());
-            }
-            if let Err(e) = self.save() {
-                eprintln!("minibox: recording the exit of {:.12}: {e:#}", self.id);
-            }
-        }
-        drop(self.lock.take());
+            config.publish.clone()
+        },
+        publish_all: config.publish_all && !reuse,
+        exposed: config.exposed.clone(),
     }
 }
 
-/// The ports an attachment published, as `-p` values that publish them again.
-fn published(att: &network::Attachment) -> Vec<String> {
+/// Replaces this process with the container's supervisor, which keeps the lock and reads the
+/// container's output from `out` (and `err`). Returns only if the exec failed.
+fn hand_over(
+    c: &Container,
+    log: LogOptions,
+    pid: Pid,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+) -> SetupError {
+    supervisor::exec(&supervisor::Handoff {
+        paths: &c.paths,
+        explain: c.explain,
+        id: &c.id,
+        pid,
+        lock: c.lock(),
+        out: out.as_fd(),
+        err: err.as_ref().map(|e| e.as_fd()),
+        log,
+    })
+}
+
+/// The ports an attachment published.
+fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
     att.bridge
         .iter()
-        .flat_map(|b| b.ports.iter())
-        .map(|m| {
-            format!(
-                "{}:{}:{}/{}",
-                m.host_ip, m.host_port, m.container_port, m.proto
-            )
-        })
+        .flat_map(|b| b.ports.iter().copied())
         .collect()
 }

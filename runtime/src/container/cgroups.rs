@@ -14,53 +14,36 @@ use cgroups_rs::{
     Resources,
 };
 use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
-/// Resource limits from `--memory`, `--cpus` and `--pids-limit`.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    pub memory: Option<i64>,
-    /// CFS quota in microseconds per [`CPU_PERIOD`].
-    pub cpu_quota: Option<i64>,
-    pub pids: Option<i64>,
-    /// Restrict device access to the nodes a container's /dev holds (v1 devices controller, v2
-    /// eBPF program). Off for `--privileged`.
-    pub restrict_devices: bool,
-}
-
-pub const CPU_PERIOD: u64 = 100_000;
-
-/// runc's default device rules: nothing but mknod in general (so images can carry device nodes)
-/// and the usual character devices. Without them CAP_MKNOD would open the host's disks.
-fn default_devices() -> Vec<DeviceResource> {
-    use DevicePermissions::{MkNod, Read, Write};
-    let rule = |allow, devtype, major, minor, access: &[DevicePermissions]| DeviceResource {
-        allow,
-        devtype,
-        major,
-        minor,
-        access: access.to_vec(),
-    };
-    let rwm = [Read, Write, MkNod];
-    let mut rules = vec![
-        rule(false, DeviceType::All, -1, -1, &rwm),
-        rule(true, DeviceType::Char, -1, -1, &[MkNod]),
-        rule(true, DeviceType::Block, -1, -1, &[MkNod]),
-    ];
-    // null, zero, full, random, urandom, tty, ptmx, the pts slaves, tun.
-    for (major, minor) in [
-        (1, 3),
-        (1, 5),
-        (1, 7),
-        (1, 8),
-        (1, 9),
-        (5, 0),
-        (5, 2),
-        (136, -1),
-        (10, 200),
-    ] {
-        rules.push(rule(true, DeviceType::Char, major, minor, &rwm));
-    }
+/// The Spec's device rules in cgroups-rs's terms (the v1 controller's, and the source of the v2
+/// program).
+fn device_rules(rules: &[LinuxDeviceCgroup]) -> Vec<DeviceResource> {
     rules
+        .iter()
+        .map(|r| DeviceResource {
+            allow: r.allow(),
+            devtype: match r.typ() {
+                Some(LinuxDeviceType::C) => DeviceType::Char,
+                Some(LinuxDeviceType::B) => DeviceType::Block,
+                _ => DeviceType::All,
+            },
+            major: r.major().unwrap_or(-1),
+            minor: r.minor().unwrap_or(-1),
+            access: r
+                .access()
+                .as_deref()
+                .unwrap_or("rwm")
+                .chars()
+                .filter_map(|c| match c {
+                    'r' => Some(DevicePermissions::Read),
+                    'w' => Some(DevicePermissions::Write),
+                    'm' => Some(DevicePermissions::MkNod),
+                    _ => None,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 pub struct Cgroup {
@@ -82,22 +65,35 @@ impl Cgroup {
         })
     }
 
-    /// Creates `<parent>/<id>` with the limits applied; nothing is left behind on failure.
-    pub fn create(parent: &str, id: &str, limits: &Limits) -> Result<Self> {
-        let path = Self::path_for(parent, id)?;
-        let cg = Cg::new(cgroups_rs::hierarchies::auto(), &path)
+    /// Creates the cgroup at `path` (relative to the hierarchies' roots) with the Spec's
+    /// resources (memory, cpu, pids, devices) applied; nothing is left behind on failure.
+    pub fn create(path: &str, resources: &LinuxResources) -> Result<Self> {
+        let cg = Cg::new(cgroups_rs::hierarchies::auto(), path)
             .with_context(|| format!("creating cgroup {path}"))?;
-        let this = Self { cg, path };
+        let this = Self {
+            cg,
+            path: path.to_string(),
+        };
         let mut res = Resources::default();
-        res.memory.memory_hard_limit = limits.memory;
-        if let Some(q) = limits.cpu_quota {
-            res.cpu.quota = Some(q);
-            res.cpu.period = Some(CPU_PERIOD);
+        if let Some(m) = resources.memory() {
+            res.memory.memory_hard_limit = m.limit();
         }
-        res.pid.maximum_number_of_processes = limits.pids.map(MaxValue::Value);
-        let v2_devices = limits.restrict_devices && this.cg.v2();
-        if limits.restrict_devices && !v2_devices {
-            res.devices.devices = default_devices();
+        if let Some(c) = resources.cpu() {
+            res.cpu.quota = c.quota();
+            res.cpu.period = c.period();
+        }
+        if let Some(p) = resources.pids() {
+            res.pid.maximum_number_of_processes = Some(MaxValue::Value(p.limit()));
+        }
+        // No rules (as for `--privileged`) restrict nothing.
+        let devices = resources
+            .devices()
+            .as_deref()
+            .filter(|rules| !rules.is_empty())
+            .map(device_rules);
+        let v2_devices = devices.is_some() && this.cg.v2();
+        if let (Some(rules), false) = (&devices, v2_devices) {
+            res.devices.devices = rules.clone();
         }
         if let Err(e) = this.cg.apply(&res) {
             this.delete();
@@ -105,7 +101,8 @@ impl Cgroup {
         }
         if v2_devices {
             let dir = Path::new(UNIFIED_MOUNTPOINT).join(&this.path);
-            if let Err(e) = device_filter::attach(&dir, &default_devices()) {
+            let rules = devices.as_deref().unwrap_or_default();
+            if let Err(e) = device_filter::attach(&dir, rules) {
                 this.delete();
                 return Err(e).with_context(|| {
                     format!(
@@ -128,12 +125,38 @@ impl Cgroup {
         }
     }
 
-    /// Kills every process of the cgroup and waits (up to a second) until none is left.
-    pub fn kill_all(&self) {
+    /// Thaws the cgroup if it is frozen (v1 `freezer.state`, v2 `cgroup.freeze`), and waits
+    /// (up to a second) until it is: a frozen process acts on no signal, not even SIGKILL.
+    pub fn thaw(&self) -> Result<()> {
+        use cgroups_rs::freezer::{FreezerController, FreezerState};
+        let Some(freezer) = self.cg.controller_of::<FreezerController>() else {
+            return Ok(());
+        };
+        for _ in 0..100 {
+            match freezer.state() {
+                Ok(FreezerState::Thawed) | Err(_) => return Ok(()),
+                Ok(_) => {
+                    freezer
+                        .thaw()
+                        .with_context(|| format!("thawing cgroup {}", self.path))?;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(anyhow!(
+            "cgroup {} stays frozen: something freezes it again as it is thawed",
+            self.path
+        ))
+    }
+
+    /// Kills every process of the cgroup (thawed first) and waits (up to a second) until none
+    /// is left.
+    pub fn kill_all(&self) -> Result<()> {
+        let thawed = self.thaw();
         for _ in 0..100 {
             let procs = self.cg.procs();
             if procs.is_empty() {
-                return;
+                return Ok(());
             }
             for p in procs {
                 let _ = nix::sys::signal::kill(
@@ -143,7 +166,11 @@ impl Cgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        tracing::warn!("cgroup {}: processes survive SIGKILL", self.path);
+        thawed?;
+        Err(anyhow!(
+            "cgroup {}: its processes survive SIGKILL (stuck in the kernel?)",
+            self.path
+        ))
     }
 
     /// Moves the process into every hierarchy of the cgroup.

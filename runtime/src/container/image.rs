@@ -40,6 +40,18 @@ pub fn find(paths: &Paths, reference: &str) -> Result<Found> {
     })
 }
 
+/// The image's layer directories, top first: where its files are looked up (the first layer
+/// that has a path, or a whiteout for it, decides).
+pub fn layers(found: &Found) -> Vec<&Path> {
+    found
+        .image
+        .layers
+        .iter()
+        .rev()
+        .map(|p| p.as_path())
+        .collect()
+}
+
 pub fn prepare(found: &Found, container_dir: &Path) -> Result<Rootfs> {
     rootfs::prepare(&found.image, container_dir)
         .map(Rootfs)

@@ -4,13 +4,167 @@
 //!
 //! The supervisor runs [`Stream::pump`] in its lean loop: it is inlined into the caller and
 //! makes its system calls directly (rustix), touching no constants of the binary.
+//!
+//! The log is bounded as Docker's json-file driver bounds it ([`LogOptions`], [`LogFile`]):
+//! `container.log` is rotated to `container.log.1` (and `.1` to `.2`, ...) once it reached
+//! `max-size`, and `max-file` files are kept in all.
 
+use std::cell::Cell;
+use std::ffi::CString;
 use std::io::IoSlice;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Context, Result};
 use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+/// `--log-opt max-size=… --log-opt max-file=…`, with Docker's meaning; the default bounds a
+/// container's log to 100 MiB, as Docker's `local` driver does (20m × 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    /// The size at which the log is rotated, in bytes.
+    pub max_size: u64,
+    /// How many files are kept, the one being written included (1: it is truncated instead).
+    pub max_file: u32,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 20 << 20,
+            max_file: 5,
+        }
+    }
+}
+
+impl LogOptions {
+    /// Parses `--log-opt KEY=VALUE` values.
+    pub fn parse(opts: &[String]) -> Result<Self> {
+        let mut o = Self::default();
+        for opt in opts {
+            let bad = || anyhow::anyhow!("invalid --log-opt {opt:?}");
+            match opt.split_once('=') {
+                Some(("max-size", v)) => {
+                    o.max_size = super::spec::size(v)
+                        .with_context(|| format!("{}: give a size such as 10m", bad()))?;
+                }
+                Some(("max-file", v)) => {
+                    o.max_file = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .with_context(|| format!("{}: give a number from 1 to 100", bad()))?;
+                }
+                _ => bail!("{}: minibox knows max-size and max-file", bad()),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// `path`, then its rotated files `path.1`, `path.2`, ... up to `n` in all.
+pub fn log_files(path: &Path, n: u32) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| match i {
+            0 => path.to_path_buf(),
+            i => {
+                let mut p = path.as_os_str().to_owned();
+                p.push(format!(".{i}"));
+                PathBuf::from(p)
+            }
+        })
+        .collect()
+}
+
+/// The log being written: rotated before a record when it reached `max_size` (so a file exceeds
+/// it by one record at most, as Docker's do). Shared by a container's two streams, so its
+/// state is in cells. The paths are made once: rotating allocates nothing.
+pub struct LogFile {
+    fd: Cell<RawFd>,
+    size: Cell<u64>,
+    max_size: u64,
+    /// `container.log`, `.1`, ... as C strings, `max_file` of them.
+    paths: Vec<CString>,
+}
+
+impl LogFile {
+    /// Opens (appends to) the log at `path`, readable by root only (0640, as Docker's).
+    pub fn open(path: &Path, opts: LogOptions) -> Result<Self> {
+        let paths = log_files(path, opts.max_file.max(1))
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("a log path with a NUL byte")?;
+        let fd = open_log(&paths[0]).with_context(|| format!("opening {}", path.display()))?;
+        let size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size as u64);
+        Ok(Self {
+            fd: Cell::new(fd.into_raw_fd()),
+            size: Cell::new(size),
+            max_size: opts.max_size,
+            paths,
+        })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor is open as long as self (replaced only in `rotate`).
+        unsafe { BorrowedFd::borrow_raw(self.fd.get()) }
+    }
+
+    /// Writes one record with one system call, rotating first when the log is full.
+    #[inline(always)]
+    fn write(&self, parts: &[IoSlice]) {
+        if self.size.get() >= self.max_size {
+            self.rotate();
+        }
+        if let Ok(n) = rustix::io::writev(self.fd(), parts) {
+            self.size.set(self.size.get() + n as u64);
+        }
+    }
+
+    /// Docker's rotation: each file moves one up (the last one is overwritten), the log starts
+    /// anew; with a single file it is truncated.
+    #[inline(never)]
+    fn rotate(&self) {
+        let paths = &self.paths;
+        if paths.len() == 1 {
+            let _ = rustix::fs::ftruncate(self.fd(), 0);
+        } else {
+            for i in (1..paths.len()).rev() {
+                let _ = rustix::fs::rename(&paths[i - 1], &paths[i]);
+            }
+            match open_log(&paths[0]) {
+                Ok(new) => {
+                    let old = self.fd.replace(new.into_raw_fd());
+                    // SAFETY: the previous descriptor, owned here and used no more.
+                    drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old) });
+                }
+                // Unable to start a new file: keep writing the moved one (nothing is lost).
+                Err(_) => return,
+            }
+        }
+        self.size.set(0);
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor this log owns.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(self.fd.get()) });
+    }
+}
+
+fn open_log(path: &std::ffi::CStr) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o640),
+    )
+}
 
 /// The pipes a container without a terminal writes its stdout and stderr into, read by whoever
 /// logs them (its supervisor, or a foreground `run`). With a terminal, its pty's master is read.
@@ -85,7 +239,7 @@ impl<'a> Stream<'a> {
     /// kept (moved to the front, the only copy, which ordinary output never needs).
     /// Returns whether it read anything.
     #[inline(always)]
-    pub fn pump(&mut self, log: Option<BorrowedFd>) -> bool {
+    pub fn pump(&mut self, log: Option<&LogFile>) -> bool {
         if self.buf.len() == MAX_LINE {
             record_in(log, &self.name, b'P', &self.buf);
             self.buf.clear();
@@ -145,7 +299,7 @@ fn write_all(to: BorrowedFd, mut data: &[u8]) -> bool {
 
 /// [`record`] when there is a log.
 #[inline(always)]
-fn record_in(log: Option<BorrowedFd>, stream: &[u8; 6], tag: u8, text: &[u8]) {
+fn record_in(log: Option<&LogFile>, stream: &[u8; 6], tag: u8, text: &[u8]) {
     if let Some(log) = log {
         record(log, stream, tag, text);
     }
@@ -153,7 +307,7 @@ fn record_in(log: Option<BorrowedFd>, stream: &[u8; 6], tag: u8, text: &[u8]) {
 
 /// Appends one log record, `<time> <stream> <F|P> <text>`, with one write.
 #[inline(always)]
-fn record(log: BorrowedFd, stream: &[u8; 6], tag: u8, text: &[u8]) {
+fn record(log: &LogFile, stream: &[u8; 6], tag: u8, text: &[u8]) {
     let text = match text {
         [line @ .., b'\r'] => line,
         _ => text,
@@ -170,7 +324,7 @@ fn record(log: BorrowedFd, stream: &[u8; 6], tag: u8, text: &[u8]) {
         IoSlice::new(text),
         IoSlice::new(&newline),
     ];
-    let _ = rustix::io::writev(log, &parts);
+    log.write(&parts);
 }
 
 /// [`super::clock::rfc3339`] by arithmetic alone: formatting machinery would take the
@@ -210,6 +364,43 @@ fn rfc3339(secs: i64, nanos: i64) -> [u8; 30] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_options_as_docker_reads_them() {
+        let o =
+            |v: &[&str]| LogOptions::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(o(&[]).unwrap(), LogOptions::default());
+        let got = o(&["max-size=1m", "max-file=2"]).unwrap();
+        assert_eq!((got.max_size, got.max_file), (1 << 20, 2));
+        assert!(o(&["max-size=lots"]).is_err());
+        assert!(o(&["max-file=0"]).is_err());
+        assert!(o(&["mode=non-blocking"]).is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_max_file_files_of_about_max_size() {
+        let dir = std::env::temp_dir().join(format!("minibox-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("container.log");
+        let opts = LogOptions {
+            max_size: 1000,
+            max_file: 3,
+        };
+        let log = LogFile::open(&path, opts).unwrap();
+        for i in 0..500 {
+            record(&log, b"stdout", b'F', format!("line {i}").as_bytes());
+        }
+        drop(log);
+        let files = log_files(&path, 4);
+        assert!(!files[3].exists(), "more than max-file files");
+        for f in &files[..3] {
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len < 1000 + 60, "{} has {len} bytes", f.display());
+        }
+        let newest = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(newest.trim_end().ends_with("line 499"), "{newest}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn times_as_clock_formats_them() {

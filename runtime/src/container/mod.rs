@@ -2,12 +2,14 @@
 
 pub mod cgroups;
 pub mod clock;
+pub mod error;
 pub mod image;
 pub mod init;
+pub mod lifecycle;
+pub mod liveness;
 pub mod log;
 pub mod mounts;
 pub mod process;
-pub mod recover;
 pub mod seccomp;
 pub mod security;
 pub mod security_opt;

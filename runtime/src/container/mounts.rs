@@ -1,9 +1,12 @@
-//! The child's filesystem: a private mount tree, pivot_root into the image's rootfs, then the
-//! kernel filesystems, /dev, masks, the generated /etc files and `-v` volumes.
+//! The child's filesystem, as the Spec's `mounts`, `root`, `linux.devices`, `maskedPaths` and
+//! `readonlyPaths` describe it: a private mount tree, pivot_root into the root filesystem, the
+//! mounts in order, the device nodes, the masks.
 //!
 //! Everything after pivot_root happens with the container's rootfs as `/` and the host's tree
 //! detached, so no mount target (symlinks included) can resolve outside the container. Host-side
-//! sources are cloned into detached mount trees (open_tree) before the pivot and attached after.
+//! bind sources are cloned into detached mount trees (open_tree) before the pivot and attached
+//! after. Cgroup mounts wait until the process is in its cgroup and cgroup namespace
+//! ([`cgroups`]).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -16,49 +19,114 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{fchdir, pivot_root};
+use oci_spec::runtime::{Linux, LinuxDevice, LinuxDeviceType, Mount};
 
-use super::spec::Volume;
+use super::error::{Result as R, SetupError};
 
-const MASKED: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-];
+/// Bind sources as detached mount trees, cloned before pivot_root (one per mount, `None` for
+/// mounts that are not binds).
+pub struct Sources(Vec<Option<(OwnedFd, bool)>>);
 
-const READONLY: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+/// What a mount's options ask for: mount flags, propagation, and the rest as the mount's data.
+struct Options {
+    flags: MsFlags,
+    propagation: MsFlags,
+    data: String,
+}
 
-/// Device nodes in the container's /dev: name, major, minor.
-const DEVICES: &[(&str, u64, u64)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+impl Options {
+    fn parse(options: Option<&Vec<String>>) -> Self {
+        let mut o = Options {
+            flags: MsFlags::empty(),
+            propagation: MsFlags::empty(),
+            data: String::new(),
+        };
+        for opt in options.into_iter().flatten() {
+            let (set, clear, prop) = match opt.as_str() {
+                "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
+                "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
+                "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
+                "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
+                "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
+                "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
+                "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
+                "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
+                "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
+                "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+                "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty(), MsFlags::empty()),
+                "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
+                "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME, MsFlags::empty()),
+                "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
+                "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME, MsFlags::empty()),
+                "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
+                "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
+                "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
+                "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
+                "rbind" => (
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                ),
+                "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
+                "rprivate" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                ),
+                "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
+                "rshared" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_SHARED | MsFlags::MS_REC,
+                ),
+                "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
+                "rslave" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                ),
+                "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
+                "runbindable" => (
+                    MsFlags::empty(),
+                    MsFlags::empty(),
+                    MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+                ),
+                data => {
+                    if !o.data.is_empty() {
+                        o.data.push(',');
+                    }
+                    o.data.push_str(data);
+                    continue;
+                }
+            };
+            o.flags = (o.flags | set) & !clear;
+            o.propagation |= prop;
+        }
+        o
+    }
 
-/// The container's /etc files generated by the parent.
-pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+    fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
 
-type R<T> = Result<T, String>;
+    fn data(&self) -> Option<&str> {
+        Some(self.data.as_str()).filter(|d| !d.is_empty())
+    }
+}
 
-/// Host-side sources as detached mount trees, cloned before pivot_root.
-pub struct Sources {
-    etc: Vec<(OwnedFd, &'static str)>,
-    volumes: Vec<(OwnedFd, bool, Volume)>,
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind") || Options::parse(m.options().as_ref()).is_bind()
+}
+
+/// Why a bind mount may not go to `dest` (a path inside the container), as runc refuses it: over
+/// /proc, /sys or /dev themselves, or anywhere below /proc, where it could replace what the
+/// kernel shows (a /proc/self/attr or /proc/sys file, say) with a file the container controls.
+pub fn forbidden_destination(dest: &Path) -> Option<&'static str> {
+    let under_proc = dest.starts_with("/proc");
+    if under_proc || dest == Path::new("/sys") || dest == Path::new("/dev") {
+        return Some("mounting over /proc, /sys, /dev or anything below /proc is not allowed");
+    }
+    None
 }
 
 /// Stops mounts made from now on from propagating to the host.
@@ -70,34 +138,50 @@ pub fn make_private() -> R<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| format!("making the mount tree private: {e}"))
+    .map_err(|e| SetupError::sys("making the mount tree private", e))
 }
 
-/// Clones the generated /etc files in `state_dir` and the volume sources into detached mount
-/// trees (open_tree), which `setup` attaches inside the container once the host tree is gone.
-pub fn open_sources(state_dir: &Path, volumes: &[Volume]) -> R<Sources> {
-    let etc = ETC_FILES
+/// Mounts the root filesystem given as a directory (an OCI bundle's `root.path`) on itself, so
+/// that it is a mount point pivot_root accepts.
+pub fn bind_root(root: &Path) -> R<()> {
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| SetupError::sys(format!("bind mounting the root {}", root.display()), e))
+}
+
+/// Clones the source of every bind mount into a detached mount tree (open_tree) with the mount's
+/// attributes (ro, nosuid, nodev, noexec), which [`setup`] attaches inside the container once
+/// the host's tree is gone.
+pub fn open_sources(mounts: &[Mount]) -> R<Sources> {
+    let sources = mounts
         .iter()
-        .map(|name| Ok((clone_tree(&state_dir.join(name), false)?, *name)))
-        .collect::<R<Vec<_>>>()?;
-    let volumes = volumes
-        .iter()
-        .map(|v| {
-            let fail = |e: &dyn std::fmt::Display| format!("volume {}: {e}", v.source.display());
-            let is_dir = fs::metadata(&v.source).map_err(|e| fail(&e))?.is_dir();
-            let tree = clone_tree(&v.source, true).map_err(|e| fail(&e))?;
-            if v.readonly {
-                set_readonly(&tree).map_err(|e| fail(&e))?;
+        .map(|m| {
+            if !is_bind(m) {
+                return Ok(None);
             }
-            Ok((tree, is_dir, v.clone()))
+            let source = m.source().clone().unwrap_or_default();
+            let within = |e: SetupError| e.within(format!("mount {}", m.destination().display()));
+            let opts = Options::parse(m.options().as_ref());
+            let is_dir = fs::metadata(&source)
+                .map_err(|e| within(SetupError::io(format!("{}", source.display()), &e)))?
+                .is_dir();
+            let recursive = opts.flags.contains(MsFlags::MS_REC);
+            let tree = clone_tree(&source, recursive).map_err(within)?;
+            set_attributes(&tree, opts.flags, recursive).map_err(within)?;
+            Ok(Some((tree, is_dir)))
         })
         .collect::<R<Vec<_>>>()?;
-    Ok(Sources { etc, volumes })
+    Ok(Sources(sources))
 }
 
 fn clone_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{}: path contains a NUL byte", path.display()))?;
+        .map_err(|_| SetupError::new(format!("{}: path contains a NUL byte", path.display())))?;
     let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -105,37 +189,55 @@ fn clone_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
     // SAFETY: open_tree with a valid C string; the returned fd is owned below.
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
     if fd < 0 {
-        return Err(format!(
-            "cloning the mount of {}: {}",
-            path.display(),
-            last_err()
-        ));
+        return Err(SetupError::last(format!(
+            "cloning the mount of {}",
+            path.display()
+        )));
     }
     // SAFETY: the kernel just returned this descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Makes a detached tree read-only, submounts included.
-fn set_readonly(tree: &OwnedFd) -> R<()> {
+/// Sets a detached tree's ro, nosuid, nodev and noexec as `flags` ask (submounts included
+/// when `recursive`).
+fn set_attributes(tree: &OwnedFd, flags: MsFlags, recursive: bool) -> R<()> {
+    let mut attr_set = 0;
+    for (flag, attr) in [
+        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+    ] {
+        if flags.contains(flag) {
+            attr_set |= attr;
+        }
+    }
+    if attr_set == 0 {
+        return Ok(());
+    }
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
+    let mut at = libc::AT_EMPTY_PATH;
+    if recursive {
+        at |= libc::AT_RECURSIVE;
+    }
     // SAFETY: mount_setattr on our own fd with a properly sized mount_attr.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            at,
             &attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };
     if r < 0 {
-        return Err(format!("making it read-only: {}", last_err()));
+        return Err(SetupError::last("setting its attributes (ro, nosuid...)"));
     }
     Ok(())
 }
@@ -154,13 +256,9 @@ fn attach_tree(tree: &OwnedFd, target: &OwnedFd) -> R<()> {
         )
     };
     if r < 0 {
-        return Err(format!("move_mount: {}", last_err()));
+        return Err(SetupError::last("move_mount"));
     }
     Ok(())
-}
-
-fn last_err() -> std::io::Error {
-    std::io::Error::last_os_error()
 }
 
 /// Opens `path` (resolved in the current root, the container's) as an O_PATH fd.
@@ -170,13 +268,14 @@ fn open_target(path: &Path) -> R<OwnedFd> {
         .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
         .open(path)
         .map(OwnedFd::from)
-        .map_err(|e| format!("opening {}: {e}", path.display()))
+        .map_err(|e| SetupError::io(format!("opening {}", path.display()), &e))
 }
 
 /// Makes `new_root` the root and detaches the old one.
 pub fn pivot(new_root: &Path) -> R<()> {
-    let fail =
-        |what: &str, e: nix::Error| format!("pivot_root into {}: {what}: {e}", new_root.display());
+    let fail = |what: &str, e: nix::Error| {
+        SetupError::sys(format!("pivot_root into {}: {what}", new_root.display()), e)
+    };
     let fd = open(
         new_root,
         OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -186,46 +285,123 @@ pub fn pivot(new_root: &Path) -> R<()> {
     fchdir(&fd).map_err(|e| fail("fchdir", e))?;
     pivot_root(".", ".").map_err(|e| fail("pivot_root", e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| fail("detaching the old root", e))?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))
+    nix::unistd::chdir("/").map_err(|e| SetupError::sys("chdir /", e))
 }
 
-/// Mounts /proc, /sys, /dev and the masks, binds the /etc files and volumes (after `pivot`).
-pub fn setup(sources: &Sources, privileged: bool) -> R<()> {
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount_fs("proc", "/proc", nosuid, None)?;
-    let sys_ro = if privileged {
-        MsFlags::empty()
-    } else {
-        MsFlags::MS_RDONLY
-    };
-    mount_fs("sysfs", "/sys", nosuid | sys_ro, None)?;
-    dev()?;
-    if !privileged {
-        for path in MASKED {
-            mask(path)?;
+/// Makes the Spec's mounts in order (after [`pivot`]; cgroup mounts are left to
+/// [`cgroups`]), then the device nodes and /dev's usual symlinks.
+pub fn setup(mounts: &[Mount], sources: &Sources, devices: &[LinuxDevice]) -> R<()> {
+    for (m, source) in mounts.iter().zip(&sources.0) {
+        if m.typ().as_deref() == Some("cgroup") {
+            continue;
         }
-        for path in READONLY {
-            if Path::new(path).exists() {
-                bind(path, path)?;
-                remount_ro(path, nosuid)?;
+        let dest = m.destination();
+        let within = |e: SetupError| e.within(format!("mount {}", dest.display()));
+        match source {
+            Some((tree, is_dir)) => {
+                let target = mount_point(dest, *is_dir).map_err(within)?;
+                attach_tree(tree, &target).map_err(within)?;
+            }
+            None => kernel_fs(m).map_err(within)?,
+        }
+    }
+    for d in devices {
+        device(d)?;
+    }
+    if Path::new("/dev").is_dir() {
+        for (link, target) in [
+            ("/dev/ptmx", "pts/ptmx"),
+            ("/dev/fd", "/proc/self/fd"),
+            ("/dev/stdin", "/proc/self/fd/0"),
+            ("/dev/stdout", "/proc/self/fd/1"),
+            ("/dev/stderr", "/proc/self/fd/2"),
+        ] {
+            match symlink(target, link) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(SetupError::io(format!("creating {link}"), &e))
+                }
+                _ => {}
             }
         }
-    }
-    for (fd, name) in &sources.etc {
-        let target = format!("/etc/{name}");
-        let fail = |e: String| format!("mounting {target}: {e}");
-        attach_tree(fd, &mount_point(&target, false).map_err(fail)?).map_err(fail)?;
-    }
-    for (fd, is_dir, v) in &sources.volumes {
-        volume(fd, *is_dir, v)?;
     }
     Ok(())
 }
 
-fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: Option<&str>) -> R<()> {
-    fs::create_dir_all(target).map_err(|e| format!("creating {target}: {e}"))?;
-    mount(Some(fstype), target, Some(fstype), flags, data)
-        .map_err(|e| format!("mounting {fstype} on {target}: {e}"))
+/// A mount of a kernel filesystem (proc, sysfs, tmpfs, devpts, mqueue...) on its resolved
+/// destination, created when missing.
+fn kernel_fs(m: &Mount) -> R<()> {
+    let opts = Options::parse(m.options().as_ref());
+    let typ = m.typ().clone().unwrap_or_default();
+    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+    let dest = resolve(m.destination())?;
+    fs::create_dir_all(&dest).map_err(|e| SetupError::io("creating it", &e))?;
+    mount(
+        Some(&source),
+        &dest,
+        Some(typ.as_str()),
+        opts.flags,
+        opts.data(),
+    )
+    .map_err(|e| SetupError::sys(format!("mounting {typ}"), e))?;
+    propagate(&dest, opts.propagation)
+}
+
+fn propagate(dest: &Path, propagation: MsFlags) -> R<()> {
+    if propagation.is_empty() {
+        return Ok(());
+    }
+    mount(None::<&str>, dest, None::<&str>, propagation, None::<&str>)
+        .map_err(|e| SetupError::sys("setting its propagation", e))
+}
+
+/// A device node (mode, owner) as the Spec lists it.
+fn device(d: &LinuxDevice) -> R<()> {
+    let path = resolve(d.path())?;
+    let fail = |e: nix::Error| SetupError::sys(format!("creating {}", path.display()), e);
+    let kind = match d.typ() {
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        _ => SFlag::S_IFCHR,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| SetupError::io("creating /dev", &e))?;
+    }
+    let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
+    let dev = makedev(d.major() as u64, d.minor() as u64);
+    match mknod(&path, kind, mode, dev) {
+        Err(nix::Error::EEXIST) => {}
+        r => r.map_err(fail)?,
+    }
+    let (uid, gid) = (d.uid().unwrap_or(0), d.gid().unwrap_or(0));
+    if uid != 0 || gid != 0 {
+        nix::unistd::chown(
+            &path,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Masks the Spec's `maskedPaths` and makes its `readonlyPaths` read-only.
+pub fn protect(linux: &Linux) -> R<()> {
+    for path in linux.masked_paths().iter().flatten() {
+        mask(path)?;
+    }
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    for path in linux.readonly_paths().iter().flatten() {
+        if Path::new(path).exists() {
+            bind(path, path)?;
+            remount_ro(path, nosuid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the root read-only (`root.readonly`): the last mount step.
+pub fn readonly_root() -> R<()> {
+    remount_ro("/", MsFlags::empty())
 }
 
 fn bind(source: &str, target: &str) -> R<()> {
@@ -236,56 +412,13 @@ fn bind(source: &str, target: &str) -> R<()> {
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(|e| format!("bind mounting onto {target}: {e}"))
+    .map_err(|e| SetupError::sys(format!("bind mounting onto {target}"), e))
 }
 
 fn remount_ro(target: &str, keep: MsFlags) -> R<()> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
     mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-        .map_err(|e| format!("making {target} read-only: {e}"))
-}
-
-/// A tmpfs /dev with the usual nodes, a private devpts, shm and mqueue.
-fn dev() -> R<()> {
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    mount_fs("tmpfs", "/dev", nosuid, Some("mode=755,size=65536k"))?;
-    for (name, major, minor) in DEVICES {
-        let path = format!("/dev/{name}");
-        mknod(
-            path.as_str(),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(*major, *minor),
-        )
-        .map_err(|e| format!("creating {path}: {e}"))?;
-    }
-    mount_fs(
-        "devpts",
-        "/dev/pts",
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-    )?;
-    let nodev = nosuid | MsFlags::MS_NODEV;
-    mount_fs("tmpfs", "/dev/shm", nodev, Some("mode=1777,size=65536k"))?;
-    fs::create_dir_all("/dev/mqueue").map_err(|e| format!("creating /dev/mqueue: {e}"))?;
-    mount(
-        Some("mqueue"),
-        "/dev/mqueue",
-        Some("mqueue"),
-        nodev,
-        None::<&str>,
-    )
-    .map_err(|e| format!("mounting mqueue on /dev/mqueue: {e}"))?;
-    for (link, target) in [
-        ("/dev/ptmx", "pts/ptmx"),
-        ("/dev/fd", "/proc/self/fd"),
-        ("/dev/stdin", "/proc/self/fd/0"),
-        ("/dev/stdout", "/proc/self/fd/1"),
-        ("/dev/stderr", "/proc/self/fd/2"),
-    ] {
-        symlink(target, link).map_err(|e| format!("creating {link}: {e}"))?;
-    }
-    Ok(())
+        .map_err(|e| SetupError::sys(format!("making {target} read-only"), e))
 }
 
 /// Hides a path: /dev/null over a file, an empty read-only tmpfs over a directory.
@@ -299,9 +432,71 @@ fn mask(path: &str) -> R<()> {
             MsFlags::MS_RDONLY,
             Some("size=0"),
         )
-        .map_err(|e| format!("masking {path}: {e}")),
+        .map_err(|e| SetupError::sys(format!("masking {path}"), e)),
         Ok(_) => bind("/dev/null", path),
     }
+}
+
+/// The container's own cgroups at each `cgroup` mount of the Spec, read-only unless the mount
+/// says `rw`. Called once the process is in its cgroup namespace, whose root is its own
+/// cgroup: a fresh cgroup mount there shows that cgroup as the root, limits included. On v1,
+/// a tmpfs holds one mount per hierarchy (named as the host names them, `cpu` and `cpuacct`
+/// linking to `cpu,cpuacct`); on v2, cgroup2 itself is mounted.
+pub fn cgroups(mounts: &[Mount]) -> R<()> {
+    for m in mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("cgroup"))
+    {
+        let dest = m.destination();
+        cgroup_mount(m).map_err(|e| e.within(format!("mount {}", dest.display())))?;
+    }
+    Ok(())
+}
+
+fn cgroup_mount(m: &Mount) -> R<()> {
+    let opts = Options::parse(m.options().as_ref());
+    let dest = resolve(m.destination())?;
+    fs::create_dir_all(&dest).map_err(|e| SetupError::io("creating it", &e))?;
+    let mine = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| SetupError::io("reading /proc/self/cgroup", &e))?;
+    // `ID:CONTROLLERS:PATH`; v1 hierarchies have controllers (or a name), cgroup2 has none.
+    let v1: Vec<&str> = mine
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let flags = opts.flags;
+    let fs_mount = |typ: &str, at: &Path, data: Option<&str>| {
+        mount(Some(typ), at, Some(typ), flags, data)
+            .map_err(|e| SetupError::sys(format!("mounting {typ} on {}", at.display()), e))
+    };
+    if v1.is_empty() {
+        return fs_mount("cgroup2", &dest, None);
+    }
+    let rw = flags & !MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), &dest, Some("tmpfs"), rw, Some("mode=755"))
+        .map_err(|e| SetupError::sys("mounting a tmpfs", e))?;
+    for controllers in &v1 {
+        let name = controllers.strip_prefix("name=").unwrap_or(controllers);
+        let at = dest.join(name);
+        fs::create_dir(&at).map_err(|e| SetupError::io(format!("creating {name}"), &e))?;
+        fs_mount("cgroup", &at, Some(controllers))?;
+        if name.contains(',') {
+            for one in name.split(',') {
+                let _ = symlink(name, dest.join(one));
+            }
+        }
+    }
+    if mine.lines().any(|l| l.starts_with("0::")) {
+        let at = dest.join("unified");
+        fs::create_dir(&at).map_err(|e| SetupError::io("creating unified", &e))?;
+        fs_mount("cgroup2", &at, None)?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let dest = dest.to_string_lossy();
+        remount_ro(&dest, flags & !MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
 }
 
 /// Creates an empty file at `path` unless something is there.
@@ -313,53 +508,54 @@ fn ensure_file(path: &Path) -> R<()> {
             .truncate(false)
             .mode(0o644)
             .open(path)
-            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+            .map_err(|e| SetupError::io(format!("creating {}", path.display()), &e))?;
     }
     Ok(())
 }
 
-/// A `-v` bind: the target (created when missing, of the source's kind) is resolved inside the
-/// container's root, then the source's tree (already read-only for `:ro`) is attached there.
-fn volume(tree: &OwnedFd, is_dir: bool, v: &Volume) -> R<()> {
-    let fail = |e: &dyn std::fmt::Display| format!("volume {}: {e}", v.target);
-    let target = mount_point(&v.target, is_dir).map_err(|e| fail(&e))?;
-    attach_tree(tree, &target).map_err(|e| fail(&e))
-}
-
-/// Resolves a mount target inside the container, creates it (a directory or an empty file) when
-/// missing, checks its kind and opens it as an O_PATH fd to mount on.
-fn mount_point(path: &str, is_dir: bool) -> R<OwnedFd> {
+/// Resolves a bind mount's target inside the container, refuses a forbidden one, creates it (a
+/// directory or an empty file, of the source's kind) when missing, checks its kind and opens it
+/// as an O_PATH fd to mount on.
+fn mount_point(path: &Path, is_dir: bool) -> R<OwnedFd> {
     let resolved = resolve(path)?;
+    if let Some(why) = forbidden_destination(&resolved) {
+        return Err(SetupError::new(format!("{}: {why}", resolved.display())));
+    }
+    let mkdir = |p: &Path| {
+        fs::create_dir_all(p).map_err(|e| SetupError::io(format!("creating {}", p.display()), &e))
+    };
     if is_dir {
-        fs::create_dir_all(&resolved).map_err(|e| e.to_string())?;
+        mkdir(&resolved)?;
     } else {
         if let Some(parent) = resolved.parent() {
-            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            mkdir(parent)?;
         }
         ensure_file(&resolved)?;
     }
     let target = open_target(&resolved)?;
     let kind_ok = fs::metadata(&resolved).is_ok_and(|m| m.is_dir() == is_dir);
     if !kind_ok {
-        return Err(format!(
+        return Err(SetupError::new(format!(
             "{} is not a {}",
             resolved.display(),
             if is_dir { "directory" } else { "file" }
-        ));
+        )));
     }
     Ok(target)
 }
 
 /// Resolves `path` in the container's root, following symlinks the way the container will see
 /// them (absolute ones from its root), and refuses one that climbs out of the root with `..`.
-fn resolve(path: &str) -> Result<PathBuf, String> {
+fn resolve(path: &Path) -> R<PathBuf> {
     let mut done: Vec<OsString> = Vec::new();
-    let mut todo: VecDeque<OsString> = components(Path::new(path));
+    let mut todo: VecDeque<OsString> = components(path);
     let mut links = 0;
     while let Some(c) = todo.pop_front() {
         if c == ".." {
             if done.pop().is_none() {
-                return Err("a symlink on the way points outside the container".into());
+                return Err(SetupError::new(
+                    "a symlink on the way points outside the container",
+                ));
             }
             continue;
         }
@@ -371,9 +567,10 @@ fn resolve(path: &str) -> Result<PathBuf, String> {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > 40 {
-                    return Err("too many levels of symbolic links".into());
+                    return Err(SetupError::new("too many levels of symbolic links"));
                 }
-                let target = fs::read_link(&here).map_err(|e| e.to_string())?;
+                let target = fs::read_link(&here)
+                    .map_err(|e| SetupError::io(format!("{}", here.display()), &e))?;
                 if target.is_absolute() {
                     done.clear();
                 }
@@ -400,12 +597,7 @@ fn components(path: &Path) -> VecDeque<OsString> {
 
 /// Brings `lo` up in the container's own network namespace.
 pub fn loopback_up() -> R<()> {
-    let fail = |what: &str| {
-        format!(
-            "bringing lo up: {what}: {}",
-            std::io::Error::last_os_error()
-        )
-    };
+    let fail = |what: &str| SetupError::last(format!("bringing lo up: {what}"));
     // SAFETY: a datagram socket for interface ioctls; `req` is a properly sized ifreq.
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);

@@ -1,6 +1,11 @@
-//! Creating the container's process: clone into new namespaces, then the child's whole setup up
-//! to exec, synchronised with the parent over a [`Channel`]. Any failure of the child travels
-//! back as an exit code (125 runtime, 126 not executable, 127 not found) and a message.
+//! The executor: creates the container's process as a Spec says (its namespaces, created or
+//! joined by path, its root filesystem and mounts, devices, cgroup namespace, rlimits, identity,
+//! capabilities, no_new_privs) and runs it, synchronised with the parent over a [`Channel`]. A
+//! failure of the child travels back as a [`SetupError`] (kind, errno, context), whose kind
+//! decides the exit code (125 runtime, 126 not executable, 127 not found).
+//!
+//! What minibox adds (the network attachment, the /etc files, logging, the supervisor) is the
+//! caller's: the executor follows the Spec and nothing else.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -16,16 +21,14 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 
-use super::log::Stream;
-use super::seccomp::Program;
-use super::spec::Spec;
+use super::error::{Kind, SetupError};
+pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
+use super::log::{LogFile, Stream};
+use super::seccomp::{self, Program};
 use super::sync::{Channel, Message, FAIL, GO, PTY};
-use super::{init, mounts, security, tty, user};
-
-pub const EXIT_RUNTIME: u8 = 125;
-pub const EXIT_NOT_EXECUTABLE: u8 = 126;
-pub const EXIT_NOT_FOUND: u8 = 127;
+use super::{init, mounts, security, tty};
 
 /// Signals `minibox run` forwards to the container's PID 1.
 pub const FORWARDED: [Signal; 6] = [
@@ -36,28 +39,6 @@ pub const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR1,
     Signal::SIGUSR2,
 ];
-
-/// A failure of the container's setup, with the exit code `run` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub code: u8,
-    pub msg: String,
-}
-
-impl Failure {
-    pub fn runtime(msg: impl Into<String>) -> Self {
-        Self {
-            code: EXIT_RUNTIME,
-            msg: msg.into(),
-        }
-    }
-}
-
-impl From<String> for Failure {
-    fn from(msg: String) -> Self {
-        Failure::runtime(msg)
-    }
-}
 
 /// The signals `run` handles itself, blocked before the clone so none is lost, read from a
 /// signalfd; the container's process starts with a clean signal state ([`reset_signals`]).
@@ -78,21 +59,33 @@ impl Signals {
     }
 }
 
-/// What the child needs besides the spec.
+/// Mounts the root filesystem on `root.path`, in the child's mount namespace.
+pub type MountRootfs<'a> = &'a dyn Fn(&Path) -> Result<(), SetupError>;
+
+/// What the child needs besides the Spec: how its root and stdio come about, and minibox's
+/// `--init`.
 pub struct Launch<'a> {
     pub spec: &'a Spec,
-    /// The directory the rootfs is mounted on.
-    pub rootfs_target: &'a Path,
-    /// The container's volatile state (the generated /etc files).
-    pub state_dir: &'a Path,
-    /// Mounts the image's rootfs on the target, in the child's mount namespace.
-    pub mount_rootfs: &'a dyn Fn(&Path) -> Result<(), String>,
+    /// Mounts the root filesystem (an image's); without, `root.path` is a directory that is
+    /// bound onto itself (an OCI bundle's rootfs).
+    pub mount_rootfs: Option<MountRootfs<'a>>,
     pub signals: &'a Signals,
-    /// Where the container's stdout and stderr go (the write ends of the pipes its output is
-    /// logged from), unless it has a terminal.
+    pub stdio: Stdio<'a>,
+    /// minibox's `--init`: PID 1 stays a small init that forks the command.
+    pub init: bool,
+    /// Where compiled seccomp filters are kept (see [`seccomp::compile_cached`]).
+    pub seccomp_cache: &'a Path,
+}
+
+/// Where the container's standard descriptors come from (without a terminal).
+#[derive(Clone, Copy, Default)]
+pub struct Stdio<'a> {
+    /// Its stdin: this pipe's read end; without, /dev/null unless `keep_stdin`.
+    pub input: Option<BorrowedFd<'a>>,
+    /// Keep the stdin inherited from the runtime (a foreground `run -i`).
+    pub keep_stdin: bool,
+    /// Its stdout and stderr (the write ends of the pipes its output is read from).
     pub output: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
-    /// The seccomp filter, compiled.
-    pub seccomp: Option<&'a Program>,
 }
 
 /// The parent's handle on the cloned child.
@@ -107,17 +100,88 @@ pub struct Started {
     pub pty: Option<std::os::fd::OwnedFd>,
 }
 
-/// Clones the child into new PID, mount, UTS, IPC (and network) namespaces. The parent must be
-/// single-threaded: the child is a fork-like copy that goes on running Rust code.
-pub fn spawn(launch: &Launch) -> anyhow::Result<Child> {
-    let (parent_end, child_end) = Channel::pair()?;
-    let mut flags = CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    if launch.spec.own_netns {
-        flags |= CloneFlags::CLONE_NEWNET;
+/// The namespaces the Spec asks to create (no path) and to join (a path).
+fn namespaces(spec: &Spec) -> Result<(Vec<LinuxNamespaceType>, Vec<&LinuxNamespace>), SetupError> {
+    let all = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut new = Vec::new();
+    let mut join = Vec::new();
+    for ns in all {
+        if matches!(
+            ns.typ(),
+            LinuxNamespaceType::User | LinuxNamespaceType::Time
+        ) {
+            return Err(SetupError::new(format!(
+                "{} namespaces are not supported",
+                ns.typ()
+            )));
+        }
+        match ns.path() {
+            Some(_) => join.push(ns),
+            None => new.push(ns.typ()),
+        }
     }
+    Ok((new, join))
+}
+
+/// Opens a namespace to join: a path from the Spec, checked to be a namespace.
+fn open_ns(ns: &LinuxNamespace) -> Result<fs::File, SetupError> {
+    let path = ns.path().clone().unwrap_or_default();
+    fs::File::open(&path).map_err(|e| {
+        SetupError::io(
+            format!("opening the {} namespace {}", ns.typ(), path.display()),
+            &e,
+        )
+    })
+}
+
+fn setns(file: &fs::File, typ: LinuxNamespaceType) -> Result<(), SetupError> {
+    nix::sched::setns(file, CloneFlags::from_bits_truncate(typ as i32))
+        .map_err(|e| SetupError::sys(format!("joining the {typ} namespace"), e))
+}
+
+/// The Spec's `linux.seccomp` compiled, here in the runtime: the child only loads it.
+fn seccomp_program(spec: &Spec, cache: &Path) -> Result<Option<Program>, SetupError> {
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    filter
+        .map(|f| seccomp::compile_cached(f, cache))
+        .transpose()
+        .map_err(|e| SetupError::new(e.to_string()))
+}
+
+/// Clones the child into the Spec's new namespaces (a PID namespace given by path is joined
+/// here, for the child to be born in it). The parent must be single-threaded: the child is a
+/// fork-like copy that goes on running Rust code.
+pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
+    let (new, join) = namespaces(launch.spec)?;
+    let seccomp = seccomp_program(launch.spec, launch.seccomp_cache)?;
+    let (parent_end, child_end) =
+        Channel::pair().map_err(|e| SetupError::sys("creating a socket pair", e))?;
+    // The cgroup namespace is made once the child is in its cgroup (after `go`).
+    let flags = new
+        .iter()
+        .filter(|t| **t != LinuxNamespaceType::Cgroup)
+        .fold(CloneFlags::empty(), |f, t| {
+            f | CloneFlags::from_bits_truncate(*t as i32)
+        });
+    let join_pid = join
+        .iter()
+        .find(|ns| ns.typ() == LinuxNamespaceType::Pid)
+        .map(|ns| open_ns(ns))
+        .transpose()?;
+    let own_pid = match &join_pid {
+        Some(target) => {
+            let own = fs::File::open("/proc/self/ns/pid")
+                .map_err(|e| SetupError::io("opening our PID namespace", &e))?;
+            setns(target, LinuxNamespaceType::Pid)?;
+            Some(own)
+        }
+        None => None,
+    };
     // SAFETY: a raw clone without a new stack behaves like fork; the process is
     // single-threaded, so the child inherits no lock held by another thread.
     let ret = unsafe {
@@ -130,15 +194,16 @@ pub fn spawn(launch: &Launch) -> anyhow::Result<Child> {
             0usize,
         )
     };
+    if ret == 0 {
+        drop(parent_end);
+        child(launch, &child_end, seccomp.as_ref())
+    }
+    let failed = SetupError::last("creating the container's process");
+    if let Some(own) = own_pid {
+        setns(&own, LinuxNamespaceType::Pid)?;
+    }
     match ret {
-        -1 => Err(anyhow::anyhow!(
-            "creating the container's process: {}",
-            std::io::Error::last_os_error()
-        )),
-        0 => {
-            drop(parent_end);
-            child(launch, &child_end)
-        }
+        -1 => Err(failed),
         pid => Ok(Child {
             pid: Pid::from_raw(pid as i32),
             channel: parent_end,
@@ -157,47 +222,51 @@ impl Child {
     }
 
     /// Waits until the child exec'd (EOF on the channel) or failed.
-    pub fn started(&self) -> Result<Started, Failure> {
+    pub fn started(&self) -> Result<Started, SetupError> {
         let mut pty = None;
         loop {
-            let Message { data, fd } = self.channel.recv().map_err(|e| {
-                Failure::runtime(format!("waiting for the container to start: {e}"))
-            })?;
-            match data.first() {
+            let Message { data, fd } = self
+                .channel
+                .recv()
+                .map_err(|e| SetupError::sys("waiting for the container to start", e))?;
+            match data.split_first() {
                 None => return Ok(Started { pty }),
-                Some(&PTY) => pty = fd,
-                Some(&FAIL) if data.len() >= 2 => {
-                    return Err(Failure {
-                        code: data[1],
-                        msg: String::from_utf8_lossy(&data[2..]).into_owned(),
-                    })
+                Some((&PTY, _)) => pty = fd,
+                Some((&FAIL, rest)) => {
+                    return Err(SetupError::decode(rest).unwrap_or_else(|| {
+                        SetupError::new("the container reported a failure it could not encode")
+                    }))
                 }
-                Some(_) => return Err(Failure::runtime("unexpected message from the container")),
+                Some(_) => return Err(SetupError::new("unexpected message from the container")),
             }
         }
     }
 }
 
 /// The child: runs the setup and reports a failure; never returns.
-fn child(launch: &Launch, channel: &Channel) -> ! {
-    run_child(channel, || setup_and_exec(launch, channel))
+fn child(launch: &Launch, channel: &Channel, seccomp: Option<&Program>) -> ! {
+    run_child(channel, || setup_and_exec(launch, channel, seccomp))
 }
 
-fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, Failure>) -> ! {
+fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, SetupError>) -> ! {
     let result = std::panic::catch_unwind(AssertUnwindSafe(f));
     let failure = match result {
         Ok(Err(f)) => f,
         Ok(Ok(never)) => match never {},
-        Err(_) => Failure::runtime("the container's setup panicked"),
+        Err(_) => SetupError::new("the container's setup panicked"),
     };
-    let mut msg = vec![FAIL, failure.code];
-    msg.extend(failure.msg.as_bytes());
+    let mut msg = vec![FAIL];
+    msg.extend(failure.encode());
     let _ = channel.send(&msg, None);
     // SAFETY: leaving the forked child without running the parent's exit handlers.
-    unsafe { libc::_exit(failure.code.into()) }
+    unsafe { libc::_exit(failure.exit_code().into()) }
 }
 
-fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Failure> {
+fn setup_and_exec(
+    launch: &Launch,
+    channel: &Channel,
+    seccomp: Option<&Program>,
+) -> Result<Infallible, SetupError> {
     let spec = launch.spec;
     security::set_non_dumpable()?;
     // Set again after the identity changes (which clears it); until then the set-up must not
@@ -208,36 +277,50 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
         // SAFETY: see `child`; nobody is left to report to.
         unsafe { libc::_exit(EXIT_RUNTIME.into()) }
     }
-    if let Some((out, err)) = launch.output {
-        for (from, to) in [(out, 1), (err, 2)] {
-            // SAFETY: dup2 onto a standard descriptor of this process.
-            if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(format!("redirecting the output: {e}").into());
-            }
-        }
-    }
+    redirect(&launch.stdio)?;
     security::close_inherited(channel.as_raw_fd())?;
     // Device nodes and the like get exact modes; the container's umask is set before exec.
     nix::sys::stat::umask(Mode::empty());
 
+    let (new, join) = namespaces(spec)?;
+    for ns in join.iter().filter(|ns| ns.typ() != LinuxNamespaceType::Pid) {
+        setns(&open_ns(ns)?, ns.typ())?;
+    }
+    security::new_session_keyring()?;
+    let linux = spec.linux().clone().unwrap_or_default();
     // The filesystem is set up while the parent places this process in its cgroup (a v1
     // migration waits for an RCU grace period, milliseconds) and wires its network.
-    nix::unistd::sethostname(&spec.hostname)
-        .map_err(|e| format!("setting the hostname {:?}: {e}", spec.hostname))?;
-    mounts::make_private()?;
-    let sources = mounts::open_sources(launch.state_dir, &spec.volumes)?;
-    (launch.mount_rootfs)(launch.rootfs_target)?;
-    mounts::pivot(launch.rootfs_target)?;
-    mounts::setup(&sources, spec.privileged)?;
-    drop(sources);
-    if spec.own_netns {
+    if let Some(hostname) = spec.hostname() {
+        nix::unistd::sethostname(hostname)
+            .map_err(|e| SetupError::sys(format!("setting the hostname {hostname:?}"), e))?;
+    }
+    let no_mounts = Vec::new();
+    let mounts = spec.mounts().as_ref().unwrap_or(&no_mounts);
+    let root = spec.root().as_ref();
+    if let (true, Some(root)) = (new.contains(&LinuxNamespaceType::Mount), root) {
+        mounts::make_private()?;
+        let sources = mounts::open_sources(mounts)?;
+        match launch.mount_rootfs {
+            Some(mount_rootfs) => mount_rootfs(root.path())?,
+            None => mounts::bind_root(root.path())?,
+        }
+        mounts::pivot(root.path())?;
+        let devices = linux.devices().clone().unwrap_or_default();
+        mounts::setup(mounts, &sources, &devices)?;
+        drop(sources);
+    }
+    if new.contains(&LinuxNamespaceType::Network) {
         mounts::loopback_up()?;
     }
+    for (key, value) in linux.sysctl().iter().flatten() {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        fs::write(&path, value).map_err(|e| SetupError::io(format!("setting sysctl {key}"), &e))?;
+    }
+    mounts::protect(&linux)?;
 
     let go = channel
         .recv()
-        .map_err(|e| format!("waiting for the runtime: {e}"))?;
+        .map_err(|e| SetupError::sys("waiting for the runtime", e))?;
     if go.data.first() != Some(&GO) || go.data.len() < 5 {
         // The parent failed (and is cleaning up): nothing to report.
         // SAFETY: see `child`.
@@ -245,124 +328,171 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Fail
     }
     let rows = u16::from_le_bytes([go.data[1], go.data[2]]);
     let cols = u16::from_le_bytes([go.data[3], go.data[4]]);
-    // Placed in its cgroup by now: make that cgroup the root of its view.
-    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
-
-    finish_and_exec(
-        spec,
-        channel,
-        launch.signals,
-        (rows, cols),
-        true,
-        launch.seccomp,
-    )
+    // Placed in its cgroup by now: make that cgroup the root of its view, and mount it.
+    if new.contains(&LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| SetupError::sys("creating the cgroup namespace", e))?;
+    }
+    mounts::cgroups(mounts)?;
+    if root.and_then(|r| r.readonly()) == Some(true) {
+        mounts::readonly_root()?;
+    }
+    let process = spec.process().clone().unwrap_or_default();
+    if let Some(adj) = process.oom_score_adj() {
+        security::set_oom_score_adj(adj)?;
+    }
+    let keep_stdin = launch.stdio.keep_stdin || launch.stdio.input.is_some();
+    let init = launch.init.then_some(&launch.signals.set);
+    finish_and_exec(spec, channel, (rows, cols), keep_stdin, true, init, seccomp)
 }
 
-/// The common end of `run` and `exec`: working directory, identity, terminal, limits,
-/// capabilities, no_new_privs, seccomp, then exec.
+/// Points stdin, stdout and stderr where `stdio` says.
+fn redirect(stdio: &Stdio) -> Result<(), SetupError> {
+    let pairs = stdio
+        .input
+        .map(|i| (i, 0))
+        .into_iter()
+        .chain(stdio.output.into_iter().flat_map(|(o, e)| [(o, 1), (e, 2)]));
+    for (from, to) in pairs {
+        // SAFETY: dup2 onto a standard descriptor of this process.
+        if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
+            return Err(SetupError::last("redirecting the standard descriptors"));
+        }
+    }
+    Ok(())
+}
+
+/// The common end of `run` and `exec`: working directory, terminal, rlimits, identity and
+/// capabilities, no_new_privs, umask, seccomp, then exec (after forking `init`'s PID 1 when
+/// asked, which the filter confines too).
 fn finish_and_exec(
     spec: &Spec,
     channel: &Channel,
-    signals: &Signals,
     (rows, cols): (u16, u16),
+    keep_stdin: bool,
     die_with_parent: bool,
+    init: Option<&SigSet>,
     seccomp: Option<&Program>,
-) -> Result<Infallible, Failure> {
-    let who = user::lookup(&spec.user)?;
-    enter_workdir(&spec.cwd)?;
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", who.home));
-    }
-    let program = find_executable(&spec.args[0], &env)?;
+) -> Result<Infallible, SetupError> {
+    let process = spec.process().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    enter_workdir(process.cwd())?;
+    let Some(name) = args.first() else {
+        return Err(SetupError::new("the Spec gives no process args"));
+    };
+    let program = find_executable(name, &env)?;
 
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    if spec.tty {
+    nix::unistd::setsid().map_err(|e| SetupError::sys("setsid", e))?;
+    let tty = process.terminal() == Some(true);
+    if tty {
         let master = tty::open_in_container(rows, cols)?;
         channel
             .send(&[PTY], Some(master.as_raw_fd()))
-            .map_err(|e| format!("passing the terminal to the runtime: {e}"))?;
-    } else if !spec.interactive {
+            .map_err(|e| SetupError::sys("passing the terminal to the runtime", e))?;
+    } else if !keep_stdin {
         redirect_stdin_to_null()?;
     }
 
-    security::set_rlimits()?;
+    security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the switch of user
     // drops: then it is loaded before, as runc does (the profile must allow the steps after).
-    // With it, it is loaded last, so a profile constrains the container and not its set-up.
-    let (early, last) = match spec.no_new_privileges {
-        true => (None, seccomp),
-        false => (seccomp, None),
+    // With it, it is loaded last, so that a profile constrains the container, not its set-up.
+    let nnp = process.no_new_privileges() == Some(true);
+    let (early, last) = if nnp {
+        (None, seccomp)
+    } else {
+        (seccomp, None)
     };
-    let load = |p: Option<&Program>| p.map_or(Ok(()), |p| p.load()).map_err(|e| e.to_string());
+    let load = |p: Option<&Program>| {
+        p.map_or(Ok(()), Program::load)
+            .map_err(|e| SetupError::new(e.to_string()))
+    };
     load(early)?;
-    security::switch_user(&who, &spec.caps)?;
+    let user = process.user();
+    security::switch_user(user, process.capabilities().as_ref())?;
     if die_with_parent {
         security::die_with_parent()?;
     }
-    if spec.no_new_privileges {
+    if nnp {
         security::set_no_new_privs()?;
     }
-    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(Mode::from_bits_truncate(user.umask().unwrap_or(0o022)));
     security::cloexec_from_3()?;
     load(last)?;
 
-    if spec.init {
-        init::start(spec.tty, &signals.set);
+    if let Some(blocked) = init {
+        init::start(tty, blocked);
     }
     reset_signals();
-    Err(exec(&program, &spec.args, &env))
+    Err(exec(&program, &args, &env))
 }
 
-/// `exec`: a new process in the namespaces and cgroup of the container whose PID 1 is `target`,
-/// set up as the container's own (user, capabilities, no_new_privs, seccomp), non-dumpable until
-/// exec.
+/// `exec`: a new process in the namespaces (those the Spec lists, joined through the
+/// container's PID 1, `target`) and cgroup of a running container, set up as the Spec's
+/// `process` says. The process is non-dumpable before it is born in the container's PID
+/// namespace (this process makes itself so before forking), so nothing in the container can
+/// ptrace it or open its /proc files while it still runs the runtime's code (CVE-2019-5736).
 pub fn spawn_exec(
     target: Pid,
     cgroup: &str,
     spec: &Spec,
-    signals: &Signals,
-    seccomp: Option<&Program>,
-) -> anyhow::Result<Child> {
-    use anyhow::Context;
-    let open = |ns: &str| {
-        fs::File::open(format!("/proc/{target}/ns/{ns}"))
-            .with_context(|| format!("opening the container's {ns} namespace"))
+    stdio: Stdio,
+    seccomp_cache: &Path,
+) -> Result<Child, SetupError> {
+    let seccomp = seccomp_program(spec, seccomp_cache)?;
+    let open = |typ: LinuxNamespaceType| {
+        fs::File::open(format!("/proc/{target}/ns/{typ}"))
+            .map_err(|e| SetupError::io(format!("opening the container's {typ} namespace"), &e))
     };
-    // The PID namespace applies to children: join it here, then fork into it.
-    nix::sched::setns(open("pid")?, CloneFlags::CLONE_NEWPID)
-        .context("joining the container's PID namespace")?;
-    let others = [
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-    ]
-    .into_iter()
-    .map(|(n, f)| Ok((n, open(n)?, f)))
-    .collect::<anyhow::Result<Vec<_>>>()?;
-    let size = if spec.tty {
+    let (new, joined) = namespaces(spec)?;
+    let mut join = Vec::new();
+    let mut pid_ns = None;
+    for typ in new.into_iter().chain(joined.iter().map(|ns| ns.typ())) {
+        match typ {
+            LinuxNamespaceType::Pid => pid_ns = Some(open(typ)?),
+            // The mount namespace last: the others are opened by path in the host's /proc.
+            LinuxNamespaceType::Mount => {}
+            _ => join.push((open(typ)?, typ)),
+        }
+    }
+    join.push((open(LinuxNamespaceType::Mount)?, LinuxNamespaceType::Mount));
+    let tty = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    let size = if tty {
         tty::size().unwrap_or((0, 0))
     } else {
         (0, 0)
     };
     let cg = super::cgroups::Cgroup::open(cgroup);
-    let (parent_end, child_end) = Channel::pair()?;
+    let (parent_end, child_end) =
+        Channel::pair().map_err(|e| SetupError::sys("creating a socket pair", e))?;
+    security::set_non_dumpable()?;
+    // The PID namespace applies to children: join it here, then fork into it.
+    if let Some(ns) = &pid_ns {
+        setns(ns, LinuxNamespaceType::Pid)?;
+    }
     // SAFETY: the process is single-threaded.
-    match unsafe { nix::unistd::fork() }.context("creating the process")? {
+    match unsafe { nix::unistd::fork() }.map_err(|e| SetupError::sys("creating the process", e))? {
         nix::unistd::ForkResult::Child => {
             drop(parent_end);
             run_child(&child_end, || {
-                security::set_non_dumpable()?;
+                redirect(&stdio)?;
                 cg.add(nix::unistd::getpid())
-                    .map_err(|e| Failure::runtime(format!("{e:#}")))?;
-                for (name, fd, flag) in &others {
-                    nix::sched::setns(fd, *flag)
-                        .map_err(|e| format!("joining the container's {name} namespace: {e}"))?;
+                    .map_err(|e| SetupError::new(format!("{e:#}")))?;
+                for (fd, typ) in &join {
+                    setns(fd, *typ)?;
                 }
-                finish_and_exec(spec, &child_end, signals, size, false, seccomp)
+                security::new_session_keyring()?;
+                let keep_stdin = stdio.input.is_some() || stdio.keep_stdin;
+                finish_and_exec(
+                    spec,
+                    &child_end,
+                    size,
+                    keep_stdin,
+                    false,
+                    None,
+                    seccomp.as_ref(),
+                )
             })
         }
         nix::unistd::ForkResult::Parent { child } => Ok(Child {
@@ -373,40 +503,41 @@ pub fn spawn_exec(
 }
 
 /// Enters the working directory, creating it when missing, and checks it is inside the root.
-fn enter_workdir(cwd: &str) -> Result<(), Failure> {
+fn enter_workdir(cwd: &Path) -> Result<(), SetupError> {
+    let shown = cwd.display();
     match fs::metadata(cwd) {
         Ok(m) if !m.is_dir() => {
-            return Err(Failure::runtime(format!(
-                "working directory {cwd} is not a directory"
+            return Err(SetupError::new(format!(
+                "working directory {shown} is not a directory"
             )))
         }
         Ok(_) => {}
         Err(_) => fs::create_dir_all(cwd)
-            .map_err(|e| format!("creating the working directory {cwd}: {e}"))?,
+            .map_err(|e| SetupError::io(format!("creating the working directory {shown}"), &e))?,
     }
-    nix::unistd::chdir(cwd).map_err(|e| format!("entering the working directory {cwd}: {e}"))?;
-    let here = nix::unistd::getcwd().map_err(|e| format!("checking the working directory: {e}"))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| SetupError::sys(format!("entering the working directory {shown}"), e))?;
+    let here =
+        nix::unistd::getcwd().map_err(|e| SetupError::sys("checking the working directory", e))?;
     if !here.starts_with("/") {
-        return Err(Failure::runtime(format!(
-            "working directory {cwd} is outside the container"
+        return Err(SetupError::new(format!(
+            "working directory {shown} is outside the container"
         )));
     }
     Ok(())
 }
 
-fn redirect_stdin_to_null() -> Result<(), Failure> {
-    let null = fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(&null).map_err(|e| Failure::runtime(format!("dup2: {e}")))?;
+fn redirect_stdin_to_null() -> Result<(), SetupError> {
+    let null = fs::File::open("/dev/null").map_err(|e| SetupError::io("opening /dev/null", &e))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| SetupError::sys("dup2", e))?;
     Ok(())
 }
 
 /// Finds the program as Go's LookPath does (which is what Docker users see): a name with a
 /// slash is used as is, others are searched in the container's PATH.
-fn find_executable(name: &str, env: &[String]) -> Result<CString, Failure> {
-    let not_found = |why: &str| Failure {
-        code: EXIT_NOT_FOUND,
-        msg: format!("exec: {name:?}: {why}"),
-    };
+fn find_executable(name: &str, env: &[String]) -> Result<CString, SetupError> {
+    let not_found =
+        |why: &str| SetupError::new(format!("exec: {name:?}: {why}")).with_kind(Kind::NotFound);
     if name.is_empty() {
         return Err(not_found("executable file not found in $PATH"));
     }
@@ -429,23 +560,19 @@ fn find_executable(name: &str, env: &[String]) -> Result<CString, Failure> {
     CString::new(path).map_err(|_| not_found("the name contains a NUL byte"))
 }
 
-fn exec(program: &CString, args: &[String], env: &[String]) -> Failure {
+fn exec(program: &CString, args: &[String], env: &[String]) -> SetupError {
     let to_c = |v: &[String]| -> Option<Vec<CString>> {
         v.iter().map(|s| CString::new(s.as_bytes()).ok()).collect()
     };
     let (Some(argv), Some(envp)) = (to_c(args), to_c(env)) else {
-        return Failure::runtime("an argument or environment variable contains a NUL byte");
+        return SetupError::new("an argument or environment variable contains a NUL byte");
     };
     let err = nix::unistd::execve(program, &argv, &envp).unwrap_err();
-    let name = program.to_string_lossy();
-    let code = match err {
-        nix::Error::ENOENT | nix::Error::ENOTDIR => EXIT_NOT_FOUND,
-        _ => EXIT_NOT_EXECUTABLE,
+    let kind = match err {
+        nix::Error::ENOENT | nix::Error::ENOTDIR => Kind::NotFound,
+        _ => Kind::NotExecutable,
     };
-    Failure {
-        code,
-        msg: format!("exec: {name:?}: {}", err.desc().to_lowercase()),
-    }
+    SetupError::sys(format!("exec: {:?}", program.to_string_lossy()), err).with_kind(kind)
 }
 
 /// Gives the container's process the clean signal state a daemon-started container has:
@@ -480,7 +607,7 @@ pub fn wait(
     signals: &Signals,
     mut relay: Option<tty::Relay>,
     streams: &mut [Option<Stream>; 2],
-    log: Option<BorrowedFd>,
+    log: Option<&LogFile>,
 ) -> nix::Result<WaitStatus> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;

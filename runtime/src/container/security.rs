@@ -1,51 +1,95 @@
-//! The child's last steps before exec: identity, capabilities, no_new_privs, rlimits, fds.
+//! The child's last steps before exec, as the Spec's `process` says: identity, the five
+//! capability sets, no_new_privs, rlimits, a session keyring of its own, descriptors.
 
 use caps::{CapSet, CapsHashSet};
 use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimit, User};
 
-use super::user::User;
+use super::error::{Result, SetupError};
+use super::spec::from_oci;
 
 /// Makes the process non-dumpable: no ptrace and a root-owned /proc/PID until exec (which resets
 /// it), so the container cannot reach the runtime's memory or binary (CVE-2019-5736).
-pub fn set_non_dumpable() -> Result<(), String> {
+pub fn set_non_dumpable() -> Result<()> {
     prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
 }
 
-/// Drops capabilities outside `keep` from the bounding set, switches to `user`, then sets the
-/// permitted and effective sets: `keep` for root, empty for other users (as Docker does).
-pub fn switch_user(user: &User, keep: &CapsHashSet) -> Result<(), String> {
+/// Gives the process a new anonymous session keyring, as runc does: the keys of the session
+/// minibox was started from (the host's) are not the container's to read or change.
+pub fn new_session_keyring() -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a null name joins a new anonymous keyring; no memory is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if r < 0 {
+        return Err(SetupError::last("creating a session keyring"));
+    }
+    Ok(())
+}
+
+/// Applies the Spec's capability sets around the switch to `user`: the bounding set first, then
+/// the identity (keeping the permitted set across it, so a dropped CAP_SETUID does not stop us
+/// midway), then inheritable, permitted, effective and ambient. Never more than this process
+/// holds (this VM's root lacks CAP_SYS_RESOURCE, for one).
+pub fn switch_user(user: &User, sets: Option<&LinuxCapabilities>) -> Result<()> {
+    let set = |s: Option<&oci_spec::runtime::Capabilities>| s.map(from_oci).unwrap_or_default();
+    let bounding = set(sets.and_then(|c| c.bounding().as_ref()));
     for cap in caps::all() {
-        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
+        if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                SetupError::new(format!("dropping {cap} from the bounding set: {e}"))
+            })?;
         }
     }
-    // Keep the permitted set across setuid so a dropped CAP_SETUID does not stop us midway.
     prctl(libc::PR_SET_KEEPCAPS, 1, "PR_SET_KEEPCAPS")?;
-    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
-    setgid(Gid::from_raw(user.gid)).map_err(|e| format!("setgid {}: {e}", user.gid))?;
-    setuid(Uid::from_raw(user.uid)).map_err(|e| format!("setuid {}: {e}", user.uid))?;
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&groups).map_err(|e| SetupError::sys("setgroups", e))?;
+    setgid(Gid::from_raw(user.gid()))
+        .map_err(|e| SetupError::sys(format!("setgid {}", user.gid()), e))?;
+    setuid(Uid::from_raw(user.uid()))
+        .map_err(|e| SetupError::sys(format!("setuid {}", user.uid()), e))?;
     prctl(libc::PR_SET_KEEPCAPS, 0, "PR_SET_KEEPCAPS")?;
-    // Never more than this process holds (this VM's root lacks CAP_SYS_RESOURCE, for one).
-    let held =
-        caps::read(None, CapSet::Permitted).map_err(|e| format!("reading capabilities: {e}"))?;
-    let set = if user.uid == 0 {
-        keep.intersection(&held).copied().collect()
-    } else {
-        CapsHashSet::new()
+    let held = caps::read(None, CapSet::Permitted)
+        .map_err(|e| SetupError::new(format!("reading capabilities: {e}")))?;
+    let held = |s: CapsHashSet| -> CapsHashSet { s.intersection(&held).copied().collect() };
+    let fail = |what: &str, e: caps::errors::CapsError| {
+        SetupError::new(format!("setting {what} capabilities: {e}"))
     };
-    let fail = |what: &str, e: caps::errors::CapsError| format!("setting {what} capabilities: {e}");
-    caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable", e))?;
+    let sets = sets.cloned().unwrap_or_default();
+    let permitted = held(set(sets.permitted().as_ref()));
+    caps::set(
+        None,
+        CapSet::Inheritable,
+        &held(set(sets.inheritable().as_ref())),
+    )
+    .map_err(|e| fail("inheritable", e))?;
+    caps::set(
+        None,
+        CapSet::Effective,
+        &held(set(sets.effective().as_ref())),
+    )
+    .map_err(|e| fail("effective", e))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|e| fail("permitted", e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
-    caps::set(None, CapSet::Effective, &set).map_err(|e| fail("effective", e))?;
-    caps::set(None, CapSet::Permitted, &set).map_err(|e| fail("permitted", e))?;
+    for cap in set(sets.ambient().as_ref()) {
+        caps::raise(None, CapSet::Ambient, cap).map_err(|e| fail("ambient", e))?;
+    }
     Ok(())
 }
 
 /// Kills the container's PID 1 (and so the whole container) if `minibox run` dies: nothing else
 /// would tear it down. Set after the switch of user, which clears it.
-pub fn die_with_parent() -> Result<(), String> {
+pub fn die_with_parent() -> Result<()> {
     prctl(
         libc::PR_SET_PDEATHSIG,
         libc::SIGKILL as libc::c_ulong,
@@ -53,17 +97,40 @@ pub fn die_with_parent() -> Result<(), String> {
     )
 }
 
-pub fn set_no_new_privs() -> Result<(), String> {
+pub fn set_no_new_privs() -> Result<()> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")
 }
 
-/// RLIMIT_NOFILE 1024 like runc's default, but never above the current hard limit (raising it
-/// needs CAP_SYS_RESOURCE, which the container does not get).
-pub fn set_rlimits() -> Result<(), String> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| format!("getrlimit: {e}"))?;
-    let n = hard.min(1024);
-    setrlimit(Resource::RLIMIT_NOFILE, n, n).map_err(|e| format!("setrlimit NOFILE: {e}"))
+/// The Spec's rlimits, each never above the current hard limit: raising one needs
+/// CAP_SYS_RESOURCE, which the container does not get (and this VM's root lacks).
+pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
+    for r in rlimits {
+        let resource = r.typ() as libc::c_int;
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid resource number and our own struct.
+        if unsafe { libc::getrlimit(resource as _, &mut now) } < 0 {
+            return Err(SetupError::last(format!("getrlimit {:?}", r.typ())));
+        }
+        let hard = r.hard().min(now.rlim_max);
+        let new = libc::rlimit {
+            rlim_cur: r.soft().min(hard),
+            rlim_max: hard,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(resource as _, &new) } < 0 {
+            return Err(SetupError::last(format!("setrlimit {:?}", r.typ())));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the process's OOM score adjustment (`process.oomScoreAdj`).
+pub fn set_oom_score_adj(adj: i32) -> Result<()> {
+    std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        .map_err(|e| SetupError::io("setting oom_score_adj", &e))
 }
 
 /// Marks every fd >= 3 close-on-exec, so nothing of the runtime's leaks into the container
@@ -71,18 +138,18 @@ pub fn set_rlimits() -> Result<(), String> {
 /// Closes every descriptor above stdio that the set-up inherited from the runtime but `keep`
 /// (its channel): the container's lock above all, which must go with the runtime, so that a
 /// runtime killed during the set-up leaves a container that the next command recovers at once.
-pub fn close_inherited(keep: std::os::fd::RawFd) -> Result<(), String> {
+pub fn close_inherited(keep: std::os::fd::RawFd) -> Result<()> {
     let keep = keep as u32;
     for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, u32::MAX)] {
         // SAFETY: closes only this process's own descriptors, none of which is used again.
         if first <= last && unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } < 0 {
-            return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+            return Err(SetupError::last("close_range"));
         }
     }
     Ok(())
 }
 
-pub fn cloexec_from_3() -> Result<(), String> {
+pub fn cloexec_from_3() -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own descriptors.
     let r = unsafe {
         libc::syscall(
@@ -93,15 +160,15 @@ pub fn cloexec_from_3() -> Result<(), String> {
         )
     };
     if r < 0 {
-        return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+        return Err(SetupError::last("close_range"));
     }
     Ok(())
 }
 
-fn prctl(option: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<(), String> {
+fn prctl(option: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {
     // SAFETY: plain prctl calls with integer arguments.
     if unsafe { libc::prctl(option, arg, 0, 0, 0) } < 0 {
-        return Err(format!("{what}: {}", std::io::Error::last_os_error()));
+        return Err(SetupError::last(what));
     }
     Ok(())
 }

@@ -1,10 +1,23 @@
-//! What to run: the image's config and the `run` options resolved into one plain description
-//! the child process follows. Everything here is validated in the parent, before anything exists.
+//! What to run, as an OCI runtime Spec (the `config.json` of a bundle): `run`'s options and the
+//! image's config resolved into one, the way Docker and Podman generate a config.json, with all of
+//! minibox's defaults written here as data (capabilities, masked and read-only paths, devices,
+//! rlimits, mounts, namespaces). The executor (`process`, `mounts`, `security`, `cgroups`) follows
+//! the Spec and nothing else. Everything here is validated in the parent, before anything exists.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use caps::{Capability, CapsHashSet};
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceBuilder,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, SpecBuilder, UserBuilder,
+};
+
+pub use oci_spec::runtime::Spec;
+
+use super::user::User;
 
 /// The parts of an image's config that `run` uses.
 #[derive(Debug, Clone, Default)]
@@ -19,38 +32,11 @@ pub struct ImageConfig {
 }
 
 /// A `-v HOST:CONTAINER[:ro]` bind mount.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
     pub source: PathBuf,
     pub target: String,
     pub readonly: bool,
-}
-
-/// The container's process, as the child sets it up (kept in `config.json` for `start` and
-/// `exec`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Spec {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    /// Absolute path inside the container.
-    pub cwd: String,
-    /// `-u` or the image's User: `NAME|UID[:GROUP|GID]`; empty means root.
-    pub user: String,
-    pub hostname: String,
-    pub volumes: Vec<Volume>,
-    pub caps: CapsHashSet,
-    pub privileged: bool,
-    /// The seccomp filter in its OCI form; none when unconfined.
-    #[serde(default)]
-    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
-    /// Set no_new_privs: setuid and file capabilities then grant nothing.
-    #[serde(default)]
-    pub no_new_privileges: bool,
-    pub tty: bool,
-    pub interactive: bool,
-    pub init: bool,
-    /// Whether the container has its own network namespace (and so brings its `lo` up).
-    pub own_netns: bool,
 }
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -163,6 +149,10 @@ pub fn volume(spec: &str) -> Result<Volume> {
     if target.split('/').any(|c| c == "..") {
         return Err(bad("the container path must not contain '..'"));
     }
+    let clean: PathBuf = Path::new(target).components().collect();
+    if let Some(why) = super::mounts::forbidden_destination(&clean) {
+        return Err(bad(why));
+    }
     std::fs::metadata(source).map_err(|e| bad(&format!("host path {source}: {e}")))?;
     Ok(Volume {
         source: PathBuf::from(source),
@@ -171,9 +161,9 @@ pub fn volume(spec: &str) -> Result<Volume> {
     })
 }
 
-/// Docker's memory syntax: a number with an optional unit b, k, m, g, t (binary multiples).
-pub fn memory(value: &str) -> Result<i64> {
-    let bad = || anyhow::anyhow!("invalid --memory {value:?}: expected a size such as 64m or 1g");
+/// Docker's size syntax (go-units `RAMInBytes`): a positive number with an optional unit b,
+/// k, m, g, t (binary multiples, `kb`/`kib` alike). `None` when it is not one.
+pub fn size(value: &str) -> Option<u64> {
     let lower = value.trim().to_ascii_lowercase();
     let lower = lower
         .strip_suffix("ib")
@@ -193,18 +183,20 @@ pub fn memory(value: &str) -> Result<i64> {
         "m" => 20,
         "g" => 30,
         "t" => 40,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let n: f64 = digits.parse().map_err(|_| bad())?;
-    if !n.is_finite() || n <= 0.0 {
-        return Err(bad());
-    }
+    let n: f64 = digits.parse().ok()?;
     let bytes = n * (1u64 << shift) as f64;
-    if bytes < (6 << 20) as f64 {
+    (n.is_finite() && n > 0.0 && bytes <= i64::MAX as f64).then_some(bytes as u64)
+}
+
+/// `--memory`: a [`size`] of at least 6m, as Docker requires.
+pub fn memory(value: &str) -> Result<i64> {
+    let bytes = size(value).ok_or_else(|| {
+        anyhow::anyhow!("invalid --memory {value:?}: expected a size such as 64m or 1g")
+    })?;
+    if bytes < 6 << 20 {
         bail!("invalid --memory {value:?}: the minimum is 6m");
-    }
-    if bytes > i64::MAX as f64 {
-        return Err(bad());
     }
     Ok(bytes as i64)
 }
@@ -270,6 +262,346 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
         set.retain(|c| !dropped.contains(c));
     }
     Ok(set)
+}
+
+/// Paths masked in the container (Docker's list): /dev/null over a file, an empty read-only
+/// tmpfs over a directory.
+pub const MASKED_PATHS: [&str; 10] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths made read-only in the container (Docker's list).
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The container's device nodes (path, major, minor), mode 0666: they are also the character
+/// devices its cgroup lets it use.
+pub const DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// Character devices the cgroup allows besides [`DEVICES`] (runc's list): /dev/ptmx, the pts
+/// slaves, /dev/net/tun.
+const MORE_ALLOWED: [(i64, Option<i64>); 3] = [(5, Some(2)), (136, None), (10, Some(200))];
+
+/// RLIMIT_NOFILE, as runc's default (the executor never raises a hard limit above its own).
+const NOFILE: u64 = 1024;
+
+/// What the container's process is, resolved.
+pub struct Process {
+    pub args: Vec<String>,
+    /// Without HOME, the user's home is added.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: User,
+    pub caps: CapsHashSet,
+    pub tty: bool,
+    pub no_new_privileges: bool,
+}
+
+/// What `run` asks for, resolved: what the Spec is built from.
+pub struct Options<'a> {
+    pub process: Process,
+    pub hostname: String,
+    /// Where the image's root filesystem is mounted.
+    pub root: &'a Path,
+    /// The directory holding the container's `hostname`, `hosts` and `resolv.conf`.
+    pub etc: &'a Path,
+    pub volumes: &'a [Volume],
+    pub privileged: bool,
+    /// Whether the container gets its own network namespace.
+    pub own_netns: bool,
+    /// The cgroup, relative to the hierarchies' roots.
+    pub cgroup: String,
+    pub memory: Option<i64>,
+    /// CFS quota in microseconds per [`CPU_PERIOD`].
+    pub cpu_quota: Option<i64>,
+    pub pids: Option<i64>,
+    /// The seccomp filter (`linux.seccomp`); none when unconfined.
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+/// The CFS period `--cpus` is a quota of.
+pub const CPU_PERIOD: u64 = 100_000;
+
+/// Builds the container's Spec.
+pub fn build(o: &Options) -> Result<Spec> {
+    let oci_caps = to_oci(&o.process.caps);
+    // A non-root user starts with no effective or permitted capability, as in Docker; the
+    // bounding set still limits what setuid programs and file capabilities can grant.
+    let granted = if o.process.user.uid == 0 {
+        oci_caps.clone()
+    } else {
+        Default::default()
+    };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(oci_caps)
+        .effective(granted.clone())
+        .permitted(granted.clone())
+        .inheritable(granted)
+        .ambient(oci_spec::runtime::Capabilities::new())
+        .build()?;
+    let user = &o.process.user;
+    let mut env = o.process.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let process = ProcessBuilder::default()
+        .terminal(o.process.tty)
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.groups.clone())
+                .umask(0o022u32)
+                .build()?,
+        )
+        .args(o.process.args.clone())
+        .env(env)
+        .cwd(&o.process.cwd)
+        .capabilities(capabilities)
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(NOFILE)
+            .soft(NOFILE)
+            .build()?])
+        .no_new_privileges(o.process.no_new_privileges)
+        .build()?;
+
+    let mut namespaces = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if o.own_netns {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(limit) = o.memory {
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
+    }
+    if let Some(quota) = o.cpu_quota {
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(CPU_PERIOD)
+                .build()?,
+        );
+    }
+    if let Some(limit) = o.pids {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build()?);
+    }
+    // `--privileged`: no device rules, nothing masked or read-only.
+    let (rules, masked, readonly) = match o.privileged {
+        false => (
+            device_rules()?,
+            MASKED_PATHS.map(String::from).to_vec(),
+            READONLY_PATHS.map(String::from).to_vec(),
+        ),
+        true => Default::default(),
+    };
+    let mut linux = LinuxBuilder::default();
+    if let Some(seccomp) = &o.seccomp {
+        linux = linux.seccomp(seccomp.clone());
+    }
+    let linux = linux
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&o.cgroup))
+        .devices(devices()?)
+        .resources(resources.devices(rules).build()?)
+        .masked_paths(masked)
+        .readonly_paths(readonly)
+        .build()?;
+
+    Ok(SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(o.root)
+                .readonly(false)
+                .build()?,
+        )
+        .hostname(&o.hostname)
+        .process(process)
+        .mounts(mounts(o)?)
+        .linux(linux)
+        .build()?)
+}
+
+/// proc, /dev (tmpfs, devpts, shm, mqueue), sysfs, the container's own cgroup (read-only), the
+/// /etc files, then `-v` volumes.
+fn mounts(o: &Options) -> Result<Vec<oci_spec::runtime::Mount>> {
+    let m = |dest: &str, typ: &str, source: &str, options: &[&str]| {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(source)
+            .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+    };
+    let ro = if o.privileged { "rw" } else { "ro" };
+    let mut all = vec![
+        m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "noexec", "mode=755", "size=65536k"],
+        )?,
+        m(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        m(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro])?,
+        m(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", ro],
+        )?,
+    ];
+    for name in ETC_FILES {
+        let source = o.etc.join(name);
+        all.push(
+            MountBuilder::default()
+                .destination(format!("/etc/{name}"))
+                .typ("bind")
+                .source(source)
+                .options(vec!["bind".to_string()])
+                .build()?,
+        );
+    }
+    for v in o.volumes {
+        let mut options = vec!["rbind".to_string()];
+        if v.readonly {
+            options.push("ro".to_string());
+        }
+        all.push(
+            MountBuilder::default()
+                .destination(&v.target)
+                .typ("bind")
+                .source(&v.source)
+                .options(options)
+                .build()?,
+        );
+    }
+    Ok(all)
+}
+
+/// The container's /etc files that minibox writes (bound from [`Options::etc`]).
+pub const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
+fn devices() -> Result<Vec<oci_spec::runtime::LinuxDevice>> {
+    DEVICES
+        .iter()
+        .map(|(path, major, minor)| {
+            Ok(LinuxDeviceBuilder::default()
+                .path(*path)
+                .typ(LinuxDeviceType::C)
+                .major(*major)
+                .minor(*minor)
+                .file_mode(0o666u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()?)
+        })
+        .collect()
+}
+
+/// runc's device rules: deny everything, allow mknod of any node (so images can carry device
+/// nodes), and read-write-mknod of the container's own nodes and a few more. Without them,
+/// CAP_MKNOD would open the host's disks.
+fn device_rules() -> Result<Vec<oci_spec::runtime::LinuxDeviceCgroup>> {
+    let rule = |allow, typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access);
+        if let Some(major) = major {
+            b = b.major(major);
+        }
+        if let Some(minor) = minor {
+            b = b.minor(minor);
+        }
+        b.build()
+    };
+    let mut rules = vec![
+        rule(false, LinuxDeviceType::A, None, None, "rwm")?,
+        rule(true, LinuxDeviceType::C, None, None, "m")?,
+        rule(true, LinuxDeviceType::B, None, None, "m")?,
+    ];
+    let nodes = DEVICES
+        .iter()
+        .map(|(_, major, minor)| (*major, Some(*minor)));
+    for (major, minor) in nodes.chain(MORE_ALLOWED) {
+        rules.push(rule(true, LinuxDeviceType::C, Some(major), minor, "rwm")?);
+    }
+    Ok(rules)
+}
+
+/// A capability set in the OCI Spec's terms.
+pub fn to_oci(set: &CapsHashSet) -> oci_spec::runtime::Capabilities {
+    set.iter()
+        .filter_map(|c| {
+            let name = c.to_string();
+            name.strip_prefix("CAP_")?.parse().ok()
+        })
+        .collect()
+}
+
+/// An OCI capability set in the kernel's terms (names the kernel's crate does not know are left
+/// out: the process could not hold them anyway).
+pub fn from_oci(set: &oci_spec::runtime::Capabilities) -> CapsHashSet {
+    set.iter()
+        .filter_map(|c| format!("CAP_{c}").parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -342,5 +674,16 @@ mod tests {
         assert!(volume("/tmp:/./").is_err());
         assert!(volume("/tmp:/data:rx").is_err());
         assert!(volume("/nonexistent-minibox:/data").is_err());
+        for target in [
+            "/proc",
+            "/proc/sys/kernel",
+            "/sys",
+            "/dev/",
+            "//proc/./self",
+        ] {
+            let e = volume(&format!("/tmp:{target}")).unwrap_err().to_string();
+            assert!(e.contains("is not allowed"), "{target}: {e}");
+        }
+        assert!(volume("/tmp:/sys/x").is_ok() && volume("/tmp:/dev/x").is_ok());
     }
 }

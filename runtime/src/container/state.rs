@@ -6,44 +6,102 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::cgroups::Limits;
+use super::log::LogOptions;
 use super::spec::Spec;
 use crate::network::Attachment;
 use crate::paths::Paths;
+use minibox_netns::PortMapping;
+
+/// The version of the records this minibox writes. Version 0 (no `version` field) is what
+/// minibox wrote before records were versioned: it still loads (see the tests below).
+pub const SCHEMA: u32 = 1;
 
 /// What `config.json` records: what was asked for, enough to start the container again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
+    #[serde(default)]
+    pub version: u32,
     pub id: String,
     pub name: Option<String>,
     /// The image's id (`sha256:...`) and the reference the user gave.
     pub image: String,
     pub image_name: String,
+    /// The command line and hostname, for listing: the Spec has them too, but a container
+    /// recorded before Specs has only these.
     pub args: Vec<String>,
     pub hostname: String,
     /// Seconds since the epoch.
     pub created: u64,
-    pub spec: Spec,
-    pub limits: Limits,
+    /// The container as an OCI runtime Spec, which the executor follows. A container recorded
+    /// by an earlier minibox has none (it can be listed, inspected and removed, not started).
+    #[serde(default, deserialize_with = "spec_if_readable")]
+    pub spec: Option<Spec>,
+    /// What `run` was asked beyond the Spec: `-u` (or the image's User) as given,
+    /// `--privileged`, `-i`, `--init`.
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub interactive: bool,
+    #[serde(default)]
+    pub init: bool,
     pub cgroup_parent: String,
-    /// `--network`, `-p`, `-P` and the image's EXPOSE entries.
+    /// `--network`, `-p` (as given), `-P` and the image's EXPOSE entries.
     pub network: String,
     pub publish: Vec<String>,
     pub publish_all: bool,
     pub exposed: Vec<String>,
     /// `--rm`: remove everything once it exits.
     pub rm: bool,
-    /// `--memory` as given (for the OOM message).
-    pub memory: Option<String>,
+    /// `--log-opt`: how its log is bounded.
+    #[serde(default)]
+    pub log: LogOptions,
     /// `--security-opt` as given, a seccomp profile's path replaced by its content (as Docker).
     #[serde(default)]
     pub security_opt: Vec<String>,
+}
+
+impl Config {
+    /// The container's Spec, or why there is none.
+    pub fn runtime_spec(&self) -> Result<&Spec> {
+        self.spec.as_ref().with_context(|| {
+            format!(
+                "container {:.12} was recorded by an earlier minibox, without an OCI runtime spec: \
+                 remove it (minibox rm) and run it again",
+                self.id
+            )
+        })
+    }
+
+    /// `--memory` in bytes, from the Spec.
+    pub fn memory(&self) -> Option<i64> {
+        let linux = self.spec.as_ref()?.linux().as_ref()?;
+        linux.resources().as_ref()?.memory().as_ref()?.limit()
+    }
+
+    /// Whether the container's process has a terminal.
+    pub fn tty(&self) -> bool {
+        let process = self.spec.as_ref().and_then(|s| s.process().as_ref());
+        process.and_then(|p| p.terminal()) == Some(true)
+    }
+}
+
+/// An earlier minibox stored its own description under `spec`: that reads as none. It would
+/// parse as an OCI Spec (every field of which is optional) holding nothing: an OCI Spec is told
+/// by its `ociVersion`.
+fn spec_if_readable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Spec>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    if value.get("ociVersion").is_none() {
+        return Ok(None);
+    }
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Where a container is in its life.
@@ -67,14 +125,36 @@ impl Status {
     }
 }
 
+/// Who supervises a container, and so who tells whether it lost its owner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Supervisor {
+    /// minibox itself (a foreground `run` or a supervisor process): it holds the container's
+    /// lock while alive, so a free lock on a container not exited means it died.
+    #[default]
+    Minibox,
+    /// Another process (a containerd shim, conmon) drives the container through the OCI
+    /// commands: never recovered as an orphan.
+    External,
+}
+
 /// What `state.json` records: what is happening, and every resource *before* it is made
 /// (write-ahead), so whoever finds the owner dead can undo it all.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
+    #[serde(default)]
+    pub version: u32,
     pub status: Status,
     pub name: Option<String>,
     /// The container's PID 1 as the host sees it (0 when none).
     pub pid: i32,
+    /// Its start time (field 22 of /proc/PID/stat): with the pid, what identifies the process
+    /// (a pid reused by another process has another start time).
+    #[serde(default)]
+    pub pid_start: Option<u64>,
+    /// Who supervises the container.
+    #[serde(default)]
+    pub supervisor: Supervisor,
     pub exit_code: Option<u8>,
     #[serde(default)]
     pub oom_killed: bool,
@@ -84,12 +164,41 @@ pub struct State {
     pub network: Option<String>,
     /// What the network attachment made.
     pub attachment: Option<Attachment>,
-    /// The ports published by the last attachment, as `-p` values (`start` publishes the same).
-    #[serde(default)]
-    pub ports: Vec<String>,
+    /// The ports published by the last attachment (`start` publishes the same again).
+    #[serde(default, deserialize_with = "ports_any_version")]
+    pub ports: Vec<PortMapping>,
     /// Nanoseconds since the epoch.
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+}
+
+/// `ports` as written now, or as version 0 wrote them: `-p` values `IP:HOSTPORT:PORT/PROTO`.
+fn ports_any_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PortMapping>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Mapping(PortMapping),
+        Flag(String),
+    }
+    let parse = |s: &str| -> Option<PortMapping> {
+        let (addr, rest) = s.split_once(':')?;
+        let (host, rest) = rest.split_once(':')?;
+        let (port, proto) = rest.split_once('/')?;
+        Some(PortMapping {
+            host_ip: addr.parse().ok()?,
+            host_port: host.parse().ok()?,
+            container_port: port.parse().ok()?,
+            proto: proto.parse().ok()?,
+        })
+    };
+    Vec::<Port>::deserialize(d)?
+        .into_iter()
+        .map(|p| match p {
+            Port::Mapping(m) => Ok(m),
+            Port::Flag(s) => parse(&s)
+                .ok_or_else(|| serde::de::Error::custom(format!("bad published port {s:?}"))),
+        })
+        .collect()
 }
 
 /// A container's lock (`flock` on `<state dir>/lock`), held by whoever is in charge of it: the
@@ -114,6 +223,7 @@ impl Lock {
             .write(true)
             .create(create)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))
     }
@@ -242,7 +352,12 @@ pub fn claim_name(paths: &Paths, name: &str, id: &str) -> Result<()> {
     let file = name_file(paths, name);
     fs::create_dir_all(file.parent().expect("has a parent"))
         .with_context(|| format!("creating {}", paths.root.join("names").display()))?;
-    match OpenOptions::new().write(true).create_new(true).open(&file) {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+    {
         Ok(mut f) => f
             .write_all(id.as_bytes())
             .with_context(|| format!("writing {}", file.display())),
@@ -363,6 +478,10 @@ pub fn create(paths: &Paths, id: &str, name: Option<&str>) -> Result<Lock> {
 
 /// Writes the persistent dir: the `image` file (which keeps rmi away) and `config.json`.
 pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
+    let config = &Config {
+        version: SCHEMA,
+        ..config.clone()
+    };
     let dir = dir(paths, &config.id);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(&dir.join("image"), config.image.as_bytes())?;
@@ -373,6 +492,25 @@ pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
 }
 
 pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
+    load_config_as(paths, id)
+}
+
+/// What listing a container shows of its config: read without the Spec, the bulk of it (`ps`
+/// reads a hundred of these).
+#[derive(Debug, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub name: Option<String>,
+    pub image_name: String,
+    pub args: Vec<String>,
+    pub created: u64,
+}
+
+pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {
+    load_config_as(paths, id)
+}
+
+fn load_config_as<T: serde::de::DeserializeOwned>(paths: &Paths, id: &str) -> Result<T> {
     let path = dir(paths, id).join("config.json");
     let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
@@ -386,9 +524,13 @@ pub fn load_state(paths: &Paths, id: &str) -> Result<State> {
 
 /// Replaces `state.json` atomically (only the lock's holder writes it).
 pub fn save_state(paths: &Paths, id: &str, state: &State) -> Result<()> {
+    let state = State {
+        version: SCHEMA,
+        ..state.clone()
+    };
     write_atomic(
         &state_dir(paths, id).join("state.json"),
-        &serde_json::to_vec_pretty(state)?,
+        &serde_json::to_vec_pretty(&state)?,
     )
 }
 
@@ -515,11 +657,19 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Writes `path` through a temporary file and a rename: readers see the old or the new file.
+/// Readable by root only (configs hold `-e` secrets).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data))
+        .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -561,6 +711,45 @@ mod tests {
         let id = "0123456789abcdef";
         assert_eq!(host_names("0123456789ab", None, id), "0123456789ab");
         assert_eq!(host_names("h", Some("web"), id), "h web 0123456789ab");
+    }
+
+    /// Records written by the minibox before versions (captured from its `run -d -p`, then
+    /// `stop`): they load, and mean what they meant.
+    #[test]
+    fn version_0_records_load() {
+        let config: Config = serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
+        assert_eq!(config.version, 0);
+        assert_eq!(config.args, ["sleep", "1000"]);
+        // Its own description of the process is not a Spec: it can be listed and removed.
+        assert!(config.spec.is_none());
+        assert_eq!(config.publish, ["18080:80"]);
+        assert_eq!(config.log, LogOptions::default());
+        for (file, status) in [
+            (
+                include_str!("testdata/v0-state-running.json"),
+                Status::Running,
+            ),
+            (
+                include_str!("testdata/v0-state-exited.json"),
+                Status::Exited,
+            ),
+        ] {
+            let st: State = serde_json::from_str(file).unwrap();
+            assert_eq!((st.version, st.status), (0, status));
+            assert_eq!(st.supervisor, Supervisor::Minibox);
+            assert_eq!(st.pid_start, None);
+            let p = st.ports[0];
+            assert_eq!(
+                (p.host_ip.to_string(), p.host_port, p.container_port),
+                ("0.0.0.0".into(), 18080, 80)
+            );
+        }
+        let exited: State =
+            serde_json::from_str(include_str!("testdata/v0-state-exited.json")).unwrap();
+        assert_eq!(exited.exit_code, Some(137));
+        // And what is written now reads back.
+        let again: State = serde_json::from_value(serde_json::to_value(&exited).unwrap()).unwrap();
+        assert_eq!(again.ports, exited.ports);
     }
 
     #[test]

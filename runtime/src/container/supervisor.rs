@@ -10,8 +10,8 @@
 //! data (position-independent code), however much the container logs.
 
 use std::ffi::{CString, OsString};
-use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::fs::File;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use nix::sys::signal::{SigSet, Signal};
@@ -23,10 +23,11 @@ use rustix::io::Errno;
 use rustix::time::Timespec;
 
 use super::cgroups::Cgroup;
-use super::log::Stream;
-use super::process::{self, Failure};
-use super::state::{self, Lock, Status};
-use super::teardown;
+use super::error::SetupError;
+use super::lifecycle;
+use super::log::{LogFile, LogOptions, Stream};
+use super::process;
+use super::state::{self, Lock};
 use crate::paths::Paths;
 
 /// The first argument that selects this mode.
@@ -42,10 +43,11 @@ pub struct Handoff<'a> {
     /// The container's stdout (or its pty's master with `-t`) and stderr.
     pub out: BorrowedFd<'a>,
     pub err: Option<BorrowedFd<'a>>,
+    pub log: LogOptions,
 }
 
 /// Replaces this process with a fresh supervisor. Returns only on failure.
-pub fn exec(h: &Handoff) -> Failure {
+pub fn exec(h: &Handoff) -> SetupError {
     let mut fds = vec![h.lock, h.out];
     fds.extend(h.err);
     for fd in fds {
@@ -53,7 +55,7 @@ pub fn exec(h: &Handoff) -> Failure {
             fd,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         ) {
-            return Failure::runtime(format!("passing fds to the supervisor: {e}"));
+            return SetupError::sys("passing fds to the supervisor", e);
         }
     }
     let raw = |fd: Option<BorrowedFd>| fd.map_or(-1, |f| f.as_raw_fd()).to_string();
@@ -68,16 +70,18 @@ pub fn exec(h: &Handoff) -> Failure {
         raw(Some(h.out)).into(),
         raw(h.err).into(),
         (if h.explain { "1" } else { "0" }).into(),
+        h.log.max_size.to_string().into(),
+        h.log.max_file.to_string().into(),
     ];
     let Ok(argv) = args
         .into_iter()
         .map(CString::new)
         .collect::<Result<Vec<_>, _>>()
     else {
-        return Failure::runtime("a path contains a NUL byte");
+        return SetupError::new("a path contains a NUL byte");
     };
     let err = nix::unistd::execv(c"/proc/self/exe", &argv).unwrap_err();
-    Failure::runtime(format!("starting the supervisor: {err}"))
+    SetupError::sys("starting the supervisor", err)
 }
 
 /// The supervisor works from `/` (it must not keep the user's directory busy).
@@ -96,10 +100,12 @@ struct Args {
     lock: Lock,
     out: OwnedFd,
     err: Option<OwnedFd>,
+    log: LogOptions,
 }
 
 fn parse(args: Vec<OsString>) -> Option<Args> {
-    let [root, runroot, id, pid, lock, out, err, explain]: [OsString; 8] = args.try_into().ok()?;
+    let [root, runroot, id, pid, lock, out, err, explain, max_size, max_file]: [OsString; 10] =
+        args.try_into().ok()?;
     let num = |s: &OsString| s.to_str()?.parse::<i32>().ok();
     let fd = |s: &OsString| {
         // SAFETY: the set-up process passed these descriptors to us, open, for us alone.
@@ -116,6 +122,10 @@ fn parse(args: Vec<OsString>) -> Option<Args> {
         lock: unsafe { Lock::from_raw_fd(num(&lock)?) },
         out: fd(&out)?,
         err: fd(&err),
+        log: LogOptions {
+            max_size: max_size.to_str()?.parse().ok()?,
+            max_file: max_file.to_str()?.parse().ok()?,
+        },
     })
 }
 
@@ -147,7 +157,7 @@ fn reap(pid: Pid) -> Option<WaitStatus> {
 
 fn supervise(a: Args) {
     let log_path = state::log_path(&a.paths, &a.id);
-    let Ok(log) = OpenOptions::new().create(true).append(true).open(&log_path) else {
+    let Ok(log) = LogFile::open(&log_path, a.log) else {
         return finish(&a, None);
     };
     // SIGCHLD is blocked already (inherited across exec); read it from a signalfd.
@@ -172,7 +182,7 @@ fn supervise(a: Args) {
     let clean = clean_pages();
     // SAFETY: plain call; it hands the heap's free pages back to the kernel.
     unsafe { libc::malloc_trim(0) };
-    let status = serve(&mut streams, &sfd, log.as_fd(), a.pid, status, &clean);
+    let status = serve(&mut streams, &sfd, &log, a.pid, status, &clean);
     drop(clean);
     finish(&a, status)
 }
@@ -187,7 +197,7 @@ fn supervise(a: Args) {
 fn serve(
     streams: &mut [Option<Stream>; 2],
     sfd: &SignalFd,
-    log: BorrowedFd,
+    log: &LogFile,
     pid: Pid,
     mut status: Option<WaitStatus>,
     clean: &[(usize, usize)],
@@ -318,7 +328,8 @@ fn clean_pages() -> Vec<(usize, usize)> {
     runs
 }
 
-/// through leaves a container the next command recovers.
+/// Records how the container ended and ends it ([`lifecycle::finish`]); a crash from here on
+/// leaves a container the next command recovers, its exit code kept.
 fn finish(a: &Args, status: Option<WaitStatus>) {
     if status.is_none() {
         let _ = nix::sys::signal::kill(a.pid, Signal::SIGKILL);
@@ -326,22 +337,14 @@ fn finish(a: &Args, status: Option<WaitStatus>) {
     }
     let code = status.map_or(process::EXIT_RUNTIME, process::exit_code);
     let mut st = state::load_state(&a.paths, &a.id).unwrap_or_default();
-    st.exit_code = Some(code);
-    st.finished_at = Some(state::now_ns());
-    st.oom_killed = code == 137
+    let oom = code == 137
         && st
             .cgroup
             .as_deref()
             .is_some_and(|p| Cgroup::open(p).oom_killed());
-    let _ = state::save_state(&a.paths, &a.id, &st);
-    super::recover::fault("finishing");
-    teardown::release(&a.paths, a.explain, &a.id, &mut st);
-    let rm = state::load_config(&a.paths, &a.id).is_ok_and(|c| c.rm);
-    if rm {
-        teardown::remove(&a.paths, &a.id, &st);
-    } else {
-        st.status = Status::Exited;
-        let _ = state::save_state(&a.paths, &a.id, &st);
+    let end = lifecycle::End::Exited { code, oom };
+    if let Err(e) = lifecycle::finish(&a.paths, a.explain, &a.id, &mut st, end) {
+        tracing::error!("ending container {:.12}: {e:#}", a.id);
     }
     let _ = &a.lock;
 }

@@ -13,7 +13,7 @@ use nix::sys::socket::{
 pub const GO: u8 = b'G';
 /// Child to parent: the pty's master fd.
 pub const PTY: u8 = b'T';
-/// Child to parent: a failure; one byte of exit code then the message.
+/// Child to parent: a failure, as [`super::error::SetupError::encode`] writes it.
 pub const FAIL: u8 = b'E';
 
 pub struct Channel(OwnedFd);

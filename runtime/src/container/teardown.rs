@@ -1,5 +1,8 @@
 //! Undoing a container, from what its state records: the same steps whether its owner finished
-//! normally, failed halfway, or died and left the records to someone else.
+//! normally, failed halfway, or died and left the records to someone else. Called by
+//! [`super::lifecycle::finish`] only.
+
+use anyhow::{Context, Result};
 
 use super::cgroups::Cgroup;
 use super::image;
@@ -7,22 +10,21 @@ use super::state::{self, State};
 use crate::network;
 use crate::paths::Paths;
 
-/// Releases what the container holds on the host: its processes (killed through its cgroup),
-/// its network and its cgroup. Each step is recorded as undone once it is.
-pub fn release(paths: &Paths, explain: bool, id: &str, st: &mut State) {
-    release_as(paths, explain, id, st, false)
-}
-
-/// [`release`] for a user waiting on the container's end (the foreground `run`): the network's
-/// kernel teardown is finished by a background process that holds the network lock (and
-/// leaves a record that recovery redoes it from, should it die).
-pub fn release_quickly(paths: &Paths, explain: bool, id: &str, st: &mut State) {
-    release_as(paths, explain, id, st, true)
-}
-
-fn release_as(paths: &Paths, explain: bool, id: &str, st: &mut State, background: bool) {
+/// Releases what the container holds on the host: its processes (killed through its cgroup,
+/// thawed first), its network and its cgroup. Each step is recorded as undone once it is; all
+/// are tried, and the first failure is returned. `background`: the network's kernel teardown
+/// is finished by a background process that holds the network lock (and leaves a record that
+/// recovery redoes it from, should it die), for a user waiting on the container's end.
+pub fn release(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    st: &mut State,
+    background: bool,
+) -> Result<()> {
+    let mut result = Ok(());
     if let Some(path) = &st.cgroup {
-        Cgroup::open(path).kill_all();
+        result = Cgroup::open(path).kill_all();
     }
     if st.network.is_some() || st.attachment.is_some() {
         let att = st.attachment.clone().unwrap_or_default();
@@ -31,30 +33,32 @@ fn release_as(paths: &Paths, explain: bool, id: &str, st: &mut State, background
                 st.network = None;
                 st.attachment = None;
             }
-            Err(e) => eprintln!("minibox: removing the network of {id:.12}: {e:#}"),
+            Err(e) => {
+                result = result.and(Err(e).context(format!("removing the network of {id:.12}")))
+            }
         }
     }
     if let Some(path) = st.cgroup.take() {
         Cgroup::open(&path).delete();
     }
     st.pid = 0;
+    st.pid_start = None;
+    result
 }
 
 /// Removes the container's records: its root filesystem and persistent dir, its name, and
 /// last its volatile dir (which holds the lock).
-pub fn remove(paths: &Paths, id: &str, st: &State) {
+pub fn remove(paths: &Paths, id: &str, st: &State) -> Result<()> {
     if let Some(code) = st.exit_code {
         state::record_exit(paths, id, code);
     }
     let dir = state::dir(paths, id);
-    if let Err(e) = image::remove(&dir) {
-        eprintln!("minibox: removing the root filesystem of {id:.12}: {e:#}");
-        return;
-    }
+    image::remove(&dir).with_context(|| format!("removing the root filesystem of {id:.12}"))?;
     state::remove_dir(paths, id);
-    super::recover::fault("removing");
+    super::lifecycle::fault("removing");
     if let Some(name) = &st.name {
         state::release_name(paths, name, id);
     }
     state::remove_state(paths, id);
+    Ok(())
 }

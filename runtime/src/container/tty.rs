@@ -8,13 +8,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
-use super::process::Failure;
+use super::error::SetupError;
 
 /// In the child, after /dev is mounted: opens a pty, makes its slave the controlling terminal
 /// and stdin/stdout/stderr, and returns the master.
-pub fn open_in_container(rows: u16, cols: u16) -> Result<OwnedFd, Failure> {
-    let fail =
-        |what: &str| Failure::runtime(format!("{what}: {}", std::io::Error::last_os_error()));
+pub fn open_in_container(rows: u16, cols: u16) -> Result<OwnedFd, SetupError> {
+    let fail = |what: &str| SetupError::last(what);
     // SAFETY: plain open/ioctl/dup2 calls on descriptors we own.
     unsafe {
         let master = libc::open(
@@ -98,25 +97,28 @@ impl Drop for RawMode {
     }
 }
 
-/// The user's side of the container's pty: their input, and their terminal's size (the output
-/// is read as a log stream, see [`super::log`]).
+/// The user's side of the container's pty (their input and their terminal's size), or of the
+/// pipe its stdin is (`exec -i` without `-t`). The output is read as a log stream, see
+/// [`super::log`].
 pub struct Relay {
-    master: std::fs::File,
+    /// Where the input goes, until the user's stdin ends: closed then, so that a pipe's
+    /// reader sees the end too.
+    to: Option<std::fs::File>,
     /// Whether stdin is still relayed (`-i`, until EOF).
     pub stdin_open: bool,
 }
 
 impl Relay {
-    pub fn new(master: OwnedFd, interactive: bool) -> Self {
+    pub fn new(to: OwnedFd, interactive: bool) -> Self {
         Self {
-            master: master.into(),
+            to: Some(to.into()),
             stdin_open: interactive,
         }
     }
 
     pub fn resize(&self) {
-        if let Some((rows, cols)) = size() {
-            set_size(self.master.as_fd(), rows, cols);
+        if let (Some((rows, cols)), Some(to)) = (size(), &self.to) {
+            set_size(to.as_fd(), rows, cols);
         }
     }
 
@@ -124,13 +126,16 @@ impl Relay {
     pub fn pump_input(&mut self) {
         let mut buf = [0u8; 4096];
         // Unbuffered: poll(2) must see everything that is pending.
-        match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
-            Ok(0) | Err(_) => self.stdin_open = false,
-            Ok(n) => {
-                if self.master.write_all(&buf[..n]).is_err() {
-                    self.stdin_open = false;
-                }
-            }
+        let open = match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => self
+                .to
+                .as_mut()
+                .is_some_and(|to| to.write_all(&buf[..n]).is_ok()),
+        };
+        if !open {
+            self.stdin_open = false;
+            self.to = None;
         }
     }
 }

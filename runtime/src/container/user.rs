@@ -1,7 +1,15 @@
 //! `-u NAME|UID[:GROUP|GID]` resolved against the container's own `/etc/passwd` and
-//! `/etc/group` (read in the child, after pivot_root, so the image's files are the ones used).
+//! `/etc/group`, read by the runtime while it builds the Spec (which carries numbers only): from
+//! the image's layers for `run`, from the running container's root for `exec`. Each file is
+//! opened with every symlink resolved inside that root, so an image cannot make the runtime read
+//! a host file.
 
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 /// Who the container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +93,59 @@ pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<
     })
 }
 
-/// Resolves `spec` against the files of the current root.
-pub fn lookup(spec: &str) -> Result<User, String> {
-    let passwd = fs::read_to_string("/etc/passwd").ok();
-    let group = fs::read_to_string("/etc/group").ok();
-    resolve(spec, passwd.as_deref(), group.as_deref())
+/// What a root holds at a path.
+pub enum InRoot {
+    File(String),
+    /// An overlay whiteout (a 0:0 character device): deleted, lower layers do not count.
+    Deleted,
+    Missing,
+}
+
+/// Reads `path` (relative, such as `etc/passwd`) inside `root`, every symlink resolved within
+/// `root` (openat2 RESOLVE_IN_ROOT).
+pub fn read_in_root(root: &Path, path: &str) -> InRoot {
+    let Ok(dir) = fs::File::open(root) else {
+        return InRoot::Missing;
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let Ok(fd) = openat2(&dir, path, how) else {
+        return InRoot::Missing;
+    };
+    let mut file = fs::File::from(fd);
+    match file.metadata() {
+        Ok(m) if m.is_file() => {
+            let mut text = String::new();
+            // A passwd file is small: read at most 4 MiB of it.
+            match (&mut file).take(4 << 20).read_to_string(&mut text) {
+                Ok(_) => InRoot::File(text),
+                Err(_) => InRoot::Missing,
+            }
+        }
+        Ok(m) if m.file_type().is_char_device() => InRoot::Deleted,
+        _ => InRoot::Missing,
+    }
+}
+
+/// Resolves `spec` against the passwd and group files found first in `roots` (top first, as
+/// overlay layers stack).
+pub fn lookup(spec: &str, roots: &[&Path]) -> Result<User, String> {
+    let find = |path: &str| {
+        for root in roots {
+            match read_in_root(root, path) {
+                InRoot::File(text) => return Some(text),
+                InRoot::Deleted => return None,
+                InRoot::Missing => {}
+            }
+        }
+        None
+    };
+    resolve(
+        spec,
+        find("etc/passwd").as_deref(),
+        find("etc/group").as_deref(),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,509 @@
+//! A container's life, in one place:
+//!
+//! ```text
+//!            setup               finish(Exited)             start
+//!  Created ─────────> Running ─────────────────> Exited ─────────> Created ...
+//!     │                  │                          │
+//!     └── finish(Failed, OwnerDied) ────────────────┴── finish(Removed), or --rm,
+//!                                                       or never started: removed
+//! ```
+//!
+//! Whoever is in charge of a container holds its lock ([`state::Lock`]): the foreground `run`,
+//! its supervisor (`run -d`, `start`), or a command removing or recovering it. Every end goes
+//! through [`finish`]: release what the container holds on the host (processes, network,
+//! cgroup), then either remove its records or keep them as exited, with its exit code.
+//!
+//! Liveness: a minibox-supervised container's owner is alive while it holds the lock (the
+//! kernel drops a dead process's flock), and its PID 1 is identified by pid *and* start time
+//! ([`liveness`]), so signals go only to the verified process. A container supervised by
+//! someone else (a shim) is never recovered as an orphan: its lock says nothing about it.
+//!
+//! The library prints nothing: what went wrong is returned, and the command prints it.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+
+use super::cgroups::Cgroup;
+use super::liveness::Init;
+use super::process::EXIT_RUNTIME;
+use super::state::{self, Config, Lock, State, Status, Supervisor};
+use super::teardown;
+use crate::paths::Paths;
+
+/// How long `stop` and `rm -f` wait for a killed container to let go, before they give up
+/// with a message rather than hang.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How a container's life ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Its PID 1 exited with `code` (128+N for signal N); `oom`: the OOM killer did it.
+    Exited { code: u8, oom: bool },
+    /// Its set-up failed, or was interrupted: Docker's 125 for "the runtime failed".
+    Failed,
+    /// Its owner (a `run`, a supervisor) died: the container went down with it, as killed.
+    OwnerDied,
+    /// The user removes it (`rm`, `system prune`): its records go whatever it was.
+    Removed,
+}
+
+impl End {
+    /// The exit code recorded when none was recorded before.
+    fn code(self) -> u8 {
+        match self {
+            End::Exited { code, .. } => code,
+            End::Failed | End::Removed => EXIT_RUNTIME,
+            End::OwnerDied => 128 + Signal::SIGKILL as u8,
+        }
+    }
+}
+
+/// Ends container `id`, whose lock the caller holds: releases what it holds on the host, then
+/// removes its records (when it has `--rm`, never started, or is being removed) or keeps them
+/// as exited. `background`: the network's kernel teardown may finish in a background process
+/// (a user waits on this end: the foreground `run`). Every step is tried; the first failure is
+/// returned once all are done.
+pub fn finish(paths: &Paths, explain: bool, id: &str, st: &mut State, end: End) -> Result<()> {
+    finish_as(paths, explain, id, st, end, false)
+}
+
+/// [`finish`] with the network's teardown finished in the background.
+pub fn finish_quickly(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    st: &mut State,
+    end: End,
+) -> Result<()> {
+    finish_as(paths, explain, id, st, end, true)
+}
+
+fn finish_as(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    st: &mut State,
+    end: End,
+    background: bool,
+) -> Result<()> {
+    if let End::Exited { code, oom } = end {
+        // Recorded first: whoever finishes after a crash from here on keeps how it ended.
+        st.exit_code = Some(code);
+        st.oom_killed = oom;
+        st.finished_at = Some(state::now_ns());
+        state::save_state(paths, id, st)?;
+        fault("finishing");
+    }
+    let released = teardown::release(paths, explain, id, st, background);
+    let remove = end == End::Removed
+        || st.started_at.is_none()
+        || state::load_config(paths, id).map_or(true, |c| c.rm);
+    if remove {
+        teardown::remove(paths, id, st)?;
+    } else {
+        st.status = Status::Exited;
+        if st.exit_code.is_none() {
+            st.exit_code = Some(end.code());
+            st.finished_at = Some(state::now_ns());
+        }
+        state::save_state(paths, id, st).context("recording the end")?;
+    }
+    released
+}
+
+/// A container this process is in charge of (it holds the lock): a foreground `run`, or the
+/// set-up of `run -d` and `start`. It ends through [`Container::finish`]; dropped unfinished
+/// (its set-up failed), it ends as [`End::Failed`].
+pub struct Container {
+    pub paths: Paths,
+    pub explain: bool,
+    pub id: String,
+    pub state: State,
+    pub cgroup: Option<Cgroup>,
+    lock: Lock,
+    armed: bool,
+}
+
+impl Container {
+    pub fn new(paths: &Paths, explain: bool, config: &Config, lock: Lock, state: State) -> Self {
+        let mut state = state;
+        state.name = config.name.clone();
+        Self {
+            paths: paths.clone(),
+            explain,
+            id: config.id.clone(),
+            state,
+            cgroup: None,
+            lock,
+            armed: true,
+        }
+    }
+
+    pub fn save(&self) -> Result<()> {
+        state::save_state(&self.paths, &self.id, &self.state)
+    }
+
+    /// Whether the kernel's OOM killer killed a process of the container.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|c| c.oom_killed())
+    }
+
+    /// The lock, to hand over to a supervisor.
+    pub fn lock(&self) -> BorrowedFd<'_> {
+        self.lock.as_fd()
+    }
+
+    /// Ends the container (see [`finish`]), its network teardown finished in the background.
+    pub fn finish(mut self, end: End) -> Result<()> {
+        self.armed = false;
+        finish_quickly(&self.paths, self.explain, &self.id, &mut self.state, end)
+    }
+
+    /// Forgets the container without undoing anything: someone else is in charge now.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.armed {
+            let (paths, id) = (&self.paths, &self.id);
+            if let Err(e) = finish_quickly(paths, self.explain, id, &mut self.state, End::Failed) {
+                tracing::error!("ending container {id:.12}: {e:#}");
+            }
+        }
+    }
+}
+
+/// What recovery does with a container, from its state and whether its lock is free.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Alive, finished, or not minibox's to judge.
+    Leave,
+    /// Its minibox owner died without finishing it: finish it for them.
+    Recover,
+}
+
+/// The recovery decision, pure. Only a container minibox supervises can be proven orphaned
+/// (its owner's lock is free while it is not exited); one supervised by someone else (a shim)
+/// is left to them, whatever its lock says.
+pub fn verdict(st: &State, lock_free: bool) -> Verdict {
+    match (st.status, st.supervisor, lock_free) {
+        (Status::Exited, _, _) | (_, Supervisor::External, _) | (_, _, false) => Verdict::Leave,
+        (Status::Created | Status::Running, Supervisor::Minibox, true) => Verdict::Recover,
+    }
+}
+
+/// Recovers every container whose owner died (and network teardowns left unfinished); returns
+/// their ids. One small read and one non-blocking `flock` per container.
+pub fn recover_all(paths: &Paths, explain: bool) -> Vec<String> {
+    crate::network::recover(paths);
+    let Ok(dir) = std::fs::read_dir(paths.container_state()) else {
+        return vec![];
+    };
+    let mut recovered = vec![];
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".new-") {
+            // A record that never got its final name (only a lock and a state inside): one
+            // being made now takes microseconds, so only an old one is abandoned.
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60));
+            // No lock file (a crash right after the mkdir) counts as free.
+            if old && !matches!(state::try_lock_at(&entry.path()), Ok(None)) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+            continue;
+        }
+        if settle(paths, explain, &name) {
+            recovered.push(name);
+        }
+    }
+    recovered
+}
+
+/// Recovers container `id` if its owner died; true if it did.
+pub fn settle(paths: &Paths, explain: bool, id: &str) -> bool {
+    let st = state::load_state(paths, id).unwrap_or_default();
+    // Cheap first look without the lock: most containers are alive or exited.
+    if verdict(&st, true) == Verdict::Leave {
+        return false;
+    }
+    let Ok(Some(lock)) = state::try_lock(paths, id) else {
+        return false;
+    };
+    // Re-read under the lock: the owner may have finished in between.
+    let st = state::load_state(paths, id).unwrap_or(st);
+    if verdict(&st, true) == Verdict::Leave {
+        return false;
+    }
+    recover(paths, explain, id, st, lock);
+    true
+}
+
+/// Finishes a container whose owner died, holding its lock.
+pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock) {
+    tracing::info!("recovering container {id:.12}: its owner died");
+    if let Err(e) = finish(paths, explain, id, &mut st, End::OwnerDied) {
+        tracing::warn!("recovering container {id:.12}: {e:#}");
+    }
+    drop(lock);
+}
+
+/// The container's PID 1 as recorded.
+pub fn init(st: &State) -> Init<'_> {
+    Init {
+        pid: st.pid,
+        start: st.pid_start,
+        cgroup: st.cgroup.as_deref(),
+    }
+}
+
+/// Whether the container runs: recorded as running and its PID 1 still the process started.
+pub fn running(st: &State) -> bool {
+    st.status == Status::Running && init(st).alive()
+}
+
+/// Thaws the container's cgroup, should it be frozen (by itself, or by anyone): a frozen
+/// process handles no signal, so every stop, kill and removal thaws first.
+fn thaw(st: &State) -> Result<()> {
+    match &st.cgroup {
+        Some(path) => Cgroup::open(path).thaw(),
+        None => Ok(()),
+    }
+}
+
+/// Sends `sig` to the container's PID 1, verified (never to a process that took its pid since).
+pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
+    let st = state::load_state(paths, id)?;
+    if st.status != Status::Running {
+        bail!("it is not running");
+    }
+    thaw(&st)?;
+    if !init(&st).signal(sig).context("sending the signal")? {
+        bail!("it is not running any more");
+    }
+    Ok(())
+}
+
+/// Stops container `id`: SIGTERM, and SIGKILL after `timeout`; returns once it is torn down,
+/// or an error when its PID 1 still lives [`KILL_GRACE`] after the SIGKILL.
+pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result<()> {
+    let st = state::load_state(paths, id)?;
+    if st.status != Status::Running {
+        return Ok(());
+    }
+    thaw(&st)?;
+    let _ = init(&st).signal(Signal::SIGTERM);
+    if wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
+        return Ok(());
+    }
+    kill_until_gone(&st)?;
+    wait_released(paths, explain, id, None);
+    Ok(())
+}
+
+/// Thaws and SIGKILLs the container's PID 1 until it is gone, for [`KILL_GRACE`] at most.
+fn kill_until_gone(st: &State) -> Result<()> {
+    let deadline = Instant::now() + KILL_GRACE;
+    while init(st).alive() {
+        if Instant::now() >= deadline {
+            return Err(resists(st));
+        }
+        let _ = thaw(st);
+        let _ = init(st).signal(Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Removes container `id`; with `force`, a running one is killed first. The error when it
+/// runs and `force` is not given says "running".
+pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()> {
+    let lock = match state::try_lock(paths, id)? {
+        Some(lock) => lock,
+        None if !force => bail!("it is running; stop it first or use rm -f"),
+        None => {
+            // Kill it until its owner lets go: the owner tears it down once its PID 1 is gone
+            // (a container still being set up gets its PID later). Only a PID 1 that outlives
+            // SIGKILL is given up on; the owner's teardown may wait its turn for the network.
+            loop {
+                match state::try_lock(paths, id) {
+                    Ok(Some(lock)) => break lock,
+                    Ok(None) => {}
+                    Err(_) => return Ok(()), // removed meanwhile (--rm)
+                }
+                let st = state::load_state(paths, id).unwrap_or_default();
+                if st.pid > 0 {
+                    kill_until_gone(&st)?;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    // Gone meanwhile: its supervisor removed it (--rm), or a concurrent rm did.
+    let Ok(mut st) = state::load_state(paths, id) else {
+        return Ok(());
+    };
+    let done = finish(paths, explain, id, &mut st, End::Removed);
+    drop(lock);
+    done
+}
+
+/// The error for a container that does not go away when killed.
+fn resists(st: &State) -> anyhow::Error {
+    anyhow::anyhow!(
+        "its process still runs {} s after SIGKILL (pid {}, cgroup {}): it is stuck in the \
+         kernel, or its cgroup is frozen again; look at its processes, then retry",
+        KILL_GRACE.as_secs(),
+        st.pid,
+        st.cgroup.as_deref().unwrap_or("none")
+    )
+}
+
+/// Waits until nobody is in charge of container `id` any more (it stopped and was torn down),
+/// up to `deadline`; recovers it if its owner died. True when it is stopped.
+pub fn wait_released(paths: &Paths, explain: bool, id: &str, deadline: Option<Instant>) -> bool {
+    loop {
+        match state::try_lock(paths, id) {
+            Ok(Some(lock)) => {
+                if let Ok(st) = state::load_state(paths, id) {
+                    if verdict(&st, true) == Verdict::Recover {
+                        recover(paths, explain, id, st, lock);
+                    }
+                }
+                return true;
+            }
+            Ok(None) => {}
+            Err(_) => return true, // removed (--rm)
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What `system prune` did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Containers whose owner died, finished for them.
+    pub recovered: Vec<String>,
+    /// Records no container owned any more (what a removal killed halfway left).
+    pub removed: Vec<String>,
+}
+
+/// `system prune`: recovers containers whose owner died, and removes records no container
+/// owns any more (a persistent dir without state, a name without container).
+pub fn prune(paths: &Paths, explain: bool) -> Pruned {
+    let mut pruned = Pruned {
+        recovered: recover_all(paths, explain),
+        ..Default::default()
+    };
+    let mut live = state::ids(paths);
+    // A record without its config is what a removal killed halfway left.
+    live.retain(|id| {
+        if state::dir(paths, id).join("config.json").exists() {
+            return true;
+        }
+        let Ok(Some(lock)) = state::try_lock(paths, id) else {
+            return true; // being created
+        };
+        let mut st = state::load_state(paths, id).unwrap_or_default();
+        if let Err(e) = finish(paths, explain, id, &mut st, End::Removed) {
+            tracing::warn!("removing {id:.12}: {e:#}");
+        }
+        drop(lock);
+        pruned.removed.push(id.clone());
+        false
+    });
+    for entry in std::fs::read_dir(paths.containers())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !live.contains(&id) {
+            if let Err(e) = teardown::remove(paths, &id, &State::default()) {
+                tracing::warn!("removing {id:.12}: {e:#}");
+            }
+            pruned.removed.push(id);
+        }
+    }
+    for entry in std::fs::read_dir(paths.root.join("names"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if !live.contains(&owner.trim().to_string()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    pruned
+}
+
+/// Test hook for the fault tests: `MINIBOX_FAULT=<point>` kills this process (a `run`, a
+/// supervisor, an `rm`) at that point, as a crash would.
+pub fn fault(point: &str) {
+    if std::env::var_os("MINIBOX_FAULT").is_some_and(|v| v == point) {
+        let _ = nix::sys::signal::raise(Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::liveness;
+    use super::*;
+
+    fn st(status: Status, supervisor: Supervisor) -> State {
+        State {
+            status,
+            supervisor,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_dead_minibox_owner_makes_an_orphan() {
+        use Status::*;
+        use Supervisor::*;
+        for status in [Created, Running] {
+            assert_eq!(verdict(&st(status, Minibox), true), Verdict::Recover);
+            assert_eq!(verdict(&st(status, Minibox), false), Verdict::Leave);
+            // A shim's container: its free lock proves nothing.
+            assert_eq!(verdict(&st(status, External), true), Verdict::Leave);
+        }
+        assert_eq!(verdict(&st(Exited, Minibox), true), Verdict::Leave);
+    }
+
+    #[test]
+    fn default_exit_codes() {
+        assert_eq!(End::OwnerDied.code(), 137);
+        assert_eq!(End::Failed.code(), 125);
+        assert_eq!(
+            End::Exited {
+                code: 3,
+                oom: false
+            }
+            .code(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_dead_pid_is_not_running() {
+        let mut s = st(Status::Running, Supervisor::Minibox);
+        s.pid = std::process::id() as i32;
+        s.pid_start = liveness::start_time(s.pid);
+        assert!(running(&s));
+        s.pid_start = s.pid_start.map(|t| t + 1);
+        assert!(!running(&s));
+    }
+}
