@@ -338,6 +338,25 @@ pub fn finish_removal(ex: &Explain, id12: &str, batch: Batch) -> Result<()> {
     }
 }
 
+/// Which of a container's `expected` tagged rules and its network's rules the kernel lacks,
+/// by their tags (what `iptables-save` prints differs in form from what was added).
+pub fn missing(id12: &str, net: &Network, expected: usize) -> Result<Vec<String>> {
+    let saved = save()?;
+    let rules = saved_rules(&saved);
+    let count = |tag: &str| rules.iter().filter(|(_, l)| tagged(l, tag)).count();
+    let mut lacking = Vec::new();
+    let have = count(&format!("minibox:{id12}"));
+    if have < expected {
+        lacking.push(format!("{} of {expected} port rules", expected - have));
+    }
+    let wanted = network_rules(net).iter().filter(|r| r.op != "-N").count();
+    let have = count(&network_tag(net));
+    if have < wanted {
+        lacking.push(format!("{} of {wanted} network rules", wanted - have));
+    }
+    Ok(lacking)
+}
+
 /// Removes a network's own rules.
 pub fn remove_network(ex: &Explain, net: &Network) -> Result<()> {
     remove_tagged(ex, &network_tag(net))

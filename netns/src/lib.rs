@@ -10,6 +10,7 @@
 //! commands.
 
 mod background;
+pub mod cni;
 mod conntrack;
 mod error;
 mod explain;
@@ -37,14 +38,25 @@ use netlink::Nl;
 use ports::{HostPort, Wanted};
 use store::Lock;
 
-/// Connects the container `id`, whose process `pid` already lives in its own network namespace,
-/// to network `network`, publishing `publish`. Everything is recorded before it is made; on any
-/// failure what was made is undone and nothing is left behind.
+/// Where the container's end of the veth goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// The network namespace: `/proc/PID/ns/net`, or a runtime's netns file (CNI_NETNS).
+    pub netns: &'a std::path::Path,
+    /// The interface's name inside it.
+    pub ifname: &'a str,
+    /// An address chosen elsewhere (a delegated IPAM plugin); `None` takes the next free one.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// Connects `id`, whose network namespace is `ep.netns`, to network `network`, publishing
+/// `publish`. Everything is recorded before it is made; on any failure what was made is undone
+/// and nothing is left behind.
 pub fn attach(
     store: &Store,
     ex: &Explain,
     id: &str,
-    pid: i32,
+    ep: &Endpoint,
     network: &str,
     publish: &[PortSpec],
 ) -> Result<Attachment> {
@@ -53,7 +65,10 @@ pub fn attach(
     let lock = locked(store)?;
     let waited = started.elapsed();
     let id12 = short(id).to_string();
-    let address = store.allocate_address(&lock, &net, id)?;
+    let address = match ep.address {
+        Some(addr) => store.reserve_address(&lock, &net, addr, id)?,
+        None => store.allocate_address(&lock, &net, id)?,
+    };
     let mut att = Attachment {
         id: id.to_string(),
         network: net.name.clone(),
@@ -63,13 +78,14 @@ pub fn attach(
         address,
         prefix_len: net.subnet.prefix_len(),
         gateway: net.gateway,
+        ifname: ep.ifname.to_string(),
         mac: netlink::mac_string(&netlink::mac_for(address)),
         mtu: 0,
         ports: Vec::new(),
     };
     let result = store
         .save_attachment(&att)
-        .and_then(|_| wire(store, ex, &lock, &net, pid, publish, &mut att));
+        .and_then(|_| wire(store, ex, &lock, &net, ep.netns, publish, &mut att));
     match result {
         Ok(()) => {
             tracing::debug!(
@@ -92,7 +108,7 @@ fn wire(
     ex: &Explain,
     lock: &Lock,
     net: &Network,
-    pid: i32,
+    source: &std::path::Path,
     publish: &[PortSpec],
     att: &mut Attachment,
 ) -> Result<()> {
@@ -110,7 +126,7 @@ fn wire(
     let rules = firewall::container_rules(short(&att.id), net.subnet, att.address, &att.ports);
     let firewall_rules = firewall::start(ex, &rules)?;
 
-    netns::attach(ex, &att.netns, pid)?;
+    netns::attach(ex, &att.netns, source)?;
     let ns_path = netns::path(&att.netns);
     let ns_file = std::fs::File::open(&ns_path)
         .map_err(error::io(format!("opening {}", ns_path.display())))?;
@@ -119,7 +135,7 @@ fn wire(
     host.add_veth(
         ex,
         &att.veth,
-        "eth0",
+        &att.ifname,
         &att.netns,
         ns_file.as_raw_fd(),
         att.mtu,
@@ -130,8 +146,8 @@ fn wire(
     netns::inside(&ns_path, || {
         let inner = Nl::new(Some(&att.netns))?;
         inner.up(ex, "lo", None)?;
-        inner.add_addr(ex, "eth0", att.address, att.prefix_len)?;
-        inner.up(ex, "eth0", None)?;
+        inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
+        inner.up(ex, &att.ifname, None)?;
         inner.add_default_route(ex, att.gateway)
     })?;
     let netlink_done = std::time::Instant::now();
@@ -489,9 +505,11 @@ fn release_records(store: &Store, att: &Attachment, mut results: Vec<Result<()>>
 }
 
 /// `network create`: a new bridge network on a subnet no route of the host overlaps.
+/// `bridge` names its bridge; `None` takes the next free `minibox<N>`.
 pub fn create_network(
     store: &Store,
     name: &str,
+    bridge: Option<&str>,
     subnet: &str,
     gateway: Option<&str>,
 ) -> Result<Network> {
@@ -545,10 +563,18 @@ pub fn create_network(
     let nl = Nl::new(None)?;
     check_overlap(&nl, subnet, None)?;
     let links = nl.links()?;
-    let bridge = (1..)
-        .map(|i| format!("minibox{i}"))
-        .find(|b| !nets.iter().any(|n| &n.bridge == b) && !links.iter().any(|l| &l.name == b))
-        .unwrap();
+    let free =
+        |b: &String| !nets.iter().any(|n| &n.bridge == b) && !links.iter().any(|l| &l.name == b);
+    let bridge = match bridge {
+        Some(b) if b.is_empty() || b.len() > 15 || b.contains(['/', ':', ' ']) => {
+            return Err(invalid(format!(
+                "bridge name {b:?} is not an interface name"
+            )))
+        }
+        Some(b) if !free(&b.to_string()) => return Err(Error::BridgeClash(b.to_string())),
+        Some(b) => b.to_string(),
+        None => (1..).map(|i| format!("minibox{i}")).find(free).unwrap(),
+    };
     let net = Network {
         name: name.to_string(),
         id: store::random_id(),
@@ -559,6 +585,49 @@ pub fn create_network(
     };
     store.define(&net)?;
     Ok(net)
+}
+
+/// What of an attachment the kernel lacks (CNI's CHECK): the veth on its bridge, the address
+/// inside, the default route, the published ports' rules. Empty when all is there.
+pub fn check(store: &Store, att: &Attachment) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    let net = store.network(&att.network)?;
+    let host = Nl::new(None)?;
+    let bridge = host.link(&net.bridge)?;
+    match (host.link(&att.veth)?, &bridge) {
+        (None, _) => missing.push(format!("veth {}", att.veth)),
+        (Some(v), Some(b)) if v.controller == Some(b.index) && v.up => {}
+        (Some(_), _) => missing.push(format!("{} up on bridge {}", att.veth, net.bridge)),
+    }
+    let ns_path = netns::path(&att.netns);
+    let inside = netns::inside(&ns_path, || {
+        let nl = Nl::new(Some(&att.netns))?;
+        let mut lacking = Vec::new();
+        match nl.link(&att.ifname)? {
+            Some(link) => {
+                let want = Ipv4Net::new(att.address, att.prefix_len).unwrap_or_default();
+                if !nl.addrs(link.index)?.contains(&want) {
+                    lacking.push(format!("address {want} on {}", att.ifname));
+                }
+            }
+            None => lacking.push(format!("interface {}", att.ifname)),
+        }
+        let default = nl
+            .routes()?
+            .iter()
+            .any(|(dst, _, gw)| dst.prefix_len() == 0 && *gw == Some(att.gateway));
+        if !default {
+            lacking.push(format!("default route via {}", att.gateway));
+        }
+        Ok(lacking)
+    });
+    match inside {
+        Ok(lacking) => missing.extend(lacking),
+        Err(_) => missing.push(format!("network namespace {}", att.netns)),
+    }
+    let rules = firewall::container_rules(short(&att.id), net.subnet, att.address, &att.ports);
+    missing.extend(firewall::missing(short(&att.id), &net, rules.len())?);
+    Ok(missing)
 }
 
 /// `network rm`: refused while containers use it; removes the bridge and its rules.

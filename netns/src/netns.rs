@@ -18,9 +18,22 @@ pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
-/// `ip netns attach NAME PID`: names the netns that process `pid` lives in.
-pub fn attach(ex: &Explain, name: &str, pid: i32) -> Result<()> {
-    ex.say(|| format!("ip netns attach {name} {pid}"));
+/// Names the network namespace `source` (`/proc/PID/ns/net`, or another netns file): `ip netns
+/// attach NAME PID`, or its bind-mount form for a file.
+pub fn attach(ex: &Explain, name: &str, source: &Path) -> Result<()> {
+    let pid = source
+        .strip_prefix("/proc")
+        .ok()
+        .and_then(|rest| rest.to_str()?.strip_suffix("/ns/net")?.parse::<u32>().ok());
+    match pid {
+        Some(pid) => ex.say(|| format!("ip netns attach {name} {pid}")),
+        None => ex.say(|| {
+            format!(
+                "touch {NETNS_DIR}/{name} && mount --bind {} {NETNS_DIR}/{name}",
+                source.display()
+            )
+        }),
+    }
     prepare_dir()?;
     let target = path(name);
     // A stale file from a crash is replaced; a live mount on it is left alone by O_EXCL failing
@@ -32,9 +45,8 @@ pub fn attach(ex: &Explain, name: &str, pid: i32) -> Result<()> {
         .create_new(true)
         .open(&target)
         .map_err(io(format!("creating {}", target.display())))?;
-    let source = format!("/proc/{pid}/ns/net");
     mount(
-        Some(source.as_str()),
+        Some(source),
         &target,
         None::<&str>,
         MsFlags::MS_BIND,
@@ -43,7 +55,7 @@ pub fn attach(ex: &Explain, name: &str, pid: i32) -> Result<()> {
     .map_err(|e| {
         let _ = fs::remove_file(&target);
         Error::Io {
-            what: format!("bind-mounting {source} on {}", target.display()),
+            what: format!("bind-mounting {} on {}", source.display(), target.display()),
             source: e.into(),
         }
     })

@@ -41,8 +41,11 @@ pub struct Attachment {
     pub bridge: String,
     /// Named netns under /run/netns.
     pub netns: String,
-    /// Host end of the veth pair (the container end is eth0).
+    /// Host end of the veth pair.
     pub veth: String,
+    /// The container end's name (records from before it was recorded: eth0).
+    #[serde(default = "eth0")]
+    pub ifname: String,
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
@@ -55,6 +58,10 @@ impl Attachment {
     pub fn short_id(&self) -> &str {
         short(&self.id)
     }
+}
+
+fn eth0() -> String {
+    "eth0".into()
 }
 
 /// The first 12 characters of an id: what names netns, veths and rule tags.
@@ -124,6 +131,11 @@ impl Store {
             Err((_, nix::Error::EWOULDBLOCK)) => Ok(None),
             Err((_, e)) => Err(e.into()),
         }
+    }
+
+    /// The volatile state's directory (the CNI plugin keeps its records below it).
+    pub(crate) fn run_dir(&self) -> &Path {
+        &self.run
     }
 
     fn def_path(&self, name: &str) -> PathBuf {
@@ -264,6 +276,37 @@ impl Store {
             network: net.name.clone(),
             subnet: net.subnet.to_string(),
         })
+    }
+
+    /// Records `addr`, chosen elsewhere, as `id`'s: refused outside the subnet, on the gateway,
+    /// or when someone holds it.
+    pub fn reserve_address(
+        &self,
+        _lock: &Lock,
+        net: &Network,
+        addr: Ipv4Addr,
+        id: &str,
+    ) -> Result<Ipv4Addr> {
+        let host = net.subnet.contains(&addr)
+            && addr != net.gateway
+            && addr != net.subnet.network()
+            && addr != net.subnet.broadcast();
+        if !host {
+            return Err(Error::InvalidNetwork(format!(
+                "{addr} is not a free host address of {} ({})",
+                net.name, net.subnet
+            )));
+        }
+        let dir = self.ipam_dir(&net.name);
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        match write_new(&dir.join(addr.to_string()), id.as_bytes()) {
+            Ok(()) => Ok(addr),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::InvalidNetwork(format!(
+                "{addr} is already in use on {}",
+                net.name
+            ))),
+            Err(e) => Err(io(format!("reserving {addr} in {}", dir.display()))(e)),
+        }
     }
 
     /// Frees an address if `id` holds it (idempotent).

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use minibox_netns::{attach, detach, Explain, PortSpec, Store};
+use minibox_netns::{attach, detach, Endpoint, Explain, PortSpec, Store};
 
 const IN_SANDBOX: &str = "MINIBOX_NETNS_SANDBOX";
 
@@ -35,7 +35,7 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-struct Holder(Child);
+struct Holder(Child, PathBuf);
 
 impl Holder {
     fn new() -> Self {
@@ -52,10 +52,16 @@ impl Holder {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        Holder(child)
+        let ns = PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+        Holder(child, ns)
     }
-    fn pid(&self) -> i32 {
-        self.0.id() as i32
+    /// Its network namespace, as the container's end of a veth named eth0.
+    fn ep(&self) -> Endpoint<'_> {
+        Endpoint {
+            netns: &self.1,
+            ifname: "eth0",
+            address: None,
+        }
     }
 }
 
@@ -99,7 +105,7 @@ fn attach_publish_detach() {
         PortSpec::parse("8080:80").unwrap(),
         PortSpec::parse("127.0.0.1:9090:80").unwrap(),
     ];
-    let att = attach(&s, &ex, &id(1), c.pid(), "minibox", &specs).unwrap();
+    let att = attach(&s, &ex, &id(1), &c.ep(), "minibox", &specs).unwrap();
     assert_eq!(att.address.to_string(), "10.77.0.2");
     let ns = &att.netns;
     let inside = sh(&format!(
@@ -140,6 +146,7 @@ fn attach_publish_detach() {
             .arg(dir.join("www"))
             .spawn()
             .unwrap(),
+        PathBuf::new(),
     );
     std::thread::sleep(std::time::Duration::from_millis(200));
     for url in [
@@ -161,7 +168,7 @@ fn attach_publish_detach() {
         &s,
         &Explain::off(),
         &id(2),
-        c2.pid(),
+        &c2.ep(),
         "minibox",
         &[PortSpec::parse("8080:80").unwrap()],
     )
@@ -198,7 +205,7 @@ fn refusals_leave_nothing() {
         &s,
         &Explain::off(),
         &id(3),
-        c.pid(),
+        &c.ep(),
         "minibox",
         &[PortSpec::parse("7070:80").unwrap()],
     )
@@ -207,16 +214,16 @@ fn refusals_leave_nothing() {
         err.to_string().contains("in use by a process on the host"),
         "{err}"
     );
-    let err = attach(&s, &Explain::off(), &id(3), c.pid(), "nope", &[]).unwrap_err();
+    let err = attach(&s, &Explain::off(), &id(3), &c.ep(), "nope", &[]).unwrap_err();
     assert!(err.to_string().contains("network nope not found"), "{err}");
     // A subnet overlapping a route.
-    let err = minibox_netns::create_network(&s, "clash", "198.18.0.0/16", None).unwrap_err();
+    let err = minibox_netns::create_network(&s, "clash", None, "198.18.0.0/16", None).unwrap_err();
     assert!(err.to_string().contains("on uplink0"), "{err}");
     // An exhausted subnet.
-    minibox_netns::create_network(&s, "tiny", "10.99.0.0/30", None).unwrap();
-    let att = attach(&s, &Explain::off(), &id(4), c.pid(), "tiny", &[]).unwrap();
+    minibox_netns::create_network(&s, "tiny", None, "10.99.0.0/30", None).unwrap();
+    let att = attach(&s, &Explain::off(), &id(4), &c.ep(), "tiny", &[]).unwrap();
     let c2 = Holder::new();
-    let err = attach(&s, &Explain::off(), &id(5), c2.pid(), "tiny", &[]).unwrap_err();
+    let err = attach(&s, &Explain::off(), &id(5), &c2.ep(), "tiny", &[]).unwrap_err();
     assert!(
         err.to_string().contains("no free address left in tiny"),
         "{err}"
@@ -228,7 +235,7 @@ fn refusals_leave_nothing() {
     assert!(!sh("ip -o link").contains("minibox1"));
     // A bridge name clash.
     sh("ip link add minibox0 type veth peer name minibox0p");
-    let err = attach(&s, &Explain::off(), &id(6), c.pid(), "minibox", &[]).unwrap_err();
+    let err = attach(&s, &Explain::off(), &id(6), &c.ep(), "minibox", &[]).unwrap_err();
     assert!(
         err.to_string()
             .contains("minibox0 exists and is not a minibox bridge"),

@@ -134,11 +134,17 @@ pub fn attach(
     match &req.mode {
         Mode::None | Mode::Host => Ok(Attachment::default()),
         Mode::Bridge(name) => {
+            let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let endpoint = minibox_netns::Endpoint {
+                netns: &netns,
+                ifname: "eth0",
+                address: None,
+            };
             let att = minibox_netns::attach(
                 &store(paths),
                 &explainer(explain),
                 id,
-                pid.as_raw(),
+                &endpoint,
                 name,
                 &specs,
             )

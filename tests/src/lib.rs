@@ -54,14 +54,27 @@ pub fn minibox_bin() -> PathBuf {
         return bin.into();
     }
     static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
+    built(&BUILD, "minibox", "minibox")
+}
+
+/// The CNI plugin under test, `minibox-cni`, built like [`minibox_bin`].
+pub fn cni_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    built(&BUILD, "minibox-netns", "minibox-cni")
+}
+
+fn built(once: &Once, package: &str, bin: &str) -> PathBuf {
+    once.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "minibox", "--bin", "minibox"])
+            .args(["build", "--quiet", "-p", package, "--bin", bin])
             .current_dir(workspace())
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build -p minibox failed");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed"
+        );
     });
-    target_dir().join("debug/minibox")
+    target_dir().join("debug").join(bin)
 }

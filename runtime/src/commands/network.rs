@@ -16,7 +16,8 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             subnet,
             gateway,
         } => {
-            let net = minibox_netns::create_network(&store, &name, &subnet, gateway.as_deref())?;
+            let net =
+                minibox_netns::create_network(&store, &name, None, &subnet, gateway.as_deref())?;
             println!("{}", net.id);
         }
         NetworkCommand::Ls => {
