@@ -43,6 +43,8 @@ report pids.max "$(cat $d/pids.max)"
 pid1=$(cat $d/cgroup.procs)
 report pid1-cgroup "$(cat /proc/$pid1/cgroup)"
 report exec-view "$(minibox exec lim sh -c 'cat /proc/self/cgroup /proc/1/cgroup' 2>&1)"
+report own-cgroup "$(minibox exec lim sh -c 'stat -f -c %t /sys/fs/cgroup; cat /sys/fs/cgroup/memory.max \
+    /sys/fs/cgroup/pids.max; echo max > /sys/fs/cgroup/pids.max && echo raised' 2>&1)"
 minibox exec lim sleep 1000 & execpid=$!
 i=0; while [ "$(wc -l < $d/cgroup.procs)" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 other=$(grep -vx "$pid1" $d/cgroup.procs)
@@ -122,6 +124,16 @@ fn cgroup_v2_unified_host() {
         v.contains("opened-ttyS0")
     });
 
+    expect(
+        &vm,
+        "own-cgroup",
+        "the container's own cgroup2, read-only, with its limits",
+        |v| {
+            v.starts_with("63677270\n67108864\n50\n")
+                && v.contains("Read-only file system")
+                && !v.contains("raised")
+        },
+    );
     expect(&vm, "detached", "run -d prints the id", |v| {
         v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())
     });

@@ -1,7 +1,9 @@
 //! Attacks on the container boundary and on the store, each performed for real and shown to
 //! fail, with nothing left behind.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use minibox_tests::{Out, Sandbox};
@@ -296,6 +298,153 @@ fn a_local_user_can_execute_and_open_nothing_in_the_root_or_the_runroot() {
     }
     sb.minibox(&["rm", "-f", &id, &evil]).ok();
     drop(user);
+    sb.finish();
+}
+
+// ---- The executor's defences ----
+
+/// `run --rm --network none ARGS...`
+fn run(sb: &Sandbox, args: &[&str]) -> Out {
+    let mut all = vec!["run", "--rm", "--network", "none"];
+    all.extend_from_slice(args);
+    sb.minibox(&all)
+}
+
+/// Container root cannot raise its own limits: its cgroups are mounted read-only, in a cgroup
+/// namespace whose root is its own cgroup, where it reads the limits it was given.
+#[test]
+fn the_container_sees_its_own_cgroup_read_only() {
+    let sb = sandbox();
+    let limits = ["--memory", "64m", "--pids-limit", "50"];
+    // v1 (this VM: hybrid) names each controller's hierarchy; v2 has one.
+    let script = "if [ -d /sys/fs/cgroup/memory ]; then \
+                    m=/sys/fs/cgroup/memory/memory.limit_in_bytes; p=/sys/fs/cgroup/pids/pids.max; \
+                  else m=/sys/fs/cgroup/memory.max; p=/sys/fs/cgroup/pids.max; fi; \
+                  cat $m $p; cat /proc/self/cgroup; \
+                  echo 1073741824 > $m && echo raised memory; echo max > $p && echo raised pids; \
+                  mkdir /sys/fs/cgroup/pids/escape 2>/dev/null && echo made a cgroup; \
+                  mount -o remount,rw /sys/fs/cgroup 2>/dev/null && echo remounted; \
+                  cat $m $p";
+    let mut args = limits.to_vec();
+    args.extend(["busybox", "sh", "-c", script]);
+    let out = run(&sb, &args);
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "67108864", "{out}");
+    assert_eq!(lines[1], "50", "{out}");
+    // Its own cgroup is the root of its view: no host path shows.
+    for l in text.lines().filter(|l| l.contains(":/")) {
+        assert!(l.ends_with(":/"), "a cgroup path shows through: {l}\n{out}");
+    }
+    for won in ["raised", "made a cgroup", "remounted"] {
+        assert!(!text.contains(won), "{won}: {out}");
+    }
+    assert!(
+        out.stderr().contains("Read-only file system"),
+        "writes must fail with EROFS: {out}"
+    );
+    assert_eq!(lines[lines.len() - 2..], ["67108864", "50"], "{out}");
+    sb.finish();
+}
+
+/// `-v` cannot cover /proc, /sys or /dev, nor anything below /proc (such as /proc/sys files,
+/// whose writes would reach the host's kernel), not even through a symlink in the image.
+#[test]
+fn volumes_cannot_cover_proc_sys_or_dev() {
+    let sb = sandbox();
+    sb.sh("mkdir -p /run/vol && echo fake > /run/vol/file").ok();
+    for target in [
+        "/proc",
+        "/proc/sys/kernel/core_pattern",
+        "/sys",
+        "/dev",
+        "/proc/self/attr",
+    ] {
+        let src = if target.contains("core_pattern") {
+            "/run/vol/file"
+        } else {
+            "/run/vol"
+        };
+        let spec = format!("{src}:{target}");
+        let out = run(&sb, &["-v", &spec, "busybox", "true"]);
+        out.fails(125, "is not allowed");
+        assert_eq!(out.stderr().lines().count(), 1, "{out}");
+    }
+    // A symlink in the image that leads into /proc is resolved before the check.
+    sb.sh(
+        "mkdir /run/img && ln -s /proc/sys/kernel /run/img/k && tar -C /run/img -cf /run/img.tar k",
+    )
+    .ok();
+    sb.minibox(&["import", "/run/img.tar", "linky"]).ok();
+    let out = run(&sb, &["-v", "/run/vol:/k/x", "linky", "/none"]);
+    out.fails(125, "is not allowed");
+    sb.finish();
+}
+
+/// The container's /etc/hosts (and hostname, resolv.conf) cannot fill the host's memory: they
+/// live on a small tmpfs of the container's own, which a 64 MB write fills at once.
+#[test]
+fn etc_files_cannot_grow_the_host() {
+    let sb = sandbox();
+    let id = run_d(&sb, &["sleep", "100"]);
+    let write = sb.minibox(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/etc/hosts bs=1M count=64 2>&1; echo status $?",
+    ]);
+    let text = write.ok();
+    assert!(text.contains("No space left on device"), "{write}");
+    assert!(!text.contains("status 0"), "{write}");
+    // As the sandbox sees it (the tmpfs is mounted in its mount namespace).
+    let hosts = sb.path(&format!(
+        "{}/containers/{id}/etc/hosts",
+        sb.root().display()
+    ));
+    let size = std::fs::metadata(&hosts).unwrap().size();
+    assert!(size <= 1 << 20, "{} is {size} bytes", hosts.display());
+    // The files are still the container's to edit.
+    sb.minibox(&["exec", &id, "sh", "-c", "echo 10.0.0.9 db > /etc/hosts"])
+        .ok();
+    sb.minibox(&["rm", "-f", &id]).ok();
+    sb.finish();
+}
+
+/// `exec` gives the process pipes, not the caller's descriptors: reopening its stdout through
+/// /proc does not reach the host file the caller redirected it to.
+#[test]
+fn exec_does_not_hand_the_callers_files_to_the_container() {
+    let sb = sandbox();
+    let id = run_d(&sb, &["sleep", "100"]);
+    let secret = sb.root().join("secret");
+    std::fs::write(&secret, "host secret\n").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(&secret)
+        .unwrap();
+    let out = sb
+        .command(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "readlink /proc/self/fd/1 >&2; timeout 2 cat /proc/self/fd/1 >&2; \
+             readlink /proc/self/fd/2 >&2",
+        ])
+        .stdout(Stdio::from(file))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("host secret"), "{err}");
+    assert!(!err.contains("secret"), "the host file's name shows: {err}");
+    assert!(
+        err.lines().next().unwrap_or("").starts_with("pipe:"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret\n");
+    sb.minibox(&["rm", "-f", &id]).ok();
     sb.finish();
 }
 

@@ -619,3 +619,31 @@ pub fn loopback_up() -> R<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options() {
+        let opts = |o: &[&str]| Options::parse(Some(&o.iter().map(|s| s.to_string()).collect()));
+        let o = opts(&[
+            "nosuid", "ro", "rw", "noexec", "mode=755", "size=64k", "rprivate",
+        ]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
+        assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
+        assert_eq!(o.data(), Some("mode=755,size=64k"));
+        assert!(opts(&["rbind", "ro"]).is_bind() && !opts(&["ro"]).is_bind());
+        assert_eq!(opts(&[]).data(), None);
+    }
+
+    #[test]
+    fn forbidden_destinations() {
+        for bad in ["/proc", "/proc/sys", "/proc/self/attr/exec", "/sys", "/dev"] {
+            assert!(forbidden_destination(Path::new(bad)).is_some(), "{bad}");
+        }
+        for ok in ["/procs", "/sys/x", "/dev/shm/x", "/data"] {
+            assert!(forbidden_destination(Path::new(ok)).is_none(), "{ok}");
+        }
+    }
+}

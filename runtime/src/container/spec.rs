@@ -653,6 +653,144 @@ mod tests {
         assert!(cpu_quota("1000").is_err());
     }
 
+    fn options<'a>(user: u32, privileged: bool, volumes: &'a [Volume]) -> Options<'a> {
+        Options {
+            process: Process {
+                args: vec!["sh".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                user: User {
+                    uid: user,
+                    gid: user,
+                    groups: vec![10],
+                    home: "/home/u".into(),
+                },
+                caps: capabilities(&[], &[], privileged).unwrap(),
+                tty: false,
+                no_new_privileges: false,
+            },
+            hostname: "h".into(),
+            root: Path::new("/c/rootfs"),
+            etc: Path::new("/c/etc"),
+            volumes,
+            privileged,
+            own_netns: true,
+            cgroup: "minibox/c".into(),
+            memory: Some(64 << 20),
+            cpu_quota: None,
+            pids: Some(50),
+            seccomp: None,
+        }
+    }
+
+    #[test]
+    fn the_spec_carries_the_defaults_as_data() {
+        let vols = [volume("/tmp:/data:ro").unwrap()];
+        let spec = build(&options(0, false, &vols)).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        let caps = process.capabilities().as_ref().unwrap();
+        for set in [
+            caps.bounding(),
+            caps.effective(),
+            caps.permitted(),
+            caps.inheritable(),
+        ] {
+            assert_eq!(set.as_ref().unwrap().len(), 14);
+        }
+        assert!(caps.ambient().as_ref().unwrap().is_empty());
+        let rlimits = process.rlimits().as_ref().unwrap();
+        assert_eq!((rlimits[0].soft(), rlimits[0].hard()), (1024, 1024));
+        assert!(process
+            .env()
+            .as_ref()
+            .unwrap()
+            .contains(&"HOME=/home/u".into()));
+        assert_eq!(process.user().additional_gids().as_ref().unwrap(), &[10]);
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths().as_ref().unwrap().len(), 10);
+        assert_eq!(linux.readonly_paths().as_ref().unwrap().len(), 5);
+        // One device list: the nodes, and the rules that allow them (after deny-all and mknod).
+        let nodes = linux.devices().as_ref().unwrap();
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert_eq!(nodes.len(), DEVICES.len());
+        for (node, rule) in nodes.iter().zip(&rules[3..]) {
+            assert_eq!(
+                (rule.major(), rule.minor()),
+                (Some(node.major()), Some(node.minor()))
+            );
+        }
+        let resources = linux.resources().as_ref().unwrap();
+        assert_eq!(resources.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(resources.pids().as_ref().unwrap().limit(), 50);
+        let types: Vec<String> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ().to_string())
+            .collect();
+        assert_eq!(types, ["pid", "mnt", "uts", "ipc", "cgroup", "net"]);
+        let mounts = spec.mounts().as_ref().unwrap();
+        let dests: Vec<_> = mounts
+            .iter()
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/etc/hostname",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/data"
+            ]
+        );
+        let opts = |i: usize| mounts[i].options().clone().unwrap();
+        assert!(opts(6).contains(&"ro".into()) && opts(5).contains(&"ro".into()));
+        assert_eq!(opts(10), ["rbind", "ro"]);
+    }
+
+    #[test]
+    fn non_root_and_privileged() {
+        let spec = build(&options(1000, false, &[])).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
+        assert!(caps.effective().as_ref().unwrap().is_empty());
+        assert!(caps.permitted().as_ref().unwrap().is_empty());
+        let spec = build(&options(0, true, &[])).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.masked_paths().as_ref().unwrap().is_empty());
+        assert!(linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap()
+            .is_empty());
+        assert_eq!(linux.devices().as_ref().unwrap().len(), DEVICES.len());
+        let sys = &spec.mounts().as_ref().unwrap()[5];
+        assert!(sys.options().as_ref().unwrap().contains(&"rw".into()));
+    }
+
     #[test]
     fn caps_arithmetic() {
         let d = capabilities(&[], &[], false).unwrap();
