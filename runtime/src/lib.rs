@@ -6,5 +6,8 @@
 //! added as `src/bin/<name>.rs` over the same modules.
 
 pub mod container;
+pub mod error;
 pub mod network;
 pub mod paths;
+
+pub use error::Error;

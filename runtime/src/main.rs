@@ -23,9 +23,15 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("minibox: {}", one_line(&err));
-            ExitCode::from(EXIT_RUNTIME)
+            ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The one place a failure becomes an exit code: its kind's when the library says (126, 127 for
+/// a command that cannot be executed or is not found, wherever in the chain of causes), else 125.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    minibox::error::exit_code(err.as_ref())
 }
 
 /// Joins an error chain into the one line users see: `what failed: why`.

@@ -3,7 +3,15 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+/// A directory of the store could not be made or closed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}", .path.display())]
+pub struct Error {
+    what: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -27,20 +35,24 @@ impl Paths {
     /// writable layer, a log, a config (with its `-e` secrets) or a lock (which anyone able to
     /// open could hold, stalling every `run`). No mount needs traversal by other users: the
     /// rootfs and the /etc files are mounted by root, and a container sees only its mounts.
-    pub fn secure(&self) -> Result<()> {
+    pub fn secure(&self) -> Result<(), Error> {
         for dir in [&self.root, &self.runroot] {
+            let err = |what| {
+                let path = dir.clone();
+                move |source| Error { what, path, source }
+            };
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+                .map_err(err("creating"))?;
             let mode = std::fs::metadata(dir)
-                .with_context(|| format!("reading {}", dir.display()))?
+                .map_err(err("reading"))?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
                 std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("closing {} to other users", dir.display()))?;
+                    .map_err(err("closing to other users"))?;
             }
         }
         Ok(())

@@ -301,6 +301,39 @@ fn a_local_user_can_execute_and_open_nothing_in_the_root_or_the_runroot() {
     sb.finish();
 }
 
+// ---- A pid the kernel gave to another process ----
+
+#[test]
+fn a_reused_pid_is_never_signalled() {
+    let sb = sandbox();
+    let id = run_d(&sb, &["sleep", "1000"]);
+    // A host process stands where the container's PID 1 was recorded, as when that PID 1 died
+    // and the kernel handed its pid on: the state names it, with the start time of the original.
+    let mut victim = sb.exec("sleep", ["1000"]).spawn().unwrap();
+    let file = sb.path(&format!("/run/minibox/containers/{id}/state.json"));
+    let mut st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(
+        st["pid_start"].as_u64().is_some(),
+        "no start time recorded: {st}"
+    );
+    st["pid"] = victim.id().into();
+    std::fs::write(&file, serde_json::to_vec(&st).unwrap()).unwrap();
+    for sig in ["KILL", "TERM"] {
+        sb.minibox(&["kill", "-s", sig, &id])
+            .fails(125, "not running");
+    }
+    // rm -f ends the container through its cgroup, never through the stranger's pid.
+    sb.minibox(&["rm", "-f", &id]).ok();
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "the process that took the pid was killed"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    sb.finish();
+}
+
 // ---- The executor's defences ----
 
 /// `run --rm --network none ARGS...`

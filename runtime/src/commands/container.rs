@@ -3,9 +3,8 @@
 //! prefix, reads their state files (cheap: `ps` reads two small files per container), and
 //! changes a container only under its lock.
 
-use std::io::{BufRead, Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
@@ -15,7 +14,7 @@ use super::resolve;
 use super::run::detach;
 use crate::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::lifecycle::{self, Container};
-use crate::container::log::log_files;
+use crate::container::log::LogReader;
 use crate::container::process::Signals;
 use crate::container::state::{self, Config, State, Status};
 use crate::container::{clock, image};
@@ -97,27 +96,7 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
             c.name.clone().unwrap_or_default(),
         ]);
     }
-    // Docker's tabwriter: each column as wide as its widest cell plus 3, at least 10.
-    let widths: Vec<usize> = (0..7)
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count() + 3)
-                .max()
-                .unwrap_or(0)
-                .max(10)
-        })
-        .collect();
-    for row in &table {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i < 6 {
-                line.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
+    write!(out, "{}", super::table::render(&table))?;
     Ok(0)
 }
 
@@ -275,61 +254,18 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
     };
     let path = state::log_path(paths, &id);
     let kept = state::load_config(paths, &id).map_or(1, |c| c.log.max_file);
-    // The rotated files first, oldest first, then the one being written.
-    let mut lines: Vec<String> = Vec::new();
-    for rotated in log_files(&path, kept).iter().skip(1).rev() {
-        if let Ok(text) = std::fs::read_to_string(rotated) {
-            lines.extend(text.lines().map(str::to_string));
-        }
-    }
-    let mut file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let mut reader = std::io::BufReader::new(&mut file);
-    let mut line = String::new();
-    let mut consumed = 0;
-    while reader.read_line(&mut line)? > 0 {
-        if !line.ends_with('\n') {
-            break; // a record being written: -f picks it up
-        }
-        consumed += line.len() as u64;
-        lines.push(line.trim_end_matches('\n').to_string());
-        line.clear();
-    }
-    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for l in &lines[skip..] {
-        print_record(l, args.timestamps)?;
+    let (mut reader, records) = LogReader::open(&path, kept)?;
+    let skip = tail.map_or(0, |n| records.len().saturating_sub(n));
+    for r in &records[skip..] {
+        print_record(r, args.timestamps)?;
     }
     if !args.follow {
         return Ok(0);
     }
-    drop(reader);
-    file.seek(std::io::SeekFrom::Start(consumed))?;
-    let mut pending = String::new();
     loop {
         let done = state::load_state(paths, &id).map_or(true, |s| s.status == Status::Exited);
-        let mut chunk = String::new();
-        file.read_to_string(&mut chunk)?;
-        pending.push_str(&chunk);
-        while let Some(end) = pending.find('\n') {
-            print_record(&pending[..end], args.timestamps)?;
-            pending.drain(..=end);
-        }
-        // Rotated: what was left of the old file is read; go on with the new one.
-        let rotated = std::fs::metadata(&path)
-            .is_ok_and(|m| m.ino() != file.metadata().map_or(0, |f| f.ino()));
-        if rotated {
-            if let Ok(new) = std::fs::File::open(&path) {
-                file = new;
-                continue;
-            }
-        }
-        // Truncated (a single file kept): start again from its beginning.
-        let at = file.stream_position()?;
-        if file.metadata().is_ok_and(|m| m.len() < at) {
-            file.seek(std::io::SeekFrom::Start(0))?;
+        for r in reader.more()? {
+            print_record(&r, args.timestamps)?;
         }
         if done {
             return Ok(0);
@@ -385,19 +321,11 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
 
 fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Result<u8> {
     let id = state::resolve(paths, what)?;
-    let Some(lock) = state::try_lock(paths, &id)? else {
+    let config = state::load_config(paths, &id)?;
+    let found = image::find(paths, &config.image)?;
+    let Some((lock, st)) = lifecycle::restart(paths, explain, &id)? else {
         return Ok(0); // running already
     };
-    let (config, mut st) = load(paths, &id)?;
-    if st.status != Status::Exited {
-        // Its owner died: undo what it held first.
-        lifecycle::recover(paths, explain, &id, st, lock);
-        return start_one(paths, explain, what, signals);
-    }
-    let found = image::find(paths, &config.image)?;
-    st.status = Status::Created;
-    st.exit_code = None;
-    state::save_state(paths, &id, &st)?;
     let container = Container::new(paths, explain, &config, lock, st);
     detach(container, &found, &config, signals)
 }
@@ -432,19 +360,7 @@ pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
 pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
     for what in containers {
         let id = state::resolve(paths, what)?;
-        let code = loop {
-            match state::wait_released(paths, &id) {
-                Ok(state::Released::Finished(code)) => break code,
-                // Recover it, unless someone took it over meanwhile.
-                Ok(state::Released::Orphaned) => {
-                    if !lifecycle::wait_released(paths, explain, &id, Some(Instant::now())) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                Err(_) => break None, // removed before we got to its lock
-            }
-        };
-        match code {
+        match lifecycle::wait(paths, explain, &id) {
             Some(code) => println!("{code}"),
             None => bail!("container {what} was removed as it exited: its exit code is gone"),
         }

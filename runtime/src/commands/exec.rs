@@ -91,8 +91,7 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
         Ok(s) => s,
         Err(e) => {
             process::reap_blocking(child.pid);
-            eprintln!("minibox: {e}");
-            return Ok(e.exit_code());
+            return Err(minibox::Error::from(e).into());
         }
     };
     let raw = (tty && args.process.interactive).then(tty::RawMode::enter);

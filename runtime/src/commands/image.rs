@@ -109,32 +109,8 @@ pub fn list(paths: &Paths) -> Result<u8> {
             ]);
         }
     }
-    print!("{}", table(&rows));
+    print!("{}", super::table::render(&rows));
     Ok(0)
-}
-
-/// Columns padded to the widest cell plus three spaces, like Docker's tabwriter.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 < N {
-                line.push_str(&format!("{cell:<width$}", width = widths[i] + 3));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.

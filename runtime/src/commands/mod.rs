@@ -5,6 +5,7 @@ mod exec;
 mod image;
 mod network;
 mod run;
+mod table;
 
 use anyhow::Result;
 

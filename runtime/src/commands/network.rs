@@ -21,21 +21,26 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             println!("{}", net.id);
         }
         NetworkCommand::Ls => {
-            println!(
-                "{:<14}{:<16}{:<10}{:<10}{:<18}GATEWAY",
-                "NETWORK ID", "NAME", "DRIVER", "BRIDGE", "SUBNET"
-            );
+            let mut rows = vec![[
+                "NETWORK ID",
+                "NAME",
+                "DRIVER",
+                "BRIDGE",
+                "SUBNET",
+                "GATEWAY",
+            ]
+            .map(String::from)];
             for n in store.networks()? {
-                println!(
-                    "{:<14}{:<16}{:<10}{:<10}{:<18}{}",
-                    minibox_netns::short(&n.id),
+                rows.push([
+                    minibox_netns::short(&n.id).to_string(),
                     n.name,
-                    "bridge",
+                    "bridge".into(),
                     n.bridge,
                     n.subnet.to_string(),
-                    n.gateway
-                );
+                    n.gateway.to_string(),
+                ]);
             }
+            print!("{}", super::table::render(&rows));
         }
         NetworkCommand::Inspect { networks } => {
             let mut all = Vec::new();

@@ -241,8 +241,8 @@ fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
                 config.name = Some(name);
                 return Ok(lock);
             }
-            Err(_) if attempt < 40 && state::name_taken(paths, &name) => attempt += 1,
-            Err(e) => return Err(e),
+            Err(state::Error::NameInUse { .. }) if attempt < 40 => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -264,8 +264,7 @@ fn foreground(
         Ok(s) => s,
         Err(e) => {
             drop(container);
-            eprintln!("minibox: {e}");
-            return Ok(e.exit_code());
+            return Err(minibox::Error::from(e).into());
         }
     };
     let raw = (tty && interactive).then(tty::RawMode::enter);
@@ -333,8 +332,7 @@ pub fn detach(
                 Some(_) => {
                     let e = SetupError::decode(&report)
                         .unwrap_or_else(|| SetupError::new("the supervisor's report is garbled"));
-                    eprintln!("minibox: {e}");
-                    Ok(e.exit_code())
+                    Err(minibox::Error::from(e).into())
                 }
                 None => {
                     // It died: once it is gone, and the container's process it may have
@@ -427,7 +425,9 @@ pub fn setup(
     signals: &Signals,
     output: Option<(BorrowedFd, BorrowedFd)>,
 ) -> Result<(Pid, Started), SetupError> {
-    let rt = |e: anyhow::Error| SetupError::new(format!("{e:#}"));
+    fn rt(e: impl Into<anyhow::Error>) -> SetupError {
+        SetupError::new(format!("{:#}", e.into()))
+    }
     let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
     let id = config.id.clone();

@@ -23,8 +23,7 @@ pub fn start(tty: bool, blocked: &SigSet) {
         Ok(ForkResult::Parent { child }) => {
             // Init never execs, so close-on-exec does not apply: close every fd >= 3 (the sync
             // socket included, which only the command keeps) so none of the runtime's stays.
-            // SAFETY: closing our own descriptors; nothing below uses them.
-            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            let _ = super::security::close_range(3, u32::MAX, false);
             let _ = setpgid(child, child);
             if tty {
                 let _ = tcsetpgrp(std::io::stdin(), child);

@@ -23,7 +23,6 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 
 use super::cgroups::Cgroup;
@@ -32,6 +31,30 @@ use super::process::EXIT_RUNTIME;
 use super::state::{self, Config, Lock, State, Status, Supervisor};
 use super::teardown;
 use crate::paths::Paths;
+
+/// What can go wrong in a container's life.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error("it is not running")]
+    NotRunning,
+    #[error("it is running; stop it first or use rm -f")]
+    Running,
+    #[error(
+        "its process still runs {secs} s after SIGKILL (pid {pid}, cgroup {cgroup}): it is stuck \
+         in the kernel, or its cgroup is frozen again; look at its processes, then retry"
+    )]
+    Resists { secs: u64, pid: i32, cgroup: String },
+    #[error("sending the signal")]
+    Signal(#[source] std::io::Error),
+    /// Releasing what the container holds (its processes, cgroup, network, root filesystem)
+    /// failed, in a module whose errors are not typed yet.
+    #[error("{0:#}")]
+    Release(anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How long `stop` and `rm -f` wait for a killed container to let go, before they give up
 /// with a message rather than hang.
@@ -97,19 +120,19 @@ fn finish_as(
         state::save_state(paths, id, st)?;
         fault("finishing");
     }
-    let released = teardown::release(paths, explain, id, st, background);
+    let released = teardown::release(paths, explain, id, st, background).map_err(Error::Release);
     let remove = end == End::Removed
         || st.started_at.is_none()
         || state::load_config(paths, id).map_or(true, |c| c.rm);
     if remove {
-        teardown::remove(paths, id, st)?;
+        teardown::remove(paths, id, st).map_err(Error::Release)?;
     } else {
         st.status = Status::Exited;
         if st.exit_code.is_none() {
             st.exit_code = Some(end.code());
             st.finished_at = Some(state::now_ns());
         }
-        state::save_state(paths, id, st).context("recording the end")?;
+        state::save_state(paths, id, st)?;
     }
     released
 }
@@ -142,7 +165,7 @@ impl Container {
         }
     }
 
-    pub fn save(&self) -> Result<()> {
+    pub fn save(&self) -> state::Result<()> {
         state::save_state(&self.paths, &self.id, &self.state)
     }
 
@@ -256,6 +279,29 @@ pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock
     drop(lock);
 }
 
+/// Takes charge of container `id` to start it again: its lock, and its state made `created`
+/// (an orphan is recovered first). `None` when it runs already.
+pub fn restart(paths: &Paths, explain: bool, id: &str) -> Result<Option<(Lock, State)>> {
+    loop {
+        let Some(lock) = state::try_lock(paths, id)? else {
+            return Ok(None);
+        };
+        let mut st = state::load_state(paths, id)?;
+        match (st.status, verdict(&st, true)) {
+            (Status::Exited, _) => {
+                st.status = Status::Created;
+                st.exit_code = None;
+                state::save_state(paths, id, &st)?;
+                return Ok(Some((lock, st)));
+            }
+            // Its owner died: undo what it held first, then look again.
+            (_, Verdict::Recover) => recover(paths, explain, id, st, lock),
+            // Someone else's: not minibox's to start.
+            (_, Verdict::Leave) => return Ok(None),
+        }
+    }
+}
+
 /// The container's PID 1 as recorded.
 pub fn init(st: &State) -> Init<'_> {
     Init {
@@ -274,7 +320,7 @@ pub fn running(st: &State) -> bool {
 /// process handles no signal, so every stop, kill and removal thaws first.
 fn thaw(st: &State) -> Result<()> {
     match &st.cgroup {
-        Some(path) => Cgroup::open(path).thaw(),
+        Some(path) => Cgroup::open(path).thaw().map_err(Error::Release),
         None => Ok(()),
     }
 }
@@ -283,11 +329,11 @@ fn thaw(st: &State) -> Result<()> {
 pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
     let st = state::load_state(paths, id)?;
     if st.status != Status::Running {
-        bail!("it is not running");
+        return Err(Error::NotRunning);
     }
     thaw(&st)?;
-    if !init(&st).signal(sig).context("sending the signal")? {
-        bail!("it is not running any more");
+    if !init(&st).signal(sig).map_err(Error::Signal)? {
+        return Err(Error::NotRunning);
     }
     Ok(())
 }
@@ -309,18 +355,26 @@ pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result
     Ok(())
 }
 
-/// Thaws and SIGKILLs the container's PID 1 until it is gone, for [`KILL_GRACE`] at most.
+/// SIGKILLs the container until it is gone: its verified PID 1, and every process of its
+/// cgroup (thawed first), whose membership identifies them as the container's too. Gives up,
+/// with [`Error::Resists`], on what still lives [`KILL_GRACE`] later.
 fn kill_until_gone(st: &State) -> Result<()> {
     let deadline = Instant::now() + KILL_GRACE;
-    while init(st).alive() {
+    loop {
+        let _ = thaw(st);
+        let _ = init(st).signal(Signal::SIGKILL);
+        let emptied = st
+            .cgroup
+            .as_deref()
+            .is_none_or(|path| Cgroup::open(path).kill_all().is_ok());
+        if emptied && !init(st).alive() {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
             return Err(resists(st));
         }
-        let _ = thaw(st);
-        let _ = init(st).signal(Signal::SIGKILL);
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(())
 }
 
 /// Removes container `id`; with `force`, a running one is killed first. The error when it
@@ -328,7 +382,7 @@ fn kill_until_gone(st: &State) -> Result<()> {
 pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()> {
     let lock = match state::try_lock(paths, id)? {
         Some(lock) => lock,
-        None if !force => bail!("it is running; stop it first or use rm -f"),
+        None if !force => return Err(Error::Running),
         None => {
             // Kill it until its owner lets go: the owner tears it down once its PID 1 is gone
             // (a container still being set up gets its PID later). Only a PID 1 that outlives
@@ -340,7 +394,7 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
                     Err(_) => return Ok(()), // removed meanwhile (--rm)
                 }
                 let st = state::load_state(paths, id).unwrap_or_default();
-                if st.pid > 0 {
+                if st.pid > 0 || st.cgroup.is_some() {
                     kill_until_gone(&st)?;
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -357,14 +411,12 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
 }
 
 /// The error for a container that does not go away when killed.
-fn resists(st: &State) -> anyhow::Error {
-    anyhow::anyhow!(
-        "its process still runs {} s after SIGKILL (pid {}, cgroup {}): it is stuck in the \
-         kernel, or its cgroup is frozen again; look at its processes, then retry",
-        KILL_GRACE.as_secs(),
-        st.pid,
-        st.cgroup.as_deref().unwrap_or("none")
-    )
+fn resists(st: &State) -> Error {
+    Error::Resists {
+        secs: KILL_GRACE.as_secs(),
+        pid: st.pid,
+        cgroup: st.cgroup.clone().unwrap_or_else(|| "none".into()),
+    }
 }
 
 /// Waits until nobody is in charge of container `id` any more (it stopped and was torn down),
@@ -387,6 +439,24 @@ pub fn wait_released(paths: &Paths, explain: bool, id: &str, deadline: Option<In
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for container `id` to end (without polling: on its owner's lock); its exit code, or
+/// `None` when it was removed as it exited and the code was not recorded. An orphan is
+/// recovered on the way.
+pub fn wait(paths: &Paths, explain: bool, id: &str) -> Option<u8> {
+    loop {
+        match state::wait_released(paths, id) {
+            Ok(state::Released::Finished(code)) => return code,
+            // Recover it, unless someone took it over meanwhile.
+            Ok(state::Released::Orphaned) => {
+                if !wait_released(paths, explain, id, Some(Instant::now())) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(_) => return None, // removed before we got to its lock
+        }
     }
 }
 

@@ -16,12 +16,30 @@ use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use rustix::buffer::spare_capacity;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
+
+/// What can go wrong with a container's log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid --log-opt {opt:?}: {hint}")]
+    BadOption { opt: String, hint: &'static str },
+    #[error("opening {}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// `--log-opt max-size=… --log-opt max-file=…`, with Docker's meaning; the default bounds a
 /// container's log to 100 MiB, as Docker's `local` driver does (20m × 5).
@@ -44,23 +62,25 @@ impl Default for LogOptions {
 
 impl LogOptions {
     /// Parses `--log-opt KEY=VALUE` values.
-    pub fn parse(opts: &[String]) -> Result<Self> {
+    pub fn parse(opts: &[String]) -> Result<Self, Error> {
         let mut o = Self::default();
         for opt in opts {
-            let bad = || anyhow::anyhow!("invalid --log-opt {opt:?}");
+            let bad = |hint| Error::BadOption {
+                opt: opt.clone(),
+                hint,
+            };
             match opt.split_once('=') {
                 Some(("max-size", v)) => {
-                    o.max_size = super::spec::size(v)
-                        .with_context(|| format!("{}: give a size such as 10m", bad()))?;
+                    o.max_size = super::spec::size(v).ok_or(bad("give a size such as 10m"))?;
                 }
                 Some(("max-file", v)) => {
                     o.max_file = v
                         .parse()
                         .ok()
                         .filter(|n| (1..=100).contains(n))
-                        .with_context(|| format!("{}: give a number from 1 to 100", bad()))?;
+                        .ok_or(bad("give a number from 1 to 100"))?;
                 }
-                _ => bail!("{}: minibox knows max-size and max-file", bad()),
+                _ => return Err(bad("minibox knows max-size and max-file")),
             }
         }
         Ok(o)
@@ -94,13 +114,17 @@ pub struct LogFile {
 
 impl LogFile {
     /// Opens (appends to) the log at `path`, readable by root only (0640, as Docker's).
-    pub fn open(path: &Path, opts: LogOptions) -> Result<Self> {
+    pub fn open(path: &Path, opts: LogOptions) -> Result<Self, Error> {
+        let err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let paths = log_files(path, opts.max_file.max(1))
             .iter()
             .map(|p| CString::new(p.as_os_str().as_bytes()))
             .collect::<Result<Vec<_>, _>>()
-            .context("a log path with a NUL byte")?;
-        let fd = open_log(&paths[0]).with_context(|| format!("opening {}", path.display()))?;
+            .map_err(|e| err(e.into()))?;
+        let fd = open_log(&paths[0]).map_err(|e| err(e.into()))?;
         let size = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size as u64);
         Ok(Self {
             fd: Cell::new(fd.into_raw_fd()),
@@ -155,6 +179,81 @@ impl Drop for LogFile {
     fn drop(&mut self) {
         // SAFETY: the descriptor this log owns.
         drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(self.fd.get()) });
+    }
+}
+
+/// Reads a container's log as `logs` shows it: the rotated files oldest first, then the one
+/// being written; following, what is appended to it, across rotations and truncations. Yields
+/// complete records only (a record being written is picked up once whole).
+pub struct LogReader {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    pending: String,
+}
+
+impl LogReader {
+    /// The reader, and every complete record so far (`max_file`: how many files are kept).
+    pub fn open(path: &Path, max_file: u32) -> Result<(Self, Vec<String>), Error> {
+        let mut records = Vec::new();
+        for rotated in log_files(path, max_file).iter().skip(1).rev() {
+            if let Ok(text) = std::fs::read_to_string(rotated) {
+                records.extend(text.lines().map(str::to_string));
+            }
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                let path = path.to_path_buf();
+                return Err(Error::Read { path, source });
+            }
+        };
+        let mut reader = Self {
+            path: path.to_path_buf(),
+            file,
+            pending: String::new(),
+        };
+        records.extend(reader.more()?);
+        Ok((reader, records))
+    }
+
+    /// The complete records written since the last call.
+    pub fn more(&mut self) -> Result<Vec<String>, Error> {
+        use std::io::{Read, Seek};
+        use std::os::unix::fs::MetadataExt;
+        let err = |source| Error::Read {
+            path: self.path.clone(),
+            source,
+        };
+        let mut records = Vec::new();
+        let Some(file) = &mut self.file else {
+            return Ok(records);
+        };
+        loop {
+            file.read_to_string(&mut self.pending).map_err(err)?;
+            while let Some(end) = self.pending.find('\n') {
+                records.push(self.pending[..end].to_string());
+                self.pending.drain(..=end);
+            }
+            // Rotated: the rest of the old file is read; go on with the new one.
+            let ino = file.metadata().map_or(0, |m| m.ino());
+            match std::fs::File::open(&self.path) {
+                Ok(new) if new.metadata().is_ok_and(|m| m.ino() != ino) => {
+                    *file = new;
+                    self.pending.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            // Truncated (a single file kept): from its beginning again.
+            let at = file.stream_position().map_err(err)?;
+            if file.metadata().is_ok_and(|m| m.len() < at) {
+                file.rewind().map_err(err)?;
+                self.pending.clear();
+                continue;
+            }
+            return Ok(records);
+        }
     }
 }
 

@@ -133,36 +133,34 @@ pub fn set_oom_score_adj(adj: i32) -> Result<()> {
         .map_err(|e| SetupError::io("setting oom_score_adj", &e))
 }
 
-/// Marks every fd >= 3 close-on-exec, so nothing of the runtime's leaks into the container
-/// (CVE-2024-21626) while the sync socket still reports an exec failure.
+/// `close_range(2)`: closes this process's descriptors `first..=last`, or with `cloexec` marks
+/// them close-on-exec. The one place minibox's runtime side calls it.
+pub fn close_range(first: u32, last: u32, cloexec: bool) -> Result<()> {
+    let flags = if cloexec {
+        libc::CLOSE_RANGE_CLOEXEC
+    } else {
+        0
+    };
+    // SAFETY: acts only on this process's own descriptors, which the callers use no more.
+    if first <= last && unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) } < 0 {
+        return Err(SetupError::last("close_range"));
+    }
+    Ok(())
+}
+
 /// Closes every descriptor above stdio that the set-up inherited from the runtime but `keep`
 /// (its channel): the container's lock above all, which must go with the runtime, so that a
 /// runtime killed during the set-up leaves a container that the next command recovers at once.
 pub fn close_inherited(keep: std::os::fd::RawFd) -> Result<()> {
     let keep = keep as u32;
-    for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, u32::MAX)] {
-        // SAFETY: closes only this process's own descriptors, none of which is used again.
-        if first <= last && unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } < 0 {
-            return Err(SetupError::last("close_range"));
-        }
-    }
-    Ok(())
+    close_range(3, keep.saturating_sub(1), false)?;
+    close_range(keep + 1, u32::MAX, false)
 }
 
+/// Marks every fd >= 3 close-on-exec, so nothing of the runtime's leaks into the container
+/// (CVE-2024-21626) while the sync socket still reports an exec failure.
 pub fn cloexec_from_3() -> Result<()> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own descriptors.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if r < 0 {
-        return Err(SetupError::last("close_range"));
-    }
-    Ok(())
+    close_range(3, u32::MAX, true)
 }
 
 fn prctl(option: libc::c_int, arg: libc::c_ulong, what: &str) -> Result<()> {

@@ -9,7 +9,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::log::LogOptions;
@@ -17,6 +16,63 @@ use super::spec::Spec;
 use crate::network::Attachment;
 use crate::paths::Paths;
 use minibox_netns::PortMapping;
+
+/// What can go wrong with a container's records.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system step on `path` failed: `what` is "reading", "writing", "creating"...
+    #[error("{what} {}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {}", .path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("locking the container")]
+    Lock(#[source] std::io::Error),
+    #[error("waiting for the container")]
+    Wait(#[source] std::io::Error),
+    #[error("invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    BadName(String),
+    #[error("the container name {name:?} is already in use by container {owner:.12}: remove that container or choose another name")]
+    NameInUse { name: String, owner: String },
+    #[error("no container given")]
+    NoContainer,
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("{what} is ambiguous: it is the start of {count} container ids; give more of the id or the name")]
+    Ambiguous { what: String, count: usize },
+    #[error("container {0:.12} was recorded by an earlier minibox, without an OCI runtime spec: remove it (minibox rm) and run it again")]
+    NoSpec(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error of a file system step `what` ("reading", ...) on `path`.
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}
+
+/// Reads and parses a JSON record.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let data = fs::read(path).map_err(io("reading", path))?;
+    serde_json::from_slice(&data).map_err(|source| Error::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A record as JSON (these types always serialise).
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).expect("records serialise")
+}
 
 /// The version of the records this minibox writes. Version 0 (no `version` field) is what
 /// minibox wrote before records were versioned: it still loads (see the tests below).
@@ -71,13 +127,9 @@ pub struct Config {
 impl Config {
     /// The container's Spec, or why there is none.
     pub fn runtime_spec(&self) -> Result<&Spec> {
-        self.spec.as_ref().with_context(|| {
-            format!(
-                "container {:.12} was recorded by an earlier minibox, without an OCI runtime spec: \
-                 remove it (minibox rm) and run it again",
-                self.id
-            )
-        })
+        self.spec
+            .as_ref()
+            .ok_or_else(|| Error::NoSpec(self.id.clone()))
     }
 
     /// `--memory` in bytes, from the Spec.
@@ -225,7 +277,7 @@ impl Lock {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .with_context(|| format!("opening {}", path.display()))
+            .map_err(io("opening", path))
     }
 
     /// Takes the lock without waiting: `None` when someone holds it.
@@ -239,7 +291,7 @@ impl Lock {
             match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EWOULDBLOCK) => return Ok(None),
-                _ => return Err(err).context("locking the container"),
+                _ => return Err(Error::Lock(err)),
             }
         }
     }
@@ -281,7 +333,7 @@ pub fn wait_released(paths: &Paths, id: &str) -> Result<Released> {
     while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err).context("waiting for the container");
+            return Err(Error::Wait(err));
         }
     }
     match load_state(paths, id) {
@@ -306,9 +358,10 @@ pub enum Released {
 /// A new container id: 64 hex digits from the kernel's random source.
 pub fn new_id() -> Result<String> {
     let mut bytes = [0u8; 32];
-    File::open("/dev/urandom")
+    let random = Path::new("/dev/urandom");
+    File::open(random)
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
+        .map_err(io("reading", random))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -331,7 +384,8 @@ fn name_file(paths: &Paths, name: &str) -> PathBuf {
     paths.root.join("names").join(name)
 }
 
-/// Docker's rule for names.
+/// Docker's rule for container names. (Network names have their own check in minibox-netns,
+/// `valid_name`: that library is used without the runtime, by the CNI plugin too.)
 pub fn check_name(name: &str) -> Result<()> {
     let ok = name.len() <= 128
         && name
@@ -342,7 +396,7 @@ pub fn check_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        bail!("invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*");
+        return Err(Error::BadName(name.to_string()));
     }
     Ok(())
 }
@@ -350,25 +404,23 @@ pub fn check_name(name: &str) -> Result<()> {
 /// Takes `name` for container `id`, atomically.
 pub fn claim_name(paths: &Paths, name: &str, id: &str) -> Result<()> {
     let file = name_file(paths, name);
-    fs::create_dir_all(file.parent().expect("has a parent"))
-        .with_context(|| format!("creating {}", paths.root.join("names").display()))?;
+    let names = file.parent().expect("has a parent");
+    fs::create_dir_all(names).map_err(io("creating", names))?;
     match OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&file)
     {
-        Ok(mut f) => f
-            .write_all(id.as_bytes())
-            .with_context(|| format!("writing {}", file.display())),
+        Ok(mut f) => f.write_all(id.as_bytes()).map_err(io("writing", &file)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let owner = fs::read_to_string(&file).unwrap_or_default();
-            bail!(
-                "the container name {name:?} is already in use by container {:.12}: remove that container or choose another name",
-                owner.trim()
-            )
+            Err(Error::NameInUse {
+                name: name.to_string(),
+                owner: owner.trim().to_string(),
+            })
         }
-        Err(e) => Err(e).with_context(|| format!("creating {}", file.display())),
+        Err(e) => Err(io("creating", &file)(e)),
     }
 }
 
@@ -428,11 +480,6 @@ pub fn generate_name(id: &str, attempt: u32) -> String {
     name
 }
 
-/// Whether `name` is claimed.
-pub fn name_taken(paths: &Paths, name: &str) -> bool {
-    name_file(paths, name).exists()
-}
-
 /// Releases `name` if container `id` holds it.
 pub fn release_name(paths: &Paths, name: &str, id: &str) {
     let file = name_file(paths, name);
@@ -446,18 +493,18 @@ pub fn release_name(paths: &Paths, name: &str, id: &str) {
 /// The caller owns the container through the returned lock.
 pub fn create(paths: &Paths, id: &str, name: Option<&str>) -> Result<Lock> {
     let parent = paths.container_state();
-    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    fs::create_dir_all(&parent).map_err(io("creating", &parent))?;
     let tmp = parent.join(format!(".new-{id}"));
-    fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
     let made = (|| {
         let lock = Lock::take(Lock::open(&tmp.join("lock"), true)?)?.expect("a new file");
         let state = State {
             name: name.map(str::to_string),
             ..Default::default()
         };
-        write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(&state)?)?;
+        write_atomic(&tmp.join("state.json"), &to_json(&state))?;
         let dest = state_dir(paths, id);
-        fs::rename(&tmp, &dest).with_context(|| format!("creating {}", dest.display()))?;
+        fs::rename(&tmp, &dest).map_err(io("creating", &dest))?;
         Ok(lock)
     })();
     let lock = match made {
@@ -483,12 +530,9 @@ pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
         ..config.clone()
     };
     let dir = dir(paths, &config.id);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
     write_atomic(&dir.join("image"), config.image.as_bytes())?;
-    write_atomic(
-        &dir.join("config.json"),
-        &serde_json::to_vec_pretty(config)?,
-    )
+    write_atomic(&dir.join("config.json"), &to_json(config))
 }
 
 pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
@@ -511,15 +555,11 @@ pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {
 }
 
 fn load_config_as<T: serde::de::DeserializeOwned>(paths: &Paths, id: &str) -> Result<T> {
-    let path = dir(paths, id).join("config.json");
-    let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+    read_json(&dir(paths, id).join("config.json"))
 }
 
 pub fn load_state(paths: &Paths, id: &str) -> Result<State> {
-    let path = state_dir(paths, id).join("state.json");
-    let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+    read_json(&state_dir(paths, id).join("state.json"))
 }
 
 /// Replaces `state.json` atomically (only the lock's holder writes it).
@@ -528,10 +568,7 @@ pub fn save_state(paths: &Paths, id: &str, state: &State) -> Result<()> {
         version: SCHEMA,
         ..state.clone()
     };
-    write_atomic(
-        &state_dir(paths, id).join("state.json"),
-        &serde_json::to_vec_pretty(&state)?,
-    )
+    write_atomic(&state_dir(paths, id).join("state.json"), &to_json(&state))
 }
 
 /// Every container's id (the volatile dirs; half-made ones start with a dot).
@@ -549,7 +586,7 @@ pub fn ids(paths: &Paths) -> Vec<String> {
 pub fn resolve(paths: &Paths, what: &str) -> Result<String> {
     let what = what.strip_prefix('/').unwrap_or(what);
     if what.is_empty() {
-        bail!("no container given");
+        return Err(Error::NoContainer);
     }
     if check_name(what).is_ok() {
         if let Ok(id) = fs::read_to_string(name_file(paths, what)) {
@@ -563,11 +600,11 @@ pub fn resolve(paths: &Paths, what: &str) -> Result<String> {
     let found: Vec<&String> = all.iter().filter(|id| id.starts_with(what)).collect();
     match found.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no such container: {what}"),
-        several => bail!(
-            "{what} is ambiguous: it is the start of {} container ids; give more of the id or the name",
-            several.len()
-        ),
+        [] => Err(Error::NoSuchContainer(what.to_string())),
+        several => Err(Error::Ambiguous {
+            what: what.to_string(),
+            count: several.len(),
+        }),
     }
 }
 
@@ -653,7 +690,7 @@ pub fn resolv_conf(host: &str) -> String {
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<()> {
-    fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+    fs::write(path, data).map_err(io("writing", path))
 }
 
 /// Writes `path` through a temporary file and a rename: readers see the old or the new file.
@@ -669,8 +706,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .and_then(|mut f| f.write_all(data))
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        .map_err(io("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("writing", path))
 }
 
 /// Removes the volatile state dir.

@@ -1,0 +1,69 @@
+//! minibox's error: each library module's own error, rolled into one, and the exit code each
+//! kind means ([`Error::exit_code`]). A front end keeps what it shows users (Docker's codes:
+//! 125 when the runtime failed, 126 and 127 when the command cannot be run) to this one place.
+//!
+//! Modules whose errors are not typed yet (cgroups, mounts, the image and network glue) still
+//! return `anyhow` errors; [`crate::container::lifecycle::Error::Release`] carries them.
+
+use crate::container::error::SetupError;
+use crate::container::{lifecycle, log, seccomp, security_opt, state};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The container's set-up (the executor), with its kind: 125, 126 or 127.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycle::Error),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Log(#[from] log::Error),
+    #[error(transparent)]
+    Paths(#[from] crate::paths::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
+    #[error(transparent)]
+    SecurityOpt(#[from] security_opt::Error),
+}
+
+impl Error {
+    /// The exit code Docker users expect for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Setup(e) => e.exit_code(),
+            _ => crate::container::error::EXIT_RUNTIME,
+        }
+    }
+}
+
+/// The exit code for an error anywhere in a chain of causes: the set-up's own when a set-up
+/// error is among them, else the runtime's (125).
+pub fn exit_code(err: &(dyn std::error::Error + 'static)) -> u8 {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<Error>() {
+            return e.exit_code();
+        }
+        if let Some(e) = e.downcast_ref::<SetupError>() {
+            return e.exit_code();
+        }
+        cause = e.source();
+    }
+    crate::container::error::EXIT_RUNTIME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::error::Kind;
+
+    #[test]
+    fn kinds_map_to_dockers_codes() {
+        let setup = SetupError::new("exec").with_kind(Kind::NotFound);
+        assert_eq!(Error::from(setup.clone()).exit_code(), 127);
+        assert_eq!(exit_code(&setup), 127);
+        assert_eq!(exit_code(&Error::from(lifecycle::Error::Running)), 125);
+        assert_eq!(exit_code(&state::Error::NoContainer), 125);
+    }
+}
