@@ -11,7 +11,14 @@
 //!   127.0.0.1 sources become the gateway) and what leaves the subnet through other interfaces.
 //! - filter `MINIBOX-FORWARD`, at the top of FORWARD: accept the bridge's traffic even when the
 //!   policy is DROP (as Docker leaves it): everything from the bridge, and towards it replies and
-//!   DNAT'd (published) connections.
+//!   DNAT'd (published) connections. Before those, drops that hold whatever the policy: nothing
+//!   else enters a bridge from another (networks are isolated, as Docker's are), and nothing
+//!   whose original destination was 127.0.0.0/8 leaves a bridge (a port published on 127.0.0.1
+//!   is for the host's own processes).
+//! - filter `MINIBOX-INPUT`, at the top of INPUT: drops what arrives from a bridge for
+//!   127.0.0.0/8 unless it belongs to a connection the host made (kube-proxy's fix for
+//!   CVE-2020-8558): `route_localnet`, which localhost publishing needs, would let it in.
+//! - the filter FORWARD policy becomes DROP when minibox is the one turning forwarding on.
 //!
 //! Per-container rules carry `-m comment --comment minibox:<id12>`; per-network ones
 //! `minibox-network:<name>`, so either can always be found and removed from what the kernel has.
@@ -30,6 +37,7 @@ use crate::store::Network;
 pub const DNAT: &str = "MINIBOX-DNAT";
 pub const POSTROUTING: &str = "MINIBOX-POSTROUTING";
 pub const FORWARD: &str = "MINIBOX-FORWARD";
+pub const INPUT: &str = "MINIBOX-INPUT";
 /// Marks packets that need masquerading after DNAT: hairpin and localhost-originated.
 pub const MARK: &str = "0x2000/0x2000";
 
@@ -86,18 +94,7 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
     if rules.is_empty() {
         return Ok(Batch::none());
     }
-    let mut batch = String::new();
-    for table in ["nat", "filter"] {
-        let mine: Vec<&Rule> = rules.iter().filter(|r| r.table == table).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        batch.push_str(&format!("*{table}\n"));
-        for r in mine {
-            batch.push_str(&format!("{} {}\n", r.op, r.spec));
-        }
-        batch.push_str("COMMIT\n");
-    }
+    let batch = restore_input(rules);
     let mut child = Command::new("iptables-restore")
         .args(["--noflush", "--wait"])
         .stdin(Stdio::piped())
@@ -123,6 +120,23 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
             .unwrap_or_else(|| restore_failed(e.to_string())));
     }
     Ok(batch)
+}
+
+/// The rules as `iptables-restore` input: one section per table, nat first.
+fn restore_input(rules: &[Rule]) -> String {
+    let mut batch = String::new();
+    for table in ["nat", "filter"] {
+        let mine: Vec<&Rule> = rules.iter().filter(|r| r.table == table).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        batch.push_str(&format!("*{table}\n"));
+        for r in mine {
+            batch.push_str(&format!("{} {}\n", r.op, r.spec));
+        }
+        batch.push_str("COMMIT\n");
+    }
+    batch
 }
 
 impl Batch {
@@ -202,10 +216,17 @@ fn network_tag(net: &Network) -> String {
     format!("minibox-network:{}", net.name)
 }
 
-/// Our chains, their jumps and the network's own rules: whatever of them is missing.
-pub fn ensure_network(ex: &Explain, net: &Network) -> Result<()> {
-    let saved = save()?;
-    let have = saved_rules(&saved);
+/// Our chains, their jumps and the network's own rules: whatever of them is missing. With
+/// `forward_policy_drop` (the caller is about to turn forwarding on), the host's FORWARD policy
+/// becomes DROP in the same batch, before forwarding is on.
+pub fn ensure_network(ex: &Explain, net: &Network, forward_policy_drop: bool) -> Result<()> {
+    let rules = additions(&save()?, net, forward_policy_drop);
+    apply(ex, &rules)
+}
+
+/// What [`ensure_network`] adds to a ruleset saved as `saved`.
+fn additions(saved: &str, net: &Network, forward_policy_drop: bool) -> Vec<Rule> {
+    let have = saved_rules(saved);
     let has_chain = |table: &str, chain: &str| {
         have.iter()
             .any(|(t, l)| *t == table && l.starts_with(&format!(":{chain} ")))
@@ -216,32 +237,30 @@ pub fn ensure_network(ex: &Explain, net: &Network) -> Result<()> {
         })
     };
     let mut rules = Vec::new();
-    for (table, chain) in [("nat", DNAT), ("nat", POSTROUTING), ("filter", FORWARD)] {
+    for (table, chain) in [
+        ("nat", DNAT),
+        ("nat", POSTROUTING),
+        ("filter", FORWARD),
+        ("filter", INPUT),
+    ] {
         if !has_chain(table, chain) {
             rules.push(Rule::new(table, "-N", chain));
         }
     }
     let jumps = [
-        (
-            "nat",
-            "PREROUTING",
-            format!("-m addrtype --dst-type LOCAL -j {DNAT}"),
-        ),
-        (
-            "nat",
-            "OUTPUT",
-            format!("-m addrtype --dst-type LOCAL -j {DNAT}"),
-        ),
-        ("nat", "POSTROUTING", format!("-j {POSTROUTING}")),
-        ("filter", "FORWARD", format!("-j {FORWARD}")),
+        ("nat", "PREROUTING", "-m addrtype --dst-type LOCAL ", DNAT),
+        ("nat", "OUTPUT", "-m addrtype --dst-type LOCAL ", DNAT),
+        ("nat", "POSTROUTING", "", POSTROUTING),
+        ("filter", "FORWARD", "", FORWARD),
+        ("filter", "INPUT", "", INPUT),
     ];
-    for (table, chain, spec) in jumps {
-        if !has_rule(
-            table,
-            chain,
-            &format!("-j {}", spec.rsplit(' ').next().unwrap()),
-        ) {
-            rules.push(Rule::new(table, "-I", format!("{chain} {spec}")));
+    for (table, chain, matches, target) in jumps {
+        if !has_rule(table, chain, &format!("-j {target}")) {
+            rules.push(Rule::new(
+                table,
+                "-I",
+                format!("{chain} {matches}-j {target}"),
+            ));
         }
     }
     if !has_rule("nat", POSTROUTING, "--mark 0x2000/0x2000") {
@@ -251,33 +270,63 @@ pub fn ensure_network(ex: &Explain, net: &Network) -> Result<()> {
             format!("{POSTROUTING} -m mark --mark {MARK} -j MASQUERADE"),
         ));
     }
+    // The network's rules are made and checked as a set: one missing (or a set from an older
+    // minibox) and the set is made again.
     let tag = network_tag(net);
-    let has_tag = have.iter().any(|(_, l)| tagged(l, &tag));
-    if !has_tag {
-        rules.extend(network_rules(net));
+    let wanted = network_rules(net);
+    let present: Vec<(&str, &str)> = have
+        .iter()
+        .filter(|(_, l)| tagged(l, &tag))
+        .copied()
+        .collect();
+    if present.len() != wanted.len() {
+        rules.extend(present.into_iter().map(|(t, l)| deletion(t, l)));
+        rules.extend(wanted);
     }
-    apply(ex, &rules)
+    if forward_policy_drop {
+        rules.push(Rule::new("filter", "-P", "FORWARD DROP"));
+    }
+    rules
 }
 
+/// A network's own rules. Drops are inserted and accepts appended, so every network's drops
+/// come before any network's accepts, whatever order the networks were made in.
 fn network_rules(net: &Network) -> Vec<Rule> {
-    let (br, tag) = (&net.bridge, network_tag(net));
+    let (br, subnet) = (&net.bridge, net.subnet);
+    let tag = format!("-m comment --comment {}", network_tag(net));
     vec![
         Rule::new(
             "nat",
             "-A",
-            format!("{POSTROUTING} -s {} ! -o {br} -m comment --comment {tag} -j MASQUERADE", net.subnet),
+            format!("{POSTROUTING} -s {subnet} ! -o {br} {tag} -j MASQUERADE"),
         ),
+        // Localhost is not reachable from containers (CVE-2020-8558): route_localnet lets
+        // 127.0.0.0/8 in from the bridge for the host's own published-port replies; anything
+        // else arriving for it is dropped, as kube-proxy does...
         Rule::new(
             "filter",
             "-A",
-            format!("{FORWARD} -i {br} -m comment --comment {tag} -j ACCEPT"),
+            format!("{INPUT} -i {br} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
         ),
+        // ...and so is a frame for 127.0.0.0/8 that a port published on 127.0.0.1 DNATs to a
+        // container: such ports are for the host's own processes only.
+        Rule::new(
+            "filter",
+            "-I",
+            format!("{FORWARD} -i {br} -m conntrack --ctorigdst 127.0.0.0/8 {tag} -j DROP"),
+        ),
+        // Networks are isolated: into the bridge from elsewhere only replies and published
+        // (DNAT'd) connections, whatever the FORWARD policy.
+        Rule::new(
+            "filter",
+            "-I",
+            format!("{FORWARD} -o {br} ! -i {br} -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
+        ),
+        Rule::new("filter", "-A", format!("{FORWARD} -i {br} {tag} -j ACCEPT")),
         Rule::new(
             "filter",
             "-A",
-            format!(
-                "{FORWARD} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment {tag} -j ACCEPT"
-            ),
+            format!("{FORWARD} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {tag} -j ACCEPT"),
         ),
     ]
 }
@@ -367,12 +416,15 @@ fn remove_tagged(ex: &Explain, tag: &str) -> Result<()> {
     let rules: Vec<Rule> = saved_rules(&saved)
         .into_iter()
         .filter(|(_, l)| tagged(l, tag))
-        .map(|(t, l)| {
-            let table = if t == "nat" { "nat" } else { "filter" };
-            Rule::new(table, "-D", l.trim_start_matches("-A ").to_string())
-        })
+        .map(|(t, l)| deletion(t, l))
         .collect();
     apply(ex, &rules)
+}
+
+/// The rule that deletes a saved rule line of `table`.
+fn deletion(table: &str, line: &str) -> Rule {
+    let table = if table == "nat" { "nat" } else { "filter" };
+    Rule::new(table, "-D", line.trim_start_matches("-A ").to_string())
 }
 
 /// Whether a saved rule carries exactly this comment (quoted or not).
@@ -388,5 +440,193 @@ pub fn flush_udp(ex: &Explain, port: u16) {
     ex.say(|| format!("conntrack -D -p udp --orig-port-dst {port}"));
     if let Err(e) = crate::conntrack::flush_udp_port(port) {
         tracing::warn!("stale UDP flows to port {port} were not flushed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Proto;
+
+    fn net(name: &str, bridge: &str, subnet: &str) -> Network {
+        Network {
+            name: name.into(),
+            id: "0".repeat(64),
+            bridge: bridge.into(),
+            subnet: subnet.parse().unwrap(),
+            gateway: subnet
+                .replace(".0/", ".1/")
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            created: String::new(),
+        }
+    }
+
+    fn specs(rules: &[Rule]) -> Vec<String> {
+        rules
+            .iter()
+            .map(|r| format!("{} {} {}", r.table, r.op, r.spec))
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_host_gets_chains_jumps_and_the_network_in_one_batch() {
+        let n = net("minibox", "minibox0", "10.77.0.0/16");
+        let rules = additions("", &n, false);
+        let all = specs(&rules);
+        for want in [
+            "nat -N MINIBOX-DNAT",
+            "filter -N MINIBOX-INPUT",
+            "nat -I PREROUTING -m addrtype --dst-type LOCAL -j MINIBOX-DNAT",
+            "nat -I OUTPUT -m addrtype --dst-type LOCAL -j MINIBOX-DNAT",
+            "filter -I FORWARD -j MINIBOX-FORWARD",
+            "filter -I INPUT -j MINIBOX-INPUT",
+            "nat -A MINIBOX-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE",
+        ] {
+            assert!(all.iter().any(|r| r == want), "no {want:?} in {all:#?}");
+        }
+        // Chains exist before anything refers to them.
+        let pos = |needle: &str| all.iter().position(|r| r.contains(needle)).unwrap();
+        assert!(pos("-N MINIBOX-FORWARD") < pos("-j MINIBOX-FORWARD"));
+        assert!(!all.iter().any(|r| r.contains("-P FORWARD")));
+        let text = restore_input(&rules);
+        assert!(text.starts_with("*nat\n"), "{text}");
+        assert_eq!(text.matches("COMMIT\n").count(), 2, "{text}");
+        assert!(text.contains("*filter\n-N MINIBOX-FORWARD\n"), "{text}");
+    }
+
+    #[test]
+    fn network_rules_defend_localhost_and_isolate() {
+        let rules = specs(&network_rules(&net("lab", "minibox1", "10.99.0.0/24")));
+        let tag = "-m comment --comment minibox-network:lab";
+        assert_eq!(
+            rules,
+            [
+                format!("nat -A MINIBOX-POSTROUTING -s 10.99.0.0/24 ! -o minibox1 {tag} -j MASQUERADE"),
+                format!("filter -A MINIBOX-INPUT -i minibox1 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
+                format!("filter -I MINIBOX-FORWARD -i minibox1 -m conntrack --ctorigdst 127.0.0.0/8 {tag} -j DROP"),
+                format!("filter -I MINIBOX-FORWARD -o minibox1 ! -i minibox1 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
+                format!("filter -A MINIBOX-FORWARD -i minibox1 {tag} -j ACCEPT"),
+                format!("filter -A MINIBOX-FORWARD -o minibox1 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {tag} -j ACCEPT"),
+            ]
+        );
+        // Every drop is inserted and every accept appended: all networks' drops come first.
+        for r in network_rules(&net("lab", "minibox1", "10.99.0.0/24")) {
+            if r.table == "filter" && r.spec.starts_with(FORWARD) {
+                assert_eq!(r.op == "-I", r.spec.ends_with("-j DROP"), "{}", r.spec);
+            }
+        }
+    }
+
+    /// iptables-save's form of what an earlier run made (quoting and order as it prints them).
+    const SAVED: &str = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:MINIBOX-DNAT - [0:0]
+:MINIBOX-POSTROUTING - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j MINIBOX-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -j MINIBOX-DNAT
+-A POSTROUTING -j MINIBOX-POSTROUTING
+-A MINIBOX-POSTROUTING -m mark --mark 0x2000/0x2000 -j MASQUERADE
+-A MINIBOX-POSTROUTING -s 10.77.0.0/16 ! -o minibox0 -m comment --comment \"minibox-network:minibox\" -j MASQUERADE
+COMMIT
+*filter
+:FORWARD ACCEPT [0:0]
+:MINIBOX-FORWARD - [0:0]
+-A FORWARD -j MINIBOX-FORWARD
+-A MINIBOX-FORWARD -i minibox0 -m comment --comment minibox-network:minibox -j ACCEPT
+-A MINIBOX-FORWARD -o minibox0 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment minibox-network:minibox -j ACCEPT
+COMMIT
+";
+
+    #[test]
+    fn an_older_layout_is_completed_and_its_network_set_remade() {
+        let n = net("minibox", "minibox0", "10.77.0.0/16");
+        let all = specs(&additions(SAVED, &n, true));
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.contains(" -N "))
+                .collect::<Vec<_>>(),
+            ["filter -N MINIBOX-INPUT"]
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.contains(" -I INPUT")
+                    || r.contains(" -I FORWARD")
+                    || r.contains("PREROUTING -m"))
+                .collect::<Vec<_>>(),
+            ["filter -I INPUT -j MINIBOX-INPUT"]
+        );
+        // The three old network rules go and the six current ones come, in one batch.
+        assert_eq!(
+            all.iter().filter(|r| r.contains(" -D ")).count(),
+            3,
+            "{all:#?}"
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.contains("minibox-network:minibox") && !r.contains(" -D "))
+                .count(),
+            6
+        );
+        assert_eq!(all.last().unwrap(), "filter -P FORWARD DROP");
+        // A complete ruleset needs nothing.
+        let mut complete = SAVED.replace(
+            ":MINIBOX-FORWARD - [0:0]\n",
+            ":MINIBOX-FORWARD - [0:0]\n:MINIBOX-INPUT - [0:0]\n-A INPUT -j MINIBOX-INPUT\n",
+        );
+        // The three rules this layout added to the old network set.
+        for r in &network_rules(&n)[1..4] {
+            let line = format!("-A {}", r.spec);
+            complete = complete.replace("COMMIT\n*filter", &format!("COMMIT\n*filter\n{line}"));
+        }
+        let left = specs(&additions(&complete, &n, false));
+        assert!(left.is_empty(), "{left:#?}");
+    }
+
+    #[test]
+    fn container_rules_mark_dnat_and_undo() {
+        let m = PortMapping {
+            host_ip: "127.0.0.1".parse().unwrap(),
+            host_port: 8080,
+            container_port: 80,
+            proto: Proto::Tcp,
+        };
+        let rules = container_rules(
+            "0123456789ab",
+            "10.77.0.0/16".parse().unwrap(),
+            "10.77.0.2".parse().unwrap(),
+            &[m],
+        );
+        let tag = "-m comment --comment minibox:0123456789ab";
+        let matches = "-d 127.0.0.1/32 -p tcp -m tcp --dport 8080";
+        assert_eq!(
+            specs(&rules),
+            [
+                format!("nat -A MINIBOX-DNAT -s 10.77.0.0/16 {matches} {tag} -j MARK --set-xmark 0x2000/0x2000"),
+                format!("nat -A MINIBOX-DNAT -s 127.0.0.0/8 {matches} {tag} -j MARK --set-xmark 0x2000/0x2000"),
+                format!("nat -A MINIBOX-DNAT {matches} {tag} -j DNAT --to-destination 10.77.0.2:80"),
+            ]
+        );
+        assert_eq!(
+            rules[2].undo().command(),
+            format!("iptables -t nat -D MINIBOX-DNAT {matches} {tag} -j DNAT --to-destination 10.77.0.2:80")
+        );
+        // The tag is matched whole, quoted or not.
+        assert!(tagged(
+            &format!("-A X {tag} -j ACCEPT"),
+            "minibox:0123456789ab"
+        ));
+        assert!(tagged(
+            "-A X -m comment --comment \"minibox:0123456789ab\" -j ACCEPT",
+            "minibox:0123456789ab"
+        ));
+        assert!(!tagged(
+            &format!("-A X {tag}0 -j ACCEPT"),
+            "minibox:0123456789ab"
+        ));
     }
 }

@@ -207,14 +207,19 @@ fn ensure_bridge(store: &Store, nl: &Nl, ex: &Explain, net: &Network) -> Result<
                 .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
         }
     };
+    // Turning forwarding on makes the host a router between all its interfaces: as Docker
+    // does, the FORWARD policy becomes DROP first (our chain accepts our bridges' traffic). A
+    // host that forwarded already keeps its policy.
+    let forwarding = sysctl::get("net.ipv4.ip_forward")? == "1";
+    firewall::ensure_network(ex, net, !forwarding)?;
     sysctl::ensure(ex, "net.ipv4.ip_forward", "1")?;
-    // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing).
+    // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing);
+    // the network's rules drop what else arrives from it for 127.0.0.0/8.
     sysctl::ensure(
         ex,
         &format!("net.ipv4.conf.{}.route_localnet", net.bridge),
         "1",
     )?;
-    firewall::ensure_network(ex, net)?;
     store.set_ready(&net.name, link.index)?;
     Ok(if link.mtu > 0 { link.mtu } else { 1500 })
 }

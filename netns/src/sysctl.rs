@@ -5,15 +5,22 @@ use std::fs;
 use crate::error::{io, Result};
 use crate::explain::Explain;
 
-/// `sysctl -w KEY=VALUE` (KEY in dotted form, e.g. net.ipv4.ip_forward).
+fn path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+/// `sysctl -n KEY` (KEY in dotted form, e.g. net.ipv4.ip_forward).
+pub fn get(key: &str) -> Result<String> {
+    fs::read_to_string(path(key))
+        .map(|v| v.trim().to_string())
+        .map_err(io(format!("reading {key}")))
+}
+
+/// `sysctl -w KEY=VALUE`.
 pub fn ensure(ex: &Explain, key: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    if fs::read_to_string(&path)
-        .map(|v| v.trim() == value)
-        .unwrap_or(false)
-    {
+    if get(key).is_ok_and(|v| v == value) {
         return Ok(());
     }
     ex.say(|| format!("sysctl -w {key}={value}"));
-    fs::write(&path, value).map_err(io(format!("setting {key}={value}")))
+    fs::write(path(key), value).map_err(io(format!("setting {key}={value}")))
 }

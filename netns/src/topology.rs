@@ -79,6 +79,6 @@ pub fn topology(store: &Store) -> Result<String> {
             let _ = writeln!(out, "│   └── (no containers)");
         }
     }
-    out.push_str("└── firewall: nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD\n");
+    out.push_str("└── firewall: nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD, MINIBOX-INPUT\n");
     Ok(out)
 }
