@@ -63,6 +63,9 @@ pub fn attach(
     let started = std::time::Instant::now();
     let net = store.network(network)?;
     let lock = locked(store)?;
+    if store.attachment(id)?.is_some() {
+        return Err(Error::Attached(id.to_string()));
+    }
     let waited = started.elapsed();
     let id12 = short(id).to_string();
     let address = match ep.address {
@@ -360,10 +363,17 @@ pub fn detach(store: &Store, ex: &Explain, att: &Attachment) -> Result<()> {
 /// takes tens of milliseconds of waiting (the grace period of an nf_tables commit that deletes,
 /// the unregistering of a veth), which a detached process finishes while it holds the network
 /// lock, so whoever needs the lock next (to reuse the port or address) waits for it. It drops
-/// the netns rather than deleting the veth: the kernel then frees the pair asynchronously. A
-/// marker written first makes whoever takes the lock after a crash of that process redo the
-/// teardown. With `--explain` every step is shown as it happens, so all of it is done here.
-pub fn detach_in_background(store: &Store, ex: &Explain, att: &Attachment) -> Result<()> {
+/// the netns rather than deleting the veth: the kernel then frees the pair asynchronously —
+/// unless the namespace outlives the attachment (`netns_stays`: a CNI runtime's, which may be
+/// attached again at once), where the veth is deleted under the lock. A marker written first
+/// makes whoever takes the lock after a crash of that process redo the teardown. With
+/// `--explain` every step is shown as it happens, so all of it is done here.
+pub fn detach_in_background(
+    store: &Store,
+    ex: &Explain,
+    att: &Attachment,
+    netns_stays: bool,
+) -> Result<()> {
     if ex.enabled() {
         return detach(store, ex, att);
     }
@@ -376,7 +386,11 @@ pub fn detach_in_background(store: &Store, ex: &Explain, att: &Attachment) -> Re
                 background::exit(9); // test hook: this process dies before its work
             }
             let started = std::time::Instant::now();
-            let done = undo_dropping_netns(store, &lock, att);
+            let done = if netns_stays {
+                undo(store, &Explain::off(), &lock, att)
+            } else {
+                undo_dropping_netns(store, &lock, att)
+            };
             if done.is_ok() {
                 let _ = store.unmark_detaching(&att.id);
             }

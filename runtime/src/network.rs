@@ -171,7 +171,7 @@ pub fn detach(
     let store = store(paths);
     let ex = explainer(explain);
     match &attachment.bridge {
-        Some(att) if background => minibox_netns::detach_in_background(&store, &ex, att),
+        Some(att) if background => minibox_netns::detach_in_background(&store, &ex, att, false),
         Some(att) => minibox_netns::detach(&store, &ex, att),
         None => minibox_netns::detach_id(&store, &ex, id),
     }
