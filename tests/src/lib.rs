@@ -8,6 +8,7 @@
 
 pub mod fixtures;
 pub mod oci;
+pub mod registry;
 mod sandbox;
 pub mod vm;
 

@@ -292,8 +292,11 @@ impl Sandbox {
         for entry in read_dir(&self.path("/run/minibox/containers")) {
             found.push(format!("state {entry}"));
         }
+        // Its seccomp cache is no container.
         for entry in read_dir(&self.path(crate::oci::ROOT)) {
-            found.push(format!("OCI container {entry}"));
+            if entry != "seccomp" {
+                found.push(format!("OCI container {entry}"));
+            }
         }
         for entry in read_dir(&containers) {
             found.push(format!("container dir {entry}"));

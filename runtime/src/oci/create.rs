@@ -123,6 +123,7 @@ fn build(
             output: None,
         },
         init: false,
+        seccomp_cache: &root.seccomp_cache(),
         detached: Some(Detached {
             fifo_dir: fifo_dir.as_raw_fd(),
             preserve_fds: opts.preserve_fds,

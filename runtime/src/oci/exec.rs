@@ -50,7 +50,8 @@ pub fn exec(root: &Root, id: &str, opts: &Options) -> Result<i32> {
         keep_stdin: true,
         output: None,
     };
-    let child = process::spawn_exec(record.pid(), &record.cgroup, &spec, stdio)?;
+    let cache = root.seccomp_cache();
+    let child = process::spawn_exec(record.pid(), &record.cgroup, &spec, stdio, &cache)?;
     let started = match child.started() {
         Ok(s) => s,
         Err(e) => {

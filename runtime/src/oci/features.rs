@@ -23,7 +23,7 @@ pub fn document() -> serde_json::Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
-            "seccomp": { "enabled": false },
+            "seccomp": { "enabled": true },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false }
         },

@@ -76,6 +76,11 @@ impl Root {
         self.0.join(id)
     }
 
+    /// Compiled seccomp filters, shared by the containers (see `seccomp::compile_cached`).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.0.join("seccomp")
+    }
+
     pub fn fifo(&self, id: &str) -> PathBuf {
         self.dir(id).join(EXEC_FIFO)
     }
