@@ -34,6 +34,8 @@ pub enum Error {
     NoFreePort(String),
     #[error("cannot publish on {0}: not an address of this host")]
     NotLocal(String),
+    #[error("{0} is attached already: detach it first")]
+    Attached(String),
     #[error("interface {0} exists and is not a minibox bridge: rename or delete it")]
     BridgeClash(String),
     #[error("{what}: {source}")]

@@ -8,11 +8,12 @@
 //! `CNI_NETNS`) under an id, and [`detach`] undoes it by that id. Its only state is its own
 //! [`Store`]: network definitions, IPAM, published ports and attachment records, each written
 //! before the kernel objects it describes, so that [`detach`] and [`recover`] can always finish
-//! what a crash left. [`start_detach`] lets a caller finish a teardown in another process.
+//! what a crash left. [`start_detach`] lets a caller finish a teardown in a background process.
 //! [`ensure_network`], [`create_network`] and [`remove_network`] manage networks; [`check`]
 //! verifies an attachment; [`links`] and [`routes`] give the host's view for display. Docker's
 //! `-p` grammar ([`PortSpec`]) is a separate helper yielding the [`PortRequest`]s the core takes.
 
+mod background;
 pub mod cni;
 mod conntrack;
 mod error;
@@ -26,7 +27,7 @@ mod store;
 mod sysctl;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,9 @@ pub fn attach(
     let ns_file = std::fs::File::open(ep.netns)
         .map_err(error::io(format!("opening {}", ep.netns.display())))?;
     let lock = locked(store)?;
+    if store.attachment(id)?.is_some() {
+        return Err(Error::Attached(id.to_string()));
+    }
     let waited = started.elapsed();
     let id12 = short(id).to_string();
     let address = match ep.address {
@@ -399,37 +403,57 @@ pub fn start_detach(store: &Store, id: &str) -> Result<Option<Detaching>> {
 }
 
 impl Detaching {
-    /// The lock's descriptor, which a process forked to finish the teardown keeps open.
-    pub fn lock_fd(&self) -> RawFd {
-        self.lock.fd()
+    /// Finishes the teardown in a detached process that holds on to the lock, and returns at
+    /// once (or when no process can be forked, once it is done here). `first` runs in that
+    /// process before anything else (a caller's test hook).
+    pub fn finish_in_background(self, store: &Store, first: impl FnOnce()) -> Result<()> {
+        match background::fork_detached(self.lock.fd()) {
+            Ok(true) => {
+                first();
+                let done = self.finish(store);
+                background::exit(i32::from(done.is_err()))
+            }
+            Ok(false) => {
+                self.lock.hand_over();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!("finishing a network teardown here: cannot fork: {e}");
+                self.finish(store)
+            }
+        }
     }
 
-    /// Lets go of this process's share of the lock without unlocking: the forked process that
-    /// finishes the teardown holds it on.
-    pub fn hand_over(self) {
-        self.lock.hand_over()
-    }
-
-    /// Removes the rules and the records, then lets go of the lock and waits for the veth to go.
-    /// The caller has dropped the netns (the kernel frees the pair with it, asynchronously,
-    /// where deleting the veth waits for the kernel); a veth that something keeps is deleted.
+    /// Removes the rules, the veth and the records. A netns that is still there (a CNI
+    /// runtime's, which may be attached again at once) has its veth deleted under the lock; one
+    /// that the caller dropped frees the pair with it, asynchronously, where deleting the veth
+    /// waits for the kernel: then the lock goes first, and the veth is waited for (and deleted
+    /// if something keeps it).
     pub fn finish(self, store: &Store) -> Result<()> {
         let started = Instant::now();
         let Detaching { lock, att } = self;
         let ex = Explain::off();
-        let removal = start_rule_removal(&ex, &att);
-        let mut results = Vec::new();
-        if !att.ports.is_empty() {
-            results.push(firewall::finish_removal(&ex, short(&att.id), removal));
-        }
-        let done = release_records(store, &att, results);
+        let dropped = !att.netns_path().exists();
+        let done = match dropped {
+            false => undo(store, &ex, &lock, &att),
+            true => {
+                let removal = start_rule_removal(&ex, &att);
+                let mut results = Vec::new();
+                if !att.ports.is_empty() {
+                    results.push(firewall::finish_removal(&ex, short(&att.id), removal));
+                }
+                release_records(store, &att, results)
+            }
+        };
         if done.is_ok() {
             let _ = store.unmark_detaching(&att.id);
         }
         drop(lock);
         // Outside the lock: nothing else can use this veth's name, address or port now.
-        if let Err(e) = veth_gone(&att.veth) {
-            tracing::warn!("removing {}: {e}", att.veth);
+        if dropped {
+            if let Err(e) = veth_gone(&att.veth) {
+                tracing::warn!("removing {}: {e}", att.veth);
+            }
         }
         tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
         done

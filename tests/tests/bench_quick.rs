@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use minibox_tests::{fixtures, minibox_bin, target_dir, workspace, Sandbox};
+use minibox_tests::{cni_bin, fixtures, minibox_bin, target_dir, workspace, Sandbox};
 
 /// One row of the main table: benchmark, subject, value, detail.
 struct Row<'a>([&'a str; 4]);
@@ -84,6 +84,7 @@ fn quick_mode_prints_every_row() {
         .args(["--quick", "--out"])
         .arg(&out)
         .env("MINIBOX_BIN", minibox_bin())
+        .env("MINIBOX_CNI_BIN", cni_bin())
         .env("BENCH_BUSYBOX_TAR", &busybox)
         .env("BENCH_WEB_TAR", &web)
         .output()
@@ -187,6 +188,9 @@ fn quick_mode_prints_every_row() {
         "MB/s",
         import,
     );
+    let cni = "CNI: netns add, ADD with one port mapping, DEL, netns del";
+    check(&rows, cni, "minibox-cni", "ms", true);
+    check(&rows, cni, "bridge + host-local + portmap", "ms", true);
     assert!(
         !report.contains("| podman") && !report.contains("| docker"),
         "the quick mode runs no peers"
@@ -200,7 +204,7 @@ fn quick_mode_prints_every_row() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
         .collect();
-    assert_eq!(targets.len(), 9, "{targets:#?}");
+    assert_eq!(targets.len(), 10, "{targets:#?}");
     for t in &targets {
         assert!(
             t.ends_with("| yes |") || t.ends_with("| no |") || t.contains("| needs: "),

@@ -48,6 +48,8 @@ report own-cgroup "$(minibox exec lim sh -c 'stat -f -c %t /sys/fs/cgroup; cat /
 minibox exec lim sleep 1000 & execpid=$!
 i=0; while [ "$(wc -l < $d/cgroup.procs)" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 other=$(grep -vx "$pid1" $d/cgroup.procs)
+# It joins the cgroup before it execs: give it the moment to become `sleep`.
+i=0; while [ "$(cat /proc/$other/comm)" != sleep ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 report exec-procs "$(wc -l < $d/cgroup.procs)"
 report exec-cgroup "$(cat /proc/$other/cgroup) $(cat /proc/$other/comm)"
 minibox stop -t 1 lim >/dev/null 2>&1; report stop $?

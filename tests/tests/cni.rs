@@ -182,6 +182,11 @@ fn add_publishes_check_verifies_del_removes_everything() {
     let inside = sb.sh("ip -n pod1 -4 -o addr show eth0").ok();
     assert!(inside.contains(address), "{inside}");
 
+    // A second ADD of the same attachment is refused and changes nothing.
+    let (again, err) = call(&sb, "ADD", &vars("pod1", &ns), &conf);
+    assert_ne!(again.code(), 0, "{again}");
+    assert_eq!(err["code"], 104, "{again}");
+
     // The published port, from the host's 127.0.0.1 at kernel speed (no proxy process).
     assert_eq!(get(&sb, "", "127.0.0.1:18080").trim(), "pod1");
     // And from a client namespace on the sandbox host's uplink.
@@ -202,6 +207,7 @@ fn add_publishes_check_verifies_del_removes_everything() {
     let mut del = conf.clone();
     del["prevResult"] = result;
     call(&sb, "DEL", &vars("pod1", &ns), &del).0.ok();
+    sb.settle(); // DEL leaves the kernel's part to a background process holding the lock
     assert!(
         sb.sh("ip -n pod1 -o link show eth0").code() != 0,
         "eth0 left in the pod"
@@ -351,6 +357,7 @@ fn del_after_an_add_killed_half_way_leaves_nothing() {
         ))
         .ok();
         call(&sb, "DEL", &vars("killed", &ns), &conf).0.ok();
+        sb.settle();
         assert_eq!(
             records(&sb),
             "",
@@ -485,6 +492,7 @@ fn gc_removes_what_the_runtime_no_longer_knows_and_status_answers() {
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "gca", "ifname": "eth0"}]);
     call(&sb, "GC", &[], &gc).0.ok();
+    sb.settle();
     assert!(
         sb.sh("ip -n gca -o link show eth0").code() == 0,
         "GC removed a valid one"

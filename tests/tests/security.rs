@@ -484,6 +484,51 @@ fn exec_does_not_hand_the_callers_files_to_the_container() {
     sb.finish();
 }
 
+/// The relay of `exec -i` never stalls: a process that neither reads its input nor stops
+/// writing gets all its output through while the user's input waits.
+#[test]
+fn exec_relays_input_without_stalling_the_output() {
+    use std::io::{Read, Write};
+    let sb = sandbox();
+    let id = run_d(&sb, &["sleep", "100"]);
+    let mut child = sb
+        .command(&[
+            "exec",
+            "-i",
+            &id,
+            "sh",
+            "-c",
+            "head -c 1000000 /dev/zero | tr '\\0' x; echo; echo done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // More input than a pipe holds, that nobody reads: the writer ends when exec does.
+    let writer = std::thread::spawn(move || {
+        let block = [b'y'; 65536];
+        for _ in 0..32 {
+            if input.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    writer.join().unwrap();
+    assert_eq!(out.len(), 1_000_000 + "\ndone\n".len());
+    assert!(out.ends_with("\ndone\n"));
+    sb.minibox(&["rm", "-f", &id]).ok();
+    sb.finish();
+}
+
 // ---- The network: localhost, other networks, the host as a router ----
 
 /// A process of the test's own (a server in the sandbox host), killed when dropped.

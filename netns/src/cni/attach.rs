@@ -119,6 +119,7 @@ fn port_requests(conf: &NetConf) -> Result<Vec<PortRequest>> {
     conf.runtime_config
         .port_mappings
         .iter()
+        .filter(|p| p.host_port != 0)
         .map(|p| {
             let bad = |why: String| CniError::new(code::INVALID_CONFIG, why);
             let host_ip = match p.host_ip.as_str() {
@@ -133,8 +134,8 @@ fn port_requests(conf: &NetConf) -> Result<Vec<PortRequest>> {
                 .protocol
                 .parse()
                 .map_err(|e| bad(format!("portMappings: {e}")))?;
-            if p.host_port == 0 || p.container_port == 0 {
-                return Err(bad("portMappings: ports must be 1-65535".into()));
+            if p.container_port == 0 {
+                return Err(bad("portMappings: containerPort must be 1-65535".into()));
             }
             Ok(PortRequest {
                 host_ip,
@@ -156,15 +157,6 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
     }
     let net = network(store, conf)?;
     let id = key(&net.name, &env.container_id, &env.ifname);
-    if store.attachment(&id)?.is_some() {
-        return Err(CniError::new(
-            code::INVALID_CONFIG,
-            format!(
-                "{} is already attached to {} as {}: DEL it first",
-                env.container_id, net.name, env.ifname
-            ),
-        ));
-    }
     let publish = port_requests(conf)?;
     let delegated = conf.ipam_type().map(str::to_string);
     let rec = Record {
@@ -175,7 +167,7 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
     };
     // Written first: a DEL after a crash anywhere below finds what to release.
     save_record(store, &id, &rec)?;
-    let made = (|| {
+    let made = (|| -> Result<Attachment> {
         let address = match &delegated {
             Some(kind) => Some(delegated_address(env, kind, stdin)?),
             None => None,
@@ -196,6 +188,8 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
     })();
     match made {
         Ok(att) => Ok(result_for(conf, &net, &att, netns.display().to_string())),
+        // The runtime must not ADD twice: the first attachment and its records stay.
+        Err(e) if matches!(e.code, code::ALREADY_ATTACHED) => Err(e),
         Err(e) => {
             if let Some(kind) = &delegated {
                 let _ = ipam::delegate(env, kind, Command::Del, stdin);
@@ -247,8 +241,13 @@ pub fn del(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<()>
     remove(store, env, &id, stdin)
 }
 
+/// The kernel's part of a teardown (a grace period per nf_tables commit that deletes, the veth's
+/// unregistering) is finished by a background process that holds the network lock, as after a
+/// `minibox run`: whoever needs the lock next (an ADD, a CHECK) waits for it to be done.
 fn remove(store: &Store, env: &Env, id: &str, stdin: &[u8]) -> Result<()> {
-    crate::detach(store, &Explain::off(), id)?;
+    if let Some(teardown) = crate::start_detach(store, id)? {
+        teardown.finish_in_background(store, || {})?;
+    }
     let rec = load_record(store, id);
     if let Some(kind) = rec.as_ref().and_then(|r| r.ipam.as_deref()) {
         ipam::delegate(env, kind, Command::Del, stdin)?;

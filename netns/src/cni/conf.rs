@@ -148,15 +148,28 @@ pub struct RuntimeConfig {
     pub port_mappings: Vec<PortMap>,
 }
 
-/// One entry of the `portMappings` capability.
+/// One entry of the `portMappings` capability. Go runtimes decode these keys without regard to
+/// case, and containerd's CRI sends them so (`HostPort`, `ContainerPort`, ...): both are read.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct PortMap {
+    /// 0: no host port.
+    #[serde(rename = "hostPort", alias = "HostPort", alias = "hostport", default)]
     pub host_port: u16,
+    #[serde(
+        rename = "containerPort",
+        alias = "ContainerPort",
+        alias = "containerport"
+    )]
     pub container_port: u16,
-    #[serde(default = "tcp")]
+    #[serde(rename = "protocol", alias = "Protocol", default = "tcp")]
     pub protocol: String,
-    #[serde(rename = "hostIP", default)]
+    #[serde(
+        rename = "hostIP",
+        alias = "HostIP",
+        alias = "hostIp",
+        alias = "hostip",
+        default
+    )]
     pub host_ip: String,
 }
 
@@ -339,6 +352,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.runtime_config.port_mappings[0].host_ip, "127.0.0.1");
+        // containerd's CRI writes Go's field names.
+        let cri: PortMap = serde_json::from_str(
+            r#"{"HostPort":18085,"ContainerPort":80,"Protocol":"tcp","HostIP":""}"#,
+        )
+        .unwrap();
+        assert_eq!((cri.host_port, cri.container_port), (18085, 80));
         assert_eq!(c.ipam_type(), Some("host-local"));
         assert!(c.ip_masq && c.hairpin_mode);
     }

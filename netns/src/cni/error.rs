@@ -21,6 +21,8 @@ pub mod code {
     pub const EXHAUSTED: u32 = 102;
     /// A delegated IPAM plugin failed.
     pub const IPAM: u32 = 103;
+    /// ADD of an attachment that exists (the runtime must DEL it first).
+    pub const ALREADY_ATTACHED: u32 = 104;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,6 +65,7 @@ impl From<crate::Error> for CniError {
             E::PortInUse { .. } | E::NoFreePort(_) => code::PORT_IN_USE,
             E::Overlap { .. } => code::OVERLAP,
             E::Exhausted { .. } => code::EXHAUSTED,
+            E::Attached(_) => code::ALREADY_ATTACHED,
             E::InvalidNetwork(_) | E::PortSpec { .. } | E::NotLocal(_) | E::BridgeClash(_) => {
                 code::INVALID_CONFIG
             }

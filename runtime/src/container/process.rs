@@ -583,10 +583,14 @@ pub fn wait(
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
         }
-        let mut in_at = None;
-        if relay.as_ref().is_some_and(|r| r.stdin_open) && status.is_none() {
+        let (mut in_at, mut out_at) = (None, None);
+        if relay.as_ref().is_some_and(|r| r.wants_input()) && status.is_none() {
             in_at = Some(fds.len());
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = relay.as_ref().and_then(|r| r.waiting()) {
+            out_at = Some(fds.len());
+            fds.push(PollFd::new(fd, PollFlags::POLLOUT));
         }
         // Once PID 1 is gone (and with it every process of the container), only drain what
         // the pipes still hold.
@@ -605,7 +609,7 @@ pub fn wait(
             i.and_then(|i| fds[i].revents())
                 .is_some_and(|r| !r.is_empty())
         };
-        let (sig_ready, in_ready) = (ready(Some(0)), ready(in_at));
+        let (sig_ready, in_ready, taken) = (ready(Some(0)), ready(in_at), ready(out_at));
         let out_ready = slots.map(ready);
         drop(fds);
         for (s, ready) in streams.iter_mut().zip(out_ready) {
@@ -615,6 +619,9 @@ pub fn wait(
         }
         if let (Some(r), true) = (relay.as_mut(), in_ready) {
             r.pump_input();
+        }
+        if let (Some(r), true) = (relay.as_mut(), taken) {
+            r.flush();
         }
         if sig_ready {
             while let Ok(Some(info)) = signals.fd.read_signal() {

@@ -99,19 +99,28 @@ impl Drop for RawMode {
 
 /// The user's side of the container's pty (their input and their terminal's size), or of the
 /// pipe its stdin is (`exec -i` without `-t`). The output is read as a log stream, see
-/// [`super::log`].
+/// [`super::log`]. Input is written without blocking: what the container does not take yet
+/// waits here (and the user's stdin is not read meanwhile), so a container that neither reads
+/// its input nor stops writing output never stalls the runtime that copies that output.
 pub struct Relay {
-    /// Where the input goes, until the user's stdin ends: closed then, so that a pipe's
-    /// reader sees the end too.
+    /// Where the input goes, until the user's stdin ends and all of it went: closed then, so
+    /// that a pipe's reader sees the end too.
     to: Option<std::fs::File>,
+    /// Read from the user, not taken by the container yet.
+    pending: Vec<u8>,
     /// Whether stdin is still relayed (`-i`, until EOF).
     pub stdin_open: bool,
 }
 
 impl Relay {
     pub fn new(to: OwnedFd, interactive: bool) -> Self {
+        let _ = nix::fcntl::fcntl(
+            &to,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
         Self {
             to: Some(to.into()),
+            pending: Vec::new(),
             stdin_open: interactive,
         }
     }
@@ -122,19 +131,46 @@ impl Relay {
         }
     }
 
-    /// Copies what the user typed to the container.
+    /// Whether the user's stdin is to be read now (nothing is waiting for the container).
+    pub fn wants_input(&self) -> bool {
+        self.stdin_open && self.pending.is_empty()
+    }
+
+    /// What to wait on until the container takes the input waiting here.
+    pub fn waiting(&self) -> Option<BorrowedFd<'_>> {
+        self.to
+            .as_ref()
+            .filter(|_| !self.pending.is_empty())
+            .map(|f| f.as_fd())
+    }
+
+    /// Reads what the user typed and passes it on.
     pub fn pump_input(&mut self) {
         let mut buf = [0u8; 4096];
         // Unbuffered: poll(2) must see everything that is pending.
-        let open = match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => self
-                .to
-                .as_mut()
-                .is_some_and(|to| to.write_all(&buf[..n]).is_ok()),
-        };
-        if !open {
-            self.stdin_open = false;
+        match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
+            Ok(0) | Err(_) => self.stdin_open = false,
+            Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+        }
+        self.flush();
+    }
+
+    /// Writes as much of the waiting input as the container takes now.
+    pub fn flush(&mut self) {
+        while let (Some(to), false) = (&mut self.to, self.pending.is_empty()) {
+            match to.write(&self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.stdin_open = false;
+                    self.pending.clear();
+                }
+            }
+        }
+        if !self.stdin_open && self.pending.is_empty() {
             self.to = None;
         }
     }

@@ -3,7 +3,6 @@
 //! it before the container's process execs and undo it after; plus the views the `network`
 //! commands print (Docker's JSON, the topology). The run code calls only what is here.
 
-mod background;
 mod inspect;
 mod netns;
 mod topology;
@@ -18,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use minibox_netns::{Endpoint, Explain, PortRequest, PortSpec, Store};
 use nix::unistd::Pid;
 
+use crate::container::lifecycle::fault;
 use crate::paths::Paths;
 
 /// How a container is connected.
@@ -185,7 +185,7 @@ pub fn detach(paths: &Paths, explain: bool, id: &str, background: bool) -> Resul
             if let Some(teardown) = minibox_netns::start_detach(&store, id)? {
                 // The kernel frees the veth pair with the netns, asynchronously.
                 netns::delete(&ex, &ns)?;
-                return background::finish(teardown, &store);
+                return Ok(teardown.finish_in_background(&store, || fault("detaching"))?);
             }
         }
         minibox_netns::detach(&store, &ex, id)?;

@@ -1,41 +1,16 @@
-//! Finishing a network teardown in a detached process: it waits on the kernel (an nf_tables
-//! commit that deletes costs a grace period), and the user need not wait with it. The process
-//! keeps holding the network lock, so whoever needs the same port or address next waits for it.
+//! Finishing work in a detached process: teardown waits on the kernel (an nf_tables commit that
+//! deletes costs a grace period), and the user need not wait with it. The process keeps holding
+//! the network lock, so whoever needs the same port or address next waits for it.
 
 use std::os::fd::RawFd;
 
-use anyhow::Result;
-use minibox_netns::{Detaching, Store};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, setsid, ForkResult};
-
-use crate::container::lifecycle::fault;
-use crate::container::security::close_inherited;
-
-/// Hands `teardown` to a detached process that finishes it, and returns at once; finishes it
-/// here when no process can be forked.
-pub fn finish(teardown: Detaching, store: &Store) -> Result<()> {
-    match fork_detached(teardown.lock_fd()) {
-        Ok(true) => {
-            fault("detaching");
-            let done = teardown.finish(store);
-            exit(i32::from(done.is_err()))
-        }
-        Ok(false) => {
-            teardown.hand_over();
-            Ok(())
-        }
-        Err(e) => {
-            tracing::debug!("finishing a network teardown here: cannot fork: {e}");
-            Ok(teardown.finish(store)?)
-        }
-    }
-}
 
 /// Forks a grandchild of this process that is detached from it (its own session, stdio on
 /// /dev/null, every other descriptor closed but `keep`). Returns `true` in that grandchild,
 /// which must end with [`exit`], and `false` in the caller once the grandchild exists.
-fn fork_detached(keep: RawFd) -> nix::Result<bool> {
+pub fn fork_detached(keep: RawFd) -> nix::Result<bool> {
     // SAFETY: the child only forks again or exits; the grandchild runs the caller's teardown,
     // which needs no lock another thread could have held (the runtime forks single-threaded).
     match unsafe { fork() }? {
@@ -66,7 +41,7 @@ fn fork_detached(keep: RawFd) -> nix::Result<bool> {
 /// lock of the caller's outlives it here).
 fn detach_fds(keep: RawFd) {
     // SAFETY: plain descriptor calls on descriptors this process owns.
-    let keep = unsafe {
+    unsafe {
         // A lock on a stdio number (a caller started with stdio closed) moves up first: the
         // lock stays held through the copy until this process exits.
         let keep = if keep < 3 {
@@ -80,13 +55,18 @@ fn detach_fds(keep: RawFd) {
                 libc::dup2(null, fd);
             }
         }
-        keep
-    };
-    let _ = close_inherited(keep);
+        let close = |first: RawFd, last: RawFd| {
+            if first <= last {
+                libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0);
+            }
+        };
+        close(3, keep - 1);
+        close(keep + 1, RawFd::MAX);
+    }
 }
 
 /// Ends a process made by [`fork_detached`] without running the caller's exit handlers.
-fn exit(code: i32) -> ! {
+pub fn exit(code: i32) -> ! {
     // SAFETY: _exit ends the process at once, which is the point.
     unsafe { libc::_exit(code) }
 }
