@@ -16,9 +16,9 @@ fn sandboxed(test: &str) -> bool {
     if std::env::var_os(IN_SANDBOX).is_some() {
         return true;
     }
-    // SAFETY: geteuid cannot fail.
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("{test}: skipped: needs root (network namespaces, netlink, iptables)");
+        eprintln!("skipped {test}: it creates namespaces, links and rules, which needs root");
         return false;
     }
     let exe = std::env::current_exe().unwrap();

@@ -8,6 +8,9 @@
 //!   reaches the host whatever the container's routes say (127.0.0.1 included). Prints
 //!   `answered` when a TCP segment (SYN-ACK or RST) comes back from IP:PORT within two seconds,
 //!   else `no answer`.
+//! - `probe euid`: prints the effective uid (a setuid copy shows whether setuid took effect).
+//! - `probe key read|update ID`: reads key ID, or changes its payload (keyctl). Prints `read:
+//!   PAYLOAD`, `updated`, or `denied: ERROR`.
 
 use std::ffi::c_void;
 use std::net::Ipv4Addr;
@@ -18,8 +21,11 @@ fn main() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["syn", ip, port] => syn(ip.parse().expect("IP"), port.parse().expect("PORT")),
+        // SAFETY: geteuid cannot fail.
+        ["euid"] => println!("{}", unsafe { geteuid() }),
+        ["key", what @ ("read" | "update"), id] => key(what, id.parse().expect("ID")),
         _ => {
-            eprintln!("usage: probe syn IP PORT");
+            eprintln!("usage: probe syn IP PORT | euid | key read|update ID");
             std::process::exit(2);
         }
     }
@@ -43,6 +49,31 @@ extern "C" {
     fn send(fd: i32, buf: *const c_void, len: usize, flags: i32) -> isize;
     fn recv(fd: i32, buf: *mut c_void, len: usize, flags: i32) -> isize;
     fn setsockopt(fd: i32, level: i32, name: i32, value: *const c_void, len: u32) -> i32;
+    fn geteuid() -> u32;
+    fn syscall(number: i64, ...) -> i64;
+}
+
+const SYS_KEYCTL: i64 = 250;
+const KEYCTL_UPDATE: i64 = 2;
+const KEYCTL_READ: i64 = 11;
+
+/// Reads or changes a key by its id, as a process that does not possess it but runs as its
+/// owner's uid would try.
+fn key(what: &str, id: i32) {
+    let mut buf = [0u8; 256];
+    let payload = b"changed by the container";
+    // SAFETY: keyctl with buffers that outlive the calls and their true lengths.
+    let r = unsafe {
+        match what {
+            "read" => syscall(SYS_KEYCTL, KEYCTL_READ, id as i64, buf.as_mut_ptr(), buf.len()),
+            _ => syscall(SYS_KEYCTL, KEYCTL_UPDATE, id as i64, payload.as_ptr(), payload.len()),
+        }
+    };
+    match (r, what) {
+        (r, _) if r < 0 => println!("denied: {}", std::io::Error::last_os_error()),
+        (n, "read") => println!("read: {}", String::from_utf8_lossy(&buf[..(n as usize).min(256)])),
+        _ => println!("updated"),
+    }
 }
 
 /// `struct ifreq`: a name and a 24-byte union.

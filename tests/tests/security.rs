@@ -801,3 +801,60 @@ fn forwarding_turned_on_by_minibox_routes_nothing_else() {
         sb.finish();
     }
 }
+
+/// Every container has a session keyring of its own (as runc gives): a key that host root keeps
+/// in the session keyring minibox was started from is not the container's to read or change.
+#[test]
+fn the_container_cannot_reach_the_hosts_session_keyring() {
+    let sb = Sandbox::new();
+    sb.import_probe();
+    // This thread's own session keyring (minibox, started from here, inherits it), with a secret.
+    // SAFETY: keyctl and add_key with valid C strings and their true lengths.
+    let key = unsafe {
+        const KEYCTL_JOIN_SESSION_KEYRING: i64 = 1;
+        const KEY_SPEC_SESSION_KEYRING: i32 = -3;
+        let null = std::ptr::null::<libc::c_char>();
+        assert!(libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, null) > 0);
+        let secret = b"host secret";
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c"minibox-test".as_ptr(),
+            secret.as_ptr(),
+            secret.len(),
+            KEY_SPEC_SESSION_KEYRING,
+        )
+    };
+    assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
+    let key = key.to_string();
+    // Within that session the key is readable: the probe works, the attack is real.
+    let probe = minibox_tests::fixtures::probe_binary();
+    let host = std::process::Command::new(&probe)
+        .args(["key", "read", &key])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&host.stdout), "read: host secret\n");
+    for what in ["read", "update"] {
+        let out = sb.minibox(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "probe",
+            "/bin/probe",
+            "key",
+            what,
+            &key,
+        ]);
+        assert!(out.ok().starts_with("denied: "), "{out}");
+    }
+    let after = std::process::Command::new(&probe)
+        .args(["key", "read", &key])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout),
+        "read: host secret\n"
+    );
+    sb.finish();
+}

@@ -6,6 +6,24 @@ use std::path::Path;
 
 use minibox_images::{ImportOptions, Store};
 
+/// These tests unpack layers as the store does, owners, device nodes and overlay mounts
+/// included, which needs root: run as anyone else, the test binary says so and ends, passing,
+/// before its first test (a constructor run ahead of `main`, as the test harness has no hook).
+#[used]
+#[link_section = ".init_array"]
+static SKIP_UNLESS_ROOT: extern "C" fn() = skip_unless_root;
+
+extern "C" fn skip_unless_root() {
+    // SAFETY: geteuid has no preconditions; _exit ends the process without unwinding.
+    unsafe {
+        if libc::geteuid() != 0 {
+            let msg = b"minibox-images: skipped: these tests unpack and mount as root\n";
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(0);
+        }
+    }
+}
+
 /// A tar archive built entry by entry.
 pub struct Tar(pub tar::Builder<Vec<u8>>);
 

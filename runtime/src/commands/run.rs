@@ -20,11 +20,10 @@ use crate::cli::{Global, RunArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::error::SetupError;
 use crate::container::lifecycle::{self, fault, Container, End};
-use crate::container::liveness;
 use crate::container::log::{LogFile, LogOptions, Output, Stream};
 use crate::container::process::{self, Launch, Signals, Started, Stdio};
 use crate::container::spec::{self, Spec};
-use crate::container::state::{self, Config, Lock, State, Status};
+use crate::container::state::{self, Config, Lock, State};
 use crate::container::user;
 use crate::container::{image, supervisor, tty};
 use crate::network::{self, Mode, Request};
@@ -467,8 +466,7 @@ pub fn setup(
     // wired; it waits for `go` before it goes further.
     let prepared = (|| -> Result<()> {
         c.cgroup.as_ref().expect("created above").add(child.pid)?;
-        c.state.pid = child.pid.as_raw();
-        c.state.pid_start = liveness::start_time(c.state.pid);
+        c.spawned(child.pid.as_raw());
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
         }
@@ -501,12 +499,7 @@ pub fn setup(
             return Err(f);
         }
     };
-    c.state.status = Status::Running;
-    c.state.started_at = Some(state::now_ns());
-    c.state.finished_at = None;
-    c.state.exit_code = None;
-    c.state.oom_killed = false;
-    if let Err(e) = c.save() {
+    if let Err(e) = c.running() {
         process::abort(child.pid);
         return Err(rt(e));
     }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::cgroups::Cgroup;
-use super::liveness::Init;
+use super::liveness::{self, Init};
 use super::process::EXIT_RUNTIME;
 use super::state::{self, Config, Lock, State, Status, Supervisor};
 use super::teardown;
@@ -167,6 +167,23 @@ impl Container {
 
     pub fn save(&self) -> state::Result<()> {
         state::save_state(&self.paths, &self.id, &self.state)
+    }
+
+    /// Records the container's PID 1, as the process itself identifies it (saved with the next
+    /// step of the set-up).
+    pub fn spawned(&mut self, pid: i32) {
+        self.state.pid = pid;
+        self.state.pid_start = liveness::start_time(pid);
+    }
+
+    /// Created → Running: its PID 1 runs the container's command.
+    pub fn running(&mut self) -> state::Result<()> {
+        self.state.status = Status::Running;
+        self.state.started_at = Some(state::now_ns());
+        self.state.finished_at = None;
+        self.state.exit_code = None;
+        self.state.oom_killed = false;
+        self.save()
     }
 
     /// Whether the kernel's OOM killer killed a process of the container.
@@ -529,7 +546,6 @@ pub fn fault(point: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::liveness;
     use super::*;
 
     fn st(status: Status, supervisor: Supervisor) -> State {

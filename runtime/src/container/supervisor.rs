@@ -7,7 +7,8 @@
 //! memory the set-up used is gone. Nothing here starts a thread or an async runtime; `main` is
 //! reached before the command line is parsed. Once running it keeps only the pages its loop
 //! needs mapped ([`serve`]): about 0.55 MiB RSS, most of it the binary's relocated read-only
-//! data (position-independent code), however much the container logs.
+//! data (position-independent code); about 0.7 MiB with a container writing all it can, 0.8
+//! MiB while its log rotates every few milliseconds (release build, measured).
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
