@@ -321,9 +321,12 @@ pub struct RunArgs {
     /// Drop a capability (e.g. CHOWN, or ALL).
     #[arg(long = "cap-drop")]
     pub cap_drop: Vec<String>,
-    /// Keep every capability and skip the masked paths.
+    /// Keep every capability and skip the masked paths (and seccomp).
     #[arg(long)]
     pub privileged: bool,
+    /// seccomp=unconfined|builtin|PROFILE.json (Docker's format), no-new-privileges.
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// Run in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,

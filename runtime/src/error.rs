@@ -6,7 +6,7 @@
 //! return `anyhow` errors; [`crate::container::lifecycle::Error::Release`] carries them.
 
 use crate::container::error::SetupError;
-use crate::container::{lifecycle, log, state};
+use crate::container::{lifecycle, log, seccomp, security_opt, state};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +21,10 @@ pub enum Error {
     Log(#[from] log::Error),
     #[error(transparent)]
     Paths(#[from] crate::paths::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
+    #[error(transparent)]
+    SecurityOpt(#[from] security_opt::Error),
 }
 
 impl Error {

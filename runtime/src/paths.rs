@@ -82,4 +82,9 @@ impl Paths {
     pub fn network_state(&self) -> PathBuf {
         self.runroot.join("networks")
     }
+
+    /// Compiled seccomp programs, one per profile (volatile: libseccomp may change on upgrade).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.runroot.join("seccomp")
+    }
 }

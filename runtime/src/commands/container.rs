@@ -177,6 +177,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "NetworkMode": c.network,
             "AutoRemove": c.rm,
             "Privileged": c.privileged,
+            "SecurityOpt": (!c.security_opt.is_empty()).then_some(&c.security_opt),
             "Memory": resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0),
             "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
             "CgroupParent": c.cgroup_parent,

@@ -25,7 +25,7 @@ use crate::container::process::{self, Launch, Signals, Started, Stdio};
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State};
 use crate::container::user;
-use crate::container::{image, supervisor, tty};
+use crate::container::{image, security_opt, supervisor, tty};
 use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
@@ -35,6 +35,7 @@ struct Plan {
     found: image::Found,
     spec: Spec,
     request: Request,
+    security_opt: Vec<String>,
 }
 
 fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
@@ -46,6 +47,8 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         .map(|v| spec::volume(v))
         .collect::<Result<Vec<_>>>()?;
     let caps = spec::capabilities(&args.cap_add, &args.cap_drop, args.privileged)?;
+    let security = security_opt::parse(&args.security_opt)?;
+    let seccomp = security.seccomp_for(&caps, args.privileged)?;
     if let Some(name) = &args.name {
         state::check_name(name)?;
     }
@@ -80,7 +83,8 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         user,
         caps,
         tty: args.process.tty,
-        no_new_privileges: !args.privileged,
+        // On unless --privileged, or asked for.
+        no_new_privileges: security.no_new_privileges || !args.privileged,
     };
     let spec = spec::build(&spec::Options {
         process,
@@ -94,6 +98,7 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         memory,
         cpu_quota,
         pids: args.pids_limit.filter(|n| *n > 0),
+        seccomp,
     })?;
     let request = Request {
         mode,
@@ -107,6 +112,7 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         found,
         spec,
         request,
+        security_opt: security.given,
     })
 }
 
@@ -145,6 +151,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         found,
         spec,
         request,
+        security_opt,
     } = plan(paths, &args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -180,6 +187,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         exposed: request.exposed.clone(),
         rm: args.rm,
         log: LogOptions::parse(&args.log_opts)?,
+        security_opt,
     };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
@@ -458,6 +466,7 @@ pub fn setup(
             output,
         },
         init: config.init,
+        seccomp_cache: &paths.seccomp_cache(),
     };
     let child = process::spawn(&launch)?;
     fault("spawned");

@@ -26,6 +26,7 @@ use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
 use super::error::{Kind, SetupError};
 pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
 use super::log::{LogFile, Stream};
+use super::seccomp::{self, Program};
 use super::sync::{Channel, Message, FAIL, GO, PTY};
 use super::{init, mounts, security, tty};
 
@@ -72,6 +73,8 @@ pub struct Launch<'a> {
     pub stdio: Stdio<'a>,
     /// minibox's `--init`: PID 1 stays a small init that forks the command.
     pub init: bool,
+    /// Where compiled seccomp filters are kept (see [`seccomp::compile_cached`]).
+    pub seccomp_cache: &'a Path,
 }
 
 /// Where the container's standard descriptors come from (without a terminal).
@@ -141,11 +144,21 @@ fn setns(file: &fs::File, typ: LinuxNamespaceType) -> Result<(), SetupError> {
         .map_err(|e| SetupError::sys(format!("joining the {typ} namespace"), e))
 }
 
+/// The Spec's `linux.seccomp` compiled, here in the runtime: the child only loads it.
+fn seccomp_program(spec: &Spec, cache: &Path) -> Result<Option<Program>, SetupError> {
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    filter
+        .map(|f| seccomp::compile_cached(f, cache))
+        .transpose()
+        .map_err(|e| SetupError::new(e.to_string()))
+}
+
 /// Clones the child into the Spec's new namespaces (a PID namespace given by path is joined
 /// here, for the child to be born in it). The parent must be single-threaded: the child is a
 /// fork-like copy that goes on running Rust code.
 pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
     let (new, join) = namespaces(launch.spec)?;
+    let seccomp = seccomp_program(launch.spec, launch.seccomp_cache)?;
     let (parent_end, child_end) =
         Channel::pair().map_err(|e| SetupError::sys("creating a socket pair", e))?;
     // The cgroup namespace is made once the child is in its cgroup (after `go`).
@@ -183,7 +196,7 @@ pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
     };
     if ret == 0 {
         drop(parent_end);
-        child(launch, &child_end)
+        child(launch, &child_end, seccomp.as_ref())
     }
     let failed = SetupError::last("creating the container's process");
     if let Some(own) = own_pid {
@@ -231,8 +244,8 @@ impl Child {
 }
 
 /// The child: runs the setup and reports a failure; never returns.
-fn child(launch: &Launch, channel: &Channel) -> ! {
-    run_child(channel, || setup_and_exec(launch, channel))
+fn child(launch: &Launch, channel: &Channel, seccomp: Option<&Program>) -> ! {
+    run_child(channel, || setup_and_exec(launch, channel, seccomp))
 }
 
 fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, SetupError>) -> ! {
@@ -249,7 +262,11 @@ fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, SetupErro
     unsafe { libc::_exit(failure.exit_code().into()) }
 }
 
-fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, SetupError> {
+fn setup_and_exec(
+    launch: &Launch,
+    channel: &Channel,
+    seccomp: Option<&Program>,
+) -> Result<Infallible, SetupError> {
     let spec = launch.spec;
     security::set_non_dumpable()?;
     // Set again after the identity changes (which clears it); until then the set-up must not
@@ -326,7 +343,7 @@ fn setup_and_exec(launch: &Launch, channel: &Channel) -> Result<Infallible, Setu
     }
     let keep_stdin = launch.stdio.keep_stdin || launch.stdio.input.is_some();
     let init = launch.init.then_some(&launch.signals.set);
-    finish_and_exec(spec, channel, (rows, cols), keep_stdin, true, init)
+    finish_and_exec(spec, channel, (rows, cols), keep_stdin, true, init, seccomp)
 }
 
 /// Points stdin, stdout and stderr where `stdio` says.
@@ -346,7 +363,8 @@ fn redirect(stdio: &Stdio) -> Result<(), SetupError> {
 }
 
 /// The common end of `run` and `exec`: working directory, terminal, rlimits, identity and
-/// capabilities, no_new_privs, umask, then exec (after forking `init`'s PID 1 when asked).
+/// capabilities, no_new_privs, umask, seccomp, then exec (after forking `init`'s PID 1 when
+/// asked, which the filter confines too).
 fn finish_and_exec(
     spec: &Spec,
     channel: &Channel,
@@ -354,6 +372,7 @@ fn finish_and_exec(
     keep_stdin: bool,
     die_with_parent: bool,
     init: Option<&SigSet>,
+    seccomp: Option<&Program>,
 ) -> Result<Infallible, SetupError> {
     let process = spec.process().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
@@ -376,16 +395,31 @@ fn finish_and_exec(
     }
 
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the switch of user
+    // drops: then it is loaded before, as runc does (the profile must allow the steps after).
+    // With it, it is loaded last, so that a profile constrains the container, not its set-up.
+    let nnp = process.no_new_privileges() == Some(true);
+    let (early, last) = if nnp {
+        (None, seccomp)
+    } else {
+        (seccomp, None)
+    };
+    let load = |p: Option<&Program>| {
+        p.map_or(Ok(()), Program::load)
+            .map_err(|e| SetupError::new(e.to_string()))
+    };
+    load(early)?;
     let user = process.user();
     security::switch_user(user, process.capabilities().as_ref())?;
     if die_with_parent {
         security::die_with_parent()?;
     }
-    if process.no_new_privileges() == Some(true) {
+    if nnp {
         security::set_no_new_privs()?;
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(user.umask().unwrap_or(0o022)));
     security::cloexec_from_3()?;
+    load(last)?;
 
     if let Some(blocked) = init {
         init::start(tty, blocked);
@@ -404,7 +438,9 @@ pub fn spawn_exec(
     cgroup: &str,
     spec: &Spec,
     stdio: Stdio,
+    seccomp_cache: &Path,
 ) -> Result<Child, SetupError> {
+    let seccomp = seccomp_program(spec, seccomp_cache)?;
     let open = |typ: LinuxNamespaceType| {
         fs::File::open(format!("/proc/{target}/ns/{typ}"))
             .map_err(|e| SetupError::io(format!("opening the container's {typ} namespace"), &e))
@@ -448,7 +484,15 @@ pub fn spawn_exec(
                 }
                 security::new_session_keyring()?;
                 let keep_stdin = stdio.input.is_some() || stdio.keep_stdin;
-                finish_and_exec(spec, &child_end, size, keep_stdin, false, None)
+                finish_and_exec(
+                    spec,
+                    &child_end,
+                    size,
+                    keep_stdin,
+                    false,
+                    None,
+                    seccomp.as_ref(),
+                )
             })
         }
         nix::unistd::ForkResult::Parent { child } => Ok(Child {

@@ -336,6 +336,8 @@ pub struct Options<'a> {
     /// CFS quota in microseconds per [`CPU_PERIOD`].
     pub cpu_quota: Option<i64>,
     pub pids: Option<i64>,
+    /// The seccomp filter (`linux.seccomp`); none when unconfined.
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The CFS period `--cpus` is a quota of.
@@ -424,7 +426,11 @@ pub fn build(o: &Options) -> Result<Spec> {
         ),
         true => Default::default(),
     };
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(seccomp) = &o.seccomp {
+        linux = linux.seccomp(seccomp.clone());
+    }
+    let linux = linux
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&o.cgroup))
         .devices(devices()?)
@@ -673,6 +679,7 @@ mod tests {
             memory: Some(64 << 20),
             cpu_quota: None,
             pids: Some(50),
+            seccomp: None,
         }
     }
 

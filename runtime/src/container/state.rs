@@ -119,6 +119,9 @@ pub struct Config {
     /// `--log-opt`: how its log is bounded.
     #[serde(default)]
     pub log: LogOptions,
+    /// `--security-opt` as given, a seccomp profile's path replaced by its content (as Docker).
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 impl Config {
