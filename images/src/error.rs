@@ -26,6 +26,9 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// A registry refused, failed or could not be reached; the message says which and why.
+    #[error("{0}")]
+    Registry(String),
     /// The operation would break something in use; -f overrides where it makes sense.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -45,6 +48,10 @@ impl Error {
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
+    }
+
+    pub(crate) fn registry(msg: impl Into<String>) -> Self {
+        Error::Registry(msg.into())
     }
 }
 

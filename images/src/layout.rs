@@ -10,6 +10,10 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The full name Docker and containerd put next to the (tag-only) ref name.
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// minibox's own: the `REPO@DIGEST`s an image was pulled or pushed as, comma-separated, on each
+/// of its entries in `index.json` (Docker's RepoDigests).
+pub const REPO_DIGESTS: &str = "io.minibox.repo-digests";
+
 pub const INDEX_V1: &str = "application/vnd.oci.image.index.v1+json";
 pub const MANIFEST_V1: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_V1: &str = "application/vnd.oci.image.config.v1+json";
@@ -42,6 +46,15 @@ impl Descriptor {
 
     pub fn ref_name(&self) -> Option<&str> {
         self.annotations.get(REF_NAME).map(String::as_str)
+    }
+
+    pub fn repo_digests(&self) -> impl Iterator<Item = &str> {
+        self.annotations
+            .get(REPO_DIGESTS)
+            .map(String::as_str)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
     }
 }
 

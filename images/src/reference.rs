@@ -1,6 +1,77 @@
-//! Image names: `NAME[:TAG]`, normalised the way Docker shows them.
+//! Image names: `NAME[:TAG]`, normalised the way Docker shows them, and registry references.
+
+use oci_spec::distribution::Reference;
 
 use crate::Error;
+
+/// A reference to an image in a registry, by Docker's rules: `busybox` is
+/// `docker.io/library/busybox:latest`, `localhost:5000/x@sha256:...` names a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// `docker.io`, `localhost:5000`...
+    pub registry: String,
+    /// `library/busybox`, `x`...
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl Remote {
+    pub fn parse(reference: &str) -> Result<Remote, Error> {
+        let parsed = Reference::try_from(reference)
+            .map_err(|e| Error::invalid(format!("invalid reference {reference:?}: {e}")))?;
+        if parsed
+            .digest()
+            .is_some_and(|d| crate::digest::hex_of(d).is_none())
+        {
+            return Err(Error::invalid(format!(
+                "invalid reference {reference:?}: only sha256 digests are supported"
+            )));
+        }
+        Ok(Remote {
+            registry: parsed.registry().to_string(),
+            repository: parsed.repository().to_string(),
+            // A digest decides; a tag beside it is only decoration (as in Docker).
+            tag: parsed
+                .tag()
+                .filter(|_| parsed.digest().is_none())
+                .map(str::to_string),
+            digest: parsed.digest().map(str::to_string),
+        })
+    }
+
+    /// The repository as images are listed: `busybox`, `user/app`, `localhost:5000/x`.
+    pub fn local_repo(&self) -> String {
+        if self.registry == "docker.io" {
+            let short = self.repository.strip_prefix("library/");
+            short.unwrap_or(&self.repository).to_string()
+        } else {
+            format!("{}/{}", self.registry, self.repository)
+        }
+    }
+
+    /// The local name (`REPO:TAG`) a pull by tag gives; none for a pull by digest.
+    pub fn local_name(&self) -> Option<String> {
+        self.tag
+            .as_ref()
+            .map(|t| format!("{}:{t}", self.local_repo()))
+    }
+
+    /// The tag or digest, as the registry's manifest URL takes it.
+    pub fn reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+}
+
+/// `NAME@sha256:...` in the form RepoDigests list it (`busybox@sha256:..`), if it is one.
+pub fn repo_digest(reference: &str) -> Option<String> {
+    let remote = Remote::parse(reference).ok()?;
+    let digest = remote.digest.as_deref()?;
+    Some(format!("{}@{digest}", remote.local_repo()))
+}
 
 /// `busybox` → `busybox:latest`; `docker.io/library/busybox:1` → `busybox:1`.
 pub fn normalize(reference: &str) -> Result<String, Error> {
@@ -76,5 +147,29 @@ mod tests {
         assert!(normalize("Busybox").is_err());
         assert!(normalize("a@sha256:00").is_err());
         assert_eq!(split("localhost:5000/a:v1"), ("localhost:5000/a", "v1"));
+    }
+
+    #[test]
+    fn remote_references_follow_dockers_rules() {
+        let r = Remote::parse("busybox").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/busybox")
+        );
+        assert_eq!(r.local_name().as_deref(), Some("busybox:latest"));
+        let r = Remote::parse("user/app:1").unwrap();
+        assert_eq!(r.repository, "user/app");
+        assert_eq!(r.local_name().as_deref(), Some("user/app:1"));
+        let r = Remote::parse("localhost:5000/a/b").unwrap();
+        assert_eq!(r.registry, "localhost:5000");
+        assert_eq!(r.local_name().as_deref(), Some("localhost:5000/a/b:latest"));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = Remote::parse(&format!("127.0.0.1:5000/x:v1@{d}")).unwrap();
+        assert_eq!((r.tag.as_deref(), r.reference()), (None, d.as_str()));
+        assert_eq!(
+            repo_digest(&format!("busybox@{d}")),
+            Some(format!("busybox@{d}"))
+        );
+        assert!(Remote::parse("Busybox").is_err());
     }
 }

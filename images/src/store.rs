@@ -7,7 +7,7 @@
 //! left (tmp files, blobs and layers no image references) is removed. Readers take no lock: every
 //! file they read is replaced by rename, never rewritten in place.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::compress;
 use crate::digest::{self, hex_of, HashReader};
 use crate::error::IoContext;
-use crate::layout::{Descriptor, Index, Manifest, CONFIG_V1, MANIFEST_V1, OCI_LAYOUT, REF_NAME};
+use crate::layout::{
+    Descriptor, Index, Manifest, CONFIG_V1, MANIFEST_V1, OCI_LAYOUT, REF_NAME, REPO_DIGESTS,
+};
 use crate::reference;
 use crate::tee::BlobTee;
 use crate::unpack;
@@ -38,6 +40,8 @@ pub struct Image {
     pub layers: Vec<PathBuf>,
     /// The manifest's digest.
     pub manifest: String,
+    /// `REPO@sha256:...` for each registry reference it was pulled or pushed as.
+    pub repo_digests: Vec<String>,
     /// Uncompressed content size, as `images` shows it.
     pub size: u64,
     pub(crate) store: PathBuf,
@@ -84,6 +88,9 @@ impl Store {
         let store = Store {
             dir: dir.to_path_buf(),
         };
+        if store.path("staging").exists() {
+            store.sweep_staging();
+        }
         if store.path("incomplete").exists() {
             if let Ok(lock) = store.lock(FlockArg::LockExclusiveNonblock) {
                 // The lock is free, so the writer that made the marker is gone.
@@ -140,7 +147,23 @@ impl Store {
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
     }
 
-    fn load_image(&self, manifest_digest: &str, names: Vec<String>) -> Result<Image, Error> {
+    /// Loads the image whose manifest is `manifest_digest`, with what `index` says of it.
+    fn load_image(&self, index: &Index, manifest_digest: &str) -> Result<Image, Error> {
+        let entries = || {
+            index
+                .manifests
+                .iter()
+                .filter(|d| d.digest == manifest_digest)
+        };
+        let names = entries()
+            .filter_map(|d| d.ref_name().map(str::to_string))
+            .collect();
+        let mut repo_digests: Vec<String> = Vec::new();
+        for r in entries().flat_map(|d| d.repo_digests()) {
+            if !repo_digests.iter().any(|x| x == r) {
+                repo_digests.push(r.to_string());
+            }
+        }
         let manifest = self.read_manifest(manifest_digest)?;
         let id = manifest.config.digest.clone();
         let config: ImageConfiguration = serde_json::from_slice(&self.read_blob(&id)?)
@@ -163,6 +186,7 @@ impl Store {
             config,
             layers,
             manifest: manifest_digest.to_string(),
+            repo_digests,
             size,
             store: self.dir.clone(),
         })
@@ -171,38 +195,34 @@ impl Store {
     /// Every image, each once, with all its names.
     pub fn images(&self) -> Result<Vec<Image>, Error> {
         let index = self.read_index()?;
-        let mut order: Vec<String> = Vec::new();
-        let mut names: HashMap<String, Vec<String>> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
         for d in &index.manifests {
-            let entry = names.entry(d.digest.clone()).or_insert_with(|| {
-                order.push(d.digest.clone());
-                Vec::new()
-            });
-            if let Some(n) = d.ref_name() {
-                entry.push(n.to_string());
+            if !order.contains(&d.digest.as_str()) {
+                order.push(&d.digest);
             }
         }
         order
             .into_iter()
-            .map(|m| {
-                let n = names.remove(&m).unwrap_or_default();
-                self.load_image(&m, n)
-            })
+            .map(|m| self.load_image(&index, m))
             .collect()
     }
 
-    /// Finds an image by `NAME[:TAG]` (tag `latest` by default) or by full or short id.
+    /// Finds an image by `NAME[:TAG]` (tag `latest` by default), by `NAME@DIGEST` (a digest it
+    /// was pulled or pushed as) or by full or short id.
     pub fn image(&self, reference: &str) -> Result<Image, Error> {
         let index = self.read_index()?;
         if let Ok(name) = reference::normalize(reference) {
             if let Some(d) = index.manifests.iter().find(|d| d.ref_name() == Some(&name)) {
-                let names = index
-                    .manifests
-                    .iter()
-                    .filter(|o| o.digest == d.digest)
-                    .filter_map(|o| o.ref_name().map(str::to_string))
-                    .collect();
-                return self.load_image(&d.digest, names);
+                return self.load_image(&index, &d.digest);
+            }
+        }
+        if let Some(wanted) = reference::repo_digest(reference) {
+            if let Some(d) = index
+                .manifests
+                .iter()
+                .find(|d| d.repo_digests().any(|r| r == wanted))
+            {
+                return self.load_image(&index, &d.digest);
             }
         }
         if let Some(prefix) = reference::id_prefix(reference) {
@@ -222,6 +242,31 @@ impl Store {
             }
         }
         Err(Error::NoSuchImage(reference.to_string()))
+    }
+
+    /// The image whose manifest is `manifest`, if the store has it.
+    pub(crate) fn image_by_manifest(&self, manifest: &str) -> Result<Option<Image>, Error> {
+        let index = self.read_index()?;
+        if !index.manifests.iter().any(|d| d.digest == manifest) {
+            return Ok(None);
+        }
+        self.load_image(&index, manifest).map(Some)
+    }
+
+    /// Gives the image `source` the name `target` (Docker's `tag`).
+    pub fn tag(&self, source: &str, target: &str) -> Result<(), Error> {
+        let target = reference::normalize(target)?;
+        let mut txn = self.begin()?;
+        let image = self.image(source)?;
+        let entry = txn
+            .index
+            .manifests
+            .iter()
+            .find(|d| d.digest == image.manifest)
+            .cloned()
+            .expect("a found image is in the index");
+        txn.tag(&entry, &[target]);
+        txn.commit()
     }
 
     /// Removes an image (Docker's `rmi`). By name, drops that name, and the image with its last
@@ -442,7 +487,8 @@ impl Txn<'_> {
         Ok(digest)
     }
 
-    fn place_blob(&self, tmp: &Path, digest: &str) -> Result<(), Error> {
+    /// Moves a blob written elsewhere in the store into place (or drops it when it is there).
+    pub fn place_blob(&self, tmp: &Path, digest: &str) -> Result<(), Error> {
         let dest = self.store.blob_path(digest)?;
         if dest.exists() {
             fs::remove_file(tmp).at(tmp)
@@ -463,76 +509,34 @@ impl Txn<'_> {
         expect_diff: Option<&str>,
     ) -> Result<LayerInfo, Error> {
         let blob_tmp = self.tmp_path("blob");
-        let blob_file = File::create(&blob_tmp).at(&blob_tmp)?;
-        let chain_of = |diff: &str| match parent_chain {
-            None => diff.to_string(),
-            Some(p) => digest::chain_ids(&[p.to_string(), diff.to_string()])[1].clone(),
-        };
         // With the diff_id known up front, a layer already unpacked is only verified.
         let unpack_dir = match expect_diff {
-            Some(d) if self.has_layer(&chain_of(d)) => None,
-            _ => {
-                let dir = self.tmp_path("layer");
-                let diff = dir.join("diff");
-                fs::create_dir_all(&diff).at(&diff)?;
-                Some(dir)
-            }
+            Some(d) if self.has_layer(&chain_of(parent_chain, d)) => None,
+            _ => Some(self.tmp_path("layer")),
         };
-        // The blob is written and hashed on a second thread while this one unpacks.
-        let mut tee = BlobTee::new(reader, blob_file).at(&blob_tmp)?;
-        let streamed = unpack_stream(&mut tee, what, unpack_dir.as_deref());
-        // A failed blob write (a full disk) is why anything after it failed: it comes first.
-        let stored = tee.finish().at(&blob_tmp)?;
-        let (kind, diff_digest, tar_size, applied) = streamed?;
-        let blob_digest = stored.digest;
-        // An uncompressed layer is its own diff.
-        let diff_id = if kind == compress::Compression::None {
-            blob_digest.clone()
-        } else {
-            diff_digest
-        };
-
-        if let Some(expected) = expect_blob {
-            if expected != blob_digest {
-                return Err(mismatch(what, expected, &blob_digest));
-            }
-        }
-        if let Some(expected) = expect_diff {
-            if expected != diff_id {
-                return Err(mismatch(
-                    &format!("{what} (uncompressed)"),
-                    expected,
-                    &diff_id,
-                ));
-            }
-        }
-        if unpack_dir.is_some() && tar_size < applied.end + 1024 {
-            return Err(Error::invalid(format!(
-                "{what}: truncated archive (no end-of-archive marker)"
-            )));
-        }
-        let chain = chain_of(&diff_id);
+        let info = stream_layer(
+            reader,
+            what,
+            &blob_tmp,
+            unpack_dir.as_deref(),
+            expect_blob,
+            expect_diff,
+        )?;
         if let Some(dir) = unpack_dir {
-            if self.has_layer(&chain) {
-                fs::remove_dir_all(&dir).at(&dir)?;
-            } else {
-                let meta = LayerMeta {
-                    diff_id: diff_id.clone(),
-                    size: applied.size,
-                    tar_size,
-                };
-                let meta_path = dir.join("meta.json");
-                fs::write(&meta_path, serde_json::to_vec(&meta).expect("serializable"))
-                    .at(&meta_path)?;
-                let dest = self.store.layer_dir(&chain)?;
-                fs::rename(&dir, &dest).at(&dest)?;
-            }
+            self.place_layer(&dir, &chain_of(parent_chain, &info.diff_id))?;
         }
-        self.place_blob(&blob_tmp, &blob_digest)?;
-        Ok(LayerInfo {
-            blob: Descriptor::new(kind.layer_media_type(), &blob_digest, stored.size),
-            diff_id,
-        })
+        self.place_blob(&blob_tmp, &info.blob.digest)?;
+        Ok(info)
+    }
+
+    /// Moves an unpacked layer made by [`stream_layer`] into place, unless the chain is here.
+    pub fn place_layer(&self, dir: &Path, chain: &str) -> Result<(), Error> {
+        if self.has_layer(chain) {
+            fs::remove_dir_all(dir).at(dir)
+        } else {
+            let dest = self.store.layer_dir(chain)?;
+            fs::rename(dir, &dest).at(&dest)
+        }
     }
 
     /// Records an image: stores its config and an OCI manifest for it and gives it `names`
@@ -580,6 +584,57 @@ impl Txn<'_> {
         Ok(id)
     }
 
+    /// Records an image as pulled (or pushed) as `repo_digest`: its manifest `manifest` (stored
+    /// already) takes over from any other manifest of the same image, gets `name`, and
+    /// `repo_digest` joins its RepoDigests.
+    pub fn record_remote(
+        &mut self,
+        manifest: &Descriptor,
+        config: &str,
+        name: Option<&str>,
+        repo_digest: &str,
+    ) -> Result<(), Error> {
+        let mut digests: Vec<String> = vec![repo_digest.to_string()];
+        for d in &mut self.index.manifests {
+            let same_image = d.digest == manifest.digest
+                || self
+                    .store
+                    .read_manifest(&d.digest)
+                    .is_ok_and(|m| m.config.digest == config);
+            if same_image {
+                for r in d.repo_digests() {
+                    if !digests.iter().any(|x| x == r) {
+                        digests.push(r.to_string());
+                    }
+                }
+                d.digest = manifest.digest.clone();
+                d.media_type = manifest.media_type.clone();
+                d.size = manifest.size;
+            }
+        }
+        let mut entry = manifest.clone();
+        entry.annotations.clear();
+        entry
+            .annotations
+            .insert(REPO_DIGESTS.to_string(), digests.join(","));
+        let names: Vec<String> = name.map(str::to_string).into_iter().collect();
+        self.tag(&entry, &names);
+        // Several entries may now stand for the same image: one per name, none nameless if named.
+        let named: BTreeSet<String> = self
+            .index
+            .manifests
+            .iter()
+            .filter(|d| d.ref_name().is_some())
+            .map(|d| d.digest.clone())
+            .collect();
+        let mut seen = BTreeSet::new();
+        self.index.manifests.retain(|d| {
+            (d.ref_name().is_some() || !named.contains(&d.digest))
+                && seen.insert((d.digest.clone(), d.ref_name().map(str::to_string)))
+        });
+        Ok(())
+    }
+
     /// Points each name at `manifest`; images losing their last name stay as dangling ones.
     fn tag(&mut self, manifest: &Descriptor, names: &[String]) {
         let manifests = &mut self.index.manifests;
@@ -597,6 +652,12 @@ impl Txn<'_> {
             let mut d = manifest.clone();
             d.annotations.insert(REF_NAME.to_string(), name.clone());
             manifests.push(d);
+        }
+        if let Some(digests) = manifest.annotations.get(REPO_DIGESTS) {
+            for d in manifests.iter_mut().filter(|d| d.digest == manifest.digest) {
+                d.annotations
+                    .insert(REPO_DIGESTS.to_string(), digests.clone());
+            }
         }
         // A named image needs no nameless entry.
         if !names.is_empty() {
@@ -635,6 +696,81 @@ impl Drop for Txn<'_> {
             }
         }
     }
+}
+
+/// The chain ID of a layer `diff` over `parent` (the layer's own diff_id at the bottom).
+pub(crate) fn chain_of(parent: Option<&str>, diff: &str) -> String {
+    match parent {
+        None => diff.to_string(),
+        Some(p) => digest::chain_ids(&[p.to_string(), diff.to_string()])[1].clone(),
+    }
+}
+
+/// Reads one layer blob from `reader` in a single pass: writes its bytes to `blob_path`, unpacks
+/// it into `unpack_dir/diff` (with the layer's `meta.json` beside) when given, and checks its
+/// digest and diff_id against `expect_blob`/`expect_diff`. Leaves cleaning up to the caller.
+pub(crate) fn stream_layer(
+    reader: &mut dyn Read,
+    what: &str,
+    blob_path: &Path,
+    unpack_dir: Option<&Path>,
+    expect_blob: Option<&str>,
+    expect_diff: Option<&str>,
+) -> Result<LayerInfo, Error> {
+    if let Some(dir) = unpack_dir {
+        let diff = dir.join("diff");
+        fs::create_dir_all(&diff).at(&diff)?;
+    }
+    let blob_file = File::create(blob_path).at(blob_path)?;
+    // The blob is written and hashed on a second thread while this one unpacks.
+    let mut tee = BlobTee::new(reader, blob_file).at(blob_path)?;
+    let streamed = unpack_stream(&mut tee, what, unpack_dir);
+    if streamed.is_err() && expect_blob.is_some() {
+        // A damaged blob fails to decompress: its digest says so more plainly.
+        let _ = tee.drain();
+    }
+    // A failed blob write (a full disk) is why anything after it failed: it comes first.
+    let stored = tee.finish().at(blob_path)?;
+    let blob_digest = stored.digest;
+    if let Some(expected) = expect_blob {
+        if expected != blob_digest {
+            return Err(mismatch(what, expected, &blob_digest));
+        }
+    }
+    let (kind, diff_digest, tar_size, applied) = streamed?;
+    // An uncompressed layer is its own diff.
+    let diff_id = if kind == compress::Compression::None {
+        blob_digest.clone()
+    } else {
+        diff_digest
+    };
+    if let Some(expected) = expect_diff {
+        if expected != diff_id {
+            return Err(mismatch(
+                &format!("{what} (uncompressed)"),
+                expected,
+                &diff_id,
+            ));
+        }
+    }
+    if let Some(dir) = unpack_dir {
+        if tar_size < applied.end + 1024 {
+            return Err(Error::invalid(format!(
+                "{what}: truncated archive (no end-of-archive marker)"
+            )));
+        }
+        let meta = LayerMeta {
+            diff_id: diff_id.clone(),
+            size: applied.size,
+            tar_size,
+        };
+        let meta_path = dir.join("meta.json");
+        fs::write(&meta_path, serde_json::to_vec(&meta).expect("serializable")).at(&meta_path)?;
+    }
+    Ok(LayerInfo {
+        blob: Descriptor::new(kind.layer_media_type(), &blob_digest, stored.size),
+        diff_id,
+    })
 }
 
 fn mismatch(what: &str, expected: &str, actual: &str) -> Error {

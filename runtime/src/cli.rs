@@ -42,6 +42,23 @@ pub struct Global {
     /// Print each network plumbing step as the equivalent `ip`/`iptables`/`sysctl` command.
     #[arg(long, global = true)]
     pub explain: bool,
+    /// A registry (HOST[:PORT]) that may be reached over plain HTTP (loopback ones always may).
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "MINIBOX_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Where registry certificates are (DIR/HOST[:PORT]/ca.crt); default /etc/docker/certs.d and
+    /// /etc/containers/certs.d.
+    #[arg(
+        long = "certs-dir",
+        global = true,
+        env = "MINIBOX_CERTS_DIR",
+        value_delimiter = ':'
+    )]
+    pub certs_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,12 +70,22 @@ pub enum Command {
     /// Save images to a docker-archive tarball.
     Save(SaveArgs),
     /// List images.
-    Images,
+    Images(ImagesArgs),
     /// Remove images.
     Rmi(RmiArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to its registry.
+    Push(PushArgs),
+    /// Give an image another name: SOURCE[:TAG] TARGET[:TAG].
+    Tag { source: String, target: String },
+    /// Log in to a registry (default Docker Hub); credentials go to Docker's config.json.
+    Login(LoginArgs),
+    /// Log out from a registry (default Docker Hub).
+    Logout { registry: Option<String> },
     /// Run a command in a new container.
     Run(Box<RunArgs>),
     /// Manage networks.
@@ -262,12 +289,65 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Show the registry digest each name was pulled or pushed as.
+    #[arg(long)]
+    pub digests: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// OS/ARCH[/VARIANT] to pull from a multi-platform image (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Print only the image's name.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// NAME[:TAG|@DIGEST], e.g. busybox, localhost:5000/app:1.
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Print only the result.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// REGISTRY/NAME[:TAG] (name the image so with `tag` first).
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// The password (visible to other users in the process list: prefer --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry, HOST[:PORT] (default: Docker Hub).
+    pub registry: Option<String>,
+}
+
+/// When `run` pulls its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// When the store does not have it.
+    Missing,
+    /// Every time (it downloads only what changed).
+    Always,
+    /// Never: fail when the store does not have it.
+    Never,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Show an image as JSON.
     Inspect { images: Vec<String> },
     /// List images.
-    Ls,
+    Ls(ImagesArgs),
     /// Remove images.
     Rm(RmiArgs),
 }
@@ -330,6 +410,12 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Pull the image: missing (when not in the store), always, never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullPolicy,
+    /// OS/ARCH[/VARIANT] of the image to pull (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Bound the log as Docker's json-file driver: max-size=SIZE (rotate at), max-file=N
     /// (files kept). Default: max-size=20m, max-file=5.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]

@@ -7,6 +7,7 @@
 //! without seeing each other, and [`Sandbox::finish`] proves that nothing was left behind.
 
 pub mod fixtures;
+pub mod registry;
 mod sandbox;
 pub mod vm;
 

@@ -1,4 +1,4 @@
-//! `bench/run --quick` (issue 6) runs end to end and prints the table it should, so the benchmark
+//! `bench/run --quick` (issues 6 and 13) runs end to end and prints the table it should, so the benchmark
 //! script cannot rot. The full run stays out of the suite: timings here are noisy.
 //!
 //! Rows whose feature works (probed here, in a sandbox) must carry figures; the others must say
@@ -188,6 +188,10 @@ fn quick_mode_prints_every_row() {
         "MB/s",
         import,
     );
+    let pull = "pull of a ";
+    check(&rows, pull, "physical limit", "s", true);
+    check(&rows, pull, "minibox pull", "s", import);
+    check(&rows, pull, "skopeo copy + umoci unpack", "s", true);
     let cni = "CNI: netns add, ADD with one port mapping, DEL, netns del";
     check(&rows, cni, "minibox-cni", "ms", true);
     check(&rows, cni, "bridge + host-local + portmap", "ms", true);
@@ -204,7 +208,7 @@ fn quick_mode_prints_every_row() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
         .collect();
-    assert_eq!(targets.len(), 10, "{targets:#?}");
+    assert_eq!(targets.len(), 13, "{targets:#?}");
     for t in &targets {
         assert!(
             t.ends_with("| yes |") || t.ends_with("| no |") || t.contains("| needs: "),

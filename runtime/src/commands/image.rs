@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use minibox_images::{reference, Image, ImportOptions, Store};
 use serde_json::{json, Value};
 
-use crate::cli::{ImportArgs, LoadArgs, RmiArgs, SaveArgs};
+use crate::cli::{ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs};
 use crate::container::clock;
 use crate::paths::Paths;
 
@@ -82,13 +82,18 @@ pub fn save(paths: &Paths, args: SaveArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// Docker's `images`: one row per name (dangling images as `<none>`), newest first.
-pub fn list(paths: &Paths) -> Result<u8> {
+/// Docker's `images`: one row per name (dangling images as `<none>`), newest first; with
+/// `--digests`, the registry digest of each row's repository.
+pub fn list(paths: &Paths, args: &ImagesArgs) -> Result<u8> {
     let store = Store::open(&paths.images())?;
     let mut images = store.images()?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created_secs().unwrap_or(0)));
     let now = clock::now_secs();
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from)];
+    let mut header = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+    if args.digests {
+        header.insert(2, "DIGEST");
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for image in &images {
         let created = image
             .created_secs()
@@ -96,17 +101,33 @@ pub fn list(paths: &Paths) -> Result<u8> {
             .unwrap_or_else(|| "N/A".into());
         let mut names: Vec<(&str, &str)> =
             image.names.iter().map(|n| reference::split(n)).collect();
+        // An image known only by digest is listed under its repository.
+        for d in &image.repo_digests {
+            let repo = d.split_once('@').map_or(d.as_str(), |(r, _)| r);
+            if !names.iter().any(|(r, _)| *r == repo) && image.names.is_empty() {
+                names.push((repo, "<none>"));
+            }
+        }
         if names.is_empty() {
             names.push(("<none>", "<none>"));
         }
         for (repo, tag) in names {
-            rows.push([
+            let mut row = vec![
                 repo.to_string(),
                 tag.to_string(),
                 image.short_id().to_string(),
                 created.clone(),
                 human_size(image.size),
-            ]);
+            ];
+            if args.digests {
+                let digest = image
+                    .repo_digests
+                    .iter()
+                    .find_map(|d| d.strip_prefix(repo)?.strip_prefix('@'))
+                    .unwrap_or("<none>");
+                row.insert(2, digest.to_string());
+            }
+            rows.push(row);
         }
     }
     print!("{}", super::table::render(&rows));
@@ -205,7 +226,7 @@ fn inspect_json(image: &Image) -> Value {
     json!({
         "Id": image.id,
         "RepoTags": image.names,
-        "RepoDigests": [],
+        "RepoDigests": image.repo_digests,
         "Created": c.created(),
         "Author": c.author().clone().unwrap_or_default(),
         "Config": config,

@@ -4,6 +4,7 @@ mod container;
 mod exec;
 mod image;
 mod network;
+mod registry;
 mod run;
 mod table;
 
@@ -26,9 +27,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Import(args) => image::import(&paths, args),
         Command::Load(args) => image::load(&paths, args),
         Command::Save(args) => image::save(&paths, args),
-        Command::Images | Command::Image(ImageCommand::Ls) => image::list(&paths),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
+            image::list(&paths, &args)
+        }
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image::remove(&paths, args),
         Command::Image(ImageCommand::Inspect { images }) => image::inspect(&paths, &images),
+        Command::Pull(args) => registry::pull(&paths, &cli.global, &args),
+        Command::Push(args) => registry::push(&paths, &cli.global, &args),
+        Command::Tag { source, target } => registry::tag(&paths, &source, &target),
+        Command::Login(args) => registry::login(&cli.global, &args),
+        Command::Logout { registry } => registry::logout(registry.as_deref()),
         Command::Run(args) => run::run(&paths, &cli.global, *args),
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),

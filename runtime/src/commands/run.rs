@@ -38,7 +38,7 @@ struct Plan {
     security_opt: Vec<String>,
 }
 
-fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
+fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let memory = args.memory.as_deref().map(spec::memory).transpose()?;
     let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
     let volumes = args
@@ -53,6 +53,13 @@ fn plan(paths: &Paths, args: &RunArgs) -> Result<Plan> {
         state::check_name(name)?;
     }
     let mode = Mode::parse(&args.network);
+    super::registry::ensure(
+        paths,
+        global,
+        &args.image,
+        args.pull,
+        args.platform.as_deref(),
+    )?;
     let found = image::find(paths, &args.image)?;
     let id = state::new_id()?;
     // Docker's defaults: the short id, or the host's name with the host's network.
@@ -153,7 +160,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         spec,
         request,
         security_opt,
-    } = plan(paths, &args)?;
+    } = plan(paths, global, &args)?;
     if global.explain {
         explain_spec(&spec)?;
     }
