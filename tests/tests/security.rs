@@ -588,9 +588,12 @@ fn httpd(sb: &Sandbox, netns: Option<&str>, addr: &str, body: &str) -> Server {
 
 /// An HTTP GET from a fresh container of `network` (busybox wget; its -T crashes, hence timeout).
 fn get_from(sb: &Sandbox, network: &str, url: &str) -> String {
+    // With --init: busybox's timeout execs wget in its own process and kills it from a child,
+    // which PID 1 would not heed; a refused request would then wait out TCP's connect timeout.
     sb.minibox(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         network,
         "web",
