@@ -1,13 +1,17 @@
-//! minibox-netns: the network of minibox containers, done the way the classic network-namespace
-//! tutorials do it by hand: a bridge, a veth pair per container with one end inside the
-//! container's netns, an address from IPAM, a default route, NAT and published ports, each step
-//! able to explain itself as the equivalent shell command.
+//! minibox-netns: a network library for containers, done the way the classic network-namespace
+//! tutorials do it by hand: a bridge, a veth pair per network namespace with one end inside it,
+//! an address from IPAM, a default route, NAT and published ports, each step able to explain
+//! itself as the equivalent shell command.
 //!
-//! Entry points: [`attach`] (before the container's process execs), [`detach`] (at teardown
-//! and in crash recovery) or [`detach_in_background`] (when a user waits for the teardown, as
-//! after a foreground `run`) and [`recover`] (teardowns whose background process died);
-//! [`create_network`], [`remove_network`], [`inspect`] and [`topology`] for the `network`
-//! commands.
+//! The core knows network namespaces, not containers: [`attach`] connects a netns given by its
+//! file (made, and named if at all, by the caller: a runtime, or the [`cni`] plugin handed
+//! `CNI_NETNS`) under an id, and [`detach`] undoes it by that id. Its only state is its own
+//! [`Store`]: network definitions, IPAM, published ports and attachment records, each written
+//! before the kernel objects it describes, so that [`detach`] and [`recover`] can always finish
+//! what a crash left. [`start_detach`] lets a caller finish a teardown in a background process.
+//! [`ensure_network`], [`create_network`] and [`remove_network`] manage networks; [`check`]
+//! verifies an attachment; [`links`] and [`routes`] give the host's view for display. Docker's
+//! `-p` grammar ([`PortSpec`]) is a separate helper yielding the [`PortRequest`]s the core takes.
 
 mod background;
 pub mod cni;
@@ -17,51 +21,58 @@ mod explain;
 mod firewall;
 mod netlink;
 mod netns;
-pub mod ports;
+mod ports;
+mod publish;
 mod store;
 mod sysctl;
-mod topology;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
 pub use error::{Error, Result};
 pub use explain::Explain;
-pub use ports::{PortMapping, PortSpec, Proto};
+pub use netlink::{Link, Route};
+pub use ports::{HostPort, PortMapping, PortRequest, Proto, Range};
+pub use publish::PortSpec;
 pub use store::{
     short, Attachment, Network, Store, DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET,
 };
-pub use topology::topology;
 
 use netlink::Nl;
-use ports::{HostPort, Wanted};
 use store::Lock;
 
-/// Where the container's end of the veth goes.
+/// Where the veth's inner end goes.
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoint<'a> {
-    /// The network namespace: `/proc/PID/ns/net`, or a runtime's netns file (CNI_NETNS).
-    pub netns: &'a std::path::Path,
+    /// The network namespace's file: `/run/netns/NAME`, `/proc/PID/ns/net`, CNI_NETNS. It must
+    /// outlive the attachment only as long as the caller wants to see it (detach needs none).
+    pub netns: &'a Path,
     /// The interface's name inside it.
     pub ifname: &'a str,
     /// An address chosen elsewhere (a delegated IPAM plugin); `None` takes the next free one.
     pub address: Option<Ipv4Addr>,
 }
 
-/// Connects `id`, whose network namespace is `ep.netns`, to network `network`, publishing
-/// `publish`. Everything is recorded before it is made; on any failure what was made is undone
-/// and nothing is left behind.
+/// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
+/// rules on first use. Everything is recorded before it is made; on any failure what was made
+/// is undone and nothing is left behind.
 pub fn attach(
     store: &Store,
     ex: &Explain,
     id: &str,
     ep: &Endpoint,
     network: &str,
-    publish: &[PortSpec],
+    ports: &[PortRequest],
 ) -> Result<Attachment> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let net = store.network(network)?;
+    // Opened first: a netns that is not there is refused before anything is made.
+    let ns_file = std::fs::File::open(ep.netns)
+        .map_err(error::io(format!("opening {}", ep.netns.display())))?;
     let lock = locked(store)?;
     if store.attachment(id)?.is_some() {
         return Err(Error::Attached(id.to_string()));
@@ -76,7 +87,7 @@ pub fn attach(
         id: id.to_string(),
         network: net.name.clone(),
         bridge: net.bridge.clone(),
-        netns: format!("minibox-{id12}"),
+        netns: ep.netns.display().to_string(),
         veth: format!("mb-{id12}"),
         address,
         prefix_len: net.subnet.prefix_len(),
@@ -88,7 +99,7 @@ pub fn attach(
     };
     let result = store
         .save_attachment(&att)
-        .and_then(|_| wire(store, ex, &lock, &net, ep.netns, publish, &mut att));
+        .and_then(|_| wire(store, ex, &lock, &net, &ns_file, ports, &mut att));
     match result {
         Ok(()) => {
             tracing::debug!(
@@ -106,18 +117,28 @@ pub fn attach(
     }
 }
 
+/// Makes `network`'s bridge, sysctls and firewall rules unless they are known complete: what
+/// [`attach`] does first, for a caller that wants it done before it makes the netns (so that
+/// `--explain` reads bridge, then namespace, then cable).
+pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Network> {
+    let net = store.network(network)?;
+    let _lock = locked(store)?;
+    ensure_bridge(store, &Nl::new(None)?, ex, &net)?;
+    Ok(net)
+}
+
 fn wire(
     store: &Store,
     ex: &Explain,
     lock: &Lock,
     net: &Network,
-    source: &std::path::Path,
-    publish: &[PortSpec],
+    ns_file: &std::fs::File,
+    ports: &[PortRequest],
     att: &mut Attachment,
 ) -> Result<()> {
     // Host ports first: a port in use is refused before any kernel object exists.
-    for w in publish.iter().flat_map(PortSpec::wanted) {
-        let m = claim_port(store, lock, &att.id, &w, &att.ports)?;
+    for w in ports {
+        let m = claim_port(store, lock, &att.id, w, &att.ports)?;
         att.ports.push(m);
         store.save_attachment(att)?;
     }
@@ -129,31 +150,27 @@ fn wire(
     let rules = firewall::container_rules(short(&att.id), net.subnet, att.address, &att.ports);
     let firewall_rules = firewall::start(ex, &rules)?;
 
-    netns::attach(ex, &att.netns, source)?;
-    let ns_path = netns::path(&att.netns);
-    let ns_file = std::fs::File::open(&ns_path)
-        .map_err(error::io(format!("opening {}", ns_path.display())))?;
+    let label = att.netns_label();
     let mac = netlink::mac_for(att.address);
-    use std::os::fd::AsRawFd;
     host.add_veth(
         ex,
         &att.veth,
         &att.ifname,
-        &att.netns,
+        &label,
         ns_file.as_raw_fd(),
         att.mtu,
         mac,
     )?;
     host.up(ex, &att.veth, Some(&net.bridge))?;
     host.hairpin(ex, &att.veth)?;
-    netns::inside(&ns_path, || {
-        let inner = Nl::new(Some(&att.netns))?;
+    netns::inside(ns_file, || {
+        let inner = Nl::new(Some(&label))?;
         inner.up(ex, "lo", None)?;
         inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
         inner.up(ex, &att.ifname, None)?;
         inner.add_default_route(ex, att.gateway)
     })?;
-    let netlink_done = std::time::Instant::now();
+    let netlink_done = Instant::now();
     firewall_rules.wait(ex).or_else(|_| {
         // Our chains were removed behind our back: check everything again, then retry once.
         store.clear_ready(&net.name)?;
@@ -258,7 +275,7 @@ fn claim_port(
     store: &Store,
     lock: &Lock,
     id: &str,
-    w: &Wanted,
+    w: &PortRequest,
     mine: &[PortMapping],
 ) -> Result<PortMapping> {
     let host_ip = w.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -349,81 +366,97 @@ fn local_port_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-/// Undoes an attachment: firewall first, then the veth, the netns, the ports and the address,
-/// then the record. Idempotent, and tolerant of any half-made state.
-pub fn detach(store: &Store, ex: &Explain, att: &Attachment) -> Result<()> {
-    let started = std::time::Instant::now();
+/// Undoes what [`attach`] recorded under `id`: firewall first, then the veth, the ports and the
+/// address, then the record. Idempotent (nothing recorded is fine), and tolerant of any
+/// half-made state. The netns itself is the caller's.
+pub fn detach(store: &Store, ex: &Explain, id: &str) -> Result<()> {
+    let started = Instant::now();
     let lock = locked(store)?;
-    let done = undo(store, ex, &lock, att);
-    tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
+    let done = match store.attachment(id)? {
+        Some(att) => undo(store, ex, &lock, &att),
+        None => Ok(()),
+    };
+    tracing::debug!("detached {} in {:?}", short(id), started.elapsed());
     done
 }
 
-/// [`detach`] for a container whose processes are gone, returning at once: the kernel's part
-/// takes tens of milliseconds of waiting (the grace period of an nf_tables commit that deletes,
-/// the unregistering of a veth), which a detached process finishes while it holds the network
-/// lock, so whoever needs the lock next (to reuse the port or address) waits for it. It drops
-/// the netns rather than deleting the veth: the kernel then frees the pair asynchronously —
-/// unless the namespace outlives the attachment (`netns_stays`: a CNI runtime's, which may be
-/// attached again at once), where the veth is deleted under the lock. A marker written first
-/// makes whoever takes the lock after a crash of that process redo the teardown. With
-/// `--explain` every step is shown as it happens, so all of it is done here.
-pub fn detach_in_background(
-    store: &Store,
-    ex: &Explain,
-    att: &Attachment,
-    netns_stays: bool,
-) -> Result<()> {
-    if ex.enabled() {
-        return detach(store, ex, att);
-    }
-    let started = std::time::Instant::now();
+/// A teardown begun with [`start_detach`]: it holds the network lock, and a marker says that it
+/// is under way, so that whoever takes the lock after a crash of the process finishing it redoes
+/// it from the record.
+pub struct Detaching {
+    lock: Lock,
+    att: Attachment,
+}
+
+/// Begins [`detach`] for a teardown that another process finishes, as a caller does when a user
+/// waits: the kernel's part takes tens of milliseconds of waiting (the grace period of an
+/// nf_tables commit that deletes, the unregistering of a veth), and a process that holds the
+/// network lock meanwhile makes whoever needs the same port or address next wait for it. `None`
+/// when nothing is recorded under `id`.
+pub fn start_detach(store: &Store, id: &str) -> Result<Option<Detaching>> {
     let lock = locked(store)?;
-    store.mark_detaching(&lock, &att.id)?;
-    match background::fork_detached(lock.fd()) {
-        Ok(true) => {
-            if std::env::var_os("MINIBOX_FAULT").is_some_and(|v| v == "detaching") {
-                background::exit(9); // test hook: this process dies before its work
+    let Some(att) = store.attachment(id)? else {
+        return Ok(None);
+    };
+    store.mark_detaching(&lock, id)?;
+    Ok(Some(Detaching { lock, att }))
+}
+
+impl Detaching {
+    /// Finishes the teardown in a detached process that holds on to the lock, and returns at
+    /// once (or when no process can be forked, once it is done here). `first` runs in that
+    /// process before anything else (a caller's test hook).
+    pub fn finish_in_background(self, store: &Store, first: impl FnOnce()) -> Result<()> {
+        match background::fork_detached(self.lock.fd()) {
+            Ok(true) => {
+                first();
+                let done = self.finish(store);
+                background::exit(i32::from(done.is_err()))
             }
-            let started = std::time::Instant::now();
-            let done = if netns_stays {
-                undo(store, &Explain::off(), &lock, att)
-            } else {
-                undo_dropping_netns(store, &lock, att)
-            };
-            if done.is_ok() {
-                let _ = store.unmark_detaching(&att.id);
+            Ok(false) => {
+                self.lock.hand_over();
+                Ok(())
             }
-            drop(lock);
-            // Outside the lock: nothing else can use this veth's name, address or port now.
+            Err(e) => {
+                tracing::debug!("finishing a network teardown here: cannot fork: {e}");
+                self.finish(store)
+            }
+        }
+    }
+
+    /// Removes the rules, the veth and the records. A netns that is still there (a CNI
+    /// runtime's, which may be attached again at once) has its veth deleted under the lock; one
+    /// that the caller dropped frees the pair with it, asynchronously, where deleting the veth
+    /// waits for the kernel: then the lock goes first, and the veth is waited for (and deleted
+    /// if something keeps it).
+    pub fn finish(self, store: &Store) -> Result<()> {
+        let started = Instant::now();
+        let Detaching { lock, att } = self;
+        let ex = Explain::off();
+        let dropped = !att.netns_path().exists();
+        let done = match dropped {
+            false => undo(store, &ex, &lock, &att),
+            true => {
+                let removal = start_rule_removal(&ex, &att);
+                let mut results = Vec::new();
+                if !att.ports.is_empty() {
+                    results.push(firewall::finish_removal(&ex, short(&att.id), removal));
+                }
+                release_records(store, &att, results)
+            }
+        };
+        if done.is_ok() {
+            let _ = store.unmark_detaching(&att.id);
+        }
+        drop(lock);
+        // Outside the lock: nothing else can use this veth's name, address or port now.
+        if dropped {
             if let Err(e) = veth_gone(&att.veth) {
                 tracing::warn!("removing {}: {e}", att.veth);
             }
-            tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
-            background::exit(i32::from(done.is_err()))
         }
-        Ok(false) => {
-            lock.hand_over();
-            tracing::debug!(
-                "detaching {} in the background after {:?}",
-                att.short_id(),
-                started.elapsed()
-            );
-            Ok(())
-        }
-        Err(e) => {
-            tracing::debug!("detaching {} here: cannot fork: {e}", att.short_id());
-            undo(store, ex, &lock, att)?;
-            store.unmark_detaching(&att.id)
-        }
-    }
-}
-
-/// [`detach`] from the record alone (crash recovery); nothing recorded is fine.
-pub fn detach_id(store: &Store, ex: &Explain, id: &str) -> Result<()> {
-    match store.attachment(id)? {
-        Some(att) => detach(store, ex, &att),
-        None => Ok(()),
+        tracing::debug!("detached {} in {:?}", att.short_id(), started.elapsed());
+        done
     }
 }
 
@@ -469,22 +502,8 @@ fn undo(store: &Store, ex: &Explain, _lock: &Lock, att: &Attachment) -> Result<(
     // Rules go first; the (slow) veth deletion waits on the kernel meanwhile.
     let removal = start_rule_removal(ex, att);
     results.push(Nl::new(None).and_then(|nl| nl.del_link(ex, &att.veth)));
-    results.push(netns::delete(ex, &att.netns));
     if !att.ports.is_empty() {
         results.push(firewall::finish_removal(ex, short(&att.id), removal));
-    }
-    release_records(store, att, results)
-}
-
-/// [`undo`] for a container whose processes are gone: unmounting its netns frees the netns and
-/// with it the veth pair, asynchronously, where deleting the veth waits for the kernel (see
-/// [`veth_gone`]).
-fn undo_dropping_netns(store: &Store, _lock: &Lock, att: &Attachment) -> Result<()> {
-    let ex = Explain::off();
-    let removal = start_rule_removal(&ex, att);
-    let mut results = vec![netns::delete(&ex, &att.netns)];
-    if !att.ports.is_empty() {
-        results.push(firewall::finish_removal(&ex, short(&att.id), removal));
     }
     release_records(store, att, results)
 }
@@ -493,12 +512,12 @@ fn undo_dropping_netns(store: &Store, _lock: &Lock, att: &Attachment) -> Result<
 /// keeps that netns alive.
 fn veth_gone(veth: &str) -> Result<()> {
     let nl = Nl::new(None)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(1);
     while nl.link(veth)?.is_some() {
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             return nl.del_link(&Explain::off(), veth);
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
 }
@@ -618,28 +637,31 @@ pub fn check(store: &Store, att: &Attachment) -> Result<Vec<String>> {
         (Some(v), Some(b)) if v.controller == Some(b.index) && v.up => {}
         (Some(_), _) => missing.push(format!("{} up on bridge {}", att.veth, net.bridge)),
     }
-    let ns_path = netns::path(&att.netns);
-    let inside = netns::inside(&ns_path, || {
-        let nl = Nl::new(Some(&att.netns))?;
-        let mut lacking = Vec::new();
-        match nl.link(&att.ifname)? {
-            Some(link) => {
-                let want = Ipv4Net::new(att.address, att.prefix_len).unwrap_or_default();
-                if !nl.addrs(link.index)?.contains(&want) {
-                    lacking.push(format!("address {want} on {}", att.ifname));
+    let inside = std::fs::File::open(att.netns_path())
+        .map_err(error::io(format!("opening {}", att.netns)))
+        .and_then(|ns| {
+            netns::inside(&ns, || {
+                let nl = Nl::new(Some(&att.netns_label()))?;
+                let mut lacking = Vec::new();
+                match nl.link(&att.ifname)? {
+                    Some(link) => {
+                        let want = Ipv4Net::new(att.address, att.prefix_len).unwrap_or_default();
+                        if !nl.addrs(link.index)?.contains(&want) {
+                            lacking.push(format!("address {want} on {}", att.ifname));
+                        }
+                    }
+                    None => lacking.push(format!("interface {}", att.ifname)),
                 }
-            }
-            None => lacking.push(format!("interface {}", att.ifname)),
-        }
-        let default = nl
-            .routes()?
-            .iter()
-            .any(|(dst, _, gw)| dst.prefix_len() == 0 && *gw == Some(att.gateway));
-        if !default {
-            lacking.push(format!("default route via {}", att.gateway));
-        }
-        Ok(lacking)
-    });
+                let default = nl
+                    .routes()?
+                    .iter()
+                    .any(|(dst, _, gw)| dst.prefix_len() == 0 && *gw == Some(att.gateway));
+                if !default {
+                    lacking.push(format!("default route via {}", att.gateway));
+                }
+                Ok(lacking)
+            })
+        });
     match inside {
         Ok(lacking) => missing.extend(lacking),
         Err(_) => missing.push(format!("network namespace {}", att.netns)),
@@ -677,52 +699,17 @@ pub fn remove_network(store: &Store, ex: &Explain, name: &str) -> Result<()> {
     store.undefine(name)
 }
 
-/// `network inspect`: Docker's JSON for one network.
-pub fn inspect(store: &Store, net: &Network) -> Result<serde_json::Value> {
-    let mtu = Nl::new(None)
-        .and_then(|nl| Ok(nl.link(&net.bridge)?.map(|l| l.mtu)))
-        .ok()
-        .flatten();
-    let mut containers = serde_json::Map::new();
-    for a in store
-        .attachments()?
-        .into_iter()
-        .filter(|a| a.network == net.name)
-    {
-        containers.insert(
-            a.id.clone(),
-            serde_json::json!({
-                "Name": short(&a.id),
-                "EndpointID": a.veth,
-                "MacAddress": a.mac,
-                "IPv4Address": format!("{}/{}", a.address, a.prefix_len),
-                "IPv6Address": "",
-            }),
-        );
+/// The host's links with their IPv4 addresses, for views of the network.
+pub fn links() -> Result<Vec<Link>> {
+    let nl = Nl::new(None)?;
+    let mut links = nl.links()?;
+    for l in &mut links {
+        l.addrs = nl.addrs(l.index)?;
     }
-    let mut options = serde_json::json!({
-        "com.docker.network.bridge.name": net.bridge,
-        "com.docker.network.bridge.enable_ip_masquerade": "true",
-    });
-    if let Some(mtu) = mtu {
-        options["com.docker.network.driver.mtu"] = mtu.to_string().into();
-    }
-    Ok(serde_json::json!({
-        "Name": net.name,
-        "Id": net.id,
-        "Created": net.created,
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv6": false,
-        "IPAM": {
-            "Driver": "default",
-            "Options": {},
-            "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}],
-        },
-        "Internal": false,
-        "Attachable": false,
-        "Containers": containers,
-        "Options": options,
-        "Labels": {},
-    }))
+    Ok(links)
+}
+
+/// The host's IPv4 routes of the main table, for views of the network.
+pub fn routes() -> Result<Vec<Route>> {
+    Nl::new(None)?.routes()
 }

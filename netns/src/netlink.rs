@@ -42,6 +42,8 @@ pub struct Link {
     pub mtu: u32,
     pub mac: Option<String>,
     pub up: bool,
+    /// Filled in by [`crate::links`] only.
+    pub addrs: Vec<Ipv4Net>,
 }
 
 fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
@@ -330,6 +332,7 @@ fn to_link(m: LinkMessage) -> Link {
         controller: None,
         mtu: 0,
         mac: None,
+        addrs: Vec::new(),
         up: m
             .header
             .flags

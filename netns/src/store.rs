@@ -39,7 +39,8 @@ pub struct Attachment {
     pub id: String,
     pub network: String,
     pub bridge: String,
-    /// Named netns under /run/netns.
+    /// The network namespace's file as the caller gave it (a name under /run/netns in
+    /// records of older versions).
     pub netns: String,
     /// Host end of the veth pair.
     pub veth: String,
@@ -58,13 +59,26 @@ impl Attachment {
     pub fn short_id(&self) -> &str {
         short(&self.id)
     }
+
+    /// The network namespace's file.
+    pub fn netns_path(&self) -> PathBuf {
+        match self.netns.contains('/') {
+            true => PathBuf::from(&self.netns),
+            false => Path::new(crate::netns::NETNS_DIR).join(&self.netns),
+        }
+    }
+
+    /// The netns as `ip` names it: its name when it is one of `ip netns`'s, else its path.
+    pub fn netns_label(&self) -> String {
+        crate::netns::label(&self.netns_path())
+    }
 }
 
 fn eth0() -> String {
     "eth0".into()
 }
 
-/// The first 12 characters of an id: what names netns, veths and rule tags.
+/// The first 12 characters of an id: what names veths and tags rules.
 pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }

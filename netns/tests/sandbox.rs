@@ -1,11 +1,13 @@
 //! The library against the real kernel, each test re-executed inside a throwaway sandbox host
 //! (`unshare -n -m` with a private /run), so nothing touches the machine's own network.
-//! A stand-in container is an `unshare -n sleep` process.
+//! A stand-in container is an `unshare -n sleep` process whose netns the test names, as a
+//! runtime (or the caller of a CNI plugin) does. They need root: as another user they say so
+//! and pass.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use minibox_netns::{attach, detach, Endpoint, Explain, PortSpec, Store};
+use minibox_netns::{attach, detach, Attachment, Endpoint, Explain, PortRequest, PortSpec, Store};
 
 const IN_SANDBOX: &str = "MINIBOX_NETNS_SANDBOX";
 
@@ -40,7 +42,7 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-struct Holder(Child, PathBuf);
+struct Holder(Child);
 
 impl Holder {
     fn new() -> Self {
@@ -57,17 +59,42 @@ impl Holder {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let ns = PathBuf::from(format!("/proc/{}/ns/net", child.id()));
-        Holder(child, ns)
+        Holder(child)
     }
-    /// Its network namespace, as the container's end of a veth named eth0.
-    fn ep(&self) -> Endpoint<'_> {
-        Endpoint {
-            netns: &self.1,
-            ifname: "eth0",
-            address: None,
-        }
+    /// Names the holder's netns `name` (`ip netns attach`) and returns its path.
+    fn netns(&self, name: &str) -> PathBuf {
+        let out = sh(&format!("ip netns attach {name} {}", self.0.id()));
+        assert!(out.is_empty(), "{out}");
+        PathBuf::from(format!("/run/netns/{name}"))
     }
+}
+
+/// `-p` values as the library's port requests.
+fn ports(specs: &[&str]) -> Vec<PortRequest> {
+    specs
+        .iter()
+        .flat_map(|s| PortSpec::parse(s).unwrap().requests())
+        .collect()
+}
+
+/// The netns at `ns`, as the inner end of a veth named eth0.
+fn ep(ns: &Path) -> Endpoint<'_> {
+    Endpoint {
+        netns: ns,
+        ifname: "eth0",
+        address: None,
+    }
+}
+
+/// Connects the netns at `ns` to `network` under `id`.
+fn connect(
+    s: &Store,
+    id: &str,
+    ns: &Path,
+    network: &str,
+    specs: &[&str],
+) -> minibox_netns::Result<Attachment> {
+    attach(s, &Explain::off(), id, &ep(ns), network, &ports(specs))
 }
 
 impl Drop for Holder {
@@ -91,6 +118,7 @@ fn id(n: u8) -> String {
     format!("{:02x}", n).repeat(32)
 }
 
+/// What the library would leave: netns names are the test's own (it removes them first).
 fn leftovers() -> String {
     sh("ls /run/netns; ip -o link | grep -o 'mb-[0-9a-f]*'; iptables-save | grep 'minibox:'")
 }
@@ -103,19 +131,15 @@ fn attach_publish_detach() {
     let dir = tmpdir("t1");
     let s = store(&dir);
     let c = Holder::new();
+    let ns = c.netns("c1");
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let l2 = lines.clone();
     let ex = Explain::to(move |l| l2.lock().unwrap().push(l.to_string()));
-    let specs = vec![
-        PortSpec::parse("8080:80").unwrap(),
-        PortSpec::parse("127.0.0.1:9090:80").unwrap(),
-    ];
-    let att = attach(&s, &ex, &id(1), &c.ep(), "minibox", &specs).unwrap();
+    let requests = ports(&["8080:80", "127.0.0.1:9090:80"]);
+    let att = attach(&s, &ex, &id(1), &ep(&ns), "minibox", &requests).unwrap();
     assert_eq!(att.address.to_string(), "10.77.0.2");
-    let ns = &att.netns;
-    let inside = sh(&format!(
-        "ip -n {ns} -o addr; ip -n {ns} route; ip -n {ns} -o link"
-    ));
+    assert_eq!(att.netns_label(), "c1");
+    let inside = sh("ip -n c1 -o addr; ip -n c1 route; ip -n c1 -o link");
     assert!(inside.contains("inet 10.77.0.2/16"), "{inside}");
     assert!(
         inside.contains("default via 10.77.0.1 dev eth0"),
@@ -125,13 +149,16 @@ fn attach_publish_detach() {
     assert!(inside.contains("02:42:0a:4d:00:02"), "{inside}");
     assert!(sh("ip -o link show mb-010101010101").contains("master minibox0"));
     assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    // Forwarding was off: minibox turned it on, and the FORWARD policy to DROP first.
+    assert!(sh("iptables -S FORWARD").contains("-P FORWARD DROP"));
     let explained = lines.lock().unwrap().join("\n");
     for want in [
         "ip link add minibox0",
-        "ip netns attach",
         "type veth peer name eth0",
-        "ip -n minibox-010101010101 route add default via 10.77.0.1",
+        "netns c1",
+        "ip -n c1 route add default via 10.77.0.1",
         "sysctl -w net.ipv4.conf.minibox0.route_localnet=1",
+        "iptables -t filter -P FORWARD DROP",
         "iptables -t nat -A MINIBOX-DNAT",
     ] {
         assert!(
@@ -146,12 +173,11 @@ fn attach_publish_detach() {
     let httpd = Holder(
         Command::new("ip")
             .args([
-                "netns", "exec", ns, "busybox", "httpd", "-f", "-p", "80", "-h",
+                "netns", "exec", "c1", "busybox", "httpd", "-f", "-p", "80", "-h",
             ])
             .arg(dir.join("www"))
             .spawn()
             .unwrap(),
-        PathBuf::new(),
     );
     std::thread::sleep(std::time::Duration::from_millis(200));
     for url in [
@@ -167,17 +193,10 @@ fn attach_publish_detach() {
     let got = sh("timeout 1 busybox wget -qO- http://198.18.0.1:9090/");
     assert!(!got.contains("hello"), "{got}");
 
-    // The port is taken now, by this container.
+    // The port is taken now, by this container; the netns may be given by /proc path too.
     let c2 = Holder::new();
-    let err = attach(
-        &s,
-        &Explain::off(),
-        &id(2),
-        &c2.ep(),
-        "minibox",
-        &[PortSpec::parse("8080:80").unwrap()],
-    )
-    .unwrap_err();
+    let proc_ns = PathBuf::from(format!("/proc/{}/ns/net", c2.0.id()));
+    let err = connect(&s, &id(2), &proc_ns, "minibox", &["8080:80"]).unwrap_err();
     assert!(
         err.to_string()
             .contains("host port 8080/tcp is already in use by container 010101010101"),
@@ -189,9 +208,10 @@ fn attach_publish_detach() {
     // Half gone already (a crash during an earlier teardown): one rule and the veth.
     sh("iptables -t nat -D MINIBOX-DNAT -p tcp -m tcp --dport 8080 -m comment --comment minibox:010101010101 -j DNAT --to-destination 10.77.0.2:80");
     sh("ip link del mb-010101010101");
-    detach(&s, &Explain::off(), &att).unwrap();
+    detach(&s, &Explain::off(), &id(1)).unwrap();
     // Idempotent.
-    detach(&s, &Explain::off(), &att).unwrap();
+    detach(&s, &Explain::off(), &id(1)).unwrap();
+    sh("ip netns delete c1");
     assert_eq!(leftovers().trim(), "");
     assert!(s.attachments().unwrap().is_empty());
 }
@@ -204,47 +224,43 @@ fn refusals_leave_nothing() {
     let dir = tmpdir("t2");
     let s = store(&dir);
     let c = Holder::new();
+    let ns = c.netns("c");
     // A listening host socket.
     let _l = std::net::TcpListener::bind("0.0.0.0:7070").unwrap();
-    let err = attach(
-        &s,
-        &Explain::off(),
-        &id(3),
-        &c.ep(),
-        "minibox",
-        &[PortSpec::parse("7070:80").unwrap()],
-    )
-    .unwrap_err();
+    let err = connect(&s, &id(3), &ns, "minibox", &["7070:80"]).unwrap_err();
     assert!(
         err.to_string().contains("in use by a process on the host"),
         "{err}"
     );
-    let err = attach(&s, &Explain::off(), &id(3), &c.ep(), "nope", &[]).unwrap_err();
+    let err = connect(&s, &id(3), &ns, "nope", &[]).unwrap_err();
     assert!(err.to_string().contains("network nope not found"), "{err}");
+    let err = connect(&s, &id(3), Path::new("/run/netns/absent"), "minibox", &[]).unwrap_err();
+    assert!(err.to_string().contains("/run/netns/absent"), "{err}");
     // A subnet overlapping a route.
     let err = minibox_netns::create_network(&s, "clash", None, "198.18.0.0/16", None).unwrap_err();
     assert!(err.to_string().contains("on uplink0"), "{err}");
     // An exhausted subnet.
     minibox_netns::create_network(&s, "tiny", None, "10.99.0.0/30", None).unwrap();
-    let att = attach(&s, &Explain::off(), &id(4), &c.ep(), "tiny", &[]).unwrap();
+    connect(&s, &id(4), &ns, "tiny", &[]).unwrap();
     let c2 = Holder::new();
-    let err = attach(&s, &Explain::off(), &id(5), &c2.ep(), "tiny", &[]).unwrap_err();
+    let err = connect(&s, &id(5), &c2.netns("c2"), "tiny", &[]).unwrap_err();
     assert!(
         err.to_string().contains("no free address left in tiny"),
         "{err}"
     );
     let err = minibox_netns::remove_network(&s, &Explain::off(), "tiny").unwrap_err();
     assert!(err.to_string().contains("in use"), "{err}");
-    detach(&s, &Explain::off(), &att).unwrap();
+    detach(&s, &Explain::off(), &id(4)).unwrap();
     minibox_netns::remove_network(&s, &Explain::off(), "tiny").unwrap();
     assert!(!sh("ip -o link").contains("minibox1"));
     // A bridge name clash.
     sh("ip link add minibox0 type veth peer name minibox0p");
-    let err = attach(&s, &Explain::off(), &id(6), &c.ep(), "minibox", &[]).unwrap_err();
+    let err = connect(&s, &id(6), &ns, "minibox", &[]).unwrap_err();
     assert!(
         err.to_string()
             .contains("minibox0 exists and is not a minibox bridge"),
         "{err}"
     );
+    sh("ip netns delete c; ip netns delete c2");
     assert_eq!(leftovers().trim(), "");
 }

@@ -33,6 +33,7 @@ report pty "$(minibox run --rm -t --network none busybox sh -c \
     'tty; echo hi > "$(tty)" && echo pty-ok' < /dev/console 2>&1)"
 report devices-privileged "$(run --privileged busybox sh -c '
     mknod /tmp/ttyS0 c 4 64 && printf "" > /tmp/ttyS0 && echo opened-ttyS0' 2>&1)"
+report seccomp "$(run busybox sh -c 'grep Seccomp: /proc/self/status; unshare -U true 2>&1; echo rc=$?' 2>&1)"
 
 id=$(minibox run -d --network none --name lim --cpus 0.5 --memory 64m --pids-limit 50 \
     busybox sleep 1000 2>&1); report detached "$id"
@@ -125,6 +126,16 @@ fn cgroup_v2_unified_host() {
     expect(&vm, "devices-privileged", "--privileged opens them", |v| {
         v.contains("opened-ttyS0")
     });
+    expect(
+        &vm,
+        "seccomp",
+        "Docker's seccomp profile refuses a user namespace",
+        |v| {
+            v.starts_with("Seccomp:\t2\n")
+                && v.contains("Operation not permitted")
+                && v.ends_with("rc=1")
+        },
+    );
 
     expect(
         &vm,

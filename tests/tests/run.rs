@@ -185,7 +185,17 @@ fn capabilities_are_dockers_default_and_follow_cap_add_and_cap_drop() {
     assert!(all & NET_ADMIN != 0);
     run(&sb, &["--cap-add", "FOO", "busybox", "true"]).fails(125, "unknown capability");
 
+    // no_new_privs as in Docker: off unless asked for.
     let no_new_privs = run(&sb, &["busybox", "grep", "NoNewPrivs", "/proc/self/status"]).ok();
+    assert!(no_new_privs.contains('0'), "{no_new_privs}");
+    let asked = [
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+    ];
+    let no_new_privs = run(&sb, &[&asked[..], &["/proc/self/status"]].concat()).ok();
     assert!(no_new_privs.contains('1'), "{no_new_privs}");
     sb.finish();
 }

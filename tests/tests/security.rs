@@ -588,9 +588,12 @@ fn httpd(sb: &Sandbox, netns: Option<&str>, addr: &str, body: &str) -> Server {
 
 /// An HTTP GET from a fresh container of `network` (busybox wget; its -T crashes, hence timeout).
 fn get_from(sb: &Sandbox, network: &str, url: &str) -> String {
+    // With --init: busybox's timeout execs wget in its own process and kills it from a child,
+    // which PID 1 would not heed; a refused request would then wait out TCP's connect timeout.
     sb.minibox(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         network,
         "web",
@@ -840,6 +843,9 @@ fn the_container_cannot_reach_the_hosts_session_keyring() {
             "--rm",
             "--network",
             "none",
+            // The keyring itself is the defence tested (seccomp's profile blocks keyctl too).
+            "--security-opt",
+            "seccomp=unconfined",
             "probe",
             "/bin/probe",
             "key",
@@ -1203,5 +1209,41 @@ fn seccomp_bad_profiles_are_refused_with_nothing_left() {
     .unwrap();
     run(&format!("seccomp={}", notify.display())).fails(125, "SCMP_ACT_NOTIFY");
     assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
+    sb.finish();
+}
+
+/// no_new_privs as Docker sets it: off by default, so a setuid-root program (or file
+/// capabilities) works for a non-root user; on with `--security-opt no-new-privileges`, which
+/// the setuid bit then cannot get around.
+#[test]
+fn setuid_works_for_a_non_root_user_unless_no_new_privileges() {
+    let sb = Sandbox::new();
+    sb.import_probe();
+    let euid = |opts: &[&str]| {
+        let mut args = vec!["run", "-d", "--network", "none"];
+        args.extend_from_slice(opts);
+        args.extend(["probe", "sleep", "100"]);
+        let id = sb.minibox(&args).ok().trim().to_string();
+        let setuid = "cp /bin/probe /tmp/suid && chmod 4755 /tmp/suid";
+        sb.minibox(&["exec", &id, "sh", "-c", setuid]).ok();
+        let out = sb.minibox(&["exec", "-u", "1000", &id, "/tmp/suid", "euid"]);
+        let status = sb.minibox(&[
+            "exec",
+            "-u",
+            "1000",
+            &id,
+            "grep",
+            "NoNewPrivs",
+            "/proc/self/status",
+        ]);
+        sb.minibox(&["rm", "-f", &id]).ok();
+        (out.ok().trim().to_string(), status.ok())
+    };
+    let (by_default, status) = euid(&[]);
+    assert_eq!(by_default, "0", "setuid-root gives euid 0 by default");
+    assert!(status.contains("NoNewPrivs:\t0"), "{status}");
+    let (with_nnp, status) = euid(&["--security-opt", "no-new-privileges"]);
+    assert_eq!(with_nnp, "1000", "no-new-privileges keeps the user's euid");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     sb.finish();
 }

@@ -12,7 +12,7 @@ use super::conf::{Command, Env, NetConf};
 use super::error::{code, CniError, Result};
 use super::{ipam, result};
 use crate::netlink::{mac_for, mac_string, Nl};
-use crate::ports::{PortSpec, Proto, Range};
+use crate::ports::{HostPort, PortRequest, Proto};
 use crate::{short, Attachment, Endpoint, Explain, Network, Store};
 
 /// What the plugin adds to the library's record: whose attachment it is, for GC and for the
@@ -115,7 +115,7 @@ fn network(store: &Store, conf: &NetConf) -> Result<Network> {
     }
 }
 
-fn port_specs(conf: &NetConf) -> Result<Vec<PortSpec>> {
+fn port_requests(conf: &NetConf) -> Result<Vec<PortRequest>> {
     conf.runtime_config
         .port_mappings
         .iter()
@@ -137,14 +137,10 @@ fn port_specs(conf: &NetConf) -> Result<Vec<PortSpec>> {
             if p.container_port == 0 {
                 return Err(bad("portMappings: containerPort must be 1-65535".into()));
             }
-            let one = |port| Range {
-                first: port,
-                last: port,
-            };
-            Ok(PortSpec {
+            Ok(PortRequest {
                 host_ip,
-                host: Some(one(p.host_port)),
-                container: one(p.container_port),
+                host: HostPort::Fixed(p.host_port),
+                container: p.container_port,
                 proto,
             })
         })
@@ -161,7 +157,7 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
     }
     let net = network(store, conf)?;
     let id = key(&net.name, &env.container_id, &env.ifname);
-    let publish = port_specs(conf)?;
+    let publish = port_requests(conf)?;
     let delegated = conf.ipam_type().map(str::to_string);
     let rec = Record {
         container_id: env.container_id.clone(),
@@ -249,8 +245,8 @@ pub fn del(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<()>
 /// unregistering) is finished by a background process that holds the network lock, as after a
 /// `minibox run`: whoever needs the lock next (an ADD, a CHECK) waits for it to be done.
 fn remove(store: &Store, env: &Env, id: &str, stdin: &[u8]) -> Result<()> {
-    if let Some(att) = store.attachment(id)? {
-        crate::detach_in_background(store, &Explain::off(), &att, true)?;
+    if let Some(teardown) = crate::start_detach(store, id)? {
+        teardown.finish_in_background(store, || {})?;
     }
     let rec = load_record(store, id);
     if let Some(kind) = rec.as_ref().and_then(|r| r.ipam.as_deref()) {

@@ -5,7 +5,7 @@ use minibox_netns::{Attachment, Proto};
 
 use crate::cli::{Global, NetworkCommand, PortArgs};
 use crate::container::state;
-use crate::network::{explainer, store};
+use crate::network::{self, explainer, store};
 use crate::paths::Paths;
 
 pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8> {
@@ -45,7 +45,7 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         NetworkCommand::Inspect { networks } => {
             let mut all = Vec::new();
             for name in networks {
-                let mut v = minibox_netns::inspect(&store, &store.network(&name)?)?;
+                let mut v = network::inspect(&store, &store.network(&name)?)?;
                 // Containers by their names, as Docker shows them.
                 if let Some(containers) = v["Containers"].as_object_mut() {
                     for (id, c) in containers.iter_mut() {
@@ -65,7 +65,7 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("{name}");
             }
         }
-        NetworkCommand::Topology => print!("{}", minibox_netns::topology(&store)?),
+        NetworkCommand::Topology => print!("{}", network::topology(&store)?),
     }
     Ok(0)
 }

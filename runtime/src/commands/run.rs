@@ -90,8 +90,9 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         user,
         caps,
         tty: args.process.tty,
-        // On unless --privileged, or asked for.
-        no_new_privileges: security.no_new_privileges || !args.privileged,
+        // Off unless asked for, as in Docker: setuid programs and file capabilities keep
+        // working for a non-root user (the bounding set still limits what they grant).
+        no_new_privileges: security.no_new_privileges,
     };
     let spec = spec::build(&spec::Options {
         process,

@@ -27,8 +27,7 @@ pub fn release(
         result = Cgroup::open(path).kill_all();
     }
     if st.network.is_some() || st.attachment.is_some() {
-        let att = st.attachment.clone().unwrap_or_default();
-        match network::detach(paths, explain, id, &att, background) {
+        match network::detach(paths, explain, id, background) {
             Ok(()) => {
                 st.network = None;
                 st.attachment = None;

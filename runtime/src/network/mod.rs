@@ -1,15 +1,23 @@
-//! The runtime's side of networking: which namespaces a container gets and the calls into
-//! `minibox-netns` that wire a container's network before its process execs.
-//!
-//! Owned by the networking work (issue 4); the run code calls only what is here.
+//! The runtime's side of networking: which namespaces a container gets, the container's named
+//! netns (`minibox-<id12>`), and the calls into the network library (`minibox-netns`) that wire
+//! it before the container's process execs and undo it after; plus the views the `network`
+//! commands print (Docker's JSON, the topology). The run code calls only what is here.
+
+mod inspect;
+mod netns;
+mod topology;
+
+pub use inspect::inspect;
+pub use topology::topology;
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{bail, Context, Result};
-use minibox_netns::{Explain, PortSpec, Store};
+use minibox_netns::{Endpoint, Explain, PortRequest, PortSpec, Store};
 use nix::unistd::Pid;
 
+use crate::container::lifecycle::fault;
 use crate::paths::Paths;
 
 /// How a container is connected.
@@ -97,8 +105,9 @@ pub fn explainer(explain: bool) -> Explain {
 }
 
 /// Checks a request before anything is created: the `-p` grammar, EXPOSE entries and that the
-/// network exists. `run` can call it early so that bad input leaves nothing behind.
-pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortSpec>> {
+/// network exists. `run` can call it early so that bad input leaves nothing behind. Returns the
+/// ports to ask the network library for.
+pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
     let mut specs = req
         .publish
         .iter()
@@ -118,11 +127,13 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortSpec>> {
         }
         _ => {}
     }
-    Ok(specs)
+    Ok(specs.iter().flat_map(PortSpec::requests).collect())
 }
 
 /// Wires the network of the container whose process is `pid` (already in its own network
-/// namespace when the mode asks for one). Called by the parent before the child execs.
+/// namespace when the mode asks for one). Called by the parent before the child execs. The
+/// bridge comes first, then the netns gets its name, then the library connects it: the order
+/// in which `--explain` teaches it.
 pub fn attach(
     paths: &Paths,
     explain: bool,
@@ -130,52 +141,58 @@ pub fn attach(
     pid: Pid,
     req: &Request,
 ) -> Result<Attachment> {
-    let specs = check(paths, req)?;
-    match &req.mode {
-        Mode::None | Mode::Host => Ok(Attachment::default()),
-        Mode::Bridge(name) => {
-            let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
-            let endpoint = minibox_netns::Endpoint {
-                netns: &netns,
+    let ports = check(paths, req)?;
+    let Mode::Bridge(name) = &req.mode else {
+        return Ok(Attachment::default());
+    };
+    let store = store(paths);
+    let ex = explainer(explain);
+    let connected = minibox_netns::ensure_network(&store, &ex, name)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| netns::attach(&ex, &netns::name(id), pid))
+        .and_then(|ns| {
+            let ep = Endpoint {
+                netns: &ns,
                 ifname: "eth0",
                 address: None,
             };
-            let att = minibox_netns::attach(
-                &store(paths),
-                &explainer(explain),
-                id,
-                &endpoint,
-                name,
-                &specs,
-            )
-            .with_context(|| format!("connecting to network {name}"))?;
-            Ok(Attachment {
-                address: Some(att.address),
-                bridge: Some(att),
-            })
+            Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
+        });
+    match connected {
+        Ok(att) => Ok(Attachment {
+            address: Some(att.address),
+            bridge: Some(att),
+        }),
+        Err(e) => {
+            // The library undid its part; the name is ours.
+            let _ = netns::delete(&Explain::off(), &netns::name(id));
+            Err(e.context(format!("connecting to network {name}")))
         }
     }
 }
 
 /// Undoes what `attach` did; idempotent and tolerant of half-made state. Also finds what a
 /// crashed `attach` recorded but never returned, by the container id. With `background`, for a
-/// container whose processes are gone, the kernel's part is finished by a background process
-/// (see `minibox_netns::detach_in_background`) and this returns at once.
-pub fn detach(
-    paths: &Paths,
-    explain: bool,
-    id: &str,
-    attachment: &Attachment,
-    background: bool,
-) -> Result<()> {
+/// container whose processes are gone, this returns once the netns is dropped and a background
+/// process holding the network lock finishes the rest (see `minibox_netns::start_detach`);
+/// `--explain` shows every step, so it does them all here.
+pub fn detach(paths: &Paths, explain: bool, id: &str, background: bool) -> Result<()> {
     let store = store(paths);
     let ex = explainer(explain);
-    match &attachment.bridge {
-        Some(att) if background => minibox_netns::detach_in_background(&store, &ex, att, false),
-        Some(att) => minibox_netns::detach(&store, &ex, att),
-        None => minibox_netns::detach_id(&store, &ex, id),
-    }
-    .context("disconnecting the network")
+    let ns = netns::name(id);
+    let done = (|| {
+        if background && !explain {
+            if let Some(teardown) = minibox_netns::start_detach(&store, id)? {
+                // The kernel frees the veth pair with the netns, asynchronously.
+                netns::delete(&ex, &ns)?;
+                return Ok(teardown.finish_in_background(&store, || fault("detaching"))?);
+            }
+        }
+        minibox_netns::detach(&store, &ex, id)?;
+        // The rules and the cable first, the namespace last, as the tutorials undo it.
+        netns::delete(&ex, &ns)
+    })();
+    done.context("disconnecting the network")
 }
 
 /// Finishes network teardowns whose background process died (see `recover::check`).

@@ -2,13 +2,12 @@
 
 use std::fmt::Write;
 
-use crate::netlink::Nl;
-use crate::{Result, Store};
+use anyhow::Result;
+use minibox_netns::Store;
 
 pub fn topology(store: &Store) -> Result<String> {
-    let nl = Nl::new(None)?;
-    let links = nl.links()?;
-    let routes = nl.routes()?;
+    let links = minibox_netns::links()?;
+    let routes = minibox_netns::routes()?;
     let nets = store.networks()?;
     let atts = store.attachments()?;
     let mut out = String::from("host\n");
@@ -19,8 +18,8 @@ pub fn topology(store: &Store) -> Result<String> {
         .and_then(|(_, oif, gw)| oif.map(|o| (o, *gw)));
     let ours = |name: &str| name.starts_with("mb-") || nets.iter().any(|n| n.bridge == name);
     for l in links.iter().filter(|l| l.name != "lo" && !ours(&l.name)) {
-        let addrs = nl
-            .addrs(l.index)?
+        let addrs = l
+            .addrs
             .iter()
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
@@ -63,8 +62,13 @@ pub fn topology(store: &Store) -> Result<String> {
             };
             let _ = writeln!(
                 out,
-                "│   {branch} {}{present} ══ eth0  {}/{}  {}  [netns {}]",
-                a.veth, a.address, a.prefix_len, a.mac, a.netns
+                "│   {branch} {}{present} ══ {}  {}/{}  {}  [netns {}]",
+                a.veth,
+                a.ifname,
+                a.address,
+                a.prefix_len,
+                a.mac,
+                a.netns_label()
             );
             let _ = writeln!(out, "│   {cont}     route: default via {}", a.gateway);
             for p in &a.ports {

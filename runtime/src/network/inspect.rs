@@ -1,0 +1,56 @@
+//! `network inspect`: Docker's JSON for a network, from the network library's records.
+
+use anyhow::Result;
+use minibox_netns::{short, Network, Store};
+use serde_json::{json, Map, Value};
+
+/// Docker's JSON for one network; containers are named by their short id (the caller knows
+/// their names).
+pub fn inspect(store: &Store, net: &Network) -> Result<Value> {
+    let mtu = minibox_netns::links()
+        .ok()
+        .and_then(|links| links.into_iter().find(|l| l.name == net.bridge))
+        .map(|l| l.mtu);
+    let mut containers = Map::new();
+    for a in store
+        .attachments()?
+        .into_iter()
+        .filter(|a| a.network == net.name)
+    {
+        containers.insert(
+            a.id.clone(),
+            json!({
+                "Name": short(&a.id),
+                "EndpointID": a.veth,
+                "MacAddress": a.mac,
+                "IPv4Address": format!("{}/{}", a.address, a.prefix_len),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    let mut options = json!({
+        "com.docker.network.bridge.name": net.bridge,
+        "com.docker.network.bridge.enable_ip_masquerade": "true",
+    });
+    if let Some(mtu) = mtu {
+        options["com.docker.network.driver.mtu"] = mtu.to_string().into();
+    }
+    Ok(json!({
+        "Name": net.name,
+        "Id": net.id,
+        "Created": net.created,
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": {},
+            "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}],
+        },
+        "Internal": false,
+        "Attachable": false,
+        "Containers": containers,
+        "Options": options,
+        "Labels": {},
+    }))
+}
