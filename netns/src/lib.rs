@@ -55,6 +55,11 @@ pub struct Endpoint<'a> {
     pub ifname: &'a str,
     /// An address chosen elsewhere (a delegated IPAM plugin); `None` takes the next free one.
     pub address: Option<Ipv4Addr>,
+    /// The veth pair's MTU; `None` takes the bridge's (that of the default route's interface).
+    pub mtu: Option<u32>,
+    /// Whether the bridge sends a frame back out of the port it came in by, so that the
+    /// container reaches its own published ports through the host (as `minibox run` wants).
+    pub hairpin: bool,
 }
 
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
@@ -99,7 +104,7 @@ pub fn attach(
     };
     let result = store
         .save_attachment(&att)
-        .and_then(|_| wire(store, ex, &lock, &net, &ns_file, ports, &mut att));
+        .and_then(|_| wire(store, ex, &lock, &net, (&ns_file, ep), ports, &mut att));
     match result {
         Ok(()) => {
             tracing::debug!(
@@ -132,7 +137,7 @@ fn wire(
     ex: &Explain,
     lock: &Lock,
     net: &Network,
-    ns_file: &std::fs::File,
+    (ns_file, ep): (&std::fs::File, &Endpoint),
     ports: &[PortRequest],
     att: &mut Attachment,
 ) -> Result<()> {
@@ -143,7 +148,8 @@ fn wire(
         store.save_attachment(att)?;
     }
     let host = Nl::new(None)?;
-    att.mtu = ensure_bridge(store, &host, ex, net)?;
+    let bridge_mtu = ensure_bridge(store, &host, ex, net)?;
+    att.mtu = ep.mtu.unwrap_or(bridge_mtu);
     store.save_attachment(att)?;
 
     // The container's DNAT rules go in while the netlink work is done.
@@ -162,7 +168,9 @@ fn wire(
         mac,
     )?;
     host.up(ex, &att.veth, Some(&net.bridge))?;
-    host.hairpin(ex, &att.veth)?;
+    if ep.hairpin {
+        host.hairpin(ex, &att.veth)?;
+    }
     netns::inside(ns_file, || {
         let inner = Nl::new(Some(&label))?;
         inner.up(ex, "lo", None)?;

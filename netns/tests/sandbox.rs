@@ -83,6 +83,8 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         netns: ns,
         ifname: "eth0",
         address: None,
+        mtu: None,
+        hairpin: true,
     }
 }
 

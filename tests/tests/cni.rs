@@ -246,6 +246,36 @@ fn older_versions_get_their_result_shape() {
 }
 
 #[test]
+fn mtu_and_hairpin_mode_are_honoured_and_ip_masq_false_is_refused() {
+    let sb = Sandbox::new();
+    let ns = pod(&sb, "opts");
+    let mut conf = conf(&sb, "1.0.0", "optnet", "10.75.0.0/24");
+    conf["mtu"] = 1400.into();
+    conf["hairpinMode"] = false.into();
+    let (out, result) = call(&sb, "ADD", &vars("opts", &ns), &conf);
+    out.ok();
+    let inside = sb.sh("ip -n opts -o link show eth0").ok();
+    assert!(inside.contains("mtu 1400"), "{inside}");
+    let veth = result["interfaces"][1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = sb.sh(&format!("ip -d -o link show {veth}")).ok();
+    assert!(port.contains("hairpin off"), "hairpinMode false: {port}");
+    call(&sb, "DEL", &vars("opts", &ns), &conf).0.ok();
+
+    let mut masq = conf.clone();
+    masq["ipMasq"] = false.into();
+    let (out, err) = call(&sb, "ADD", &vars("opts", &ns), &masq);
+    assert_ne!(out.code(), 0, "{out}");
+    assert_eq!(err["code"], 2, "{out}");
+    sb.settle();
+    assert_eq!(records(&sb), "");
+    remove_pod(&sb, "opts");
+    sb.finish();
+}
+
+#[test]
 fn bad_input_gets_the_spec_error_and_leaves_nothing() {
     let sb = Sandbox::new();
     let ns = pod(&sb, "bad");

@@ -176,6 +176,8 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             netns,
             ifname: &env.ifname,
             address,
+            mtu: conf.mtu,
+            hairpin: conf.hairpin_mode,
         };
         Ok(crate::attach(
             store,

@@ -221,6 +221,12 @@ impl NetConf {
                 format!("network name {:?} is not valid", conf.name),
             ));
         }
+        if !conf.ip_masq {
+            return Err(CniError::new(
+                code::UNSUPPORTED_FIELD,
+                "ipMasq false is not supported: a minibox network always masquerades what leaves it",
+            ));
+        }
         if !conf.is_gateway {
             return Err(CniError::new(
                 code::UNSUPPORTED_FIELD,

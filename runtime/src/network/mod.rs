@@ -155,6 +155,8 @@ pub fn attach(
                 netns: &ns,
                 ifname: "eth0",
                 address: None,
+                mtu: None,
+                hairpin: true,
             };
             Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
         });
