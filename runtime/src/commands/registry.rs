@@ -37,13 +37,7 @@ fn full_name(remote: &Remote) -> String {
 
 pub fn pull(paths: &Paths, global: &Global, args: &PullArgs) -> Result<u8> {
     let what = || format!("pull {}", args.reference);
-    let remote = Remote::parse(&args.reference).with_context(what)?;
-    let store = Store::open(&paths.images()).with_context(what)?;
-    let shown = if args.quiet {
-        Shown::Quiet
-    } else {
-        Shown::Stdout
-    };
+    let (remote, store, shown) = start(paths, &args.reference, args.quiet).with_context(what)?;
     fetch(
         &store,
         global,
@@ -55,6 +49,14 @@ pub fn pull(paths: &Paths, global: &Global, args: &PullArgs) -> Result<u8> {
     .with_context(what)?;
     println!("{}", full_name(&remote));
     Ok(0)
+}
+
+/// What `pull` and `push` start from: the reference, the store, and where progress is shown.
+fn start(paths: &Paths, reference: &str, quiet: bool) -> Result<(Remote, Store, Shown)> {
+    let remote = Remote::parse(reference)?;
+    let store = Store::open(&paths.images())?;
+    let shown = if quiet { Shown::Quiet } else { Shown::Stdout };
+    Ok((remote, store, shown))
 }
 
 /// Pulls and reports as Docker does, on stdout or (for `run`) stderr.
@@ -118,13 +120,7 @@ pub fn ensure(
 
 pub fn push(paths: &Paths, global: &Global, args: &PushArgs) -> Result<u8> {
     let what = || format!("push {}", args.reference);
-    let remote = Remote::parse(&args.reference).with_context(what)?;
-    let store = Store::open(&paths.images()).with_context(what)?;
-    let shown = if args.quiet {
-        Shown::Quiet
-    } else {
-        Shown::Stdout
-    };
+    let (remote, store, shown) = start(paths, &args.reference, args.quiet).with_context(what)?;
     shown.line(&format!(
         "The push refers to repository [{}/{}]",
         remote.registry, remote.repository
