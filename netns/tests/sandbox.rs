@@ -22,7 +22,9 @@ fn sandboxed(test: &str) -> bool {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
+    // A new netns inherits the host's ip_forward: start from a host that does not forward.
     let script = "mount --make-rprivate / && mount -t tmpfs tmpfs /run && ip link set lo up \
+                  && sysctl -qw net.ipv4.ip_forward=0 \
                   && ip link add uplink0 type veth peer name uplink1 && ip link set uplink1 up && ip addr add 198.18.0.1/24 dev uplink0 \
                   && ip link set uplink0 up && ip route add default via 198.18.0.254 \
                   && exec \"$0\" \"$@\"";
