@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::{Global, RunArgs};
@@ -36,6 +36,7 @@ struct Plan {
     spec: Spec,
     request: Request,
     security_opt: Vec<String>,
+    joins: Vec<(String, String)>,
 }
 
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
@@ -62,12 +63,16 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     )?;
     let found = image::find(paths, &args.image)?;
     let id = state::new_id()?;
+    let (mut limits, joins) = limits(paths, args, memory, mode.new_netns())?;
+    let own_uts = limits.uts.private();
+    if let (Some(_), false) = (&args.hostname, own_uts) {
+        bail!("conflicting options: --hostname needs the container's own UTS namespace (not --uts {})", args.limits.uts);
+    }
     // Docker's defaults: the short id, or the host's name with the host's network.
     let hostname = match (&args.hostname, &mode) {
         (Some(h), _) => h.clone(),
-        (None, Mode::Host) => nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| id[..12].to_string()),
+        (None, _) if !own_uts => host_name(&id),
+        (None, Mode::Host) => host_name(&id),
         (None, _) => id[..12].to_string(),
     };
     let user_spec = args
@@ -76,7 +81,14 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         .clone()
         .unwrap_or_else(|| found.config.user.clone());
     let layers = image::layers(&found);
-    let user = user::lookup(&user_spec, &layers).map_err(anyhow::Error::msg)?;
+    let mut user = user::lookup(&user_spec, &layers).map_err(anyhow::Error::msg)?;
+    for group in &args.limits.group_add {
+        let gid = user::group(group, &layers).map_err(anyhow::Error::msg)?;
+        if gid != user.gid && !user.groups.contains(&gid) {
+            user.groups.push(gid);
+        }
+    }
+    limits.rlimits = spec::limits::rlimits(&args.limits.ulimits)?;
     let dir = state::dir(paths, &id);
     let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
@@ -107,6 +119,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         cpu_quota,
         pids: args.pids_limit.filter(|n| *n > 0),
         seccomp,
+        limits,
     })?;
     let request = Request {
         mode,
@@ -121,7 +134,105 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         spec,
         request,
         security_opt: security.given,
+        joins,
     })
+}
+
+/// The host's name (`--uts host`, `--network host`), the short id when it has none.
+fn host_name(id: &str) -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| id[..12].to_string())
+}
+
+/// `run`'s further limits, checked (rlimits are filled in by the caller), and the namespaces
+/// joined from other containers (type, container id).
+fn limits(
+    paths: &Paths,
+    args: &RunArgs,
+    memory: Option<i64>,
+    own_net: bool,
+) -> Result<(spec::Limits, Vec<(String, String)>)> {
+    let l = &args.limits;
+    let mut joins = Vec::new();
+    let mut share = |flag: &str, value: &str| -> Result<spec::Share> {
+        match spec::Share::parse(flag, value)? {
+            spec::Share::Container(name) => {
+                let id = state::resolve(paths, &name)?;
+                let path = namespace_of(paths, &id, flag)?;
+                joins.push((flag.to_string(), id));
+                Ok(spec::Share::Path(path))
+            }
+            share => Ok(share),
+        }
+    };
+    let (pid, ipc, uts) = (
+        share("pid", &l.pid)?,
+        share("ipc", &l.ipc)?,
+        share("uts", &l.uts)?,
+    );
+    let limits = spec::Limits {
+        rlimits: Vec::new(),
+        memory_swap: spec::limits::memory_swap(
+            l.memory_swap.as_deref(),
+            memory,
+            crate::container::cgroups::swap_accounted(),
+        )?,
+        cpu_shares: l.cpu_shares.map(spec::limits::cpu_shares).transpose()?,
+        cpuset_cpus: l
+            .cpuset_cpus
+            .as_deref()
+            .map(spec::limits::cpuset)
+            .transpose()?,
+        shm_size: l
+            .shm_size
+            .as_deref()
+            .map(spec::limits::shm_size)
+            .transpose()?,
+        devices: l
+            .devices
+            .iter()
+            .map(|d| spec::limits::device(d))
+            .collect::<Result<_>>()?,
+        sysctls: spec::limits::sysctls(&l.sysctls, own_net, &ipc, &uts)?,
+        pid,
+        ipc,
+        uts,
+    };
+    Ok((limits, joins))
+}
+
+/// The `typ` namespace (`pid`, `ipc`, `uts`) of container `id`'s PID 1, which must be running
+/// (its pid verified, so a reused pid is never taken for it).
+fn namespace_of(paths: &Paths, id: &str, typ: &str) -> Result<std::path::PathBuf> {
+    let st = state::load_state(paths, id)?;
+    if !lifecycle::running(&st) {
+        bail!("cannot join the {typ} namespace of container {id:.12}: it is not running (start it first)");
+    }
+    Ok(format!("/proc/{}/ns/{typ}", st.pid).into())
+}
+
+/// The Spec with the namespaces joined from other containers looked up again: their PID 1 may
+/// have changed since the Spec was built (a restart).
+fn rejoin(paths: &Paths, config: &Config) -> Result<Spec> {
+    let mut spec = config.runtime_spec()?.clone();
+    if config.joins.is_empty() {
+        return Ok(spec);
+    }
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for (typ, id) in &config.joins {
+        let path = namespace_of(paths, id, typ)?;
+        for ns in namespaces
+            .iter_mut()
+            .filter(|n| n.typ().to_string() == *typ)
+        {
+            ns.set_path(Some(path.clone()));
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(spec)
 }
 
 /// Where a container's /etc/hostname, /etc/hosts and /etc/resolv.conf live on the host: a
@@ -160,6 +271,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         spec,
         request,
         security_opt,
+        joins,
     } = plan(paths, global, &args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -175,7 +287,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default(),
-        hostname: spec.hostname().clone().unwrap_or_default(),
+        hostname: spec.hostname().clone().unwrap_or_else(|| host_name(&id)),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -196,6 +308,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         rm: args.rm,
         log: LogOptions::parse(&args.log_opts)?,
         security_opt,
+        joins,
     };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
@@ -435,8 +548,8 @@ pub fn setup(
     fn rt(e: impl Into<anyhow::Error>) -> SetupError {
         SetupError::new(format!("{:#}", e.into()))
     }
-    let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
+    let spec = rejoin(&paths, config).map_err(rt)?;
     let id = config.id.clone();
     let dir = state::dir(&paths, &id);
     let target = dir.join("rootfs");
@@ -465,7 +578,7 @@ pub fn setup(
 
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
-        spec,
+        spec: &spec,
         mount_rootfs: Some(&mount_rootfs),
         signals,
         stdio: Stdio {

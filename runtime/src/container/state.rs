@@ -122,6 +122,10 @@ pub struct Config {
     /// `--security-opt` as given, a seccomp profile's path replaced by its content (as Docker).
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// `--pid/--ipc/--uts container:NAME`: the namespace's type (`pid`) and the other
+    /// container's id. Its PID 1's namespace is looked up again at every start.
+    #[serde(default)]
+    pub joins: Vec<(String, String)>,
 }
 
 impl Config {
