@@ -218,6 +218,9 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
+    if !args.detach {
+        super::check_tty(&args.process)?;
+    }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
     let (config, found, lock) = record(paths, global, &args)?;
