@@ -19,7 +19,7 @@ use crate::container::restart::Policy;
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State};
 use crate::container::{events, image, security_opt, signal, start, tty, user};
-use crate::network::{self, Mode, Request};
+use crate::network::{self, Mode, Names, Request};
 use crate::paths::Paths;
 
 /// Everything `run` will do, checked before anything is created.
@@ -29,6 +29,7 @@ struct Plan {
     spec: Spec,
     request: Request,
     security_opt: Vec<String>,
+    names: Names,
     service: Service,
 }
 
@@ -86,6 +87,15 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         state::check_name(name)?;
     }
     let mode = Mode::parse(&args.network);
+    let n = &args.names;
+    let names = Names::parse(
+        &mode,
+        &n.network_alias,
+        &n.add_host,
+        &n.dns,
+        &n.dns_search,
+        &n.dns_option,
+    )?;
     super::registry::ensure(
         paths,
         global,
@@ -147,6 +157,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         publish: args.publish.clone(),
         publish_all: args.publish_all,
         exposed: found.config.exposed.clone(),
+        dns: None,
     };
     network::check(paths, &request)?;
     Ok(Plan {
@@ -155,6 +166,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         spec,
         request,
         security_opt: security.given,
+        names,
         service,
     })
 }
@@ -167,6 +179,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         spec,
         request,
         security_opt,
+        names,
         service,
     } = plan(paths, global, args)?;
     if global.explain {
@@ -204,6 +217,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         rm: args.rm,
         log: LogOptions::parse(&args.log_opts)?,
         security_opt,
+        names,
         restart: service.restart,
         stop_signal: service.stop_signal,
         stop_timeout: service.stop_timeout,

@@ -208,7 +208,7 @@ pub fn setup(
     let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
     let etc = etc_files(&dir).map_err(rt)?;
-    state::write_etc(&etc, &config.hostname, host_network).map_err(rt)?;
+    state::write_etc(&etc, &config.hostname, host_network, &config.names).map_err(rt)?;
 
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
@@ -237,9 +237,12 @@ pub fn setup(
         }
         c.save()?;
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
-        if let (Some(address), false) = (attachment.address, host_network) {
+        if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
             let names = state::host_names(&config.hostname, config.name.as_deref(), &id);
-            state::write_hosts(&etc, &names, Some(address))?;
+            let extra = config.names.hosts_lines(gateway);
+            state::write_hosts(&etc, &names, address, &extra)?;
+            let server = attachment.dns_server();
+            state::write_resolv_conf(&etc, &config.names, server, false)?;
         }
         c.state.ports = published(&attachment);
         c.state.attachment = Some(attachment);
@@ -294,6 +297,7 @@ fn request(st: &State, config: &Config) -> Request {
         },
         publish_all: config.publish_all && !reuse,
         exposed: config.exposed.clone(),
+        dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
     }
 }
 
