@@ -1,6 +1,7 @@
 //! One module per group of subcommands; each returns the process exit code.
 
 mod container;
+mod events;
 mod exec;
 mod image;
 mod network;
@@ -11,7 +12,7 @@ mod update;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, ImageCommand, ProcessArgs, SystemCommand};
 use crate::paths::Paths;
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -39,6 +40,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Login(args) => registry::login(&cli.global, &args),
         Command::Logout { registry } => registry::logout(registry.as_deref()),
         Command::Run(args) => run::run(&paths, &cli.global, *args),
+        Command::Create(args) => run::create(&paths, &cli.global, *args),
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),
         Command::Ps(args) => container::ps(&paths, &args),
@@ -48,11 +50,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Kill(args) => container::kill(&paths, explain, &args),
         Command::Rm(args) => container::rm(&paths, explain, &args),
         Command::Start { containers } => container::start(&paths, explain, &containers),
+        Command::Events(args) => events::events(&paths, &args),
+        Command::Healthcheck { container } => container::healthcheck(&paths, &container),
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
         Command::Update(args) => update::update(&paths, explain, &args),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
     }
 }
 
@@ -60,7 +65,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 fn sweeps(command: &Command) -> bool {
     matches!(
         command,
-        Command::Run(_) | Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
+        Command::Run(_)
+            | Command::Create(_)
+            | Command::Ps(_)
+            | Command::Network(_)
+            | Command::Rmi(_)
     ) || matches!(command, Command::Image(ImageCommand::Rm(_)))
 }
 
@@ -70,4 +79,19 @@ fn resolve(paths: &Paths, explain: bool, what: &str) -> Result<String> {
     let id = crate::container::state::resolve(paths, what)?;
     crate::container::lifecycle::settle(paths, explain, &id);
     Ok(id)
+}
+
+/// Docker's refusal of `-it` when standard input is not a terminal: there is no terminal to put
+/// in raw mode and relay.
+#[derive(Debug, thiserror::Error)]
+#[error("the input device is not a TTY: drop -t, or run from a terminal")]
+pub struct NotATty;
+
+/// Checks `-i -t` against the caller's standard input.
+fn check_tty(process: &ProcessArgs) -> Result<()> {
+    if process.tty && process.interactive && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        return Err(NotATty.into());
+    }
+    Ok(())
 }
