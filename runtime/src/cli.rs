@@ -93,6 +93,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// List a container's published ports, or where one port is published.
     Port(PortArgs),
     /// List containers.
@@ -129,6 +132,19 @@ pub enum Command {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// List what a container changed in its filesystem: A added, C changed, D deleted.
+    Diff { container: String },
+    /// Write a container's filesystem as a tar archive.
+    Export {
+        /// The file to write (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Make an image from a container's changes: a new layer on top of its image's.
+    Commit(CommitArgs),
+    /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST.
+    Cp { source: String, destination: String },
     /// Change containers' memory, cpu and pids limits (running ones at once).
     Update(UpdateArgs),
     /// Manage minibox itself.
@@ -214,6 +230,9 @@ pub struct RmArgs {
     /// Kill and remove running containers too.
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the container's anonymous volumes too.
+    #[arg(short = 'v', long = "volumes")]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -290,7 +309,7 @@ pub struct ImportArgs {
     pub file: String,
     /// The name to give the image: NAME[:TAG].
     pub reference: Option<String>,
-    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE or USER.
+    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE, USER or VOLUME.
     #[arg(short = 'c', long = "change")]
     pub changes: Vec<String>,
 }
@@ -362,6 +381,57 @@ pub struct LoginArgs {
     pub registry: Option<String>,
 }
 
+/// `run`'s mounts and root filesystem.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// A bind or volume: HOST-PATH:CONTAINER[:ro], NAME:CONTAINER[:ro], or CONTAINER (anonymous).
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…].
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
+    /// A tmpfs: CONTAINER[:OPTIONS] (e.g. /run:size=64m).
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+/// `volume` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (a random name when none is given).
+    Create { name: Option<String> },
+    /// List volumes.
+    Ls {
+        /// Only the names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses them).
+    Rm {
+        /// A missing volume is no error.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove the anonymous volumes no container uses (all unused ones with -a).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (minibox never asks).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
 /// `run`'s further limits, devices, sysctls and shared namespaces.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
@@ -398,6 +468,22 @@ pub struct LimitArgs {
     /// UTS namespace (hostname): host (default: its own).
     #[arg(long, default_value = "")]
     pub uts: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// A commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// The author.
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE, USER or VOLUME.
+    #[arg(short = 'c', long = "change")]
+    pub changes: Vec<String>,
+    pub container: String,
+    /// NAME[:TAG] for the new image.
+    pub reference: Option<String>,
 }
 
 /// `update`: new limits for containers, running or not.
@@ -487,9 +573,8 @@ pub struct RunArgs {
     /// The container's hostname (default: the short id).
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Bind mount HOST:CONTAINER[:ro].
-    #[arg(short = 'v', long = "volume")]
-    pub volumes: Vec<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short = 'm', long)]
     pub memory: Option<String>,

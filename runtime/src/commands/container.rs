@@ -332,11 +332,20 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
             Err(state::Error::NoSuchContainer(_)) if args.force => continue,
             found => found,
         };
+        let volumes = match (&id, args.volumes) {
+            (Ok(id), true) => state::load_config(paths, id)
+                .map(|c| c.volumes)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         match id.map_err(anyhow::Error::from).and_then(|id| {
             lifecycle::remove(paths, explain, &id, args.force)
                 .with_context(|| format!("cannot remove container {what}"))
         }) {
-            Ok(()) => println!("{what}"),
+            Ok(()) => {
+                crate::container::volume::remove_anonymous(paths, &volumes);
+                println!("{what}")
+            }
             Err(err) if failure.is_none() => failure = Some(err),
             Err(err) => eprintln!("minibox: {err:#}"),
         }

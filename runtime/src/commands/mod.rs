@@ -1,14 +1,17 @@
 //! One module per group of subcommands; each returns the process exit code.
 
 mod container;
+mod cp;
 mod events;
 mod exec;
+mod filesystem;
 mod image;
 mod network;
 mod registry;
 mod run;
 mod table;
 mod update;
+mod volume;
 
 use anyhow::Result;
 
@@ -56,6 +59,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
         Command::Update(args) => update::update(&paths, explain, &args),
+        Command::Volume(cmd) => volume::volume(&paths, cmd),
+        Command::Diff { container } => filesystem::diff(&paths, explain, &container),
+        Command::Export { output, container } => {
+            filesystem::export(&paths, explain, &container, output.as_deref())
+        }
+        Command::Commit(args) => filesystem::commit(&paths, explain, &args),
+        Command::Cp {
+            source,
+            destination,
+        } => cp::cp(&paths, explain, &source, &destination),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
     }

@@ -18,7 +18,7 @@ use crate::container::process::{self, Signals};
 use crate::container::restart::Policy;
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State};
-use crate::container::{events, image, security_opt, signal, start, tty, user};
+use crate::container::{events, image, security_opt, signal, start, tty, user, volume};
 use crate::network::{self, Mode, Names, Request};
 use crate::paths::Paths;
 
@@ -32,6 +32,121 @@ struct Plan {
     names: Names,
     service: Service,
     joins: Vec<(String, String)>,
+    storage: Storage,
+}
+
+/// `-v`, `--mount`, `--tmpfs` and the image's VOLUMEs, planned: the Spec's mounts, and what
+/// `run` makes once the container is recorded.
+struct Storage {
+    mounts: Vec<spec::storage::Mount>,
+    /// Volumes to make unless they exist (copied up from the image when new, unless `nocopy`).
+    volumes: Vec<NewVolume>,
+    /// Host directories `-v` binds, made when missing (as Docker).
+    host_dirs: Vec<std::path::PathBuf>,
+}
+
+struct NewVolume {
+    name: String,
+    anonymous: bool,
+    /// The container path whose image content goes into the volume when it is new and empty.
+    copy_from: Option<String>,
+}
+
+fn storage(
+    paths: &Paths,
+    args: &crate::cli::StorageArgs,
+    image: &spec::ImageConfig,
+) -> Result<Storage> {
+    use spec::storage::{self as st, Kind, Source};
+    let mut wanted = Vec::new();
+    for v in &args.volumes {
+        wanted.push(st::volume(v)?);
+    }
+    for m in &args.mounts {
+        wanted.push(st::mount(m)?);
+    }
+    for t in &args.tmpfs {
+        wanted.push(st::tmpfs(t)?);
+    }
+    let mut targets = std::collections::HashSet::new();
+    for w in &wanted {
+        if !targets.insert(w.target.clone()) {
+            bail!("invalid mounts: {} is the target of two mounts", w.target);
+        }
+    }
+    // Each VOLUME of the image that no mount covers gets an anonymous volume, as in Docker.
+    for path in &image.volumes {
+        if let Ok(target) = st::target("VOLUME", path, path) {
+            if targets.insert(target.clone()) {
+                wanted.push(st::Wanted {
+                    source: Source::Anonymous,
+                    target,
+                    readonly: false,
+                    nocopy: false,
+                });
+            }
+        }
+    }
+    let mut plan = Storage {
+        mounts: Vec::new(),
+        volumes: Vec::new(),
+        host_dirs: Vec::new(),
+    };
+    for w in wanted {
+        let kind = match w.source {
+            Source::Host { path, create } => {
+                if create {
+                    plan.host_dirs.push(path.clone());
+                }
+                Kind::Bind(path)
+            }
+            Source::Tmpfs(data) => Kind::Tmpfs(data),
+            Source::Named(_) | Source::Anonymous => {
+                let (name, anonymous) = match w.source {
+                    Source::Named(name) => (name, false),
+                    _ => (volume::anonymous_name()?, true),
+                };
+                plan.volumes.push(NewVolume {
+                    name: name.clone(),
+                    anonymous,
+                    copy_from: (!w.nocopy).then(|| w.target.clone()),
+                });
+                Kind::Bind(volume::data(paths, &name))
+            }
+        };
+        plan.mounts.push(st::Mount {
+            kind,
+            target: w.target,
+            readonly: w.readonly,
+        });
+    }
+    Ok(plan)
+}
+
+/// Makes what the container's mounts need, once it is recorded (so that whatever fails, its
+/// end removes its anonymous volumes): host directories for `-v`, volumes, and a new volume's
+/// copy of the image's content at its path.
+fn make_storage(paths: &Paths, found: &image::Found, storage: &Storage) -> Result<()> {
+    for dir in &storage.host_dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the host directory {}", dir.display()))?;
+    }
+    if storage.volumes.is_empty() {
+        return Ok(());
+    }
+    let _lock = volume::lock(paths)?;
+    let layers = image::layers(found);
+    for v in &storage.volumes {
+        volume::create(paths, &v.name, v.anonymous)?;
+        let data = volume::data(paths, &v.name);
+        let empty = std::fs::read_dir(&data).is_ok_and(|mut d| d.next().is_none());
+        if let (Some(path), true) = (&v.copy_from, empty) {
+            volume::copy_up(paths, &layers, path, &data).map_err(|e| {
+                anyhow::anyhow!("copying the image's {path} into volume {}: {e}", v.name)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// How the container runs as a service: `--restart`, `--stop-*`, `--health-*` checked, merged
@@ -76,11 +191,6 @@ fn service(args: &ServiceArgs, rm: bool, image: &spec::ImageConfig) -> Result<Se
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let memory = args.memory.as_deref().map(spec::memory).transpose()?;
     let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
-    let volumes = args
-        .volumes
-        .iter()
-        .map(|v| spec::volume(v))
-        .collect::<Result<Vec<_>>>()?;
     let caps = spec::capabilities(&args.cap_add, &args.cap_drop, args.privileged)?;
     let security = security_opt::parse(&args.security_opt)?;
     let seccomp = security.seccomp_for(&caps, args.privileged)?;
@@ -106,6 +216,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     )?;
     let found = image::find(paths, &args.image)?;
     let service = service(&args.service, args.rm, &found.config)?;
+    let storage = storage(paths, &args.storage, &found.config)?;
     let id = state::new_id()?;
     let (mut limits, joins) = limits(paths, args, memory, mode.new_netns())?;
     let own_uts = limits.uts.private();
@@ -158,7 +269,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         hostname,
         root: &dir.join("rootfs"),
         etc: &start::etc_dir(&dir),
-        volumes: &volumes,
+        volumes: &storage.mounts,
+        readonly_root: args.storage.read_only,
         privileged: args.privileged,
         own_netns: mode.new_netns(),
         cgroup: Cgroup::path_for(&args.cgroup_parent, &id)?,
@@ -185,6 +297,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         names,
         service,
         joins,
+        storage,
     })
 }
 
@@ -253,7 +366,11 @@ fn limits(
 }
 
 /// Checks everything, then records the new container (under its lock, which the caller holds).
-fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, image::Found, Lock)> {
+fn record(
+    paths: &Paths,
+    global: &Global,
+    args: &RunArgs,
+) -> Result<(Config, image::Found, Lock, Storage)> {
     let Plan {
         id,
         found,
@@ -263,6 +380,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         names,
         service,
         joins,
+        storage,
     } = plan(paths, global, args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -305,13 +423,14 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         stop_timeout: service.stop_timeout,
         healthcheck: service.healthcheck,
         joins,
+        volumes: storage.volumes.iter().map(|v| v.name.clone()).collect(),
     };
     let lock = match &args.name {
         Some(name) => state::create(paths, &id, Some(name))?,
         None => create_named(paths, &mut config)?,
     };
     fault("created");
-    Ok((config, found, lock))
+    Ok((config, found, lock, storage))
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
@@ -320,10 +439,14 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
-    let (config, found, lock) = record(paths, global, &args)?;
+    let (config, found, lock, storage) = record(paths, global, &args)?;
     let container = Container::new(paths, global.explain, &config, lock, State::default());
     state::write_config(paths, &config)?;
     fault("config");
+    if let Err(e) = make_storage(paths, &found, &storage) {
+        drop(container);
+        return Err(e);
+    }
     events::record(paths, &config.id, "create", &[]);
     if args.detach {
         start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
@@ -341,11 +464,16 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
 
 /// `create`: the container's records, made as `run` makes them, left for `start`.
 pub fn create(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
-    let (config, _, lock) = record(paths, global, &args)?;
+    let (config, found, lock, storage) = record(paths, global, &args)?;
     let mut container = Container::new(paths, global.explain, &config, lock, State::default());
+    state::write_config(paths, &config)?;
+    // Until its volumes are made, a failure removes it (nothing half-made); then it is created.
+    if let Err(e) = make_storage(paths, &found, &storage) {
+        drop(container);
+        return Err(e);
+    }
     container.state.unstarted = true;
     container.save()?;
-    state::write_config(paths, &config)?;
     events::record(paths, &config.id, "create", &[]);
     container.disarm();
     println!("{}", config.id);

@@ -143,6 +143,9 @@ pub struct Config {
     /// container's id. Its PID 1's namespace is looked up again at every start.
     #[serde(default)]
     pub joins: Vec<(String, String)>,
+    /// The volumes it mounts (names), which keep `volume rm` away.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 impl Config {
