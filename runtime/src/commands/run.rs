@@ -127,7 +127,7 @@ fn storage(
 /// end removes its anonymous volumes): host directories for `-v`, volumes, and a new volume's
 /// copy of the image's content at its path.
 fn make_storage(paths: &Paths, found: &image::Found, storage: &Storage) -> Result<()> {
-    for dir in &storage.host_dirs {
+    for dir in storage.host_dirs.iter().filter(|d| !d.exists()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the host directory {}", dir.display()))?;
     }
