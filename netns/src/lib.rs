@@ -65,6 +65,8 @@ pub struct Endpoint<'a> {
     /// The names it answers to on the network's DNS server, which starts with the first
     /// endpoint that has some (see the `dns` module); `None` for none.
     pub dns: Option<&'a Dns>,
+    /// The interface's MAC address; `None` derives one from its IPv4 address, as Docker does.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
@@ -103,7 +105,7 @@ pub fn attach(
         prefix_len: net.subnet.prefix_len(),
         gateway: net.gateway,
         ifname: ep.ifname.to_string(),
-        mac: netlink::mac_string(&netlink::mac_for(address)),
+        mac: netlink::mac_string(&ep.mac.unwrap_or(netlink::mac_for(address))),
         mtu: 0,
         ports: Vec::new(),
         dns: ep.dns.cloned(),
@@ -190,7 +192,7 @@ fn wire(
     let firewall_rules = firewall::start(ex, &rules)?;
 
     let label = att.netns_label();
-    let mac = netlink::mac_for(att.address);
+    let mac = ep.mac.unwrap_or(netlink::mac_for(att.address));
     host.add_veth(
         ex,
         &att.veth,

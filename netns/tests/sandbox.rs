@@ -88,6 +88,7 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         mtu: None,
         hairpin: true,
         dns: None,
+        mac: None,
     }
 }
 

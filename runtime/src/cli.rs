@@ -241,6 +241,12 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Remove every user-defined network no container uses.
+    Prune {
+        /// Accepted for Docker's command line: minibox never asks.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Draw bridges, veths, namespaces, addresses and published ports as text.
     Topology,
 }
@@ -370,6 +376,12 @@ pub struct NamesArgs {
     /// A resolv.conf option for the container (default: the host's).
     #[arg(long = "dns-option", value_name = "OPTION")]
     pub dns_option: Vec<String>,
+    /// The container's IPv4 address on its (user-defined) network.
+    #[arg(long = "ip", value_name = "IPV4")]
+    pub ip: Option<String>,
+    /// The container's MAC address (default: one derived from its IPv4 address).
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
 }
 
 /// `-h` is `--hostname` here, as in Docker: help is `--help` only.

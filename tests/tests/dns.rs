@@ -314,3 +314,118 @@ fn add_host_and_host_gateway() {
     stop_upstreams(&sb);
     sb.finish();
 }
+
+#[test]
+fn chosen_ip_and_mac_address_and_their_errors() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    upstreams(&sb);
+    sb.minibox(&["network", "create", "lab", "--subnet", "10.124.0.0/24"])
+        .ok();
+    start(
+        &sb,
+        "fixed",
+        &[
+            "--network",
+            "lab",
+            "--ip",
+            "10.124.0.50",
+            "--mac-address",
+            "02:42:AA:BB:CC:DD",
+        ],
+    );
+    start(&sb, "peer", &["--network", "lab"]);
+    let link = sb
+        .minibox(&["exec", "fixed", "ip", "addr", "show", "eth0"])
+        .ok();
+    assert!(link.contains("inet 10.124.0.50/24"), "{link}");
+    assert!(link.contains("link/ether 02:42:aa:bb:cc:dd"), "{link}");
+    assert_eq!(lookup(&sb, "peer", "fixed"), vec!["10.124.0.50"]);
+    // `network inspect` lists the containers by name, with their addresses, as Docker does.
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["network", "inspect", "lab"]).ok()).unwrap();
+    let containers = json[0]["Containers"].as_object().unwrap();
+    let fixed = containers
+        .values()
+        .find(|c| c["Name"] == "fixed")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(fixed["IPv4Address"], "10.124.0.50/24");
+    assert_eq!(fixed["MacAddress"], "02:42:aa:bb:cc:dd");
+    assert!(containers.values().any(|c| c["Name"] == "peer"), "{json}");
+    // Refused in one line, nothing made: the address taken, outside the subnet, no such
+    // network, an address on the default network.
+    for (flags, needle) in [
+        (
+            vec!["--network", "lab", "--ip", "10.124.0.50"],
+            "10.124.0.50 is already in use on lab",
+        ),
+        (
+            vec!["--network", "lab", "--ip", "10.125.0.5"],
+            "outside lab's subnet 10.124.0.0/24",
+        ),
+        (vec!["--network", "nosuch"], "network nosuch not found"),
+        (vec!["--ip", "10.77.0.50"], "needs a user-defined network"),
+        (
+            vec!["--network", "lab", "--mac-address", "01:00:5e:00:00:01"],
+            "unicast",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(&flags);
+        args.extend_from_slice(&["busybox", "true"]);
+        sb.minibox(&args).fails(125, needle);
+    }
+    let ps = sb.minibox(&["ps", "-a", "-q"]).ok();
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    sb.minibox(&["rm", "-f", "fixed", "peer"]).ok();
+    // The address is free again.
+    let got = sb
+        .minibox(&[
+            "run",
+            "--rm",
+            "--network",
+            "lab",
+            "--ip",
+            "10.124.0.50",
+            "busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ])
+        .ok();
+    assert!(got.contains("10.124.0.50/24"), "{got}");
+    sb.minibox(&["network", "rm", "lab"]).ok();
+    stop_upstreams(&sb);
+    sb.finish();
+}
+
+#[test]
+fn network_prune_removes_unused_networks() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    upstreams(&sb);
+    for (name, subnet) in [("used", "10.126.0.0/24"), ("idle", "10.127.0.0/24")] {
+        sb.minibox(&["network", "create", name, "--subnet", subnet])
+            .ok();
+    }
+    start(&sb, "c", &["--network", "used"]);
+    assert_eq!(
+        sb.minibox(&["network", "prune", "-f"]).ok(),
+        "Deleted Networks:\nidle\n"
+    );
+    let ls = sb.minibox(&["network", "ls"]).ok();
+    assert!(ls.contains("used") && !ls.contains("idle"), "{ls}");
+    sb.minibox(&["rm", "-f", "c"]).ok();
+    assert_eq!(
+        sb.minibox(&["network", "prune"]).ok(),
+        "Deleted Networks:\nused\n"
+    );
+    // The default network is never pruned; nothing left: nothing said.
+    assert!(sb.minibox(&["network", "ls"]).ok().contains("minibox"));
+    assert_eq!(sb.minibox(&["network", "prune"]).ok(), "");
+    stop_upstreams(&sb);
+    sb.finish();
+}

@@ -65,6 +65,29 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("{name}");
             }
         }
+        NetworkCommand::Prune { force: _ } => {
+            let ex = explainer(global.explain);
+            let used: std::collections::HashSet<String> = store
+                .attachments()?
+                .into_iter()
+                .map(|a| a.network)
+                .collect();
+            let mut deleted = Vec::new();
+            for net in store.networks()? {
+                if net.name == minibox_netns::DEFAULT_NETWORK || used.contains(&net.name) {
+                    continue;
+                }
+                // A container attached meanwhile keeps its network (refused under the lock).
+                match minibox_netns::remove_network(&store, &ex, &net.name) {
+                    Ok(()) => deleted.push(net.name),
+                    Err(minibox_netns::Error::InUse { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !deleted.is_empty() {
+                println!("Deleted Networks:\n{}", deleted.join("\n"));
+            }
+        }
         NetworkCommand::Topology => print!("{}", network::topology(&store)?),
     }
     Ok(0)

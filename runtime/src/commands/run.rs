@@ -55,14 +55,16 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     }
     let mode = Mode::parse(&args.network);
     let n = &args.names;
-    let names = Names::parse(
-        &mode,
-        &n.network_alias,
-        &n.add_host,
-        &n.dns,
-        &n.dns_search,
-        &n.dns_option,
-    )?;
+    let flags = network::Flags {
+        aliases: &n.network_alias,
+        add_hosts: &n.add_host,
+        dns: &n.dns,
+        dns_search: &n.dns_search,
+        dns_options: &n.dns_option,
+        ip: n.ip.as_deref(),
+        mac_address: n.mac_address.as_deref(),
+    };
+    let names = Names::parse(&flags, &mode)?;
     super::registry::ensure(
         paths,
         global,
@@ -124,6 +126,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         publish_all: args.publish_all,
         exposed: found.config.exposed.clone(),
         dns: None,
+        ip: names.ip,
+        mac: None,
     };
     network::check(paths, &request)?;
     Ok(Plan {
@@ -568,6 +572,8 @@ fn request(st: &State, config: &Config) -> Request {
         publish_all: config.publish_all && !reuse,
         exposed: config.exposed.clone(),
         dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
+        ip: config.names.ip,
+        mac: config.names.mac_bytes(),
     }
 }
 

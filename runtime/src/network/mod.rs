@@ -9,7 +9,7 @@ mod netns;
 mod topology;
 
 pub use inspect::inspect;
-pub use names::Names;
+pub use names::{Flags, Names};
 pub use topology::topology;
 
 use std::os::fd::{BorrowedFd, RawFd};
@@ -60,6 +60,10 @@ pub struct Request {
     pub exposed: Vec<String>,
     /// The names the container answers to on its network's DNS (a bridge network's).
     pub dns: Option<minibox_netns::Dns>,
+    /// `--ip`: the address to take on a user-defined network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--mac-address`.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// What was wired; recorded in the container's state so teardown can undo it.
@@ -141,7 +145,13 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
             bail!("publishing ports needs a bridge network: use --network NAME")
         }
         Mode::Bridge(name) => {
-            store(paths).network(name)?;
+            let net = store(paths).network(name)?;
+            if let Some(ip) = req.ip.filter(|ip| !net.subnet.contains(ip)) {
+                bail!(
+                    "--ip {ip} is outside {name}'s subnet {}: choose an address inside it",
+                    net.subnet
+                );
+            }
         }
         _ => {}
     }
@@ -172,10 +182,11 @@ pub fn attach(
             let ep = Endpoint {
                 netns: &ns,
                 ifname: "eth0",
-                address: None,
+                address: req.ip,
                 mtu: None,
                 hairpin: true,
                 dns: req.dns.as_ref(),
+                mac: req.mac,
             };
             Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
         });
