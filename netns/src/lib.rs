@@ -67,6 +67,9 @@ pub struct Endpoint<'a> {
     pub dns: Option<&'a Dns>,
     /// The interface's MAC address; `None` derives one from its IPv4 address, as Docker does.
     pub mac: Option<[u8; 6]>,
+    /// Whether the default route goes through this network's gateway (a netns has one: that
+    /// of its first network).
+    pub default_route: bool,
 }
 
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
@@ -211,7 +214,10 @@ fn wire(
         inner.up(ex, "lo", None)?;
         inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
         inner.up(ex, &att.ifname, None)?;
-        inner.add_default_route(ex, att.gateway)
+        match ep.default_route {
+            true => inner.add_default_route(ex, att.gateway),
+            false => Ok(()),
+        }
     })?;
     let netlink_done = Instant::now();
     firewall_rules.wait(ex).or_else(|_| {

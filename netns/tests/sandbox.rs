@@ -89,6 +89,7 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         hairpin: true,
         dns: None,
         mac: None,
+        default_route: true,
     }
 }
 

@@ -241,6 +241,19 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a running container to one more network.
+    Connect {
+        network: String,
+        container: String,
+        /// Another name for the container on this network's DNS.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Its IPv4 address there.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Disconnect a running container from a network it was connected to.
+    Disconnect { network: String, container: String },
     /// Remove every user-defined network no container uses.
     Prune {
         /// Accepted for Docker's command line: minibox never asks.
@@ -423,9 +436,9 @@ pub struct RunArgs {
     /// Run minibox's own init as PID 1 (forwards signals, reaps zombies).
     #[arg(long)]
     pub init: bool,
-    /// none, host, or a network's name.
+    /// none, host, or a network's name; again for more networks (eth1, eth2, ...).
     #[arg(long, default_value = "minibox")]
-    pub network: String,
+    pub network: Vec<String>,
     /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO].
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,

@@ -180,6 +180,7 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             hairpin: conf.hairpin_mode,
             dns: None,
             mac: None,
+            default_route: true,
         };
         Ok(crate::attach(
             store,

@@ -65,6 +65,21 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("{name}");
             }
         }
+        NetworkCommand::Connect {
+            network,
+            container,
+            alias,
+            ip,
+        } => connect(paths, global, &network, &container, &alias, ip.as_deref())?,
+        NetworkCommand::Disconnect { network, container } => {
+            let id = state::resolve(paths, &container)?;
+            if store.attachment(&id)?.is_some_and(|a| a.network == network) {
+                bail!("container {container} has {network} as its first network (eth0): it stays connected while it runs");
+            }
+            if !network::disconnect(paths, global.explain, &id, &network)? {
+                bail!("container {container} is not connected to network {network}");
+            }
+        }
         NetworkCommand::Prune { force: _ } => {
             let ex = explainer(global.explain);
             let used: std::collections::HashSet<String> = store
@@ -91,6 +106,58 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         NetworkCommand::Topology => print!("{}", network::topology(&store)?),
     }
     Ok(0)
+}
+
+/// `network connect`: the next free `eth<n>` of a running container, with its names (and
+/// `--alias`es) on the network's DNS.
+fn connect(
+    paths: &Paths,
+    global: &Global,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<()> {
+    let store = store(paths);
+    let net = store.network(network)?;
+    let id = state::resolve(paths, container)?;
+    let checked = network::Flags {
+        aliases,
+        ..network::Flags::default()
+    };
+    network::Names::parse(&checked, &network::Mode::Bridge(network.into()))?;
+    let Some(first) = store.attachment(&id)? else {
+        bail!("container {container} is not running on a bridge network: start it first");
+    };
+    let more = network::more_networks(&store, &id)?;
+    if first.network == network || more.iter().any(|(_, a)| a.network == network) {
+        bail!("container {container} is already connected to network {network}");
+    }
+    let ip = ip
+        .map(|ip| {
+            let ip: std::net::Ipv4Addr = ip
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid --ip {ip:?}: expected an IPv4 address"))?;
+            if !net.subnet.contains(&ip) {
+                bail!(
+                    "--ip {ip} is outside {network}'s subnet {}: choose an address inside it",
+                    net.subnet
+                );
+            }
+            Ok(ip)
+        })
+        .transpose()?;
+    let Some(n) = (1..network::MAX_NETWORKS).find(|n| more.iter().all(|(m, _)| m != n)) else {
+        bail!(
+            "container {container} is on {} networks already",
+            network::MAX_NETWORKS
+        );
+    };
+    let config = state::load_config(paths, &id)?;
+    let mut dns = config.names.endpoint(config.name.as_deref(), &id);
+    dns.names.extend(aliases.iter().cloned());
+    network::connect(paths, global.explain, &id, network, n, ip, Some(dns))?;
+    Ok(())
 }
 
 /// `minibox port C [PORT[/PROTO]]`, in Docker's format.

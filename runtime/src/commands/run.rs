@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::{Global, RunArgs};
@@ -53,7 +53,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     if let Some(name) = &args.name {
         state::check_name(name)?;
     }
-    let mode = Mode::parse(&args.network);
+    let mode = Mode::parse(&args.network[0]);
+    let more = more_networks(&args.network)?;
     let n = &args.names;
     let flags = network::Flags {
         aliases: &n.network_alias,
@@ -64,7 +65,10 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         ip: n.ip.as_deref(),
         mac_address: n.mac_address.as_deref(),
     };
-    let names = Names::parse(&flags, &mode)?;
+    let names = Names {
+        more_networks: more.clone(),
+        ..Names::parse(&flags, &mode)?
+    };
     super::registry::ensure(
         paths,
         global,
@@ -128,6 +132,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         dns: None,
         ip: names.ip,
         mac: None,
+        more,
     };
     network::check(paths, &request)?;
     Ok(Plan {
@@ -138,6 +143,26 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         security_opt: security.given,
         names,
     })
+}
+
+/// The `--network`s after the first: bridge networks, each once, at most
+/// [`network::MAX_NETWORKS`] in all.
+fn more_networks(all: &[String]) -> Result<Vec<String>> {
+    if all.len() == 1 {
+        return Ok(Vec::new());
+    }
+    if all.len() > network::MAX_NETWORKS {
+        bail!("too many --network: at most {}", network::MAX_NETWORKS);
+    }
+    for (i, n) in all.iter().enumerate() {
+        if n == "none" || n == "host" {
+            bail!("--network {n} cannot be combined with other networks");
+        }
+        if all[..i].contains(n) {
+            bail!("--network {n} is given twice");
+        }
+    }
+    Ok(all[1..].to_vec())
 }
 
 /// Where a container's /etc/hostname, /etc/hosts and /etc/resolv.conf live on the host: a
@@ -209,7 +234,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         interactive: args.process.interactive,
         init: args.init,
         cgroup_parent: args.cgroup_parent.clone(),
-        network: args.network.clone(),
+        network: args.network[0].clone(),
         publish: request.publish.clone(),
         publish_all: request.publish_all,
         exposed: request.exposed.clone(),
@@ -574,6 +599,7 @@ fn request(st: &State, config: &Config) -> Request {
         dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
         ip: config.names.ip,
         mac: config.names.mac_bytes(),
+        more: config.names.more_networks.clone(),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Names {
     /// `--mac-address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// The `--network`s after the first: eth1, eth2, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_networks: Vec<String>,
 }
 
 /// The flags as given on the command line.
@@ -131,6 +134,7 @@ impl Names {
             dns_options: dns_options.to_vec(),
             ip,
             mac,
+            more_networks: Vec::new(),
         })
     }
 
@@ -148,6 +152,7 @@ impl Names {
             names,
             servers: self.dns.clone(),
             served: false,
+            group: id.to_string(),
         }
     }
 
