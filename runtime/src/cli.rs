@@ -358,8 +358,13 @@ pub enum ImageCommand {
     Rm(RmiArgs),
 }
 
+/// `-h` is `--hostname` here, as in Docker: help is `--help` only.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -372,7 +377,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// The container's hostname (default: the short id).
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short = 'v', long = "volume")]

@@ -154,6 +154,9 @@ fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf> {
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
+    if !args.detach {
+        super::check_tty(&args.process)?;
+    }
     let Plan {
         id,
         found,
