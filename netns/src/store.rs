@@ -60,6 +60,9 @@ pub struct Attachment {
     /// Whether the bridge port hairpins (what a repair puts back; older records: `run`'s yes).
     #[serde(default = "yes")]
     pub hairpin: bool,
+    /// Its names on the network's DNS server (records of older versions: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::Dns>,
 }
 
 fn yes() -> bool {

@@ -93,6 +93,7 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         address: None,
         mtu: None,
         hairpin: true,
+        dns: None,
     }
 }
 
