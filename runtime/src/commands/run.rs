@@ -9,11 +9,13 @@
 //! (`container::recover`). With `-d` the set-up runs in a forked process that then becomes the
 //! container's supervisor (`container::supervisor`); `start` goes the same way.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 
 use crate::cli::{Global, RunArgs};
@@ -36,9 +38,99 @@ struct Plan {
     spec: Spec,
     request: Request,
     security_opt: Vec<String>,
+    labels: BTreeMap<String, String>,
+    attach: Attach,
+}
+
+/// Which of the container's streams a foreground `run` shows (`-a`; all by default).
+#[derive(Clone, Copy)]
+struct Attach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Attach {
+    fn parse(given: &[String], detach: bool) -> Result<Self> {
+        if given.is_empty() {
+            return Ok(Attach {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            });
+        }
+        if detach {
+            bail!("conflicting options: cannot specify both --attach and --detach");
+        }
+        let mut a = Attach {
+            stdin: false,
+            stdout: false,
+            stderr: false,
+        };
+        for s in given {
+            match s.to_ascii_lowercase().as_str() {
+                "stdin" => a.stdin = true,
+                "stdout" => a.stdout = true,
+                "stderr" => a.stderr = true,
+                _ => bail!("invalid argument {s:?} for -a: use STDIN, STDOUT or STDERR"),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// The lines of an `--env-file` or `--label-file` as Docker reads them: blank lines and `#`
+/// comments skipped, leading white space dropped.
+fn lines_of(path: &Path, flag: &str) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// `--label-file`s, then `--label`s over them: `KEY=VALUE`, or `KEY` for an empty value.
+fn labels(args: &RunArgs) -> Result<BTreeMap<String, String>> {
+    let mut all = Vec::new();
+    for file in &args.label_files {
+        all.extend(lines_of(file, "--label-file")?);
+    }
+    all.extend(args.labels.iter().cloned());
+    let mut labels = BTreeMap::new();
+    for l in all {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: give KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
 }
 
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
+    let attach = Attach::parse(&args.attach, args.detach)?;
+    if !args.sig_proxy && !args.detach {
+        bail!(
+            "--sig-proxy=false: a foreground container is this minibox's own and gets its \
+             signals; run it with -d to keep it apart"
+        );
+    }
+    if let Some(file) = args.cidfile.as_deref().filter(|f| f.exists()) {
+        bail!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            file.display()
+        );
+    }
+    let labels = labels(args)?;
+    // `--env-file`s first, `-e` over them, as Docker.
+    let mut env = Vec::new();
+    for file in &args.env_files {
+        env.extend(lines_of(file, "--env-file")?);
+    }
+    env.extend(args.process.env.iter().cloned());
     let memory = args.memory.as_deref().map(spec::memory).transpose()?;
     let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
     let volumes = args
@@ -59,6 +151,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         &args.image,
         args.pull,
         args.platform.as_deref(),
+        args.quiet,
     )?;
     let found = image::find(paths, &args.image)?;
     let id = state::new_id()?;
@@ -80,12 +173,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let dir = state::dir(paths, &id);
     let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
-        env: spec::environment(
-            &found.config,
-            &hostname,
-            args.process.tty,
-            &args.process.env,
-        )?,
+        env: spec::environment(&found.config, &hostname, args.process.tty, &env)?,
         cwd: spec::workdir(&found.config, args.process.workdir.as_deref())?,
         user,
         caps,
@@ -121,6 +209,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         spec,
         request,
         security_opt: security.given,
+        labels,
+        attach,
     })
 }
 
@@ -163,6 +253,8 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         spec,
         request,
         security_opt,
+        labels,
+        attach,
     } = plan(paths, global, &args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -199,6 +291,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         rm: args.rm,
         log: LogOptions::parse(&args.log_opts)?,
         security_opt,
+        labels,
     };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
@@ -211,6 +304,9 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     let container = Container::new(paths, global.explain, &config, lock, State::default());
     state::write_config(paths, &config)?;
     fault("config");
+    if let Some(file) = &args.cidfile {
+        write_cidfile(file, &id)?;
+    }
     if args.detach {
         let code = detach(container, &found, &config, &signals)?;
         if code == 0 {
@@ -223,8 +319,21 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         &found,
         &config,
         &signals,
-        args.process.interactive,
+        args.process.interactive && attach.stdin,
+        attach,
     )
+}
+
+/// `--cidfile`: the id, in a file made now (one that appeared since the check is not
+/// overwritten).
+fn write_cidfile(file: &Path, id: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .with_context(|| format!("--cidfile {}", file.display()))?;
+    f.write_all(id.as_bytes())
+        .with_context(|| format!("--cidfile {}", file.display()))
 }
 
 /// `--explain`: the container's OCI runtime config, as comment lines ahead of the network's
@@ -265,6 +374,7 @@ fn foreground(
     config: &Config,
     signals: &Signals,
     interactive: bool,
+    attach: Attach,
 ) -> Result<u8> {
     let log_path = state::log_path(&container.paths, &config.id);
     let log = LogFile::open(&log_path, config.log)?;
@@ -287,9 +397,14 @@ fn foreground(
     };
     let (out, err) = output.read_ends(started.pty);
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    // Streams not attached (`-a`) are still logged.
     let mut streams = [
-        Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
-        err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
+        Some(Stream::new(
+            out,
+            b"stdout",
+            attach.stdout.then(|| stdout.as_fd()),
+        )),
+        err.map(|e| Stream::new(e, b"stderr", attach.stderr.then(|| stderr.as_fd()))),
     ];
     let status = process::wait(pid, signals, relay, &mut streams, Some(&log));
     drop(raw);

@@ -6,6 +6,13 @@ pub fn rfc3339(ns: u64) -> String {
     humantime::format_rfc3339_nanos(time).to_string()
 }
 
+/// Docker's `ps`/`images` CreatedAt, `2026-11-22 18:24:37 +0000 UTC`, for `secs` since the
+/// epoch.
+pub fn docker_time(secs: u64) -> String {
+    let t = rfc3339(secs * 1_000_000_000);
+    format!("{} {} +0000 UTC", &t[..10], &t[11..19])
+}
+
 /// Seconds since the epoch, now.
 pub fn now_secs() -> u64 {
     super::state::now_ns() / 1_000_000_000
@@ -40,6 +47,7 @@ mod tests {
             rfc3339(1_795_890_277_000_000_005),
             "2026-11-28T18:24:37.000000005Z"
         );
+        assert_eq!(docker_time(1_795_890_277), "2026-11-28 18:24:37 +0000 UTC");
         assert_eq!(human(0), "Less than a second");
         assert_eq!(human(61), "About a minute");
         assert_eq!(human(7200), "2 hours");

@@ -2,6 +2,7 @@
 //! keeps rmi away, `config.json`, the rootfs) and the volatile dir `<runroot>/containers/<id>/`
 //! (the generated /etc files bind-mounted into the container, `state.json`).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -122,6 +123,9 @@ pub struct Config {
     /// `--security-opt` as given, a seccomp profile's path replaced by its content (as Docker).
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// The image's labels, and `--label`/`--label-file` over them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Config {
@@ -545,9 +549,13 @@ pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
 pub struct Summary {
     pub id: String,
     pub name: Option<String>,
+    pub image: String,
     pub image_name: String,
     pub args: Vec<String>,
     pub created: u64,
+    pub network: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {
