@@ -1,17 +1,16 @@
-//! Commands on existing containers: `inspect`'s document, `logs`, `stop`, `kill`, `rm`, `start`,
-//! `restart`, `wait`, `system prune`. Each finds containers by name, full id or unique id
-//! prefix, reads their state files (cheap: `ps` reads two small files per container), and
+//! Commands on existing containers: `inspect`'s document, `logs`, `stop`, `kill`, `rm`,
+//! `start`, `restart`, `wait`, `attach`, `pause`, `rename`, `container prune`, `system prune`,
+//! `system boot`, `healthcheck`. Each finds containers by name, full id or unique id
+//! prefix, reads their state files, and
 //! changes a container only under its lock.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use super::resolve;
-use super::run::detach;
 use crate::cli::{KillArgs, LogsArgs, RmArgs, StartArgs, StopArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::lifecycle::{self, Container};
@@ -19,7 +18,7 @@ use crate::container::log::LogReader;
 use crate::container::process::Signals;
 use crate::container::spec::DEFAULT_CAPS;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, image};
+use crate::container::{clock, events, health, image, signal, start};
 use crate::paths::Paths;
 use minibox_netns::HostPort;
 
@@ -103,7 +102,7 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         }).collect::<Vec<_>>()),
         "NetworkMode": c.network,
         "PortBindings": port_bindings(&c.publish),
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
         "AutoRemove": c.rm,
         "CapAdd": cap_add,
         "CapDrop": cap_drop,
@@ -130,17 +129,23 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         "Path": c.args.first().cloned().unwrap_or_default(),
         "Args": c.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": if paused { "paused" } else { st.status.as_str() },
+            "Status": match (paused, st.restarting && !running) {
+                (true, _) => "paused",
+                (false, true) => "restarting",
+                (false, false) => st.status.as_str(),
+            },
             "Running": running,
             "Paused": paused,
-            "Restarting": false,
+            "Restarting": st.restarting && !running,
             "OOMKilled": st.oom_killed,
             "Dead": false,
             "Pid": if running { st.pid } else { 0 },
             "ExitCode": st.exit_code.unwrap_or(0),
             "StartedAt": time_or_zero(st.started_at),
             "FinishedAt": time_or_zero(st.finished_at),
+            "Health": c.healthcheck.as_ref().map(|_| health::load(paths, &c.id).unwrap_or_default()),
         },
+        "RestartCount": st.restart_count,
         "Image": c.image,
         "Name": c.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
         "LogPath": state::log_path(paths, &c.id).display().to_string(),
@@ -157,6 +162,9 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
             "WorkingDir": process.map(|p| p.cwd().clone()).unwrap_or_default(),
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
             "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
+            "Healthcheck": c.healthcheck,
         },
         "NetworkSettings": {
             "IPAddress": ip,
@@ -365,56 +373,43 @@ pub fn attach(paths: &Paths, explain: bool, what: &str) -> Result<u8> {
     attached(paths, explain, &id, what, reader)
 }
 
-/// A point in time as `logs --since/--until` take it, in nanoseconds since the epoch: RFC 3339,
-/// a Unix time (seconds, maybe fractional), or a duration before `now` (`10m`, `1h30m`).
+/// A `logs --since/--until` time in nanoseconds since the epoch.
 fn instant(flag: &str, value: &str, now: u64) -> Result<u64> {
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs >= 0.0 {
-            return Ok((secs * 1e9) as u64);
-        }
-    }
-    if let Ok(ago) = humantime::parse_duration(value) {
-        return Ok(now.saturating_sub(ago.as_nanos() as u64));
-    }
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as u64)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "invalid value {value:?} for {flag}: give a time (2026-11-26T10:00:00Z), a Unix \
-                 time or a duration (10m)"
-            )
-        })
+    clock::parse_time(value, now).ok_or_else(|| {
+        anyhow::anyhow!(
+            "invalid value {value:?} for {flag}: give a time (2026-11-26T10:00:00Z), a Unix time \
+             or a duration (10m)"
+        )
+    })
+}
+
+/// Stops one container: `-s`, else its stop signal; `-t`, else its stop timeout, else 10 s.
+fn stop_one(paths: &Paths, explain: bool, id: &str, args: &StopArgs) -> Result<()> {
+    let config = state::load_config(paths, id)?;
+    let sig = match &args.signal {
+        Some(s) => signal::parse(s)?,
+        None => signal::stop_signal(config.stop_signal.as_deref()),
+    };
+    let secs = args.time.or(config.stop_timeout).unwrap_or(10);
+    lifecycle::stop(paths, explain, id, sig, Duration::from_secs(secs))?;
+    Ok(())
 }
 
 pub fn stop(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
+    if let Some(s) = &args.signal {
+        signal::parse(s)?;
+    }
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+        stop_one(paths, explain, &id, args)
             .with_context(|| format!("stopping container {what}"))?;
         println!("{what}");
     }
     Ok(0)
 }
 
-/// A signal by name (`TERM`, `SIGTERM`) or number.
-fn parse_signal(s: &str) -> Result<Signal> {
-    let bad = || anyhow::anyhow!("invalid signal {s:?}: give a name like TERM or a number");
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| bad());
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>().map_err(|_| bad())
-}
-
 pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
-    let sig = parse_signal(&args.signal)?;
+    let sig = signal::parse(&args.signal)?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
         lifecycle::kill(paths, &id, sig).with_context(|| format!("container {what}"))?;
@@ -444,14 +439,16 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
     failure.map_or(Ok(0), Err)
 }
 
-fn start_one(paths: &Paths, explain: bool, id: &str, signals: &Signals) -> Result<u8> {
+/// Starts container `id` under its supervisor, unless it runs already.
+fn start_one(paths: &Paths, explain: bool, id: &str, signals: &Signals) -> Result<()> {
     let config = state::load_config(paths, id)?;
     let found = image::find(paths, &config.image)?;
     let Some((lock, st)) = lifecycle::restart(paths, explain, id)? else {
-        return Ok(0); // running already
+        return Ok(()); // running already
     };
     let container = Container::new(paths, explain, &config, lock, st);
-    detach(container, &found, &config, signals)
+    start::detach(container, &found, &config, signals).map_err(minibox::Error::from)?;
+    Ok(())
 }
 
 pub fn start(paths: &Paths, explain: bool, args: &StartArgs) -> Result<u8> {
@@ -469,10 +466,7 @@ pub fn start(paths: &Paths, explain: bool, args: &StartArgs) -> Result<u8> {
         let id = state::resolve(paths, what)?;
         // Opened before the start, so that nothing the container writes is missed.
         let reader = args.attach.then(|| log_from_now(paths, &id)).transpose()?;
-        let code = start_one(paths, explain, &id, &signals)?;
-        if code != 0 {
-            return Ok(code);
-        }
+        start_one(paths, explain, &id, &signals)?;
         match reader {
             Some(reader) => return attached(paths, explain, &id, what, reader),
             None => println!("{what}"),
@@ -485,14 +479,54 @@ pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
     let signals = Signals::block().context("blocking signals")?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+        stop_one(paths, explain, &id, args)
             .with_context(|| format!("stopping container {what}"))?;
-        let code = start_one(paths, explain, &id, &signals)?;
-        if code != 0 {
-            return Ok(code);
-        }
+        start_one(paths, explain, &id, &signals)?;
+        events::record(paths, &id, "restart", &[]);
         println!("{what}");
     }
+    Ok(0)
+}
+
+/// `system boot`, after a reboot: the runroot is empty, the containers' records under the root
+/// are what is left. Each container gets its volatile record back (as created: nothing of it
+/// runs), and those whose restart policy says so are started (`always`; `unless-stopped`
+/// unless the user had stopped it). Run again, it starts only what does not run.
+pub fn boot(paths: &Paths, explain: bool) -> Result<u8> {
+    let signals = Signals::block().context("blocking signals")?;
+    let mut failed = 0;
+    for entry in std::fs::read_dir(paths.containers())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let Ok(config) = state::load_config(paths, &id) else {
+            continue;
+        };
+        if state::load_state(paths, &id).is_err() {
+            state::restore(paths, &config)?;
+        }
+        if !config.restart.at_boot(state::stopped_by_user(paths, &id)) {
+            continue;
+        }
+        let name = config.name.as_deref().unwrap_or(&id);
+        match start_one(paths, explain, &id, &signals) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                // One that cannot start does not keep the others down.
+                eprintln!("minibox: starting container {name}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `healthcheck` (run by a container's supervisor): one probe of its health.
+pub fn healthcheck(paths: &Paths, what: &str) -> Result<u8> {
+    let id = state::resolve(paths, what)?;
+    health::probe(paths, &id)?;
     Ok(0)
 }
 

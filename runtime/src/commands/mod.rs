@@ -1,6 +1,7 @@
 //! One module per group of subcommands; each returns the process exit code.
 
 mod container;
+mod events;
 mod exec;
 mod image;
 mod inspect;
@@ -53,6 +54,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Login(args) => registry::login(&cli.global, &args),
         Command::Logout { registry } => registry::logout(registry.as_deref()),
         Command::Run(args) => run::run(&paths, &cli.global, *args),
+        Command::Create(args) => run::create(&paths, &cli.global, *args),
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),
         Command::Ps(args) => ps::ps(&paths, &args),
@@ -68,10 +70,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Kill(args) => container::kill(&paths, explain, &args),
         Command::Rm(args) => container::rm(&paths, explain, &args),
         Command::Start(args) => container::start(&paths, explain, &args),
+        Command::Events(args) => events::events(&paths, &args),
+        Command::Healthcheck { container } => container::healthcheck(&paths, &container),
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
         Command::System(SystemCommand::Df { format }) => system::df(&paths, format.as_deref()),
         Command::Top { container, options } => top::top(&paths, explain, &container, &options),
         Command::Stats(args) => stats::stats(&paths, explain, &args),
@@ -97,7 +102,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 fn sweeps(command: &Command) -> bool {
     matches!(
         command,
-        Command::Run(_) | Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
+        Command::Run(_)
+            | Command::Create(_)
+            | Command::Ps(_)
+            | Command::Network(_)
+            | Command::Rmi(_)
     ) || matches!(
         command,
         Command::Image(ImageCommand::Rm(_)) | Command::Container(ContainerCommand::Prune { .. })

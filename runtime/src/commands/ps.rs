@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::template;
 use crate::cli::PsArgs;
 use crate::container::cgroups::Cgroup;
-use crate::container::clock;
 use crate::container::state::{self, State, Status, Summary};
+use crate::container::{clock, health};
 use crate::paths::Paths;
 
 /// Docker's default `ps` table.
@@ -30,8 +30,11 @@ fn headers() -> Value {
 struct Row {
     summary: Summary,
     state: State,
-    /// Docker's State: the status, or "paused" for a frozen running container.
+    /// Docker's State: the status, "paused" for a frozen running container, "restarting"
+    /// while its supervisor waits to start it again.
     status: &'static str,
+    /// Its health check's status, when it has one.
+    health: Option<String>,
 }
 
 pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
@@ -48,10 +51,12 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
             let summary = state::load_summary(paths, id).ok()?;
             let state = state::load_state(paths, id).ok()?;
             let status = status_of(&state);
+            let health = health::load(paths, id).map(|h| h.status);
             Some(Row {
                 summary,
                 state,
                 status,
+                health,
             })
         })
         .filter(|r| every || r.state.status == Status::Running)
@@ -80,6 +85,7 @@ fn status_of(st: &State) -> &'static str {
     };
     match st.status {
         Status::Running if frozen() => "paused",
+        Status::Exited if st.restarting => "restarting",
         s => s.as_str(),
     }
 }
@@ -91,9 +97,19 @@ fn row(r: &Row, now: u64, no_trunc: bool) -> Value {
         command = command.chars().take(19).collect::<String>() + "…";
     }
     let ago = |ns: Option<u64>| clock::human(now.saturating_sub(ns.unwrap_or(0) / 1_000_000_000));
+    let health = match r.health.as_deref() {
+        Some("starting") => " (health: starting)".to_string(),
+        Some(h) => format!(" ({h})"),
+        None => String::new(),
+    };
     let status = match st.status {
         Status::Running if r.status == "paused" => format!("Up {} (Paused)", ago(st.started_at)),
-        Status::Running => format!("Up {}", ago(st.started_at)),
+        Status::Running => format!("Up {}{health}", ago(st.started_at)),
+        Status::Exited if st.restarting => format!(
+            "Restarting ({}) {} ago",
+            st.exit_code.unwrap_or(0),
+            ago(st.finished_at)
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             st.exit_code.unwrap_or(0),
