@@ -197,8 +197,6 @@ pub fn setup(
     c.state.cgroup = Some(cgroup.clone());
     c.save().map_err(rt)?;
     let resources = linux.resources().clone().unwrap_or_default();
-    c.cgroup = Some(Cgroup::create(&cgroup, &resources).map_err(rt)?);
-    fault("cgroup");
     if config.healthcheck.is_some() {
         health::reset(&paths, &id).map_err(rt)?;
     }
@@ -227,10 +225,13 @@ pub fn setup(
     let child = process::spawn(&launch)?;
     fault("spawned");
 
-    // The child sets up its filesystem while it is placed in its cgroup and its network is
-    // wired; it waits for `go` before it goes further.
+    // The child sets up its filesystem while its cgroup is made (the two take about as long:
+    // on two cores they overlap), it is placed in it and its network is wired; it waits for
+    // `go` before it goes further (and makes its cgroup namespace only then).
     let prepared = (|| -> Result<()> {
-        c.cgroup.as_ref().expect("created above").add(child.pid)?;
+        let cgroup = c.cgroup.insert(Cgroup::create(&cgroup, &resources)?);
+        fault("cgroup");
+        cgroup.add(child.pid)?;
         c.spawned(child.pid.as_raw());
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
