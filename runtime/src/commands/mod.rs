@@ -15,6 +15,7 @@ mod table;
 mod template;
 mod top;
 mod units;
+mod update;
 
 use anyhow::Result;
 
@@ -75,6 +76,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
+        Command::Update(args) => update::update(&paths, explain, &args),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
         Command::System(SystemCommand::Df { format }) => system::df(&paths, format.as_deref()),

@@ -34,7 +34,6 @@ struct Watched {
     name: String,
     cgroup: Cgroup,
     pid: i32,
-    limit: u64,
 }
 
 pub fn stats(paths: &Paths, explain: bool, args: &StatsArgs) -> Result<u8> {
@@ -67,10 +66,6 @@ pub fn stats(paths: &Paths, explain: bool, args: &StatsArgs) -> Result<u8> {
                 name: config.name.clone().unwrap_or_default(),
                 cgroup: Cgroup::open(st.cgroup.as_deref()?),
                 pid: st.pid,
-                limit: config
-                    .memory()
-                    .and_then(|m| u64::try_from(m).ok())
-                    .unwrap_or(host_memory),
                 id,
                 given,
             })
@@ -87,7 +82,7 @@ pub fn stats(paths: &Paths, explain: bool, args: &StatsArgs) -> Result<u8> {
         let now = sample(&watched);
         let rows: Vec<Value> = watched
             .iter()
-            .map(|w| row(w, &before[&w.id], &now[&w.id], args.no_trunc))
+            .map(|w| row(w, &before[&w.id], &now[&w.id], args.no_trunc, host_memory))
             .collect();
         let table = template::render_rows(format, &rows, &headers())?;
         if args.no_stream {
@@ -114,20 +109,22 @@ fn sample(watched: &[Watched]) -> HashMap<String, Reading> {
         .collect()
 }
 
-fn row(w: &Watched, before: &Reading, now: &Reading, no_trunc: bool) -> Value {
+fn row(w: &Watched, before: &Reading, now: &Reading, no_trunc: bool, host_memory: u64) -> Value {
     let (t0, u0, _) = before;
     let (t1, u, (rx, tx)) = now;
     let wall = t1.duration_since(*t0).as_nanos().max(1) as f64;
     // Percent of one CPU, as Docker's (cpu delta / system delta × CPUs).
     let cpu = u.cpu_ns.saturating_sub(u0.cpu_ns) as f64 / wall * 100.0;
-    let mem = u.memory as f64 / w.limit.max(1) as f64 * 100.0;
+    // The kernel's limit now, else the host's memory (as Docker shows it).
+    let limit = u.memory_limit.unwrap_or(host_memory);
+    let mem = u.memory as f64 / limit.max(1) as f64 * 100.0;
     let id = if no_trunc { &w.id[..] } else { &w.id[..12] };
     json!({
         "ID": id,
         "Name": w.name,
         "Container": w.given,
         "CPUPerc": format!("{cpu:.2}%"),
-        "MemUsage": format!("{} / {}", units::binary(u.memory), units::binary(w.limit)),
+        "MemUsage": format!("{} / {}", units::binary(u.memory), units::binary(limit)),
         "MemPerc": format!("{mem:.2}%"),
         "NetIO": format!("{} / {}", units::decimal(*rx), units::decimal(*tx)),
         "BlockIO": format!("{} / {}", units::decimal(u.block_read), units::decimal(u.block_write)),

@@ -179,8 +179,8 @@ pub fn setup(
     fn rt(e: impl Into<anyhow::Error>) -> SetupError {
         SetupError::new(format!("{:#}", e.into()))
     }
-    let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
+    let spec = &rejoin(&paths, config).map_err(rt)?;
     let id = config.id.clone();
     let dir = state::dir(&paths, &id);
     let target = dir.join("rootfs");
@@ -372,4 +372,39 @@ fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
         .iter()
         .flat_map(|b| b.ports.iter().copied())
         .collect()
+}
+
+/// The `typ` namespace (`pid`, `ipc`, `uts`) of container `id`'s PID 1, which must be running
+/// (its pid verified, so a reused pid is never taken for it).
+pub fn namespace_of(paths: &Paths, id: &str, typ: &str) -> Result<std::path::PathBuf> {
+    let st = state::load_state(paths, id)?;
+    if !lifecycle::running(&st) {
+        anyhow::bail!(
+            "cannot join the {typ} namespace of container {id:.12}: it is not running (start it first)"
+        );
+    }
+    Ok(format!("/proc/{}/ns/{typ}", st.pid).into())
+}
+
+/// The Spec with the namespaces joined from other containers (`--pid container:NAME`...) looked
+/// up again: their PID 1 may have changed since the Spec was built (a restart).
+fn rejoin(paths: &Paths, config: &Config) -> Result<super::spec::Spec> {
+    let mut spec = config.runtime_spec()?.clone();
+    if config.joins.is_empty() {
+        return Ok(spec);
+    }
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for (typ, id) in &config.joins {
+        let path = namespace_of(paths, id, typ)?;
+        for ns in namespaces
+            .iter_mut()
+            .filter(|n| n.typ().to_string() == *typ)
+        {
+            ns.set_path(Some(path.clone()));
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(spec)
 }
