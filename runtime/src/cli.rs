@@ -426,6 +426,12 @@ pub enum NetworkCommand {
     },
     /// Draw bridges, veths, namespaces, addresses and published ports as text.
     Topology,
+    /// Rebuild minibox's firewall rules, bridges, veth attachments and sysctls from the records
+    /// (after a firewall restart, `iptables -F`, `nft flush ruleset`, a deleted bridge).
+    Reload {
+        /// Only these networks' bridges (the firewall is rebuilt whole); default: all in use.
+        networks: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
