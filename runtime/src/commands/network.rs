@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use minibox_netns::{Attachment, Proto};
 
-use crate::cli::{Global, NetworkCommand, PortArgs};
+use crate::cli::{Global, NetworkCommand, ObjectType, PortArgs};
 use crate::container::state;
 use crate::network::{self, explainer, store};
 use crate::paths::Paths;
@@ -42,21 +42,14 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             }
             print!("{}", super::table::render(&rows));
         }
-        NetworkCommand::Inspect { networks } => {
-            let mut all = Vec::new();
-            for name in networks {
-                let mut v = network::inspect(&store, &store.network(&name)?)?;
-                // Containers by their names, as Docker shows them.
-                if let Some(containers) = v["Containers"].as_object_mut() {
-                    for (id, c) in containers.iter_mut() {
-                        if let Some(n) = container_name(paths, id) {
-                            c["Name"] = n.into();
-                        }
-                    }
-                }
-                all.push(v);
-            }
-            println!("{}", serde_json::to_string_pretty(&all)?);
+        NetworkCommand::Inspect { format, networks } => {
+            return super::inspect::inspect(
+                paths,
+                global.explain,
+                Some(ObjectType::Network),
+                &networks,
+                format.as_deref(),
+            );
         }
         NetworkCommand::Rm { networks } => {
             let ex = explainer(global.explain);
@@ -164,6 +157,21 @@ fn connect(
     dns.names.extend(aliases.iter().cloned());
     network::connect(paths, global.explain, &id, network, n, ip, Some(dns))?;
     Ok(())
+}
+
+/// The `inspect` document of network `name`, its containers by their names as Docker shows
+/// them.
+pub(super) fn document(paths: &Paths, name: &str) -> Result<serde_json::Value> {
+    let store = store(paths);
+    let mut v = network::inspect(&store, &store.network(name)?)?;
+    if let Some(containers) = v["Containers"].as_object_mut() {
+        for (id, c) in containers.iter_mut() {
+            if let Some(n) = container_name(paths, id) {
+                c["Name"] = n.into();
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// `minibox port C [PORT[/PROTO]]`, in Docker's format.

@@ -5,7 +5,10 @@
 //! Every resource is recorded in the container's state before it is made (write-ahead), under
 //! the container's lock, so that whatever dies when, the next command can undo it.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -32,6 +35,87 @@ struct Plan {
     names: Names,
     service: Service,
     joins: Vec<(String, String)>,
+    labels: BTreeMap<String, String>,
+}
+
+/// Which of the container's streams a foreground `run` shows (`-a`; all by default).
+#[derive(Clone, Copy)]
+struct Attach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Attach {
+    fn parse(given: &[String], detach: bool) -> Result<Self> {
+        if given.is_empty() {
+            return Ok(Attach {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            });
+        }
+        if detach {
+            bail!("conflicting options: cannot specify both --attach and --detach");
+        }
+        let mut a = Attach {
+            stdin: false,
+            stdout: false,
+            stderr: false,
+        };
+        for s in given {
+            match s.to_ascii_lowercase().as_str() {
+                "stdin" => a.stdin = true,
+                "stdout" => a.stdout = true,
+                "stderr" => a.stderr = true,
+                _ => bail!("invalid argument {s:?} for -a: use STDIN, STDOUT or STDERR"),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// The lines of an `--env-file` or `--label-file` as Docker reads them: blank lines and `#`
+/// comments skipped, leading white space dropped.
+fn lines_of(path: &Path, flag: &str) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// `--label-file`s, then `--label`s over them: `KEY=VALUE`, or `KEY` for an empty value.
+fn labels(args: &RunArgs) -> Result<BTreeMap<String, String>> {
+    let mut all = Vec::new();
+    for file in &args.label_files {
+        all.extend(lines_of(file, "--label-file")?);
+    }
+    all.extend(args.labels.iter().cloned());
+    let mut labels = BTreeMap::new();
+    for l in all {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: give KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+/// `--cidfile`: the id, in a file made now (one that appeared since the check is not
+/// overwritten).
+fn write_cidfile(file: &Path, id: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .with_context(|| format!("--cidfile {}", file.display()))?;
+    f.write_all(id.as_bytes())
+        .with_context(|| format!("--cidfile {}", file.display()))
 }
 
 /// How the container runs as a service: `--restart`, `--stop-*`, `--health-*` checked, merged
@@ -74,6 +158,19 @@ fn service(args: &ServiceArgs, rm: bool, image: &spec::ImageConfig) -> Result<Se
 }
 
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
+    if let Some(file) = args.cidfile.as_deref().filter(|f| f.exists()) {
+        bail!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            file.display()
+        );
+    }
+    let labels = labels(args)?;
+    // `--env-file`s first, `-e` over them, as Docker.
+    let mut env = Vec::new();
+    for file in &args.env_files {
+        env.extend(lines_of(file, "--env-file")?);
+    }
+    env.extend(args.process.env.iter().cloned());
     let memory = args.memory.as_deref().map(spec::memory).transpose()?;
     let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
     let volumes = args
@@ -109,6 +206,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         &args.image,
         args.pull,
         args.platform.as_deref(),
+        args.quiet,
     )?;
     let found = image::find(paths, &args.image)?;
     let service = service(&args.service, args.rm, &found.config)?;
@@ -145,12 +243,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let dir = state::dir(paths, &id);
     let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
-        env: spec::environment(
-            &found.config,
-            &hostname,
-            args.process.tty,
-            &args.process.env,
-        )?,
+        env: spec::environment(&found.config, &hostname, args.process.tty, &env)?,
         cwd: spec::workdir(&found.config, args.process.workdir.as_deref())?,
         user,
         caps,
@@ -194,6 +287,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         names,
         service,
         joins,
+        labels,
     })
 }
 
@@ -272,6 +366,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         names,
         service,
         joins,
+        labels,
     } = plan(paths, global, args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -314,18 +409,29 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         stop_timeout: service.stop_timeout,
         healthcheck: service.healthcheck,
         joins,
+        labels,
     };
     let lock = match &args.name {
         Some(name) => state::create(paths, &id, Some(name))?,
         None => create_named(paths, &mut config)?,
     };
     fault("created");
+    if let Some(file) = &args.cidfile {
+        write_cidfile(file, &id)?;
+    }
     Ok((config, found, lock))
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     if !args.detach {
         super::check_tty(&args.process)?;
+    }
+    let attach = Attach::parse(&args.attach, args.detach)?;
+    if !args.sig_proxy && !args.detach {
+        bail!(
+            "--sig-proxy=false: a foreground container is this minibox's own and gets its \
+             signals; run it with -d to keep it apart"
+        );
     }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
@@ -344,7 +450,8 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         &found,
         &config,
         &signals,
-        args.process.interactive,
+        args.process.interactive && attach.stdin,
+        attach,
     )
 }
 
@@ -399,6 +506,7 @@ fn foreground(
     config: &Config,
     signals: &Signals,
     interactive: bool,
+    attach: Attach,
 ) -> Result<u8> {
     let log_path = state::log_path(&container.paths, &config.id);
     let log = LogFile::open(&log_path, config.log)?;
@@ -422,9 +530,14 @@ fn foreground(
     };
     let (out, err) = output.read_ends(started.pty);
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    // Streams not attached (`-a`) are still logged.
     let mut streams = [
-        Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
-        err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
+        Some(Stream::new(
+            out,
+            b"stdout",
+            attach.stdout.then(|| stdout.as_fd()),
+        )),
+        err.map(|e| Stream::new(e, b"stderr", attach.stderr.then(|| stderr.as_fd()))),
     ];
     let status = process::wait(pid, signals, relay, &mut streams, Some(&log));
     drop(raw);
