@@ -268,7 +268,7 @@ fn background_network_teardown_killed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let rules = sb.sh("iptables-save").ok();
+    let rules = sb.firewall_rules();
     assert!(
         rules.contains("minibox:"),
         "nothing was left to recover:\n{rules}"
