@@ -35,7 +35,7 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
                 state::load_state(paths, id).ok()?,
             ))
         })
-        .filter(|(_, st)| args.all || st.status == Status::Running)
+        .filter(|(_, st)| args.all || st.status == Status::Running || st.restarting)
         .collect();
     rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
     let short = |id: &str| {
@@ -161,7 +161,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         .as_ref()
         .and_then(|s| s.linux().as_ref())
         .and_then(|l| l.resources().as_ref());
-    json!({
+    let mut doc = json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
         "Path": c.args.first().cloned().unwrap_or_default(),
@@ -215,7 +215,21 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Ports": ports,
             "Networks": networks,
         },
-    })
+    });
+    // Docker leaves these out when the container has none.
+    for (section, key) in [
+        ("State", "Health"),
+        ("Config", "StopSignal"),
+        ("Config", "StopTimeout"),
+        ("Config", "Healthcheck"),
+    ] {
+        if let Some(m) = doc[section].as_object_mut() {
+            if m.get(key).is_some_and(Value::is_null) {
+                m.remove(key);
+            }
+        }
+    }
+    doc
 }
 
 pub fn inspect(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
