@@ -407,6 +407,8 @@ mod tests {
             mac: String::new(),
             mtu: 1500,
             ports: Vec::new(),
+            firewall: crate::firewall::Driver::Nftables,
+            hairpin: true,
             dns: Some(Dns {
                 names: names.iter().map(|n| n.to_string()).collect(),
                 ..Dns::default()

@@ -178,10 +178,15 @@ fn quick_mode_prints_every_row() {
             "leftovers: {}",
             conc[0].0[3]
         );
-        assert_eq!(setup.len(), 2, "set-up with 0 and with 10 running");
-        assert!(
-            setup[1].0[1].contains("10 running") && setup[1].0[3].contains("x the set-up with 0")
-        );
+        assert_eq!(setup.len(), 3, "set-up with 0, 10 and 20 running");
+        for (row, running) in [(1, "10 running"), (2, "20 running")] {
+            assert!(
+                setup[row].0[1].contains(running)
+                    && setup[row].0[3].contains("x the set-up with 0"),
+                "{:?}",
+                setup[row].0
+            );
+        }
         assert_eq!(rps.len(), 3, "via 127.0.0.1, via the host address, direct");
         assert!(rps[0].0[3].ends_with("x of direct"), "{}", rps[0].0[3]);
     }
@@ -219,7 +224,7 @@ fn quick_mode_prints_every_row() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
         .collect();
-    assert_eq!(targets.len(), 15, "{targets:#?}");
+    assert_eq!(targets.len(), 17, "{targets:#?}");
     for t in &targets {
         assert!(
             t.ends_with("| yes |") || t.ends_with("| no |") || t.contains("| needs: "),

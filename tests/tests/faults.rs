@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use minibox_tests::Sandbox;
 
-/// The points of the set-up where `MINIBOX_FAULT` kills minibox (see `commands/run.rs`).
+/// The points of the set-up where `MINIBOX_FAULT` kills minibox (see `container/start.rs`).
 const POINTS: [&str; 7] = [
-    "created", "config", "rootfs", "cgroup", "spawned", "attached", "running",
+    "created", "config", "rootfs", "spawned", "cgroup", "attached", "running",
 ];
 
 fn sandbox() -> Sandbox {
@@ -268,7 +268,7 @@ fn background_network_teardown_killed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let rules = sb.sh("iptables-save").ok();
+    let rules = sb.firewall_rules();
     assert!(
         rules.contains("minibox:"),
         "nothing was left to recover:\n{rules}"

@@ -8,6 +8,7 @@ mod network;
 mod registry;
 mod run;
 mod table;
+mod update;
 
 use anyhow::Result;
 
@@ -54,6 +55,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
+        Command::Update(args) => update::update(&paths, explain, &args),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
     }

@@ -66,6 +66,12 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             }
         }
         NetworkCommand::Topology => print!("{}", network::topology(&store)?),
+        NetworkCommand::Reload { networks } => {
+            let ex = explainer(global.explain);
+            for net in minibox_netns::reload(&store, &ex, &networks)? {
+                println!("{}", net.name);
+            }
+        }
     }
     Ok(0)
 }

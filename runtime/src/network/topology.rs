@@ -1,9 +1,14 @@
-//! `network topology`: the tutorials' diagram, drawn from what the kernel and the records hold.
+//! `network topology`: the tutorials' diagram, drawn from what the kernel and the records hold;
+//! what is recorded but missing from the kernel is marked, with the command that restores it.
 
 use std::fmt::Write;
 
 use anyhow::Result;
 use minibox_netns::Store;
+
+/// How a recorded object the kernel lacks is marked.
+const MISSING: &str = "(MISSING: `minibox network reload` restores it)";
+const DETACHED: &str = "(NOT ON THE BRIDGE: `minibox network reload` puts it back)";
 
 pub fn topology(store: &Store) -> Result<String> {
     let links = minibox_netns::links()?;
@@ -33,8 +38,10 @@ pub fn topology(store: &Store) -> Result<String> {
     }
     for net in &nets {
         let bridge = links.iter().find(|l| l.name == net.bridge);
+        let mine: Vec<_> = atts.iter().filter(|a| a.network == net.name).collect();
         let state = match bridge {
             Some(b) => format!("{}/{}  mtu {}", net.gateway, net.subnet.prefix_len(), b.mtu),
+            None if !mine.is_empty() => MISSING.to_string(),
             None => "(not created yet: made on first use)".to_string(),
         };
         let _ = writeln!(
@@ -47,7 +54,16 @@ pub fn topology(store: &Store) -> Result<String> {
             "│   │   NAT: {} leaves masqueraded through the other interfaces",
             net.subnet
         );
-        let mine: Vec<_> = atts.iter().filter(|a| a.network == net.name).collect();
+        if bridge.is_some() || !mine.is_empty() {
+            let lacking = minibox_netns::check_network(net)?;
+            if !lacking.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "│   │   firewall MISSING {} (`minibox network reload` restores them)",
+                    lacking.join(", ")
+                );
+            }
+        }
         for (i, a) in mine.iter().enumerate() {
             let last = i + 1 == mine.len();
             let (branch, cont) = if last {
@@ -55,10 +71,12 @@ pub fn topology(store: &Store) -> Result<String> {
             } else {
                 ("├──", "│   ")
             };
-            let present = if links.iter().any(|l| l.name == a.veth) {
-                ""
-            } else {
-                " (missing)"
+            let present = match links.iter().find(|l| l.name == a.veth) {
+                None => format!(" {MISSING}"),
+                Some(v) if bridge.is_none() || v.controller != bridge.map(|b| b.index) => {
+                    format!(" {DETACHED}")
+                }
+                Some(_) => String::new(),
             };
             let _ = writeln!(
                 out,
@@ -83,6 +101,9 @@ pub fn topology(store: &Store) -> Result<String> {
             let _ = writeln!(out, "│   └── (no containers)");
         }
     }
-    out.push_str("└── firewall: nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD, MINIBOX-INPUT\n");
+    out.push_str(match minibox_netns::FirewallDriver::selected()? {
+        minibox_netns::FirewallDriver::Nftables => "└── firewall (nftables): table inet minibox: published ports in maps ports4 and anyports4, DNAT in chain published (from prerouting and output), postrouting, forward, input\n",
+        minibox_netns::FirewallDriver::Iptables => "└── firewall (iptables): nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD, MINIBOX-INPUT\n",
+    });
     Ok(out)
 }
