@@ -265,8 +265,6 @@ fn a_crash_loop_shows_restarting_and_stop_cancels_the_wait() {
     eventually("ps to show it restarting", || {
         sb.minibox(&["ps"]).ok().contains("Restarting (2)")
     });
-    let c = inspect(&sb, "loop");
-    assert!(c["RestartCount"].as_u64().unwrap() >= 1, "{c}");
     // `stop` during the wait: its supervisor gives up at once, the container stays exited.
     sb.minibox(&["stop", "loop"]).ok();
     let c = inspect(&sb, "loop");
