@@ -67,6 +67,11 @@ pub struct Endpoint<'a> {
     /// The names it answers to on the network's DNS server, which starts with the first
     /// endpoint that has some (see the `dns` module); `None` for none.
     pub dns: Option<&'a Dns>,
+    /// The interface's MAC address; `None` derives one from its IPv4 address, as Docker does.
+    pub mac: Option<[u8; 6]>,
+    /// Whether the default route goes through this network's gateway (a netns has one: that
+    /// of its first network).
+    pub default_route: bool,
 }
 
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
@@ -106,7 +111,7 @@ pub fn attach(
         prefix_len: net.subnet.prefix_len(),
         gateway: net.gateway,
         ifname: ep.ifname.to_string(),
-        mac: netlink::mac_string(&netlink::mac_for(address)),
+        mac: netlink::mac_string(&ep.mac.unwrap_or(netlink::mac_for(address))),
         mtu: 0,
         ports: Vec::new(),
         firewall,
@@ -202,7 +207,7 @@ fn wire(
     let firewall_rules = firewall::publish(ex, att.firewall, &published)?;
 
     let label = att.netns_label();
-    let mac = netlink::mac_for(att.address);
+    let mac = ep.mac.unwrap_or(netlink::mac_for(att.address));
     host.add_veth(
         ex,
         &att.veth,
@@ -221,7 +226,10 @@ fn wire(
         inner.up(ex, "lo", None)?;
         inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
         inner.up(ex, &att.ifname, None)?;
-        inner.add_default_route(ex, att.gateway)
+        match ep.default_route {
+            true => inner.add_default_route(ex, att.gateway),
+            false => Ok(()),
+        }
     })?;
     let netlink_done = Instant::now();
     firewall_rules.wait(ex).or_else(|_| {

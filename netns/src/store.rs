@@ -331,10 +331,14 @@ impl Store {
         addr: Ipv4Addr,
         id: &str,
     ) -> Result<Ipv4Addr> {
-        let host = net.subnet.contains(&addr)
-            && addr != net.gateway
-            && addr != net.subnet.network()
-            && addr != net.subnet.broadcast();
+        if !net.subnet.contains(&addr) {
+            return Err(Error::InvalidNetwork(format!(
+                "{addr} is outside {}'s subnet {}: choose an address inside it",
+                net.name, net.subnet
+            )));
+        }
+        let host =
+            addr != net.gateway && addr != net.subnet.network() && addr != net.subnet.broadcast();
         if !host {
             return Err(Error::InvalidNetwork(format!(
                 "{addr} is not a free host address of {} ({})",

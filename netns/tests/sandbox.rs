@@ -94,6 +94,8 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         mtu: None,
         hairpin: true,
         dns: None,
+        mac: None,
+        default_route: true,
     }
 }
 

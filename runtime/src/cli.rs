@@ -97,11 +97,8 @@ pub enum Command {
     Port(PortArgs),
     /// List containers.
     Ps(PsArgs),
-    /// Show containers as JSON.
-    Inspect {
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    /// Show containers, images or networks as JSON (or by --format).
+    Inspect(InspectArgs),
     /// Show a container's output.
     Logs(LogsArgs),
     /// Stop containers: SIGTERM, then SIGKILL after the grace period.
@@ -111,10 +108,7 @@ pub enum Command {
     /// Remove containers.
     Rm(RmArgs),
     /// Start created or stopped containers.
-    Start {
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Start(StartArgs),
     /// Show what happens to containers, from the event journal, and follow it.
     Events(EventsArgs),
     /// Probe a container's health once (its supervisor runs this every interval).
@@ -134,6 +128,51 @@ pub enum Command {
     /// Manage minibox itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Show the processes of a running container (the host's `ps`, default -ef).
+    Top {
+        container: String,
+        /// Options for ps.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// Show running containers' cpu, memory, network, block I/O and processes.
+    Stats(StatsArgs),
+    /// Freeze every process of containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Give a container another name.
+    Rename { container: String, name: String },
+    /// Show an image's history.
+    History(HistoryArgs),
+    /// Show minibox's version.
+    Version {
+        /// A Go template ({{.Client.Version}}).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show what minibox runs on and holds.
+    Info {
+        /// A Go template ({{.ContainersRunning}}).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show a running container's output until it exits, and end with its exit code.
+    Attach {
+        /// Input is never passed (accepted for Docker's command lines).
+        #[arg(long)]
+        no_stdin: bool,
+        container: String,
+    },
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +182,93 @@ pub enum SystemCommand {
     /// After a reboot: start the containers that should run (--restart always, and
     /// unless-stopped unless the user stopped them). Run by contrib/minibox-restart.service.
     Boot,
+    /// Show the space images and containers take.
+    Df {
+        /// A Go template per row ('table ...' for a table).
+        #[arg(long)]
+        format: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every stopped container.
+    Prune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Show the container's output until it exits, and end with its exit code.
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Pass standard input (refused: a started container's input is its supervisor's).
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one reading and exit (default: redraw every second).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// 'table TEMPLATE', a Go template per container, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not truncate ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// The containers (default: every running one).
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only the ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// 'table TEMPLATE', a Go template per entry, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Every image no container uses, not only those without a name.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// What can be inspected by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectType {
+    Container,
+    Image,
+    Network,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A Go template for each object (e.g. '{{.State.Pid}}', '{{json .Config}}').
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Look only for this kind of object (default: a container, else an image, else a network).
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<ObjectType>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +298,19 @@ pub struct PsArgs {
     /// Do not truncate ids and commands.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only containers that match KEY=VALUE: name, id, label, status, ancestor, network,
+    /// publish, exited (the same key twice: either value).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// 'table TEMPLATE', a Go template per container, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only the N most recently created containers, in any state.
+    #[arg(short = 'n', long)]
+    pub last: Option<usize>,
+    /// Only the most recently created container, in any state.
+    #[arg(short, long)]
+    pub latest: bool,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +324,13 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Only output from this time on: 2026-11-26T10:00:00Z, a Unix time, or a duration ago
+    /// (10m, 1h30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only output before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
     pub container: String,
 }
 
@@ -242,6 +388,9 @@ pub struct ProcessArgs {
 pub struct ExecArgs {
     #[command(flatten)]
     pub process: ProcessArgs,
+    /// Leave the command running in the background (its output is discarded).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     pub container: String,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -262,8 +411,11 @@ pub enum NetworkCommand {
     },
     /// List networks.
     Ls,
-    /// Show networks as JSON.
+    /// Show networks as JSON (or by --format).
     Inspect {
+        /// A Go template for each network.
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         networks: Vec<String>,
     },
@@ -271,6 +423,25 @@ pub enum NetworkCommand {
     Rm {
         #[arg(required = true)]
         networks: Vec<String>,
+    },
+    /// Connect a running container to one more network.
+    Connect {
+        network: String,
+        container: String,
+        /// Another name for the container on this network's DNS.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Its IPv4 address there.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Disconnect a running container from a network it was connected to.
+    Disconnect { network: String, container: String },
+    /// Remove every user-defined network no container uses.
+    Prune {
+        /// Accepted for Docker's command line: minibox never asks.
+        #[arg(short, long)]
+        force: bool,
     },
     /// Draw bridges, veths, namespaces, addresses and published ports as text.
     Topology,
@@ -331,6 +502,14 @@ pub struct ImagesArgs {
     /// Show the registry digest each name was pulled or pushed as.
     #[arg(long)]
     pub digests: bool,
+    /// Only the image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// 'table TEMPLATE', a Go template per image, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only images of this REPOSITORY[:TAG].
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -444,12 +623,22 @@ pub enum PullPolicy {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Show an image as JSON.
-    Inspect { images: Vec<String> },
+    /// Show images as JSON (or by --format).
+    Inspect {
+        /// A Go template for each image.
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// List images.
     Ls(ImagesArgs),
     /// Remove images.
     Rm(RmiArgs),
+    /// Remove images without a name that no container uses (-a: every unused image).
+    Prune(ImagePruneArgs),
+    /// Show an image's history.
+    History(HistoryArgs),
 }
 
 /// How the container finds others by name (see README, "Names").
@@ -470,6 +659,12 @@ pub struct NamesArgs {
     /// A resolv.conf option for the container (default: the host's).
     #[arg(long = "dns-option", value_name = "OPTION")]
     pub dns_option: Vec<String>,
+    /// The container's IPv4 address on its (user-defined) network.
+    #[arg(long = "ip", value_name = "IPV4")]
+    pub ip: Option<String>,
+    /// The container's MAC address (default: one derived from its IPv4 address).
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
 }
 
 /// `-h` is `--hostname` here, as in Docker: help is `--help` only.
@@ -513,9 +708,9 @@ pub struct RunArgs {
     /// Run minibox's own init as PID 1 (forwards signals, reaps zombies).
     #[arg(long)]
     pub init: bool,
-    /// none, host, or a network's name.
+    /// none, host, or a network's name; again for more networks (eth1, eth2, ...).
     #[arg(long, default_value = "minibox")]
-    pub network: String,
+    pub network: Vec<String>,
     /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO].
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -551,6 +746,29 @@ pub struct RunArgs {
     pub log_opts: Vec<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
+    /// Set a label KEY=VALUE (or KEY, empty).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Read labels from a file: KEY=VALUE lines (# comments).
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_files: Vec<PathBuf>,
+    /// Read environment variables from a file: K=V lines, or K to take it from minibox's
+    /// environment (# comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Write the container's id to this file (refused if it exists).
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    /// Attach only these streams: STDIN, STDOUT, STDERR (default: all).
+    #[arg(short = 'a', long = "attach", value_name = "STREAM")]
+    pub attach: Vec<String>,
+    /// Send the signals minibox receives to the container (the default; false: the foreground
+    /// container is minibox's own, so it is refused).
+    #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Do not show the pull's progress.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// The image.
     pub image: String,
     /// The command and its arguments (default: the image's).

@@ -4,15 +4,24 @@ mod container;
 mod events;
 mod exec;
 mod image;
+mod inspect;
 mod network;
+mod ps;
 mod registry;
 mod run;
+mod stats;
+mod system;
 mod table;
+mod template;
+mod top;
+mod units;
 mod update;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ImageCommand, ProcessArgs, SystemCommand};
+use crate::cli::{
+    Cli, Command, ContainerCommand, ImageCommand, ObjectType, ProcessArgs, SystemCommand,
+};
 use crate::paths::Paths;
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -33,7 +42,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             image::list(&paths, &args)
         }
         Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image::remove(&paths, args),
-        Command::Image(ImageCommand::Inspect { images }) => image::inspect(&paths, &images),
+        Command::Image(ImageCommand::Inspect { format, images }) => inspect::inspect(
+            &paths,
+            explain,
+            Some(ObjectType::Image),
+            &images,
+            format.as_deref(),
+        ),
         Command::Pull(args) => registry::pull(&paths, &cli.global, &args),
         Command::Push(args) => registry::push(&paths, &cli.global, &args),
         Command::Tag { source, target } => registry::tag(&paths, &source, &target),
@@ -43,13 +58,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Create(args) => run::create(&paths, &cli.global, *args),
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),
-        Command::Ps(args) => container::ps(&paths, &args),
-        Command::Inspect { containers } => container::inspect(&paths, explain, &containers),
+        Command::Ps(args) => ps::ps(&paths, &args),
+        Command::Inspect(args) => inspect::inspect(
+            &paths,
+            explain,
+            args.kind,
+            &args.names,
+            args.format.as_deref(),
+        ),
         Command::Logs(args) => container::logs(&paths, &args),
         Command::Stop(args) => container::stop(&paths, explain, &args),
         Command::Kill(args) => container::kill(&paths, explain, &args),
         Command::Rm(args) => container::rm(&paths, explain, &args),
-        Command::Start { containers } => container::start(&paths, explain, &containers),
+        Command::Start(args) => container::start(&paths, explain, &args),
         Command::Events(args) => events::events(&paths, &args),
         Command::Healthcheck { container } => container::healthcheck(&paths, &container),
         Command::Restart(args) => container::restart(&paths, explain, &args),
@@ -58,6 +79,24 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Update(args) => update::update(&paths, explain, &args),
         Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
+        Command::System(SystemCommand::Df { format }) => system::df(&paths, format.as_deref()),
+        Command::Top { container, options } => top::top(&paths, explain, &container, &options),
+        Command::Stats(args) => stats::stats(&paths, explain, &args),
+        Command::Pause { containers } => container::pause(&paths, explain, &containers),
+        Command::Unpause { containers } => container::unpause(&paths, explain, &containers),
+        Command::Rename { container, name } => {
+            container::rename(&paths, explain, &container, &name)
+        }
+        Command::History(args) | Command::Image(ImageCommand::History(args)) => {
+            image::history(&paths, &args)
+        }
+        Command::Image(ImageCommand::Prune(args)) => image::prune(&paths, &args),
+        Command::Version { format } => system::version(format.as_deref()),
+        Command::Info { format } => system::info(&paths, format.as_deref()),
+        Command::Attach { container, .. } => container::attach(&paths, explain, &container),
+        Command::Container(ContainerCommand::Prune { force }) => {
+            container::container_prune(&paths, explain, force)
+        }
     }
 }
 
@@ -70,7 +109,10 @@ fn sweeps(command: &Command) -> bool {
             | Command::Ps(_)
             | Command::Network(_)
             | Command::Rmi(_)
-    ) || matches!(command, Command::Image(ImageCommand::Rm(_)))
+    ) || matches!(
+        command,
+        Command::Image(ImageCommand::Rm(_)) | Command::Container(ContainerCommand::Prune { .. })
+    )
 }
 
 /// Finds a container by name, full id or unique id prefix, recovering it first if its owner

@@ -5,7 +5,10 @@
 //! Every resource is recorded in the container's state before it is made (write-ahead), under
 //! the container's lock, so that whatever dies when, the next command can undo it.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -32,6 +35,87 @@ struct Plan {
     names: Names,
     service: Service,
     joins: Vec<(String, String)>,
+    labels: BTreeMap<String, String>,
+}
+
+/// Which of the container's streams a foreground `run` shows (`-a`; all by default).
+#[derive(Clone, Copy)]
+struct Attach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Attach {
+    fn parse(given: &[String], detach: bool) -> Result<Self> {
+        if given.is_empty() {
+            return Ok(Attach {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            });
+        }
+        if detach {
+            bail!("conflicting options: cannot specify both --attach and --detach");
+        }
+        let mut a = Attach {
+            stdin: false,
+            stdout: false,
+            stderr: false,
+        };
+        for s in given {
+            match s.to_ascii_lowercase().as_str() {
+                "stdin" => a.stdin = true,
+                "stdout" => a.stdout = true,
+                "stderr" => a.stderr = true,
+                _ => bail!("invalid argument {s:?} for -a: use STDIN, STDOUT or STDERR"),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// The lines of an `--env-file` or `--label-file` as Docker reads them: blank lines and `#`
+/// comments skipped, leading white space dropped.
+fn lines_of(path: &Path, flag: &str) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// `--label-file`s, then `--label`s over them: `KEY=VALUE`, or `KEY` for an empty value.
+fn labels(args: &RunArgs) -> Result<BTreeMap<String, String>> {
+    let mut all = Vec::new();
+    for file in &args.label_files {
+        all.extend(lines_of(file, "--label-file")?);
+    }
+    all.extend(args.labels.iter().cloned());
+    let mut labels = BTreeMap::new();
+    for l in all {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: give KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+/// `--cidfile`: the id, in a file made now (one that appeared since the check is not
+/// overwritten).
+fn write_cidfile(file: &Path, id: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .with_context(|| format!("--cidfile {}", file.display()))?;
+    f.write_all(id.as_bytes())
+        .with_context(|| format!("--cidfile {}", file.display()))
 }
 
 /// How the container runs as a service: `--restart`, `--stop-*`, `--health-*` checked, merged
@@ -74,6 +158,19 @@ fn service(args: &ServiceArgs, rm: bool, image: &spec::ImageConfig) -> Result<Se
 }
 
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
+    if let Some(file) = args.cidfile.as_deref().filter(|f| f.exists()) {
+        bail!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            file.display()
+        );
+    }
+    let labels = labels(args)?;
+    // `--env-file`s first, `-e` over them, as Docker.
+    let mut env = Vec::new();
+    for file in &args.env_files {
+        env.extend(lines_of(file, "--env-file")?);
+    }
+    env.extend(args.process.env.iter().cloned());
     let memory = args.memory.as_deref().map(spec::memory).transpose()?;
     let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
     let volumes = args
@@ -87,22 +184,29 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     if let Some(name) = &args.name {
         state::check_name(name)?;
     }
-    let mode = Mode::parse(&args.network);
+    let mode = Mode::parse(&args.network[0]);
+    let more = more_networks(&args.network)?;
     let n = &args.names;
-    let names = Names::parse(
-        &mode,
-        &n.network_alias,
-        &n.add_host,
-        &n.dns,
-        &n.dns_search,
-        &n.dns_option,
-    )?;
+    let flags = network::Flags {
+        aliases: &n.network_alias,
+        add_hosts: &n.add_host,
+        dns: &n.dns,
+        dns_search: &n.dns_search,
+        dns_options: &n.dns_option,
+        ip: n.ip.as_deref(),
+        mac_address: n.mac_address.as_deref(),
+    };
+    let names = Names {
+        more_networks: more.clone(),
+        ..Names::parse(&flags, &mode)?
+    };
     super::registry::ensure(
         paths,
         global,
         &args.image,
         args.pull,
         args.platform.as_deref(),
+        args.quiet,
     )?;
     let found = image::find(paths, &args.image)?;
     let service = service(&args.service, args.rm, &found.config)?;
@@ -139,12 +243,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let dir = state::dir(paths, &id);
     let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
-        env: spec::environment(
-            &found.config,
-            &hostname,
-            args.process.tty,
-            &args.process.env,
-        )?,
+        env: spec::environment(&found.config, &hostname, args.process.tty, &env)?,
         cwd: spec::workdir(&found.config, args.process.workdir.as_deref())?,
         user,
         caps,
@@ -174,6 +273,9 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         publish_all: args.publish_all,
         exposed: found.config.exposed.clone(),
         dns: None,
+        ip: names.ip,
+        mac: None,
+        more,
     };
     network::check(paths, &request)?;
     Ok(Plan {
@@ -185,6 +287,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         names,
         service,
         joins,
+        labels,
     })
 }
 
@@ -263,6 +366,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         names,
         service,
         joins,
+        labels,
     } = plan(paths, global, args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -292,7 +396,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         interactive: args.process.interactive,
         init: args.init,
         cgroup_parent: args.cgroup_parent.clone(),
-        network: args.network.clone(),
+        network: args.network[0].clone(),
         publish: request.publish.clone(),
         publish_all: request.publish_all,
         exposed: request.exposed.clone(),
@@ -305,18 +409,29 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         stop_timeout: service.stop_timeout,
         healthcheck: service.healthcheck,
         joins,
+        labels,
     };
     let lock = match &args.name {
         Some(name) => state::create(paths, &id, Some(name))?,
         None => create_named(paths, &mut config)?,
     };
     fault("created");
+    if let Some(file) = &args.cidfile {
+        write_cidfile(file, &id)?;
+    }
     Ok((config, found, lock))
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     if !args.detach {
         super::check_tty(&args.process)?;
+    }
+    let attach = Attach::parse(&args.attach, args.detach)?;
+    if !args.sig_proxy && !args.detach {
+        bail!(
+            "--sig-proxy=false: a foreground container is this minibox's own and gets its \
+             signals; run it with -d to keep it apart"
+        );
     }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
@@ -335,7 +450,8 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         &found,
         &config,
         &signals,
-        args.process.interactive,
+        args.process.interactive && attach.stdin,
+        attach,
     )
 }
 
@@ -390,6 +506,7 @@ fn foreground(
     config: &Config,
     signals: &Signals,
     interactive: bool,
+    attach: Attach,
 ) -> Result<u8> {
     let log_path = state::log_path(&container.paths, &config.id);
     let log = LogFile::open(&log_path, config.log)?;
@@ -413,9 +530,14 @@ fn foreground(
     };
     let (out, err) = output.read_ends(started.pty);
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    // Streams not attached (`-a`) are still logged.
     let mut streams = [
-        Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
-        err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
+        Some(Stream::new(
+            out,
+            b"stdout",
+            attach.stdout.then(|| stdout.as_fd()),
+        )),
+        err.map(|e| Stream::new(e, b"stderr", attach.stderr.then(|| stderr.as_fd()))),
     ];
     let status = process::wait(pid, signals, relay, &mut streams, Some(&log));
     drop(raw);
@@ -438,4 +560,24 @@ fn foreground(
         eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
     }
     Ok(code)
+}
+
+/// The `--network`s after the first: bridge networks, each once, at most
+/// [`network::MAX_NETWORKS`] in all.
+fn more_networks(all: &[String]) -> Result<Vec<String>> {
+    if all.len() == 1 {
+        return Ok(Vec::new());
+    }
+    if all.len() > network::MAX_NETWORKS {
+        bail!("too many --network: at most {}", network::MAX_NETWORKS);
+    }
+    for (i, n) in all.iter().enumerate() {
+        if n == "none" || n == "host" {
+            bail!("--network {n} cannot be combined with other networks");
+        }
+        if all[..i].contains(n) {
+            bail!("--network {n} is given twice");
+        }
+    }
+    Ok(all[1..].to_vec())
 }
