@@ -123,7 +123,7 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
                    "RW": rw, "Propagation": "rprivate"})
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
         "Path": c.args.first().cloned().unwrap_or_default(),
@@ -174,7 +174,21 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Ports": ports,
             "Networks": networks,
         },
-    })
+    });
+    // Docker leaves these out when the container has none.
+    for (section, key) in [
+        ("State", "Health"),
+        ("Config", "StopSignal"),
+        ("Config", "StopTimeout"),
+        ("Config", "Healthcheck"),
+    ] {
+        if let Some(m) = doc[section].as_object_mut() {
+            if m.get(key).is_some_and(Value::is_null) {
+                m.remove(key);
+            }
+        }
+    }
+    doc
 }
 
 /// The container's bind mounts (`-v`): source, destination, writable. Those of minibox's own

@@ -59,7 +59,7 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
                 health,
             })
         })
-        .filter(|r| every || r.state.status == Status::Running)
+        .filter(|r| every || r.state.status == Status::Running || r.state.restarting)
         .filter(|r| filters.matches(r))
         .collect();
     // Newest first; `created` is in seconds, so within one the later start comes first.

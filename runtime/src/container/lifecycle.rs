@@ -622,6 +622,12 @@ mod tests {
             assert_eq!(verdict(&st(status, External), true), Verdict::Leave);
         }
         assert_eq!(verdict(&st(Exited, Minibox), true), Verdict::Leave);
+        // Made by `create`: owned by nobody, and nothing to undo, until a start records some.
+        let mut created = st(Created, Minibox);
+        created.unstarted = true;
+        assert_eq!(verdict(&created, true), Verdict::Leave);
+        created.cgroup = Some("minibox/x".into());
+        assert_eq!(verdict(&created, true), Verdict::Recover);
     }
 
     #[test]
