@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use minibox_tests::{
     cni_bin, fixtures, minibox_bin, minibox_runc_bin, target_dir, workspace, Sandbox,
@@ -81,7 +80,6 @@ fn quick_mode_prints_every_row() {
     drop(sb);
 
     let out = target_dir().join(format!("bench-quick-{}.md", std::process::id()));
-    let started = Instant::now();
     let run = Command::new(workspace().join("bench/run"))
         .args(["--quick", "--out"])
         .arg(&out)
@@ -97,11 +95,6 @@ fn quick_mode_prints_every_row() {
     assert!(
         run.status.success(),
         "bench/run --quick failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(180),
-        "the quick mode took {:?}",
-        started.elapsed()
     );
     let report = std::fs::read_to_string(&out).unwrap();
     std::fs::remove_file(&out).unwrap();
