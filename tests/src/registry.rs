@@ -140,15 +140,7 @@ impl Registry {
             "client certificates need the TLS set-up"
         );
         let dir = &self.dir.clone();
-        let openssl = |args: &[&str]| {
-            let ok = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(ok.success(), "openssl {args:?}");
-        };
+        let openssl = |args: &[&str]| openssl(dir, args);
         openssl(&[
             "req",
             "-newkey",
@@ -297,16 +289,19 @@ fn wait_listening(sb: &Sandbox, port: u16) {
 }
 
 /// A test CA and a server certificate for 127.0.0.1 and localhost signed by it.
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl {args:?}");
+}
+
 fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl {args:?}");
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     run(&[
         "req",
         "-x509",

@@ -236,14 +236,7 @@ fn copy_up_here(
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("creating a mount namespace: {e}"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making the mounts private: {e}"))?;
+    super::mounts::make_private().map_err(|e| e.to_string())?;
     // Read-only overlay needs two lower dirs at least: an empty one at the bottom.
     let lower: Vec<String> = layers
         .iter()
