@@ -92,6 +92,50 @@ fn supervisor_killed_at_each_point_of_the_set_up() {
     killed_at_each_point_of_the_set_up(true);
 }
 
+/// `run` does not sweep every container: it recovers the holders of the name and the port it
+/// claims, so a dead run's leftovers never stand in its way, with no other command between.
+#[test]
+fn the_next_run_frees_the_name_and_port_a_dead_run_held() {
+    let sb = sandbox();
+    let mut child = sb
+        .command(&["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listen"), "{line}");
+    let start = Instant::now();
+    while !sb
+        .minibox(&["inspect", "svc"])
+        .stdout()
+        .contains("\"running\"")
+    {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = sb
+        .minibox(&["run", "-d", "--name", "svc", "-p", "8080:8081", "web"])
+        .ok();
+    let start = Instant::now();
+    while sb.sh("curl -s -m 2 http://127.0.0.1:8080/").stdout() != "web\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new container does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A live holder still wins: the name is refused, in one line.
+    sb.minibox(&["run", "--name", "svc", "web"])
+        .fails(125, "already in use");
+    sb.minibox(&["rm", "-f", id.trim()]).ok();
+    sb.finish();
+}
+
 #[test]
 fn foreground_run_killed_while_the_container_runs() {
     let sb = sandbox();

@@ -31,11 +31,15 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let paths = Paths::new(&cli.global.root, &cli.global.runroot);
     let explain = cli.global.explain;
     paths.secure()?;
-    // Commands that list containers or claim names, ports and addresses first undo what
-    // containers whose owner died still hold; a command on one container recovers only that
-    // one (`resolve`); image commands touch no container. `system prune` says what it found.
+    // Commands that list containers or remove images first undo what containers whose owner
+    // died still hold; `run` and `create` recover only the holders of the name, ports and
+    // address they claim (a sweep would grow with the number of containers running); a
+    // command on one container recovers only that one (`resolve`). `system prune` says what
+    // it found.
     if sweeps(&cli.command) {
         crate::container::lifecycle::recover_all(&paths, explain);
+    } else if matches!(cli.command, Command::Run(_) | Command::Create(_)) {
+        crate::network::recover(&paths);
     }
     match cli.command {
         Command::Import(args) => image::import(&paths, args),
@@ -117,11 +121,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 fn sweeps(command: &Command) -> bool {
     matches!(
         command,
-        Command::Run(_)
-            | Command::Create(_)
-            | Command::Ps(_)
-            | Command::Network(_)
-            | Command::Rmi(_)
+        Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
     ) || matches!(
         command,
         Command::Image(ImageCommand::Rm(_)) | Command::Container(ContainerCommand::Prune { .. })

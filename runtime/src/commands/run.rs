@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{Global, RunArgs, ServiceArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::health::{self, Healthcheck};
-use crate::container::lifecycle::{fault, Container, End};
+use crate::container::lifecycle::{self, fault, Container, End};
 use crate::container::log::{LogFile, LogOptions, Output, Stream};
 use crate::container::process::{self, Signals};
 use crate::container::restart::Policy;
@@ -389,7 +389,10 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         mac: None,
         more,
     };
-    network::check(paths, &request)?;
+    let ports = network::check(paths, &request)?;
+    for holder in network::holders(paths, &request, &ports)? {
+        lifecycle::settle(paths, global.explain, &holder);
+    }
     Ok(Plan {
         id,
         found,
@@ -531,7 +534,7 @@ fn record(
         labels,
     };
     let lock = match &args.name {
-        Some(name) => state::create(paths, &id, Some(name))?,
+        Some(name) => create_as(paths, global.explain, &id, name)?,
         None => create_named(paths, &mut config)?,
     };
     fault("created");
@@ -611,6 +614,17 @@ fn explain_spec(spec: &Spec) -> Result<()> {
 }
 
 /// Records a container run without `--name` under a generated name (retrying on a collision).
+/// Records a container under `name`; a name still held by a container whose owner died is
+/// freed by recovering that one first.
+fn create_as(paths: &Paths, explain: bool, id: &str, name: &str) -> Result<Lock> {
+    match state::create(paths, id, Some(name)) {
+        Err(state::Error::NameInUse { owner, .. }) if lifecycle::settle(paths, explain, &owner) => {
+            Ok(state::create(paths, id, Some(name))?)
+        }
+        made => Ok(made?),
+    }
+}
+
 fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
     let mut attempt = 0;
     loop {

@@ -163,6 +163,32 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
     Ok(specs.iter().flat_map(PortSpec::requests).collect())
 }
 
+/// The containers that hold what `req` asks for by value: its fixed host ports and its `--ip`.
+/// `run` settles them first, so that a claim left by a container whose owner died is undone
+/// where it would conflict (rather than by sweeping every container at each start).
+pub fn holders(paths: &Paths, req: &Request, ports: &[PortRequest]) -> Result<Vec<String>> {
+    let store = store(paths);
+    let mut ids: Vec<String> = ports
+        .iter()
+        .filter_map(|p| match p.host {
+            minibox_netns::HostPort::Fixed(port) => store.port_holder(p.proto, port),
+            _ => None,
+        })
+        .collect();
+    if let (Some(ip), Mode::Bridge(name)) = (req.ip, &req.mode) {
+        let taken = store.addresses(name)?;
+        ids.extend(
+            taken
+                .into_iter()
+                .filter(|(a, _)| *a == ip)
+                .map(|(_, id)| id),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs. The
 /// bridge comes first, then the netns gets its name, then the library connects it: the order
