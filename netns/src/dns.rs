@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use simple_dns::rdata::{RData, A};
+use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
 use crate::error::{io, Error, Result};
@@ -264,7 +264,9 @@ fn answer(store: &Store, net: &Network, from: IpAddr, query: &[u8]) -> Option<Ve
         .trim_end_matches('.')
         .to_lowercase();
     let addresses = if HOST_NAMES.contains(&name.as_str()) {
-        vec![net.gateway]
+        let mut gateways = vec![IpAddr::V4(net.gateway)];
+        gateways.extend(net.ipv6.map(|v6| IpAddr::V6(v6.gateway)));
+        gateways
     } else {
         let IpAddr::V4(from) = from else { return None };
         let atts = store.attachments().ok()?;
@@ -276,17 +278,26 @@ fn answer(store: &Store, net: &Network, from: IpAddr, query: &[u8]) -> Option<Ve
         reply.set_flags(PacketFlag::RECURSION_DESIRED | PacketFlag::RECURSION_AVAILABLE);
     }
     reply.questions.push(question.clone());
-    // A known name has only IPv4 addresses: other types get an empty NOERROR answer, never
-    // NXDOMAIN (which resolvers would take for the whole name).
-    if matches!(question.qtype, QTYPE::TYPE(TYPE::A) | QTYPE::ANY) {
-        for addr in addresses {
-            reply.answers.push(ResourceRecord::new(
-                question.qname.clone(),
-                CLASS::IN,
-                TTL,
-                RData::A(A::from(addr)),
-            ));
-        }
+    // A known name has A records, and AAAA ones on a dual-stack network: other types get an
+    // empty NOERROR answer, never NXDOMAIN (which resolvers would take for the whole name).
+    let (a, aaaa) = match question.qtype {
+        QTYPE::ANY => (true, true),
+        QTYPE::TYPE(TYPE::A) => (true, false),
+        QTYPE::TYPE(TYPE::AAAA) => (false, true),
+        _ => (false, false),
+    };
+    for addr in addresses {
+        let data = match addr {
+            IpAddr::V4(v4) if a => RData::A(A::from(v4)),
+            IpAddr::V6(v6) if aaaa => RData::AAAA(AAAA::from(v6)),
+            _ => continue,
+        };
+        reply.answers.push(ResourceRecord::new(
+            question.qname.clone(),
+            CLASS::IN,
+            TTL,
+            data,
+        ));
     }
     *reply.rcode_mut() = RCODE::NoError;
     reply.build_bytes_vec_compressed().ok()
@@ -295,13 +306,13 @@ fn answer(store: &Store, net: &Network, from: IpAddr, query: &[u8]) -> Option<Ve
 /// The addresses `name` has for the endpoint at `from` on `net`: the endpoints that answer to
 /// it on any network the asker is on (the one asked first). The host (the gateway) sees this
 /// network's names; an endpoint of another network, none (it asks its own network's server).
-/// `None`: no such name for this asker.
+/// `None`: no such name for this asker. Each endpoint's IPv4 address, then its IPv6 one.
 pub(crate) fn lookup(
     atts: &[Attachment],
     net: &Network,
     from: Ipv4Addr,
     name: &str,
-) -> Option<Vec<Ipv4Addr>> {
+) -> Option<Vec<IpAddr>> {
     let network = net.name.as_str();
     let group = |a: &'_ Attachment| -> String {
         match &a.dns {
@@ -331,7 +342,8 @@ pub(crate) fn lookup(
         for a in atts.iter().filter(|a| a.network == net) {
             let Some(dns) = &a.dns else { continue };
             if dns.names.iter().any(|n| n.eq_ignore_ascii_case(name)) && seen.insert(group(a)) {
-                found.push(a.address);
+                found.push(IpAddr::V4(a.address));
+                found.extend(a.ipv6.map(|v6| IpAddr::V6(v6.address)));
             }
         }
     }
@@ -426,6 +438,7 @@ mod tests {
                 names: names.iter().map(|n| n.to_string()).collect(),
                 ..Dns::default()
             }),
+            ipv6: None,
         }
     }
 
@@ -452,6 +465,7 @@ mod tests {
             subnet: "10.0.0.0/8".parse().unwrap(),
             gateway: gateway.into(),
             created: String::new(),
+            ipv6: None,
         };
         let (front, back) = (net("front", [10, 1, 0, 1]), net("back", [10, 2, 0, 1]));
         let ask = |net: &str, from: [u8; 4], name| {

@@ -13,6 +13,8 @@ pub struct Batch {
     child: Option<Child>,
     program: &'static str,
     explained: Vec<String>,
+    /// Another batch running at the same time (another family's tables).
+    then: Option<Box<Batch>>,
 }
 
 impl Batch {
@@ -22,6 +24,7 @@ impl Batch {
             child: None,
             program: "",
             explained: Vec::new(),
+            then: None,
         }
     }
 
@@ -50,6 +53,7 @@ impl Batch {
             child: Some(child),
             program,
             explained: if ex.is_on() { explained() } else { Vec::new() },
+            then: None,
         };
         if let Err(e) = written {
             // A program that refused and exited early says why on stderr; a broken pipe less.
@@ -59,6 +63,18 @@ impl Batch {
                 .unwrap_or_else(|| failed(program, e.to_string())));
         }
         Ok(batch)
+    }
+
+    /// Both batches, waited for together: `other`'s lines are said after this one's.
+    pub fn and(mut self, other: Batch) -> Self {
+        match &mut self.then {
+            Some(next) => {
+                let next = std::mem::replace(next, Box::new(Batch::none()));
+                self.then = Some(Box::new(next.and(other)));
+            }
+            None => self.then = Some(Box::new(other)),
+        }
+        self
     }
 
     /// Explains the batch's lines now rather than when it is waited for.
@@ -71,10 +87,19 @@ impl Batch {
         for line in std::mem::take(&mut self.explained) {
             ex.say(|| line);
         }
+        if let Some(next) = &mut self.then {
+            next.say(ex);
+        }
     }
 
     pub fn wait(mut self, ex: &Explain) -> Result<()> {
         self.say(ex);
+        let mine = self.wait_own();
+        let next = self.then.take().map_or(Ok(()), |next| next.wait(ex));
+        mine.and(next)
+    }
+
+    fn wait_own(&mut self) -> Result<()> {
         let Some(child) = self.child.take() else {
             return Ok(());
         };

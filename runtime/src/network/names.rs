@@ -32,6 +32,9 @@ pub struct Names {
     /// `--ip`: the container's address on its user-defined network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<Ipv4Addr>,
+    /// `--ip6`: its IPv6 address there (a dual-stack network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// `--mac-address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -49,6 +52,7 @@ pub struct Flags<'a> {
     pub dns_search: &'a [String],
     pub dns_options: &'a [String],
     pub ip: Option<&'a str>,
+    pub ip6: Option<&'a str>,
     pub mac_address: Option<&'a str>,
 }
 
@@ -62,6 +66,7 @@ impl Names {
             dns_search,
             dns_options,
             ip,
+            ip6,
             mac_address,
         } = *flags;
         let ip = ip
@@ -71,6 +76,18 @@ impl Names {
                     .map_err(|_| anyhow::anyhow!("invalid --ip {ip:?}: expected an IPv4 address")),
                 _ => bail!(
                     "--ip {ip}: a chosen address needs a user-defined network (--network NAME)"
+                ),
+            })
+            .transpose()?;
+        let ip6 = ip6
+            .map(|ip| match mode {
+                Mode::Bridge(net) if net != minibox_netns::DEFAULT_NETWORK => {
+                    ip.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                        anyhow::anyhow!("invalid --ip6 {ip:?}: expected an IPv6 address")
+                    })
+                }
+                _ => bail!(
+                    "--ip6 {ip}: a chosen address needs a user-defined network with IPv6 (--network NAME)"
                 ),
             })
             .transpose()?;
@@ -133,6 +150,7 @@ impl Names {
             dns_search: dns_search.to_vec(),
             dns_options: dns_options.to_vec(),
             ip,
+            ip6,
             mac,
             more_networks: Vec::new(),
         })
