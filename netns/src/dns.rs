@@ -14,19 +14,17 @@
 //! happens under the store's lock, so a server is never stopping while an attach counts on it.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
-use crate::error::{io, Error, Result};
+use crate::error::{io, Result};
 use crate::store::{Attachment, Lock, Network, Store};
 
 /// What an endpoint asks of the network's DNS: the names it answers to there, and the servers
@@ -64,41 +62,15 @@ fn lock_path(store: &Store, network: &str) -> PathBuf {
 /// Starts `net`'s server unless it runs; `false` when it cannot (port 53 taken on the gateway).
 /// Called under the store's lock.
 pub(crate) fn ensure(store: &Store, _lock: &Lock, net: &Network) -> Result<bool> {
-    let path = lock_path(store, &net.name);
-    let dir = path.parent().unwrap();
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let held = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(held) => held,
-        Err((_, nix::Error::EWOULDBLOCK)) => return Ok(true),
-        Err((_, e)) => return Err(e.into()),
+    let Some(held) = crate::background::claim(&lock_path(store, &net.name))? else {
+        return Ok(true);
     };
     let Some((udp, tcp)) = bind(net.gateway)? else {
         return Ok(false);
     };
-    let fds = [held.as_raw_fd(), udp.as_raw_fd(), tcp.as_raw_fd()];
-    match crate::background::fork_detached(&fds) {
-        Ok(true) => {
-            let _ = held.set_len(0);
-            let _ = (&*held).write_all(std::process::id().to_string().as_bytes());
-            serve(store, net, udp, tcp);
-            crate::background::exit(0)
-        }
-        Ok(false) => {
-            // The server holds the lock through its copy of the descriptor.
-            std::mem::forget(held);
-            // SAFETY: the descriptor belongs to the forgotten lock and is used nowhere else.
-            unsafe { libc::close(fds[0]) };
-            Ok(true)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let fds = [udp.as_raw_fd(), tcp.as_raw_fd()];
+    crate::background::serve(held, &fds, || serve(store, net, udp, tcp))?;
+    Ok(true)
 }
 
 /// Port 53 on the gateway, UDP and TCP. A server of the same network that is exiting may hold
@@ -127,31 +99,7 @@ pub(crate) fn stop_if_unused(store: &Store, _lock: &Lock, network: &str) -> Resu
     if in_use(store, network)? {
         return Ok(());
     }
-    let path = lock_path(store, network);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
-    };
-    let mut pid = String::new();
-    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        // Nobody serves: nothing to stop.
-        Ok(_) => return Ok(()),
-        Err((file, nix::Error::EWOULDBLOCK)) => file,
-        Err((_, e)) => return Err(e.into()),
-    };
-    // The lock's holder wrote its pid before serving; the lock proves it is still that process.
-    let _ = (&file).read_to_string(&mut pid);
-    if let Ok(pid) = pid.trim().parse::<i32>() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    // Returns when the server has exited (its descriptor of the lock closed with it).
-    let _gone = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::from(e))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(())
+    crate::background::stop(&lock_path(store, network))
 }
 
 fn in_use(store: &Store, network: &str) -> Result<bool> {

@@ -24,6 +24,7 @@ mod netlink;
 mod netns;
 mod nfnetlink;
 mod ports;
+mod proxy;
 mod publish;
 mod store;
 mod sysctl;
@@ -219,7 +220,14 @@ fn wire(
 ) -> Result<()> {
     // Host ports first: a port in use is refused before any kernel object exists.
     for w in ports {
-        if w.host_ip.is_some_and(|ip| ip.is_ipv6()) && att.ipv6.is_none() {
+        let loopback6 = w.host_ip == Some(Ipv6Addr::LOCALHOST.into());
+        if loopback6 && w.proto != Proto::Tcp {
+            return Err(Error::InvalidNetwork(format!(
+                "cannot publish {} on [::1]: only TCP is relayed there; publish it on 127.0.0.1 or [::]",
+                w.proto
+            )));
+        }
+        if w.host_ip.is_some_and(|ip| ip.is_ipv6()) && att.ipv6.is_none() && !loopback6 {
             return Err(Error::InvalidNetwork(format!(
                 "cannot publish on {}: network {} has no IPv6 (network create --ipv6)",
                 ports::bracketed(w.host_ip.unwrap()),
@@ -298,7 +306,7 @@ fn wire(
     for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
         firewall::flush_udp(ex, m.host_port);
     }
-    Ok(())
+    proxy::ensure(store, ex, att)
 }
 
 /// The bridge with its gateway address, the sysctls and the network's firewall rules, made on
@@ -444,6 +452,10 @@ pub fn reload(store: &Store, ex: &Explain, names: &[String]) -> Result<Vec<Netwo
     for net in &nets {
         store.clear_ready(&net.name)?;
         ensure_bridge(store, &nl, ex, net, driver, None)?;
+    }
+    // A proxy of ports on [::1] that was killed.
+    for att in store.attachments()? {
+        proxy::ensure(store, ex, &att)?;
     }
     Ok(nets)
 }
@@ -775,6 +787,9 @@ fn release_records(
     att: &Attachment,
     mut results: Vec<Result<()>>,
 ) -> Result<()> {
+    if att.ports.iter().any(PortMapping::proxied) {
+        results.push(proxy::stop(store, &att.id));
+    }
     if results.iter().all(Result::is_ok) {
         for m in &att.ports {
             results.push(store.release_port(m.proto, m.host_port, &att.id));

@@ -94,6 +94,12 @@ pub struct PortMapping {
 }
 
 impl PortMapping {
+    /// Whether it is published on `::1`, which only a proxy in user space can do (see the
+    /// `proxy` module): the firewall leaves it out.
+    pub fn proxied(&self) -> bool {
+        self.host_ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    }
+
     /// Where the host listens, as `docker port` prints it: `0.0.0.0:8080`, `[::]:8080`.
     pub fn host(&self) -> String {
         format!("{}:{}", bracketed(self.host_ip), self.host_port)

@@ -318,8 +318,12 @@ fn ipv6_bad_input_leaves_nothing() {
         ),
         (&["--ip6", "fd00:97::5"], "needs a user-defined network"),
         (
-            &["-p", "[::1]:8080:80"],
-            "cannot publish on [::1]: network minibox has no IPv6",
+            &["-p", "[fd00:97::1]:8080:80"],
+            "cannot publish on [fd00:97::1]: network minibox has no IPv6",
+        ),
+        (
+            &["-p", "[::1]:5353:53/udp"],
+            "cannot publish udp on [::1]: only TCP is relayed there",
         ),
     ] {
         let err = run(args).fails(125, why);
@@ -345,5 +349,44 @@ fn ipv6_bad_input_leaves_nothing() {
     assert!(out.contains("inet6 fd00:97::42/64"), "{out}");
     sb.minibox(&["network", "rm", "lab6"]).ok();
     assert!(!sb.path("/run/minibox/networks/ipam/lab6").exists());
+    sb.finish();
+}
+
+/// `-p [::1]:PORT:PORT`: the kernel cannot DNAT from ::1, so a proxy relays it, on any network
+/// (here the default, IPv4-only one); it goes with the container.
+#[test]
+fn loopback6_is_published_through_a_proxy() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    sb.minibox(&[
+        "run",
+        "-d",
+        "--name",
+        "web1",
+        "-p",
+        "[::1]:9091:8081",
+        "-p",
+        "9092:8081",
+        "web",
+        "/bin/web",
+        "web1",
+    ])
+    .ok();
+    assert_eq!(get(&sb, None, "[::1]:9091"), "web1\n");
+    assert_eq!(get(&sb, None, "127.0.0.1:9092"), "web1\n");
+    assert_eq!(
+        sb.minibox(&["port", "web1", "8081"]).ok(),
+        "[::1]:9091\n0.0.0.0:9092\n"
+    );
+    let ps = sb.minibox(&["ps"]).ok();
+    assert!(ps.contains("[::1]:9091->8081/tcp"), "{ps}");
+    // Not through the firewall: no rule or element for it.
+    assert!(!sb.firewall_rules().contains("9091"));
+    sb.minibox(&["rm", "-f", "web1"]).ok();
+    assert_eq!(
+        sb.sh("timeout 5 busybox wget -qO- http://[::1]:9091/")
+            .stdout(),
+        ""
+    );
     sb.finish();
 }

@@ -108,7 +108,7 @@ impl Published {
                 let net = Ipv6Net::new(v6.address, v6.prefix_len).unwrap_or_default();
                 (net.trunc(), v6.address)
             }),
-            ports: att.ports.clone(),
+            ports: att.ports.iter().filter(|m| !m.proxied()).copied().collect(),
         }
     }
 
