@@ -838,7 +838,7 @@ pub fn create_network(
             Ok(ipnet::IpNet::V6(n)) => v6.push(n),
             Err(_) => {
                 return Err(invalid(format!(
-                    "{s:?} is not a CIDR such as 10.88.0.0/16 or fd00:88::/64"
+                    "{s:?} is not an IPv4 CIDR such as 10.88.0.0/16 (nor an IPv6 one such as fd00:88::/64)"
                 )))
             }
         }
