@@ -462,7 +462,7 @@ fn limits(
             .devices
             .iter()
             .map(|d| spec::limits::device(d))
-            .collect::<Result<_>>()?,
+            .collect::<spec::Result<_>>()?,
         sysctls: spec::limits::sysctls(&l.sysctls, own_net, &ipc, &uts)?,
         pid,
         ipc,

@@ -1,8 +1,9 @@
 //! `network inspect`: Docker's JSON for a network, from the network library's records.
 
-use anyhow::Result;
 use minibox_netns::{short, Network, Store};
 use serde_json::{json, Map, Value};
+
+use super::Result;
 
 /// Docker's JSON for one network; containers are named by their short id (the caller knows
 /// their names).

@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
-use anyhow::Result;
 use minibox_netns::Store;
+
+use super::Result;
 
 /// How a recorded object the kernel lacks is marked.
 const MISSING: &str = "(MISSING: `minibox network reload` restores it)";

@@ -109,7 +109,7 @@ fn build(
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let cg = Cgroup::create(cgroup, &resources).map_err(OciError::cgroup)?;
+    let cg = Cgroup::create(cgroup, &resources).map_err(OciError::from)?;
     let cg = made.cgroup.insert(cg);
 
     let signals = Signals::block().map_err(|e| OciError::io("blocking signals", e.into()))?;
@@ -133,7 +133,7 @@ fn build(
     let child = process::spawn(&launch)?;
     made.child = Some(child.pid);
     // A set-up failure reported by the child explains any failure of ours that follows.
-    let placed = cg.add(child.pid).map_err(OciError::cgroup);
+    let placed = cg.add(child.pid).map_err(OciError::from);
     if let Err(e) = placed {
         process::abort(child.pid);
         child.started()?;
@@ -184,10 +184,9 @@ fn build(
 /// The devices every container has (/dev/null, zero, full, random, urandom, tty) added to the
 /// bundle's, and allowed in its cgroup after the bundle's own rules, as runc does.
 fn default_devices(spec: &mut Spec) -> Result<()> {
-    let fail = |e: anyhow::Error| OciError::Invalid(format!("{e:#}"));
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut devices = linux.devices().clone().unwrap_or_default();
-    for d in default_spec::devices().map_err(fail)? {
+    for d in default_spec::devices()? {
         if !devices.iter().any(|have| have.path() == d.path()) {
             devices.push(d);
         }
@@ -196,7 +195,7 @@ fn default_devices(spec: &mut Spec) -> Result<()> {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();
     if !rules.is_empty() {
-        rules.extend(default_spec::allowed_device_rules().map_err(fail)?);
+        rules.extend(default_spec::allowed_device_rules()?);
         resources.set_devices(Some(rules));
         linux.set_resources(Some(resources));
     }

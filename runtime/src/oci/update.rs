@@ -29,7 +29,7 @@ pub fn update(root: &Root, id: &str, resources: &LinuxResources) -> Result<()> {
     }
     Cgroup::open(&record.cgroup)
         .update(resources)
-        .map_err(OciError::cgroup)?;
+        .map_err(OciError::from)?;
     let mut spec = root.config(id)?;
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_resources(Some(resources.clone()));
