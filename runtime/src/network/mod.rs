@@ -192,6 +192,28 @@ pub fn holders(paths: &Paths, req: &Request, ports: &[PortRequest]) -> Result<Ve
     Ok(ids)
 }
 
+/// The containers with an interface on `network` (on any network: `None`).
+pub fn attached(store: &Store, network: Option<&str>) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = store
+        .attachments()?
+        .iter()
+        .filter(|a| network.is_none_or(|n| a.network == n))
+        .map(container_of)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The container an attachment belongs to: an interface beyond eth0 has an id of its own, and
+/// the container's as its DNS group.
+pub fn container_of(a: &minibox_netns::Attachment) -> String {
+    match &a.dns {
+        Some(d) if !d.group.is_empty() => d.group.clone(),
+        _ => a.id.clone(),
+    }
+}
+
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs. The
 /// bridge comes first, then the netns gets its name, then the library connects it: the order
