@@ -333,8 +333,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     // Docker's defaults: the short id, or the host's name with the host's network.
     let hostname = match (&args.hostname, &mode) {
         (Some(h), _) => h.clone(),
-        (None, _) if !own_uts => host_name(&id),
-        (None, Mode::Host) => host_name(&id),
+        (None, _) if !own_uts => state::host_hostname(&id),
+        (None, Mode::Host) => state::host_hostname(&id),
         (None, _) => id[..12].to_string(),
     };
     let user_spec = args
@@ -405,13 +405,6 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         storage,
         labels,
     })
-}
-
-/// The host's name (`--uts host`, `--network host`), the short id when it has none.
-fn host_name(id: &str) -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| id[..12].to_string())
 }
 
 /// `run`'s further limits, checked (rlimits are filled in by the caller), and the namespaces
@@ -498,12 +491,8 @@ fn record(
         image: found.id.clone(),
         image_name: args.image.clone(),
         version: state::SCHEMA,
-        args: spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.args().clone())
-            .unwrap_or_default(),
-        hostname: spec.hostname().clone().unwrap_or_else(|| host_name(&id)),
+        old_args: Vec::new(),
+        old_hostname: String::new(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

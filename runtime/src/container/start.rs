@@ -203,7 +203,7 @@ pub fn setup(
     let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
     let etc = etc_files(&dir)?;
-    state::write_etc(&etc, &config.hostname, host_network, &config.names).map_err(rt)?;
+    state::write_etc(&etc, &config.hostname(), host_network, &config.names).map_err(rt)?;
 
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
@@ -236,7 +236,7 @@ pub fn setup(
         c.save()?;
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
-            let names = state::host_names(&config.hostname, config.name.as_deref(), &id);
+            let names = state::host_names(&config.hostname(), config.name.as_deref(), &id);
             let extra = config.names.hosts_lines(gateway);
             state::write_hosts(&etc, &names, address, &extra)?;
             let server = attachment.dns_server();
