@@ -28,11 +28,11 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::explain::Explain;
+use crate::explain::{heredoc, Explain};
 use ipnet::Ipv4Net;
 
 use crate::ports::PortMapping;
-use crate::store::Network;
+use crate::store::{Network, Store};
 
 pub const DNAT: &str = "MINIBOX-DNAT";
 pub const POSTROUTING: &str = "MINIBOX-POSTROUTING";
@@ -40,6 +40,10 @@ pub const FORWARD: &str = "MINIBOX-FORWARD";
 pub const INPUT: &str = "MINIBOX-INPUT";
 /// Marks packets that need masquerading after DNAT: hairpin and localhost-originated.
 pub const MARK: &str = "0x2000/0x2000";
+/// The key under which the store keeps the FORWARD policy minibox changed.
+pub const FORWARD_POLICY: &str = "iptables.filter.FORWARD";
+/// How every batch is applied (and explained).
+const RESTORE: &str = "iptables-restore --noflush --wait";
 
 /// One rule: its table, the operation (`-A`, `-I`, `-D`, `-N`) and the rest of its arguments.
 #[derive(Debug, Clone)]
@@ -73,18 +77,19 @@ pub fn apply(ex: &Explain, rules: &[Rule]) -> Result<()> {
 }
 
 /// A batch being applied by an `iptables-restore` process, so that the caller can do netlink
-/// work meanwhile (both mostly wait on the kernel). Its rules are explained once it is done, so
-/// `--explain` reads in the order a learner would type the commands.
+/// work meanwhile (both mostly wait on the kernel). It is explained (as the here-document fed to
+/// `iptables-restore`) once it is done, so `--explain` reads in the order a learner would type
+/// the commands.
 pub struct Batch {
     child: Option<std::process::Child>,
-    explained: Vec<String>,
+    explained: Option<String>,
 }
 
 impl Batch {
     fn none() -> Self {
         Self {
             child: None,
-            explained: Vec::new(),
+            explained: None,
         }
     }
 }
@@ -104,10 +109,7 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
         .map_err(|e| restore_failed(format!("{e} (is iptables installed?)")))?;
     // The batch is far smaller than a pipe buffer: this write does not wait for the reader.
     let written = child.stdin.take().unwrap().write_all(batch.as_bytes());
-    let explained = match ex.is_on() {
-        true => rules.iter().map(Rule::command).collect(),
-        false => Vec::new(),
-    };
+    let explained = ex.is_on().then(|| heredoc(RESTORE, &batch));
     let batch = Batch {
         child: Some(child),
         explained,
@@ -140,10 +142,10 @@ fn restore_input(rules: &[Rule]) -> String {
 }
 
 impl Batch {
-    /// Explains the batch's rules (once).
+    /// Explains the batch (once).
     fn say(&mut self, ex: &Explain) {
-        for line in std::mem::take(&mut self.explained) {
-            ex.say(|| line);
+        if let Some(text) = self.explained.take() {
+            ex.say(|| text);
         }
     }
 
@@ -219,9 +221,58 @@ fn network_tag(net: &Network) -> String {
 /// Our chains, their jumps and the network's own rules: whatever of them is missing. With
 /// `forward_policy_drop` (the caller is about to turn forwarding on), the host's FORWARD policy
 /// becomes DROP in the same batch, before forwarding is on.
-pub fn ensure_network(ex: &Explain, net: &Network, forward_policy_drop: bool) -> Result<()> {
-    let rules = additions(&save()?, net, forward_policy_drop);
+pub fn ensure_network(
+    store: &Store,
+    ex: &Explain,
+    net: &Network,
+    forward_policy_drop: bool,
+) -> Result<()> {
+    let saved = save()?;
+    if forward_policy_drop {
+        if let Some(policy) = forward_policy(&saved).filter(|p| *p != "DROP") {
+            store.record_prior(FORWARD_POLICY, policy)?;
+        }
+    }
+    let rules = additions(&saved, net, forward_policy_drop);
+    if ex.is_on() {
+        // What a fresh host would need and this one has: shown, marked, ahead of what is done.
+        let done: Vec<String> = rules.iter().map(Rule::command).collect();
+        let in_place: Vec<Rule> = additions("", net, forward_policy_drop)
+            .into_iter()
+            .filter(|r| !done.contains(&r.command()))
+            .collect();
+        explain_in_place(ex, &in_place);
+    }
     apply(ex, &rules)
+}
+
+/// The filter FORWARD chain's policy in a saved ruleset.
+fn forward_policy(saved: &str) -> Option<&str> {
+    let mut filter = false;
+    for line in saved.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            filter = t == "filter";
+        } else if filter {
+            if let Some(rest) = line.strip_prefix(":FORWARD ") {
+                return rest.split_whitespace().next();
+            }
+        }
+    }
+    None
+}
+
+/// Says a network's whole set of chains, jumps and rules as found in place (`--explain` of a
+/// network known complete).
+pub fn explain_network_in_place(ex: &Explain, net: &Network) {
+    if ex.is_on() {
+        explain_in_place(ex, &additions("", net, false));
+    }
+}
+
+fn explain_in_place(ex: &Explain, rules: &[Rule]) {
+    if !rules.is_empty() {
+        ex.already(|| heredoc(RESTORE, &restore_input(rules)));
+    }
 }
 
 /// What [`ensure_network`] adds to a ruleset saved as `saved`.

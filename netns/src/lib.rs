@@ -124,11 +124,12 @@ pub fn attach(
 
 /// Makes `network`'s bridge, sysctls and firewall rules unless they are known complete: what
 /// [`attach`] does first, for a caller that wants it done before it makes the netns (so that
-/// `--explain` reads bridge, then namespace, then cable).
+/// `--explain` reads bridge, then namespace, then cable). Only here is a network found complete
+/// explained (as in place): a caller that explains calls this before [`attach`].
 pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Network> {
     let net = store.network(network)?;
     let _lock = locked(store)?;
-    ensure_bridge(store, &Nl::new(None)?, ex, &net)?;
+    ensure_bridge(store, &Nl::new(None)?, ex, &net, true)?;
     Ok(net)
 }
 
@@ -148,7 +149,7 @@ fn wire(
         store.save_attachment(att)?;
     }
     let host = Nl::new(None)?;
-    let bridge_mtu = ensure_bridge(store, &host, ex, net)?;
+    let bridge_mtu = ensure_bridge(store, &host, ex, net, false)?;
     att.mtu = ep.mtu.unwrap_or(bridge_mtu);
     store.save_attachment(att)?;
 
@@ -182,7 +183,7 @@ fn wire(
     firewall_rules.wait(ex).or_else(|_| {
         // Our chains were removed behind our back: check everything again, then retry once.
         store.clear_ready(&net.name)?;
-        ensure_bridge(store, &host, ex, net)?;
+        ensure_bridge(store, &host, ex, net, false)?;
         firewall::apply(&Explain::off(), &rules)
     })?;
     tracing::debug!(
@@ -198,58 +199,94 @@ fn wire(
 /// The bridge with its gateway address, the sysctls and the network's firewall rules, made on
 /// first use and checked whenever the bridge is not the one last found complete (all under the
 /// lock). Returns the MTU for veths: the bridge's, which was taken from the default route's
-/// interface when it was made.
-fn ensure_bridge(store: &Store, nl: &Nl, ex: &Explain, net: &Network) -> Result<u32> {
-    let link = match nl.link(&net.bridge)? {
+/// interface when it was made. `say_complete`: a network found complete is explained too.
+fn ensure_bridge(
+    store: &Store,
+    nl: &Nl,
+    ex: &Explain,
+    net: &Network,
+    say_complete: bool,
+) -> Result<u32> {
+    let mac = netlink::mac_for(net.gateway);
+    let (bridge, prefix) = (&net.bridge, net.subnet.prefix_len());
+    let link = match nl.link(bridge)? {
         Some(link) if link.kind.as_deref() == Some("bridge") => {
             if store.ready(&net.name) == Some(link.index) {
+                if say_complete {
+                    explain_in_place(ex, net, link.mtu);
+                }
                 return Ok(link.mtu);
+            }
+            ex.already(|| netlink::cmd::add_bridge("ip", bridge, mac));
+            let mtu = nl.default_mtu()?;
+            if link.mtu != mtu {
+                nl.set_mtu(ex, bridge, mtu)?;
+            } else {
+                ex.already(|| netlink::cmd::set_mtu("ip", bridge, mtu));
             }
             let has_gw = nl
                 .addrs(link.index)?
                 .iter()
                 .any(|a| a.addr() == net.gateway);
             if !has_gw {
-                check_overlap(nl, net.subnet, Some(&net.bridge))?;
-                nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
-            }
-            let mtu = nl.default_mtu()?;
-            if link.mtu != mtu {
-                nl.set_mtu(ex, &net.bridge, mtu)?;
+                check_overlap(nl, net.subnet, Some(bridge))?;
+                nl.add_addr(ex, bridge, net.gateway, prefix)?;
+            } else {
+                ex.already(|| netlink::cmd::add_addr("ip", bridge, net.gateway, prefix));
             }
             if !link.up {
-                nl.up(ex, &net.bridge, None)?;
+                nl.up(ex, bridge, None)?;
+            } else {
+                ex.already(|| netlink::cmd::up("ip", bridge, None));
             }
-            nl.link(&net.bridge)?
-                .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
+            nl.link(bridge)?
+                .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
         }
-        Some(_) => return Err(Error::BridgeClash(net.bridge.clone())),
+        Some(_) => return Err(Error::BridgeClash(bridge.clone())),
         None => {
             check_overlap(nl, net.subnet, None)?;
             let mtu = nl.default_mtu()?;
-            nl.add_bridge(ex, &net.bridge, netlink::mac_for(net.gateway))?;
-            nl.set_mtu(ex, &net.bridge, mtu)?;
-            nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
-            nl.up(ex, &net.bridge, None)?;
-            nl.link(&net.bridge)?
-                .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
+            nl.add_bridge(ex, bridge, mac)?;
+            nl.set_mtu(ex, bridge, mtu)?;
+            nl.add_addr(ex, bridge, net.gateway, prefix)?;
+            nl.up(ex, bridge, None)?;
+            nl.link(bridge)?
+                .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
         }
     };
     // Turning forwarding on makes the host a router between all its interfaces: as Docker
     // does, the FORWARD policy becomes DROP first (our chain accepts our bridges' traffic). A
     // host that forwarded already keeps its policy.
     let forwarding = sysctl::get("net.ipv4.ip_forward")? == "1";
-    firewall::ensure_network(ex, net, !forwarding)?;
-    sysctl::ensure(ex, "net.ipv4.ip_forward", "1")?;
+    firewall::ensure_network(store, ex, net, !forwarding)?;
+    sysctl::ensure(store, ex, "net.ipv4.ip_forward", "1")?;
     // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing);
     // the network's rules drop what else arrives from it for 127.0.0.0/8.
-    sysctl::ensure(
-        ex,
-        &format!("net.ipv4.conf.{}.route_localnet", net.bridge),
-        "1",
-    )?;
+    sysctl::ensure(store, ex, &route_localnet(bridge), "1")?;
     store.set_ready(&net.name, link.index)?;
     Ok(if link.mtu > 0 { link.mtu } else { 1500 })
+}
+
+fn route_localnet(bridge: &str) -> String {
+    format!("net.ipv4.conf.{bridge}.route_localnet")
+}
+
+/// `--explain` of a network known complete: all of its host plumbing, said as found in place,
+/// so that the script still builds it on a fresh host.
+fn explain_in_place(ex: &Explain, net: &Network, mtu: u32) {
+    if !ex.is_on() {
+        return;
+    }
+    let (bridge, prefix) = (&net.bridge, net.subnet.prefix_len());
+    let mac = netlink::mac_for(net.gateway);
+    ex.already(|| netlink::cmd::add_bridge("ip", bridge, mac));
+    ex.already(|| netlink::cmd::set_mtu("ip", bridge, mtu));
+    ex.already(|| netlink::cmd::add_addr("ip", bridge, net.gateway, prefix));
+    ex.already(|| netlink::cmd::up("ip", bridge, None));
+    firewall::explain_network_in_place(ex, net);
+    for key in ["net.ipv4.ip_forward".to_string(), route_localnet(bridge)] {
+        ex.already(|| format!("sysctl -w {key}=1"));
+    }
 }
 
 /// Refuses a subnet that overlaps a route of the host (other than through `own` bridge).

@@ -130,7 +130,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Undo what containers whose supervisor died still hold.
-    Prune,
+    Prune {
+        /// Do not ask for confirmation (accepted for Docker's users: prune asks nothing).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

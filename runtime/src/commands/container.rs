@@ -303,7 +303,7 @@ pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
     let sig = parse_signal(&args.signal)?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::kill(paths, &id, sig).with_context(|| format!("container {what}"))?;
+        lifecycle::kill(paths, explain, &id, sig).with_context(|| format!("container {what}"))?;
         println!("{what}");
     }
     Ok(0)

@@ -50,7 +50,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
-        Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Prune { .. }) => container::prune(&paths, explain),
     }
 }
 

@@ -30,6 +30,7 @@ use super::liveness::{self, Init};
 use super::process::EXIT_RUNTIME;
 use super::state::{self, Config, Lock, State, Status, Supervisor};
 use super::teardown;
+use crate::network;
 use crate::paths::Paths;
 
 /// What can go wrong in a container's life.
@@ -112,6 +113,7 @@ fn finish_as(
     end: End,
     background: bool,
 ) -> Result<()> {
+    let explain = network::explain_if_asked(&state::state_dir(paths, id)) || explain;
     if let End::Exited { code, oom } = end {
         // Recorded first: whoever finishes after a crash from here on keeps how it ended.
         st.exit_code = Some(code);
@@ -343,16 +345,36 @@ fn thaw(st: &State) -> Result<()> {
 }
 
 /// Sends `sig` to the container's PID 1, verified (never to a process that took its pid since).
-pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
+pub fn kill(paths: &Paths, explain: bool, id: &str, sig: Signal) -> Result<()> {
     let st = state::load_state(paths, id)?;
     if st.status != Status::Running {
         return Err(Error::NotRunning);
     }
     thaw(&st)?;
+    let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+    say_signal(explain, &st, sig);
     if !init(&st).signal(sig).map_err(Error::Signal)? {
         return Err(Error::NotRunning);
     }
+    if explain {
+        // A signal that ends the container: its teardown, explained by its owner, comes soon.
+        wait_released(paths, explain, id, Some(Instant::now() + EXPLAIN_WAIT));
+    }
     Ok(())
+}
+
+/// How long `--explain kill` waits for the teardown a signal may cause, to show it.
+const EXPLAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// `--explain`: the signal as the `kill` command that sends it.
+fn say_signal(explain: bool, st: &State, sig: Signal) {
+    network::explainer(explain).say(|| {
+        format!(
+            "kill -s {} {}  # the container's PID 1",
+            &sig.as_str()[3..],
+            st.pid
+        )
+    });
 }
 
 /// Stops container `id`: SIGTERM, and SIGKILL after `timeout`; returns once it is torn down,
@@ -363,10 +385,13 @@ pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result
         return Ok(());
     }
     thaw(&st)?;
+    let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+    say_signal(explain, &st, Signal::SIGTERM);
     let _ = init(&st).signal(Signal::SIGTERM);
     if wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
         return Ok(());
     }
+    say_signal(explain, &st, Signal::SIGKILL);
     kill_until_gone(&st)?;
     wait_released(paths, explain, id, None);
     Ok(())
@@ -401,6 +426,8 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
         Some(lock) => lock,
         None if !force => return Err(Error::Running),
         None => {
+            let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+            let mut said = false;
             // Kill it until its owner lets go: the owner tears it down once its PID 1 is gone
             // (a container still being set up gets its PID later). Only a PID 1 that outlives
             // SIGKILL is given up on; the owner's teardown may wait its turn for the network.
@@ -412,6 +439,9 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
                 }
                 let st = state::load_state(paths, id).unwrap_or_default();
                 if st.pid > 0 || st.cgroup.is_some() {
+                    if !std::mem::replace(&mut said, true) {
+                        say_signal(explain, &st, Signal::SIGKILL);
+                    }
                     kill_until_gone(&st)?;
                 }
                 std::thread::sleep(Duration::from_millis(10));

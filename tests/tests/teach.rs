@@ -1,0 +1,169 @@
+//! Teaching: `--explain` as a script that rebuilds on a fresh host what minibox built, and the
+//! commands that explain the host (`doctor`, `network topology`) or take it back (`system reset`).
+//! Traffic only to loopback and to namespaces the tests create.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use minibox_tests::{fixtures, Sandbox};
+
+/// What of an explanation a replay on another host runs: all but the signals to the original
+/// container's PID 1 (that pid means nothing there).
+fn replayable(explained: &str) -> String {
+    explained
+        .lines()
+        .filter(|l| !l.starts_with("kill "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `script` with `bash -e` on `sb`'s host; it must succeed.
+#[track_caller]
+fn replay(sb: &Sandbox, what: &str, script: &str) {
+    let out = sb.exec("bash", ["-e", "-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the {what} failed on a fresh host:\n{}\n--- script\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A process that is killed when the test lets go of it.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A client namespace `client` on a link of its own to the host (198.51.100.1 there, .2 inside):
+/// another machine reaching the host's published ports.
+fn add_client(sb: &Sandbox) {
+    sb.sh("set -e; ip netns add client
+         ip link add cl0 type veth peer name eth0 netns client
+         ip addr add 198.51.100.1/24 dev cl0 && ip link set cl0 up
+         ip -n client addr add 198.51.100.2/24 dev eth0
+         ip -n client link set eth0 up && ip -n client link set lo up")
+        .ok();
+}
+
+fn remove_client(sb: &Sandbox) {
+    sb.sh("ip netns delete client").ok();
+}
+
+/// `--explain` of a detached `run` and of its `rm -f` (whose teardown its supervisor does) are
+/// a set-up and a teardown script: replayed with bash in a fresh sandbox host, the set-up builds
+/// the same addresses, routes and DNAT rules (the netns made by name), a server started in that
+/// netns answers on the published port from 127.0.0.1 and from another namespace, and the
+/// teardown leaves nothing of the container.
+#[test]
+fn teach_explain_replays_on_a_fresh_host() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    let run = sb.minibox(&[
+        "--explain",
+        "run",
+        "-d",
+        "--name",
+        "w",
+        "-p",
+        "8080:8081",
+        "web",
+        "/bin/web",
+        "w",
+    ]);
+    run.ok();
+    let setup = run.stderr();
+    assert!(
+        setup.contains("# ---- The container: its OCI runtime config"),
+        "{setup}"
+    );
+    assert!(
+        !replayable(&setup)
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("/proc/")),
+        "a pid in the script:\n{setup}"
+    );
+    assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
+    let ns = sb.sh("ls /run/netns").ok().trim().to_string();
+    let view = |s: &Sandbox| {
+        s.sh(&format!(
+            "ip -n {ns} -o -4 addr show eth0 | awk '{{print $4}}'; ip -n {ns} route
+             ip -o -4 addr show minibox0 | awk '{{print $4}}'
+             iptables -t nat -S MINIBOX-DNAT; sysctl -n net.ipv4.conf.minibox0.route_localnet"
+        ))
+        .ok()
+    };
+    let original = view(&sb);
+    let rm = sb.minibox(&["--explain", "rm", "-f", "w"]);
+    rm.ok();
+    let teardown = rm.stderr();
+    assert!(teardown.starts_with("kill -s KILL "), "{teardown}");
+    assert!(teardown.contains("\n-D MINIBOX-DNAT "), "{teardown}");
+    assert!(
+        teardown.contains(&format!("ip netns delete {ns}")),
+        "{teardown}"
+    );
+    sb.finish();
+
+    let fresh = Sandbox::new();
+    replay(&fresh, "set-up", &replayable(&setup));
+    assert_eq!(view(&fresh), original);
+    let web = fixtures::web_binary();
+    let mut server = KillOnDrop(
+        fresh
+            .exec("ip", ["netns", "exec", &ns])
+            .arg(&web)
+            .arg("w")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Kept open: the server would die of SIGPIPE writing to a closed pipe.
+    let mut out = BufReader::new(server.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("w listen"), "{line}");
+    assert_eq!(fresh.http_get(None, "127.0.0.1:8080"), "w\n");
+    add_client(&fresh);
+    assert_eq!(fresh.http_get(Some("client"), "198.51.100.1:8080"), "w\n");
+    drop(server);
+    replay(&fresh, "teardown", &replayable(&teardown));
+    assert!(!fresh.sh("iptables-save").ok().contains("--dport 8080"));
+    remove_client(&fresh);
+    fresh.finish();
+}
+
+/// `--explain` of a network already complete still prints all of it, each step marked as in
+/// place (a comment line) and still runnable; `stop` and `kill` of a detached container show
+/// the signal and the teardown its supervisor does.
+#[test]
+fn teach_explain_marks_steps_in_place_and_explains_stop_and_kill() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&["run", "--rm", "busybox", "true"]).ok();
+    let out = sb.minibox(&["--explain", "run", "--rm", "busybox", "true"]);
+    out.ok();
+    let err = out.stderr();
+    let marked = |cmd: &str| err.contains(&format!("# already in place (not redone):\n{cmd}"));
+    assert!(marked("ip link add minibox0 "), "{err}");
+    assert!(marked("iptables-restore --noflush --wait <<'EOF'"), "{err}");
+    assert!(marked("sysctl -w net.ipv4.ip_forward=1"), "{err}");
+    assert!(!marked("ip netns add"), "{err}");
+
+    for (name, command) in [("s", ["stop", "s"]), ("k", ["kill", "k"])] {
+        sb.minibox(&["run", "-d", "--name", name, "busybox", "sleep", "30"])
+            .ok();
+        let ns = sb.sh("ls /run/netns").ok().trim().to_string();
+        let out = sb.minibox(&["--explain", command[0], command[1]]);
+        out.ok();
+        let err = out.stderr();
+        let signal = if name == "s" { "TERM" } else { "KILL" };
+        assert!(err.starts_with(&format!("kill -s {signal} ")), "{err}");
+        assert!(err.contains(&format!("ip netns delete {ns}\n")), "{err}");
+        sb.minibox(&["rm", name]).ok();
+    }
+    sb.finish();
+}
