@@ -245,8 +245,12 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
-    /// Draw bridges, veths, namespaces, addresses and published ports as text.
-    Topology,
+    /// Draw the host, bridges, veth pairs, namespaces, addresses and published ports.
+    Topology {
+        /// text, dot (Graphviz: `| dot -Tsvg`), or svg (drawn by minibox).
+        #[arg(long, default_value = "text", value_parser = ["text", "dot", "svg"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Args)]

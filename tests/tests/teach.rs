@@ -167,3 +167,54 @@ fn teach_explain_marks_steps_in_place_and_explains_stop_and_kill() {
     }
     sb.finish();
 }
+
+/// `network topology` names containers, shows those without a bridge, and draws the same as a
+/// Graphviz graph and as an SVG picture (well-formed XML).
+#[test]
+fn teach_topology_names_containers_and_draws_them() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let detached = |args: &[&str]| {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "sleep", "30"]);
+        sb.minibox(&all).ok();
+    };
+    detached(&["--name", "web1", "-p", "8080:80"]);
+    detached(&["--name", "quiet", "--network", "none"]);
+    detached(&["--name", "hosty", "--network", "host"]);
+    let text = sb.minibox(&["network", "topology"]).ok();
+    let web1 = text
+        .lines()
+        .find(|l| l.contains("web1"))
+        .unwrap_or_default();
+    assert!(web1.contains("══ eth0  10.77.0.2/16"), "{text}");
+    assert!(
+        text.contains("published: 0.0.0.0:8080/tcp ─DNAT→ 10.77.0.2:80"),
+        "{text}"
+    );
+    assert!(text.contains("quiet  --network none"), "{text}");
+    assert!(text.contains("hosty  --network host"), "{text}");
+    let dot = sb.minibox(&["network", "topology", "--format", "dot"]).ok();
+    assert!(dot.starts_with("graph minibox {"), "{dot}");
+    assert!(dot.contains("web1 [netns minibox-"), "{dot}");
+    let svg = sb.minibox(&["network", "topology", "--format", "svg"]).ok();
+    for part in ["web1", "bridge of network minibox", "--network host"] {
+        assert!(svg.contains(part), "no {part:?} in\n{svg}");
+    }
+    let mut xml = sb
+        .exec(
+            "python3",
+            ["-c", "import sys, xml.dom.minidom as m; m.parse(sys.stdin)"],
+        )
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    xml.stdin.take().unwrap().write_all(svg.as_bytes()).unwrap();
+    assert!(xml.wait().unwrap().success(), "not well-formed:\n{svg}");
+    let png = sb.minibox(&["network", "topology", "--format", "png"]);
+    assert_eq!(png.code(), 2, "{png}");
+    sb.minibox(&["rm", "-f", "web1", "quiet", "hosty"]).ok();
+    sb.finish();
+}

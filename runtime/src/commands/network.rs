@@ -72,7 +72,10 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("{name}");
             }
         }
-        NetworkCommand::Topology => print!("{}", network::topology(&store)?),
+        NetworkCommand::Topology { format } => {
+            let topology = network::topology::gather(paths, &store)?;
+            print!("{}", network::topology::render(&topology, &format));
+        }
     }
     Ok(0)
 }

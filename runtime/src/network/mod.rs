@@ -5,10 +5,9 @@
 
 mod inspect;
 mod netns;
-mod topology;
+pub mod topology;
 
 pub use inspect::inspect;
-pub use topology::topology;
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
