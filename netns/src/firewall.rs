@@ -229,7 +229,9 @@ pub fn ensure_network(
 ) -> Result<()> {
     let saved = save()?;
     if forward_policy_drop {
-        if let Some(policy) = forward_policy(&saved).filter(|p| *p != "DROP") {
+        // A table never loaded has the kernel's default policy.
+        let policy = forward_policy(&saved).unwrap_or("ACCEPT");
+        if policy != "DROP" {
             store.record_prior(FORWARD_POLICY, policy)?;
         }
     }
@@ -259,6 +261,37 @@ fn forward_policy(saved: &str) -> Option<&str> {
         }
     }
     None
+}
+
+/// Puts the filter FORWARD policy back (`system reset`).
+pub fn set_forward_policy(ex: &Explain, policy: &str) -> Result<()> {
+    apply(
+        ex,
+        &[Rule::new("filter", "-P", format!("FORWARD {policy}"))],
+    )
+}
+
+/// Removes all of minibox's firewall: the jumps to its chains, then the chains with whatever
+/// they hold (`system reset`).
+pub fn remove_all(ex: &Explain) -> Result<()> {
+    let saved = save()?;
+    let ours = [DNAT, POSTROUTING, FORWARD, INPUT];
+    let mut rules = Vec::new();
+    for (table, line) in saved_rules(&saved) {
+        let jumps_to_ours = ours.iter().any(|c| line.ends_with(&format!("-j {c}")));
+        let in_ours = ours.iter().any(|c| line.starts_with(&format!("-A {c} ")));
+        if line.starts_with("-A ") && jumps_to_ours && !in_ours {
+            rules.push(deletion(table, line));
+        }
+    }
+    for (table, line) in saved_rules(&saved) {
+        let table = if table == "nat" { "nat" } else { "filter" };
+        if let Some(chain) = ours.iter().find(|c| line.starts_with(&format!(":{c} "))) {
+            rules.push(Rule::new(table, "-F", *chain));
+            rules.push(Rule::new(table, "-X", *chain));
+        }
+    }
+    apply(ex, &rules)
 }
 
 /// Says a network's whole set of chains, jumps and rules as found in place (`--explain` of a

@@ -259,10 +259,10 @@ fn ensure_bridge(
     // host that forwarded already keeps its policy.
     let forwarding = sysctl::get("net.ipv4.ip_forward")? == "1";
     firewall::ensure_network(store, ex, net, !forwarding)?;
-    sysctl::ensure(store, ex, "net.ipv4.ip_forward", "1")?;
+    sysctl::ensure(Some(store), ex, "net.ipv4.ip_forward", "1")?;
     // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing);
     // the network's rules drop what else arrives from it for 127.0.0.0/8.
-    sysctl::ensure(store, ex, &route_localnet(bridge), "1")?;
+    sysctl::ensure(None, ex, &route_localnet(bridge), "1")?;
     store.set_ready(&net.name, link.index)?;
     Ok(if link.mtu > 0 { link.mtu } else { 1500 })
 }
@@ -742,6 +742,46 @@ pub fn remove_network(store: &Store, ex: &Explain, name: &str) -> Result<()> {
         }
     }
     store.undefine(name)
+}
+
+/// `system reset`: undoes every attachment left (the caller removed its containers first),
+/// removes every network's bridge (and forgets the networks but the default one), minibox's
+/// firewall chains with their jumps, and puts back each host setting minibox changed to the
+/// value it had before (ip_forward first, then the FORWARD policy: the reverse of set-up).
+pub fn reset(store: &Store, ex: &Explain) -> Result<()> {
+    let lock = locked(store)?;
+    let mut results = Vec::new();
+    for att in store.attachments()? {
+        results.push(undo(store, ex, &lock, &att));
+    }
+    results.push(firewall::remove_all(ex));
+    let nl = Nl::new(None)?;
+    for net in store.networks()? {
+        if let Some(link) = nl.link(&net.bridge)? {
+            if link.kind.as_deref() == Some("bridge") {
+                results.push(nl.del_link(ex, &net.bridge));
+            }
+        }
+        results.push(store.clear_ready(&net.name));
+        if net.name != DEFAULT_NETWORK {
+            results.push(store.undefine(&net.name));
+        }
+    }
+    let mut priors = store.priors()?;
+    // The policy last: forwarding goes off before the host forwards with an ACCEPT policy.
+    priors.sort_by_key(|(key, _)| key == firewall::FORWARD_POLICY);
+    for (key, prior) in priors {
+        let done = if key == firewall::FORWARD_POLICY {
+            firewall::set_forward_policy(ex, &prior)
+        } else if sysctl::get(&key).is_err() {
+            Ok(()) // a bridge's, gone with it
+        } else {
+            ex.say(|| format!("sysctl -w {key}={prior}"));
+            sysctl::set(&key, &prior)
+        };
+        results.push(done.and_then(|_| store.forget_prior(&key)));
+    }
+    results.into_iter().collect()
 }
 
 /// The host's links with their IPv4 addresses, for views of the network.

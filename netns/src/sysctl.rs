@@ -17,15 +17,20 @@ pub fn get(key: &str) -> Result<String> {
         .map_err(io(format!("reading {key}")))
 }
 
-/// `sysctl -w KEY=VALUE`, the value before recorded first (for `system reset`).
-pub fn ensure(store: &Store, ex: &Explain, key: &str, value: &str) -> Result<()> {
+/// `sysctl -w KEY=VALUE`; with `record`, the value before is recorded in it first (for
+/// `system reset`: a key of a bridge minibox made needs none, it goes with the bridge).
+pub fn ensure(record: Option<&Store>, ex: &Explain, key: &str, value: &str) -> Result<()> {
     let line = || format!("sysctl -w {key}={value}");
     match get(key) {
         Ok(v) if v == value => {
             ex.already(line);
             return Ok(());
         }
-        Ok(prior) => store.record_prior(key, &prior)?,
+        Ok(prior) => {
+            if let Some(store) = record {
+                store.record_prior(key, &prior)?;
+            }
+        }
         // A key that is not there yet (a bridge's, just made) had nothing to restore.
         Err(_) => {}
     }

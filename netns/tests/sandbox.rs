@@ -162,8 +162,8 @@ fn attach_publish_detach() {
         "netns c1",
         "ip -n c1 route add default via 10.77.0.1",
         "sysctl -w net.ipv4.conf.minibox0.route_localnet=1",
-        "iptables -t filter -P FORWARD DROP",
-        "iptables -t nat -A MINIBOX-DNAT",
+        "\n-P FORWARD DROP\n",
+        "\n-A MINIBOX-DNAT ",
     ] {
         assert!(
             explained.contains(want),

@@ -135,6 +135,19 @@ pub enum SystemCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Remove everything minibox made on this host: containers, networks (bridges, firewall
+    /// chains and rules), and put back the host settings it changed; asks first.
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Also remove the store: images, and every record under --root and --runroot.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

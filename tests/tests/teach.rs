@@ -218,3 +218,53 @@ fn teach_topology_names_containers_and_draws_them() {
     sb.minibox(&["rm", "-f", "web1", "quiet", "hosty"]).ok();
     sb.finish();
 }
+
+/// `system reset` says what it will remove and asks; refused, it changes nothing. Confirmed
+/// (`-f`), it leaves the host as it was before minibox: no container, bridge, netns, veth or
+/// chain, `ip_forward` and the FORWARD policy back to what they were; images stay unless `--all`.
+#[test]
+fn teach_system_reset_gives_the_host_back() {
+    let sb = Sandbox::new();
+    sb.sh("sysctl -qw net.ipv4.ip_forward=0").ok();
+    let before = sb.sh("iptables -S FORWARD | head -1").ok();
+    sb.import_busybox();
+    sb.minibox(&["network", "create", "lab", "--subnet", "10.99.0.0/24"])
+        .ok();
+    for args in [
+        &["--name", "a", "-p", "8080:80"][..],
+        &["--name", "b", "--network", "lab"],
+        &["--name", "c", "--network", "none"],
+    ] {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "sleep", "30"]);
+        sb.minibox(&all).ok();
+    }
+    sb.minibox(&["system", "prune", "-f"]).ok();
+    assert_eq!(sb.sh("sysctl -n net.ipv4.ip_forward").ok().trim(), "1");
+
+    let refused = sb.minibox(&["system", "reset"]);
+    let err = refused.fails(125, "not confirmed");
+    for what in [
+        "a (running)",
+        "lab (bridge minibox1",
+        "net.ipv4.ip_forward = 0",
+    ] {
+        assert!(err.contains(what), "{err}");
+    }
+    assert_eq!(sb.minibox(&["ps", "-q"]).ok().lines().count(), 3);
+
+    sb.minibox(&["system", "reset", "-f"]).ok();
+    assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
+    assert_eq!(sb.sh("ip -o link | wc -l").ok().trim(), "1", "only lo");
+    assert!(!sb.sh("iptables-save").ok().contains("MINIBOX"));
+    assert_eq!(sb.sh("iptables -S FORWARD | head -1").ok(), before);
+    assert_eq!(sb.sh("sysctl -n net.ipv4.ip_forward").ok().trim(), "0");
+    let nets = sb.minibox(&["network", "ls"]).ok();
+    assert!(!nets.contains("lab"), "{nets}");
+    assert!(sb.minibox(&["images"]).ok().contains("busybox"));
+
+    sb.minibox(&["system", "reset", "--all", "-f"]).ok();
+    assert!(!sb.minibox(&["images"]).ok().contains("busybox"));
+    sb.finish();
+}

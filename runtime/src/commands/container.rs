@@ -367,16 +367,3 @@ pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
     }
     Ok(0)
 }
-
-/// `system prune`: recovers containers whose owner died, and removes records no container
-/// owns any more.
-pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
-    let pruned = lifecycle::prune(paths, explain);
-    for id in pruned.recovered {
-        println!("recovered {id}");
-    }
-    for id in pruned.removed {
-        println!("removed {id}");
-    }
-    Ok(0)
-}

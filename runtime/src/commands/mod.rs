@@ -6,6 +6,7 @@ mod image;
 mod network;
 mod registry;
 mod run;
+mod system;
 mod table;
 
 use anyhow::Result;
@@ -50,7 +51,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
-        Command::System(SystemCommand::Prune { .. }) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Prune { .. }) => system::prune(&paths, explain),
+        Command::System(SystemCommand::Reset(args)) => system::reset(&paths, explain, &args),
     }
 }
 
