@@ -125,6 +125,9 @@ pub enum Command {
     /// Manage minibox itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Explain why a published port (or outbound traffic) does not work, each finding with the
+    /// command that fixes it.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +267,14 @@ pub enum NetworkCommand {
         #[arg(long, default_value = "text", value_parser = ["text", "dot", "svg"])]
         format: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The container (id, id prefix or name); without one, every network's host side.
+    pub container: Option<String>,
+    /// A published port (host or container side); without one, all of the container's.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Args)]

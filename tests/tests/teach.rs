@@ -268,3 +268,160 @@ fn teach_system_reset_gives_the_host_back() {
     assert!(!sb.minibox(&["images"]).ok().contains("busybox"));
     sb.finish();
 }
+
+/// The fix commands `doctor` prints under the failed check whose line contains `needle`.
+#[track_caller]
+fn diagnosis(out: &minibox_tests::Out, needle: &str) -> Vec<String> {
+    let text = out.stdout();
+    assert_eq!(out.code(), 1, "{needle}: {out}");
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !(l.starts_with("FAIL") && l.contains(needle)));
+    assert!(
+        lines.next().is_some(),
+        "no FAIL line with {needle:?} in:\n{text}"
+    );
+    lines
+        .map_while(|l| l.strip_prefix("      fix: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `doctor` finds each of the classic breakages, done here on purpose one at a time, names it,
+/// and the command it prints fixes it (doctor is clean again after running it).
+#[test]
+fn teach_doctor_diagnoses_each_breakage_and_its_fix_works() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    sb.minibox(&[
+        "run",
+        "-d",
+        "--name",
+        "w",
+        "-p",
+        "8080:8081",
+        "web",
+        "/bin/web",
+        "w",
+    ])
+    .ok();
+    assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
+    let clean = sb.minibox(&["doctor", "w", "8080"]);
+    assert!(clean.ok().ends_with("no problem found\n"), "{clean}");
+    let ns = sb.sh("ls /run/netns").ok().trim().to_string();
+    let veth = ns.replace("minibox-", "mb-");
+    let bridge_netfilter = sb
+        .sh("sysctl -n net.bridge.bridge-nf-call-iptables 2>/dev/null")
+        .stdout();
+    let mut breaks = vec![
+        (format!("ip link set {veth} nomaster"), "is not attached to bridge minibox0"),
+        (format!("ip link set {veth} down"), "is down"),
+        ("ip link set minibox0 down".into(), "bridge minibox0 is down"),
+        ("ip addr del 10.77.0.1/16 dev minibox0".into(), "lacks the gateway address 10.77.0.1/16"),
+        (format!("ip -n {ns} route del default"), "has no default route via 10.77.0.1"),
+        ("sysctl -qw net.ipv4.ip_forward=0".into(), "ip_forward is off"),
+        ("iptables -t nat -F MINIBOX-DNAT".into(), "no DNAT rule sends 0.0.0.0:8080/tcp to 10.77.0.2:8081"),
+        (
+            "iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j MINIBOX-DNAT".into(),
+            "nat PREROUTING does not jump to MINIBOX-DNAT",
+        ),
+        (
+            "iptables -t nat -I PREROUTING -p tcp --dport 8080 -j ACCEPT".into(),
+            "nat PREROUTING decides before minibox's DNAT",
+        ),
+        ("iptables -I FORWARD -o minibox0 -j DROP".into(), "a foreign FORWARD rule ahead of minibox's"),
+        (
+            "sysctl -qw net.ipv4.conf.minibox0.route_localnet=0".into(),
+            "route_localnet is off for minibox0",
+        ),
+        (
+            "conntrack -I -p tcp -s 198.51.100.2 -d 198.51.100.1 --sport 40000 --dport 8080 --state ESTABLISHED -t 60".into(),
+            "conntrack entries for port 8080/tcp lead elsewhere than 10.77.0.2",
+        ),
+        ("ip addr add 10.77.0.2/16 dev minibox0".into(), "bridge minibox0 holds 10.77.0.2/16 besides its gateway"),
+        (
+            "ip link add x0 type veth peer name x1 && ip addr add 10.77.9.9/24 dev x0".into(),
+            "x0 holds 10.77.9.9/24, an address of the containers' subnet",
+        ),
+    ];
+    if bridge_netfilter.trim() == "1" {
+        breaks.push((
+            format!("ip link set {veth} type bridge_slave hairpin off"),
+            "hairpin mode off",
+        ));
+    }
+    for (broken, needle) in &breaks {
+        sb.sh(broken).ok();
+        let fixes = diagnosis(&sb.minibox(&["doctor", "w", "8080"]), needle);
+        assert!(!fixes.is_empty(), "{needle}: no fix");
+        for fix in fixes {
+            sb.sh(&fix).ok();
+        }
+        // A fix can uncover the next finding (a flushed chain lost more than one rule): its
+        // fix is printed then, and applied too.
+        for _ in 0..2 {
+            let again = sb.minibox(&["doctor", "w", "8080"]);
+            if again.code() == 0 {
+                break;
+            }
+            for fix in again
+                .stdout()
+                .lines()
+                .filter_map(|l| l.strip_prefix("      fix: "))
+            {
+                sb.sh(fix).ok();
+            }
+        }
+        let again = sb.minibox(&["doctor", "w", "8080"]);
+        assert!(
+            again.ok().ends_with("no problem found\n"),
+            "after fixing {needle:?}: {again}"
+        );
+    }
+    sb.sh("ip link del x0").ok();
+    assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
+
+    // A host process on the published port.
+    let mut nc = sb
+        .exec("busybox", ["nc", "-l", "-p", "8080"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    diagnosis(
+        &sb.minibox(&["doctor", "w", "8080"]),
+        "a host process listens on 0.0.0.0:8080/tcp",
+    );
+    let _ = nc.kill();
+    let _ = nc.wait();
+
+    // What the container's process listens on: 127.0.0.1 only, or nothing at all.
+    sb.minibox(&[
+        "run",
+        "-d",
+        "--name",
+        "l",
+        "-p",
+        "8090:9999",
+        "-p",
+        "8091:7777",
+        "web",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:9999",
+    ])
+    .ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    diagnosis(
+        &sb.minibox(&["doctor", "l", "8090"]),
+        "l's process listens on 127.0.0.1:9999/tcp inside minibox-",
+    );
+    diagnosis(
+        &sb.minibox(&["doctor", "l", "8091"]),
+        "nothing listens on 7777/tcp inside minibox-",
+    );
+    diagnosis(&sb.minibox(&["doctor", "w", "9"]), "w publishes no port 9");
+    sb.minibox(&["rm", "-f", "w", "l"]).ok();
+    sb.finish();
+}

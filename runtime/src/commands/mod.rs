@@ -1,6 +1,7 @@
 //! One module per group of subcommands; each returns the process exit code.
 
 mod container;
+mod doctor;
 mod exec;
 mod image;
 mod network;
@@ -51,6 +52,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
+        Command::Doctor(args) => doctor::doctor(&paths, explain, &args),
         Command::System(SystemCommand::Prune { .. }) => system::prune(&paths, explain),
         Command::System(SystemCommand::Reset(args)) => system::reset(&paths, explain, &args),
     }

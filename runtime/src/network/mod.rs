@@ -3,6 +3,7 @@
 //! it before the container's process execs and undo it after; plus the views the `network`
 //! commands print (Docker's JSON, the topology). The run code calls only what is here.
 
+pub mod doctor;
 mod inspect;
 mod netns;
 pub mod topology;
