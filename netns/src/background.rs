@@ -8,9 +8,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, setsid, ForkResult};
 
 /// Forks a grandchild of this process that is detached from it (its own session, stdio on
-/// /dev/null, every other descriptor closed but `keep`). Returns `true` in that grandchild,
-/// which must end with [`exit`], and `false` in the caller once the grandchild exists.
-pub fn fork_detached(keep: RawFd) -> nix::Result<bool> {
+/// /dev/null, every other descriptor closed but those in `keep`). Returns `true` in that
+/// grandchild, which must end with [`exit`], and `false` in the caller once the grandchild exists.
+pub fn fork_detached(keep: &[RawFd]) -> nix::Result<bool> {
     // SAFETY: the child only forks again or exits; the grandchild runs the caller's teardown,
     // which needs no lock another thread could have held (the runtime forks single-threaded).
     match unsafe { fork() }? {
@@ -38,20 +38,14 @@ pub fn fork_detached(keep: RawFd) -> nix::Result<bool> {
 }
 
 /// Stdio to /dev/null (no reader of our output waits for this process), the rest closed (no
-/// lock of the caller's outlives it here).
-fn detach_fds(keep: RawFd) {
+/// lock of the caller's outlives it here). A kept descriptor on a stdio number (a caller
+/// started with stdio closed) stays where it is.
+fn detach_fds(keep: &[RawFd]) {
     // SAFETY: plain descriptor calls on descriptors this process owns.
     unsafe {
-        // A lock on a stdio number (a caller started with stdio closed) moves up first: the
-        // lock stays held through the copy until this process exits.
-        let keep = if keep < 3 {
-            libc::fcntl(keep, libc::F_DUPFD_CLOEXEC, 3)
-        } else {
-            keep
-        };
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null >= 0 {
-            for fd in 0..3 {
+            for fd in (0..3).filter(|fd| !keep.contains(fd)) {
                 libc::dup2(null, fd);
             }
         }
@@ -60,8 +54,14 @@ fn detach_fds(keep: RawFd) {
                 libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0);
             }
         };
-        close(3, keep - 1);
-        close(keep + 1, RawFd::MAX);
+        let mut kept: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+        kept.sort_unstable();
+        let mut first = 3;
+        for fd in kept {
+            close(first, fd - 1);
+            first = fd + 1;
+        }
+        close(first, RawFd::MAX);
     }
 }
 

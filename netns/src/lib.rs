@@ -16,6 +16,7 @@
 mod background;
 pub mod cni;
 mod conntrack;
+mod dns;
 mod error;
 mod explain;
 mod firewall;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
+pub use dns::{nameservers, Dns, HOST_NAMES};
 pub use error::{Error, Result};
 pub use explain::Explain;
 pub use netlink::{Link, Route};
@@ -60,6 +62,9 @@ pub struct Endpoint<'a> {
     /// Whether the bridge sends a frame back out of the port it came in by, so that the
     /// container reaches its own published ports through the host (as `minibox run` wants).
     pub hairpin: bool,
+    /// The names it answers to on the network's DNS server, which starts with the first
+    /// endpoint that has some (see the `dns` module); `None` for none.
+    pub dns: Option<&'a Dns>,
 }
 
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
@@ -101,10 +106,12 @@ pub fn attach(
         mac: netlink::mac_string(&netlink::mac_for(address)),
         mtu: 0,
         ports: Vec::new(),
+        dns: ep.dns.cloned(),
     };
     let result = store
         .save_attachment(&att)
-        .and_then(|_| wire(store, ex, &lock, &net, (&ns_file, ep), ports, &mut att));
+        .and_then(|_| wire(store, ex, &lock, &net, (&ns_file, ep), ports, &mut att))
+        .and_then(|_| serve_names(store, ex, &lock, &net, &mut att));
     match result {
         Ok(()) => {
             tracing::debug!(
@@ -120,6 +127,32 @@ pub fn attach(
             Err(e)
         }
     }
+}
+
+/// Starts the network's DNS server for an endpoint with names. A server that cannot start
+/// (port 53 taken on the gateway) fails nothing: the endpoint's record says it is not served.
+fn serve_names(
+    store: &Store,
+    ex: &Explain,
+    lock: &Lock,
+    net: &Network,
+    att: &mut Attachment,
+) -> Result<()> {
+    let Some(names) = &mut att.dns else {
+        return Ok(());
+    };
+    names.served = dns::ensure(store, lock, net).unwrap_or_else(|e| {
+        tracing::warn!("starting the DNS server of {}: {e}", net.name);
+        false
+    });
+    ex.say(|| {
+        format!(
+            "# minibox answers {} on {}:53 (and forwards other names to the host's servers)",
+            names.names.join(", "),
+            net.gateway
+        )
+    });
+    store.save_attachment(att)
 }
 
 /// Makes `network`'s bridge, sysctls and firewall rules unless they are known complete: what
@@ -452,7 +485,7 @@ impl Detaching {
     /// once (or when no process can be forked, once it is done here). `first` runs in that
     /// process before anything else (a caller's test hook).
     pub fn finish_in_background(self, store: &Store, first: impl FnOnce()) -> Result<()> {
-        match background::fork_detached(self.lock.fd()) {
+        match background::fork_detached(&[self.lock.fd()]) {
             Ok(true) => {
                 first();
                 let done = self.finish(store);
@@ -487,7 +520,7 @@ impl Detaching {
                 if !att.ports.is_empty() {
                     results.push(firewall::finish_removal(&ex, short(&att.id), removal));
                 }
-                release_records(store, &att, results)
+                release_records(store, &lock, &att, results)
             }
         };
         if done.is_ok() {
@@ -540,7 +573,7 @@ fn finish_abandoned(store: &Store, lock: &Lock) -> Result<()> {
     Ok(())
 }
 
-fn undo(store: &Store, ex: &Explain, _lock: &Lock, att: &Attachment) -> Result<()> {
+fn undo(store: &Store, ex: &Explain, lock: &Lock, att: &Attachment) -> Result<()> {
     // Each step runs even when an earlier one failed; records go only when the kernel side is
     // gone, so a failed teardown can be retried from them.
     let mut results = Vec::new();
@@ -550,7 +583,7 @@ fn undo(store: &Store, ex: &Explain, _lock: &Lock, att: &Attachment) -> Result<(
     if !att.ports.is_empty() {
         results.push(firewall::finish_removal(ex, short(&att.id), removal));
     }
-    release_records(store, att, results)
+    release_records(store, lock, att, results)
 }
 
 /// Waits for the kernel to free a veth whose netns was dropped; deletes it if something else
@@ -575,14 +608,23 @@ fn start_rule_removal(ex: &Explain, att: &Attachment) -> firewall::Batch {
     firewall::start_removal(ex, &rules)
 }
 
-/// Frees the ports and the address and removes the record, once every step before went well.
-fn release_records(store: &Store, att: &Attachment, mut results: Vec<Result<()>>) -> Result<()> {
+/// Frees the ports and the address and removes the record, once every step before went well;
+/// stops the network's DNS server with its last endpoint that had names.
+fn release_records(
+    store: &Store,
+    lock: &Lock,
+    att: &Attachment,
+    mut results: Vec<Result<()>>,
+) -> Result<()> {
     if results.iter().all(Result::is_ok) {
         for m in &att.ports {
             results.push(store.release_port(m.proto, m.host_port, &att.id));
         }
         results.push(store.release_address(&att.network, att.address, &att.id));
         results.push(store.remove_attachment(&att.id));
+        if att.dns.is_some() {
+            results.push(dns::stop_if_unused(store, lock, &att.network));
+        }
     }
     results.into_iter().collect()
 }

@@ -53,6 +53,9 @@ pub struct Attachment {
     pub mac: String,
     pub mtu: u32,
     pub ports: Vec<PortMapping>,
+    /// Its names on the network's DNS server (records of older versions: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::Dns>,
 }
 
 impl Attachment {

@@ -87,6 +87,7 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         address: None,
         mtu: None,
         hairpin: true,
+        dns: None,
     }
 }
 

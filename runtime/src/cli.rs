@@ -384,8 +384,33 @@ pub enum ImageCommand {
     Rm(RmiArgs),
 }
 
+/// How the container finds others by name (see README, "Names").
 #[derive(Debug, Args)]
+pub struct NamesArgs {
+    /// Another name for the container on its network's DNS.
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Add NAME:IP (or NAME:host-gateway, the host) to the container's /etc/hosts.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// A DNS server for names outside the container's networks (default: the host's).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A search domain for the container's resolv.conf (default: the host's).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option for the container (default: the host's).
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+}
+
+/// `-h` is `--hostname` here, as in Docker: help is `--help` only.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -398,7 +423,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// The container's hostname (default: the short id).
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short = 'v', long = "volume")]
@@ -427,6 +452,8 @@ pub struct RunArgs {
     /// Publish every exposed port to a random host port.
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
+    #[command(flatten)]
+    pub names: NamesArgs,
     /// Add a capability (e.g. NET_ADMIN, or ALL).
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,

@@ -7,6 +7,7 @@ mod commands;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cli::Command;
 // The library's modules, under the same paths the commands have always used.
 use minibox::container::process::EXIT_RUNTIME;
 use minibox::{container, network, paths};
@@ -17,21 +18,100 @@ fn main() -> ExitCode {
     if args.nth(1).as_deref() == Some(container::supervisor::FLAG.as_ref()) {
         container::supervisor::main(args.collect());
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage(err),
+    };
+    // Commands that relay a container's streams keep SIGPIPE ignored: they see EPIPE and end
+    // the container as they should.
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Exec(_) | Command::Start { .. } | Command::Restart(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     init_logging(&cli.global.log_level);
+    let command = match cli.command {
+        Command::Run(_) => Failing::Run,
+        Command::Exec(_) => Failing::Exec,
+        _ => Failing::Other,
+    };
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("minibox: {}", one_line(&err));
-            ExitCode::from(exit_code(&err))
+            ExitCode::from(exit_code(&err, command))
         }
     }
 }
 
-/// The one place a failure becomes an exit code: its kind's when the library says (126, 127 for
-/// a command that cannot be executed or is not found, wherever in the chain of causes), else 125.
-fn exit_code(err: &anyhow::Error) -> u8 {
-    minibox::error::exit_code(err.as_ref())
+/// Which exit codes a failed command uses.
+#[derive(Clone, Copy)]
+enum Failing {
+    Run,
+    Exec,
+    Other,
+}
+
+/// The one place a failure becomes an exit code, as Docker's: 126 and 127 for a command that
+/// cannot be executed or is not found (wherever in the chain of causes), any other failure of
+/// `run` 125, and 1 for everything else, including the checks Docker makes before anything is
+/// created (`-it` without a terminal).
+fn exit_code(err: &anyhow::Error, command: Failing) -> u8 {
+    let kind = minibox::error::exit_code(err.as_ref());
+    match command {
+        _ if err.chain().any(|e| e.is::<commands::NotATty>()) => 1,
+        Failing::Run => kind,
+        Failing::Exec if kind != EXIT_RUNTIME => kind,
+        _ => 1,
+    }
+}
+
+/// A usage error in one line and 125, as Docker's (`--help` and `--version` print and exit 0).
+fn usage(err: clap::Error) -> ExitCode {
+    if err.exit_code() == 0 {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = err.render().to_string();
+    // "error: WHAT", and for a list ("…were not provided:") its indented items.
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut what = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if what.ends_with(':') {
+        let items: Vec<&str> = lines
+            .take_while(|l| l.starts_with("  "))
+            .map(str::trim)
+            .collect();
+        what = format!("{what} {}", items.join(", "));
+    }
+    eprintln!("minibox: {what}: see '{} --help'", command_path());
+    ExitCode::from(EXIT_RUNTIME)
+}
+
+/// The subcommand the user was typing (`minibox network create`), for the help to point to.
+fn command_path() -> String {
+    let mut command = <cli::Cli as clap::CommandFactory>::command();
+    let mut path = vec!["minibox".to_string()];
+    for arg in std::env::args().skip(1) {
+        if let Some(sub) = command.find_subcommand(&arg).cloned() {
+            path.push(arg);
+            command = sub;
+        }
+    }
+    path.join(" ")
+}
+
+/// Dies quietly of SIGPIPE when the reader of our output goes away (`minibox images | head -1`),
+/// as `ls` and Docker do, rather than panicking on the write.
+fn quiet_on_closed_pipe() {
+    // SAFETY: sets a signal's disposition to the default before any thread exists.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
 }
 
 /// Joins an error chain into the one line users see: `what failed: why`.

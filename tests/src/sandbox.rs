@@ -312,6 +312,16 @@ impl Sandbox {
         for entry in read_dir(&self.path("/run/minibox/containers")) {
             found.push(format!("state {entry}"));
         }
+        // A network's DNS server runs while it holds its lock (see netns/src/dns.rs).
+        let dns = self.path("/run/minibox/networks/dns");
+        for entry in read_dir(&dns) {
+            let held = fs::File::open(dns.join(&entry)).is_ok_and(|f| {
+                nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+            });
+            if held {
+                found.push(format!("DNS server {entry}"));
+            }
+        }
         // Its seccomp cache is no container.
         for entry in read_dir(&self.path(crate::oci::ROOT)) {
             if entry != "seccomp" {

@@ -194,7 +194,7 @@ fn rm_refuses_a_running_container_without_force() {
             "100",
         ],
     );
-    sb.minibox(&["rm", "busy"]).fails(125, "running");
+    sb.minibox(&["rm", "busy"]).fails(1, "running");
     assert_eq!(
         inspect(&sb, &id)["State"]["Running"],
         true,
@@ -202,7 +202,7 @@ fn rm_refuses_a_running_container_without_force() {
     );
     sb.minibox(&["rm", "-f", "busy"]).ok();
     sb.minibox(&["inspect", "busy"])
-        .fails(125, "no such container");
+        .fails(1, "no such container");
     sb.finish();
 }
 
@@ -210,7 +210,7 @@ fn rm_refuses_a_running_container_without_force() {
 fn bad_names_and_prefixes_fail_cleanly() {
     let sb = sandbox();
     sb.minibox(&["stop", "nosuch"])
-        .fails(125, "no such container: nosuch");
+        .fails(1, "no such container: nosuch");
     // Two containers: a one-character prefix is likely shared; find one that is.
     let a = run_d(
         &sb,
@@ -250,9 +250,9 @@ fn bad_names_and_prefixes_fail_cleanly() {
         .find(|x| ids.iter().filter(|y| y[..1] == x[..1]).count() > 1)
         .unwrap()[..1]
         .to_string();
-    sb.minibox(&["inspect", &shared]).fails(125, "ambiguous");
+    sb.minibox(&["inspect", &shared]).fails(1, "ambiguous");
     sb.minibox(&["exec", "nosuch", "true"])
-        .fails(125, "no such container");
+        .fails(1, "no such container");
     let mut rm = vec!["rm", "-f"];
     rm.extend(ids.iter().map(String::as_str));
     sb.minibox(&rm).ok();
@@ -443,7 +443,7 @@ fn exec_joins_the_containers_namespaces_cgroup_and_privileges() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n");
 
     sb.minibox(&["stop", "-t", "0", "box"]).ok();
-    ex(&["box", "true"]).fails(125, "not running");
+    ex(&["box", "true"]).fails(1, "not running");
     sb.minibox(&["rm", &id]).ok();
     sb.finish();
 }
@@ -552,8 +552,8 @@ fn port_finds_containers_as_every_command_does() {
     let sb = sandbox();
     // Not a path into the store: a name or an id prefix, or nothing.
     sb.minibox(&["port", "../../../../etc/hostname"])
-        .fails(125, "no such container");
+        .fails(1, "no such container");
     sb.minibox(&["port", "nosuch"])
-        .fails(125, "no such container");
+        .fails(1, "no such container");
     sb.finish();
 }

@@ -241,7 +241,7 @@ fn web_demo(forward_drop: bool) {
     );
     assert_eq!(sb.minibox(&["port", "web2", "8081"]).ok(), "0.0.0.0:8081\n");
     sb.minibox(&["port", "web2", "9999/udp"])
-        .fails(125, "no public port '9999/udp' published for web2");
+        .fails(1, "no public port '9999/udp' published for web2");
     let topo = sb.minibox(&["network", "topology"]).ok();
     for want in [
         "minibox0  bridge of network minibox  10.77.0.1/16",
@@ -354,11 +354,11 @@ fn bad_input_leaves_nothing() {
     ])
     .fails(125, "publishing ports needs a bridge network");
     sb.minibox(&["network", "create", "x", "--subnet", "10.1.0.0/33"])
-        .fails(125, "not an IPv4 CIDR");
+        .fails(1, "not an IPv4 CIDR");
     sb.minibox(&["network", "create", "x", "--subnet", "10.77.5.0/24"])
-        .fails(125, "overlaps 10.77.0.0/16");
+        .fails(1, "overlaps 10.77.0.0/16");
     sb.minibox(&["network", "rm", "minibox"])
-        .fails(125, "predefined");
+        .fails(1, "predefined");
     // A bridge name clash: minibox0 exists and is something else.
     let sb2 = Sandbox::new();
     sb2.import_busybox();
@@ -420,7 +420,7 @@ fn networks_create_inspect_rm() {
         .ok();
     assert_eq!(id.trim().len(), 64);
     sb.minibox(&["network", "create", "blue", "--subnet", "10.89.0.0/24"])
-        .fails(125, "already exists");
+        .fails(1, "already exists");
     let ls = sb.minibox(&["network", "ls"]).ok();
     assert!(
         ls.contains("blue") && ls.contains("10.88.0.0/24") && ls.contains("minibox0"),
@@ -478,14 +478,14 @@ fn networks_create_inspect_rm() {
     assert_eq!(c["IPv4Address"], "10.88.0.2/24");
     assert_eq!(c["MacAddress"], "02:42:0a:58:00:02");
     sb.minibox(&["network", "rm", "blue"])
-        .fails(125, "in use by 1 container");
+        .fails(1, "in use by 1 container");
     kill(Pid::from_raw(hold.id() as i32), Signal::SIGTERM).unwrap();
     hold.wait().unwrap();
     sb.minibox(&["network", "rm", "blue"]).ok();
     assert!(!sb.sh("ip -o link").ok().contains("minibox1"));
     assert!(!sb.sh("iptables-save").ok().contains("minibox-network:blue"));
     sb.minibox(&["network", "inspect", "blue"])
-        .fails(125, "network blue not found");
+        .fails(1, "network blue not found");
     sb.finish();
 }
 

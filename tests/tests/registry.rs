@@ -246,7 +246,7 @@ fn multi_platform_index_with_gzip_zstd_and_plain_layers() {
 
     let err = reg
         .minibox(&sb, &["pull", "--platform", "linux/s390x", &name])
-        .fails(125, "no image for linux/s390x");
+        .fails(1, "no image for linux/s390x");
     assert!(
         err.contains(&format!("it has linux/{}, linux/arm64", host_arch())),
         "{err}"
@@ -265,7 +265,7 @@ fn tls_and_htpasswd_login_pull_push_logout() {
 
     // Not logged in: refused, and told how to log in.
     reg.minibox(&sb, &["pull", &name]).fails(
-        125,
+        1,
         &format!("unauthorized: authentication required: log in with `minibox login {ADDR}`"),
     );
     // Without the test CA the certificate is not trusted, and the error says where it goes.
@@ -277,7 +277,7 @@ fn tls_and_htpasswd_login_pull_push_logout() {
         what: "pull without the CA".into(),
         output: cmd.output().unwrap(),
     };
-    out.fails(125, "certificate is not trusted");
+    out.fails(1, "certificate is not trusted");
     assert!(
         out.stderr().contains(&format!("certs.d/{ADDR}/ca.crt")),
         "{out}"
@@ -285,7 +285,7 @@ fn tls_and_htpasswd_login_pull_push_logout() {
 
     // A wrong password stores nothing.
     let config = reg.dir.join("docker/config.json");
-    login(&sb, &reg, "wrong").fails(125, "unauthorized");
+    login(&sb, &reg, "wrong").fails(1, "unauthorized");
     assert!(!config.exists());
 
     let ok = login(&sb, &reg, PASSWORD).ok();
@@ -342,8 +342,7 @@ fn tls_and_htpasswd_login_pull_push_logout() {
     let out = reg.minibox(&sb, &["logout", ADDR]).ok();
     assert_eq!(out.trim(), format!("Removing login credentials for {ADDR}"));
     reg.minibox(&sb, &["rmi", &name, &target]).ok();
-    reg.minibox(&sb, &["pull", &name])
-        .fails(125, "unauthorized");
+    reg.minibox(&sb, &["pull", &name]).fails(1, "unauthorized");
     let mut cmd = reg.command(&sb, &["pull", &name]);
     cmd.env("REGISTRY_AUTH_FILE", &auth_file);
     Out {
@@ -372,8 +371,8 @@ fn token_auth_gives_anonymous_pulls_and_pushes_after_login() {
     let target = format!("{ADDR}/mine:v1");
     reg.minibox(&sb, &["tag", &name, &target]).ok();
     reg.minibox(&sb, &["push", &target])
-        .fails(125, "unauthorized");
-    login(&sb, &reg, "wrong").fails(125, "unauthorized");
+        .fails(1, "unauthorized");
+    login(&sb, &reg, "wrong").fails(1, "unauthorized");
     login(&sb, &reg, PASSWORD).ok();
     let pushed = reg.minibox(&sb, &["push", &target]).ok();
     let digest = remote_digest(&sb, &reg, "mine:v1");
@@ -404,11 +403,11 @@ fn missing_images_and_tags_are_named_in_the_error() {
     let reg = Registry::start(&sb, Setup::Plain);
     publish_busybox(&sb, &reg, "bb:v1");
     reg.minibox(&sb, &["pull", &format!("{ADDR}/nope:v1")])
-        .fails(125, "not found: no repository nope at 127.0.0.1:5000");
+        .fails(1, "not found: no repository nope at 127.0.0.1:5000");
     reg.minibox(&sb, &["pull", &format!("{ADDR}/bb:v9")])
-        .fails(125, "not found: repository 127.0.0.1:5000/bb has no tag v9");
+        .fails(1, "not found: repository 127.0.0.1:5000/bb has no tag v9");
     reg.minibox(&sb, &["pull", "Not/A/Name"])
-        .fails(125, "invalid reference");
+        .fails(1, "invalid reference");
     sb.finish();
 }
 
@@ -462,7 +461,7 @@ fn a_corrupted_blob_is_refused_and_nothing_is_stored() {
 
     let name = format!("{ADDR}/bb:v1");
     reg.minibox(&sb, &["pull", &name])
-        .fails(125, &format!("digest mismatch: expected {layer}"));
+        .fails(1, &format!("digest mismatch: expected {layer}"));
     let images = reg.minibox(&sb, &["images"]).ok();
     assert_eq!(images.lines().count(), 1, "an image was left:\n{images}");
     let stored = sb.root().join("images/blobs/sha256").join(&layer[7..]);

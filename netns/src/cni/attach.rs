@@ -178,6 +178,7 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             address,
             mtu: conf.mtu,
             hairpin: conf.hairpin_mode,
+            dns: None,
         };
         Ok(crate::attach(
             store,

@@ -309,14 +309,25 @@ pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Docker's `rm`: every container it can, then the first failure; with `-f` a name that names
+/// nothing is no failure (the container is gone, as asked).
 pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
+    let mut failure = None;
     for what in &args.containers {
-        let id = state::resolve(paths, what)?;
-        lifecycle::remove(paths, explain, &id, args.force)
-            .with_context(|| format!("cannot remove container {what}"))?;
-        println!("{what}");
+        let id = match state::resolve(paths, what) {
+            Err(state::Error::NoSuchContainer(_)) if args.force => continue,
+            found => found,
+        };
+        match id.map_err(anyhow::Error::from).and_then(|id| {
+            lifecycle::remove(paths, explain, &id, args.force)
+                .with_context(|| format!("cannot remove container {what}"))
+        }) {
+            Ok(()) => println!("{what}"),
+            Err(err) if failure.is_none() => failure = Some(err),
+            Err(err) => eprintln!("minibox: {err:#}"),
+        }
     }
-    Ok(0)
+    failure.map_or(Ok(0), Err)
 }
 
 fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Result<u8> {

@@ -17,6 +17,7 @@ use crate::container::{tty, user};
 use crate::paths::Paths;
 
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
+    super::check_tty(&args.process)?;
     let id = state::resolve(paths, &args.container)?;
     let st = state::load_state(paths, &id)?;
     let config = state::load_config(paths, &id)?;

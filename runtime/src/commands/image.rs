@@ -186,11 +186,8 @@ pub fn remove(paths: &Paths, args: RmiArgs) -> Result<u8> {
             }
         }
     }
-    Ok(if failed.is_some() {
-        crate::EXIT_RUNTIME
-    } else {
-        0
-    })
+    // Docker's code for a failure outside `run`.
+    Ok(u8::from(failed.is_some()))
 }
 
 /// Docker's `image inspect`: a JSON array, one object per image found.

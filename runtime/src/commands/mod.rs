@@ -12,7 +12,7 @@ mod table;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{Cli, Command, ImageCommand, ProcessArgs, SystemCommand};
 use crate::paths::Paths;
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -72,4 +72,19 @@ fn resolve(paths: &Paths, explain: bool, what: &str) -> Result<String> {
     let id = crate::container::state::resolve(paths, what)?;
     crate::container::lifecycle::settle(paths, explain, &id);
     Ok(id)
+}
+
+/// Docker's refusal of `-it` when standard input is not a terminal: there is no terminal to put
+/// in raw mode and relay.
+#[derive(Debug, thiserror::Error)]
+#[error("the input device is not a TTY: drop -t, or run from a terminal")]
+pub struct NotATty;
+
+/// Checks `-i -t` against the caller's standard input.
+fn check_tty(process: &ProcessArgs) -> Result<()> {
+    if process.tty && process.interactive && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+    {
+        return Err(NotATty.into());
+    }
+    Ok(())
 }

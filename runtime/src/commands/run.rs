@@ -26,7 +26,7 @@ use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State};
 use crate::container::user;
 use crate::container::{image, security_opt, supervisor, tty};
-use crate::network::{self, Mode, Request};
+use crate::network::{self, Mode, Names, Request};
 use crate::paths::Paths;
 
 /// Everything `run` will do, checked before anything is created.
@@ -36,6 +36,7 @@ struct Plan {
     spec: Spec,
     request: Request,
     security_opt: Vec<String>,
+    names: Names,
 }
 
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
@@ -53,6 +54,15 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         state::check_name(name)?;
     }
     let mode = Mode::parse(&args.network);
+    let n = &args.names;
+    let names = Names::parse(
+        &mode,
+        &n.network_alias,
+        &n.add_host,
+        &n.dns,
+        &n.dns_search,
+        &n.dns_option,
+    )?;
     super::registry::ensure(
         paths,
         global,
@@ -113,6 +123,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         publish: args.publish.clone(),
         publish_all: args.publish_all,
         exposed: found.config.exposed.clone(),
+        dns: None,
     };
     network::check(paths, &request)?;
     Ok(Plan {
@@ -121,6 +132,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         spec,
         request,
         security_opt: security.given,
+        names,
     })
 }
 
@@ -154,12 +166,16 @@ fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf> {
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
+    if !args.detach {
+        super::check_tty(&args.process)?;
+    }
     let Plan {
         id,
         found,
         spec,
         request,
         security_opt,
+        names,
     } = plan(paths, global, &args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -196,6 +212,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         rm: args.rm,
         log: LogOptions::parse(&args.log_opts)?,
         security_opt,
+        names,
     };
 
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
@@ -467,7 +484,7 @@ pub fn setup(
     let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
     let etc = etc_files(&dir).map_err(rt)?;
-    state::write_etc(&etc, &config.hostname, host_network).map_err(rt)?;
+    state::write_etc(&etc, &config.hostname, host_network, &config.names).map_err(rt)?;
 
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
@@ -496,9 +513,12 @@ pub fn setup(
         }
         c.save()?;
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
-        if let (Some(address), false) = (attachment.address, host_network) {
+        if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
             let names = state::host_names(&config.hostname, config.name.as_deref(), &id);
-            state::write_hosts(&etc, &names, Some(address))?;
+            let extra = config.names.hosts_lines(gateway);
+            state::write_hosts(&etc, &names, address, &extra)?;
+            let server = attachment.dns_server();
+            state::write_resolv_conf(&etc, &config.names, server, false)?;
         }
         c.state.ports = published(&attachment);
         c.state.attachment = Some(attachment);
@@ -553,6 +573,7 @@ fn request(st: &State, config: &Config) -> Request {
         },
         publish_all: config.publish_all && !reuse,
         exposed: config.exposed.clone(),
+        dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
     }
 }
 

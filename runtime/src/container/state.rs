@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::log::LogOptions;
 use super::spec::Spec;
-use crate::network::Attachment;
+use crate::network::{Attachment, Names};
 use crate::paths::Paths;
 use minibox_netns::PortMapping;
 
@@ -122,6 +122,9 @@ pub struct Config {
     /// `--security-opt` as given, a seccomp profile's path replaced by its content (as Docker).
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// `--network-alias`, `--add-host`, `--dns*`.
+    #[serde(default)]
+    pub names: Names,
 }
 
 impl Config {
@@ -615,34 +618,47 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf into its state dir.
-/// With the host's network the host's own hosts and resolv.conf are used.
-pub fn write_etc(state_dir: &Path, hostname: &str, host_network: bool) -> Result<()> {
+/// Writes the container's /etc/hostname, /etc/hosts and /etc/resolv.conf into its state dir,
+/// as they are before its network is wired. With the host's network the host's own hosts and
+/// resolv.conf are used.
+pub fn write_etc(
+    state_dir: &Path,
+    hostname: &str,
+    host_network: bool,
+    names: &Names,
+) -> Result<()> {
     write(
         &state_dir.join("hostname"),
         format!("{hostname}\n").as_bytes(),
     )?;
+    // The host as a container on the host's network reaches it.
+    let extra = names.hosts_lines(Ipv4Addr::LOCALHOST);
     if host_network {
         let host = fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts(hostname, None));
-        write(&state_dir.join("hosts"), host.as_bytes())?;
+        write(&state_dir.join("hosts"), (host + &extra).as_bytes())?;
     } else {
-        write_hosts(state_dir, hostname, None)?;
+        write(&state_dir.join("hosts"), hosts(hostname, None).as_bytes())?;
     }
-    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv = if host_network {
-        host_resolv
-    } else {
-        resolv_conf(&host_resolv)
-    };
+    write_resolv_conf(state_dir, names, None, host_network)
+}
+
+/// Writes the container's resolv.conf in place (see [`Names::resolv_conf`]).
+pub fn write_resolv_conf(
+    state_dir: &Path,
+    names: &Names,
+    server: Option<Ipv4Addr>,
+    host_network: bool,
+) -> Result<()> {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = names.resolv_conf(&host, server, host_network);
     write(&state_dir.join("resolv.conf"), resolv.as_bytes())
 }
 
-/// Writes /etc/hosts in place (the container may have it bind-mounted already).
-pub fn write_hosts(state_dir: &Path, hostname: &str, address: Option<Ipv4Addr>) -> Result<()> {
-    write(
-        &state_dir.join("hosts"),
-        hosts(hostname, address).as_bytes(),
-    )
+/// Writes /etc/hosts in place (the container may have it bind-mounted already): the
+/// container's own line (`hostname`: the names it carries) and `extra` lines.
+pub fn write_hosts(state_dir: &Path, hostname: &str, address: Ipv4Addr, extra: &str) -> Result<()> {
+    let all = hosts(hostname, Some(address)) + extra;
+    write(&state_dir.join("hosts"), all.as_bytes())
 }
 
 /// The names on the container's own /etc/hosts line: its hostname, its name and its short id.
@@ -667,26 +683,6 @@ pub fn hosts(hostname: &str, address: Option<Ipv4Addr>) -> String {
         s.push_str(&format!("{addr}\t{hostname}\n"));
     }
     s
-}
-
-/// The host's resolv.conf without loopback nameservers (unreachable from the container's own
-/// network namespace); Google's public servers when none is left, as Docker does.
-pub fn resolv_conf(host: &str) -> String {
-    let is_loopback = |l: &str| {
-        l.split_whitespace().nth(1).is_some_and(|a| {
-            a.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-        })
-    };
-    let mut out: Vec<&str> = host
-        .lines()
-        .filter(|l| !(l.trim_start().starts_with("nameserver") && is_loopback(l)))
-        .collect();
-    let has_server = out.iter().any(|l| l.trim_start().starts_with("nameserver"));
-    if !has_server {
-        out.extend(["nameserver 8.8.8.8", "nameserver 8.8.4.4"]);
-    }
-    out.join("\n") + "\n"
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<()> {
@@ -733,13 +729,6 @@ pub fn remove_dir(paths: &Paths, id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_drops_loopback() {
-        let r = resolv_conf("search lan\nnameserver 127.0.0.53\nnameserver 10.0.0.1\n");
-        assert_eq!(r, "search lan\nnameserver 10.0.0.1\n");
-        assert!(resolv_conf("nameserver ::1\n").contains("8.8.8.8"));
-    }
 
     #[test]
     fn hosts_address_line() {

@@ -5,10 +5,12 @@
 
 pub mod doctor;
 mod inspect;
+mod names;
 mod netns;
 pub mod topology;
 
 pub use inspect::inspect;
+pub use names::Names;
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -56,6 +58,8 @@ pub struct Request {
     pub publish_all: bool,
     /// The image's EXPOSE entries (`80/tcp`).
     pub exposed: Vec<String>,
+    /// The names the container answers to on its network's DNS (a bridge network's).
+    pub dns: Option<minibox_netns::Dns>,
 }
 
 /// What was wired; recorded in the container's state so teardown can undo it.
@@ -69,6 +73,20 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The network's DNS server, when it serves this container's names.
+    pub fn dns_server(&self) -> Option<std::net::Ipv4Addr> {
+        let b = self.bridge.as_ref()?;
+        b.dns
+            .as_ref()
+            .is_some_and(|d| d.served)
+            .then_some(b.gateway)
+    }
+
+    /// The host as the container reaches it: its network's gateway.
+    pub fn gateway(&self) -> Option<std::net::Ipv4Addr> {
+        self.bridge.as_ref().map(|b| b.gateway)
+    }
+
     /// Docker's `ps` PORTS column: `0.0.0.0:8080->80/tcp, ...`.
     pub fn ports_column(&self) -> String {
         self.bridge
@@ -198,6 +216,7 @@ pub fn attach(
                 address: None,
                 mtu: None,
                 hairpin: true,
+                dns: req.dns.as_ref(),
             };
             Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
         });

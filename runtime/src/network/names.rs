@@ -1,0 +1,250 @@
+//! How a container finds other hosts by name: its network's DNS server (run by the network
+//! library, see `minibox_netns::Dns`) for containers and aliases, its own /etc/hosts for
+//! `--add-host`, and its resolv.conf, Docker's options (`--dns`, `--dns-search`,
+//! `--dns-option`) over the host's.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::Mode;
+
+/// `--add-host NAME:host-gateway`: the host, as the container reaches it.
+const HOST_GATEWAY: &str = "host-gateway";
+
+/// The container's naming options, as given (validated) and recorded in its config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Names {
+    /// `--network-alias`: more names for the container on its networks' DNS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// `--add-host NAME:IP|host-gateway`, as `(NAME, IP or "host-gateway")`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--dns`: the servers for names the network does not know.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
+}
+
+impl Names {
+    /// Checks the flags before anything is made: one line per mistake, saying what is expected.
+    pub fn parse(
+        mode: &Mode,
+        aliases: &[String],
+        add_hosts: &[String],
+        dns: &[String],
+        dns_search: &[String],
+        dns_options: &[String],
+    ) -> Result<Self> {
+        for a in aliases {
+            if !matches!(mode, Mode::Bridge(_)) {
+                bail!("--network-alias {a}: aliases need a bridge network (not --network none or host)");
+            }
+            if !valid_name(a) {
+                bail!("invalid --network-alias {a:?}: use letters, digits, '.', '-' and '_'");
+            }
+        }
+        let extra_hosts = add_hosts
+            .iter()
+            .map(|h| {
+                let (name, addr) = h
+                    .split_once([':', '='])
+                    .filter(|(n, a)| {
+                        valid_name(n) && (*a == HOST_GATEWAY || a.parse::<IpAddr>().is_ok())
+                    })
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "invalid --add-host {h:?}: expected NAME:IP or NAME:host-gateway"
+                        )
+                    })?;
+                if addr == HOST_GATEWAY && *mode == Mode::None {
+                    bail!("--add-host {h}: host-gateway needs a network (not --network none)");
+                }
+                Ok((name.to_string(), addr.to_string()))
+            })
+            .collect::<Result<_>>()?;
+        let dns = dns
+            .iter()
+            .map(|d| {
+                d.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: expected an IP address"))
+            })
+            .collect::<Result<_>>()?;
+        for (flag, values) in [("--dns-search", dns_search), ("--dns-option", dns_options)] {
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.is_empty() || v.contains(char::is_whitespace))
+            {
+                bail!("invalid {flag} {v:?}: expected one word");
+            }
+        }
+        Ok(Names {
+            aliases: aliases.to_vec(),
+            extra_hosts,
+            dns,
+            dns_search: dns_search.to_vec(),
+            dns_options: dns_options.to_vec(),
+        })
+    }
+
+    /// What the container answers to on its networks' DNS: its name, its short id, its aliases.
+    pub fn endpoint(&self, name: Option<&str>, id: &str) -> minibox_netns::Dns {
+        let mut names: Vec<String> = name.into_iter().map(str::to_string).collect();
+        names.push(id[..12].to_string());
+        names.extend(self.aliases.iter().cloned());
+        minibox_netns::Dns {
+            names,
+            servers: self.dns.clone(),
+            served: false,
+        }
+    }
+
+    /// The /etc/hosts lines of `--add-host`; `host-gateway` is `gateway` (the host as the
+    /// container reaches it).
+    pub fn hosts_lines(&self, gateway: Ipv4Addr) -> String {
+        self.extra_hosts
+            .iter()
+            .map(|(name, addr)| match addr.as_str() {
+                HOST_GATEWAY => format!("{gateway}\t{name}\n"),
+                ip => format!("{ip}\t{name}\n"),
+            })
+            .collect()
+    }
+
+    /// The container's resolv.conf. `server`: the network's DNS server (then `ndots:0`, as
+    /// Docker's embedded server has it, so that a container's name is asked as it is first).
+    /// Else the host's servers, without loopback ones unless the container shares the host's
+    /// network (Google's when none is left, as Docker does), or `--dns`.
+    pub fn resolv_conf(&self, host: &str, server: Option<Ipv4Addr>, host_network: bool) -> String {
+        let own =
+            !(self.dns.is_empty() && self.dns_search.is_empty() && self.dns_options.is_empty());
+        if host_network && !own {
+            return host.to_string();
+        }
+        let values = |key: &str| -> Vec<String> {
+            host.lines()
+                .filter_map(|l| l.trim().strip_prefix(key))
+                .flat_map(|rest| rest.split('#').next().unwrap_or("").split_whitespace())
+                .map(str::to_string)
+                .collect()
+        };
+        let servers: Vec<String> = match server {
+            Some(gateway) => vec![gateway.to_string()],
+            None if !self.dns.is_empty() => self.dns.iter().map(IpAddr::to_string).collect(),
+            None => {
+                let kept: Vec<String> = minibox_netns::nameservers(host)
+                    .into_iter()
+                    .filter(|ip| host_network || !ip.is_loopback())
+                    .map(|ip| ip.to_string())
+                    .collect();
+                match kept.is_empty() {
+                    true => vec!["8.8.8.8".into(), "8.8.4.4".into()],
+                    false => kept,
+                }
+            }
+        };
+        let search = match self.dns_search.is_empty() {
+            true => values("search"),
+            false => self.dns_search.clone(),
+        };
+        let mut options = match self.dns_options.is_empty() {
+            true => values("options"),
+            false => self.dns_options.clone(),
+        };
+        if server.is_some() && !options.iter().any(|o| o.starts_with("ndots:")) {
+            options.push("ndots:0".into());
+        }
+        let mut out: String = servers
+            .iter()
+            .map(|s| format!("nameserver {s}\n"))
+            .collect();
+        if !search.is_empty() {
+            out.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !options.is_empty() {
+            out.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        out
+    }
+}
+
+/// Host names and aliases: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as container names.
+fn valid_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(add_hosts: &[&str], dns: &[&str]) -> Result<Names> {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        Names::parse(
+            &Mode::Bridge("minibox".into()),
+            &[],
+            &s(add_hosts),
+            &s(dns),
+            &[],
+            &[],
+        )
+    }
+
+    #[test]
+    fn add_host_takes_an_ip_or_host_gateway() {
+        let n = names(&["db:10.0.0.5", "v6=::1", "gw:host-gateway"], &[]).unwrap();
+        assert_eq!(
+            n.hosts_lines([10, 77, 0, 1].into()),
+            "10.0.0.5\tdb\n::1\tv6\n10.77.0.1\tgw\n"
+        );
+        for bad in ["db", "db:", ":1.2.3.4", "db:nowhere", "a b:1.2.3.4"] {
+            let e = names(&[bad], &[]).unwrap_err().to_string();
+            assert!(e.contains("NAME:IP"), "{bad}: {e}");
+        }
+        let none = Names::parse(&Mode::None, &[], &["gw:host-gateway".into()], &[], &[], &[]);
+        assert!(none.unwrap_err().to_string().contains("--network none"));
+        assert!(names(&[], &["nope"])
+            .unwrap_err()
+            .to_string()
+            .contains("--dns"));
+    }
+
+    #[test]
+    fn resolv_conf_keeps_the_hosts_search_and_options() {
+        let host = "search lan\nnameserver 127.0.0.53\nnameserver 10.0.0.1\noptions edns0\n";
+        let n = Names::default();
+        assert_eq!(
+            n.resolv_conf(host, Some([10, 77, 0, 1].into()), false),
+            "nameserver 10.77.0.1\nsearch lan\noptions edns0 ndots:0\n"
+        );
+        assert_eq!(
+            n.resolv_conf(host, None, false),
+            "nameserver 10.0.0.1\nsearch lan\noptions edns0\n"
+        );
+        assert!(n
+            .resolv_conf("nameserver ::1\n", None, false)
+            .contains("8.8.8.8"));
+        let own = names(&[], &["9.9.9.9"]).unwrap();
+        let own = Names {
+            dns_search: vec!["corp".into()],
+            dns_options: vec!["ndots:2".into()],
+            ..own
+        };
+        assert_eq!(
+            own.resolv_conf(host, None, false),
+            "nameserver 9.9.9.9\nsearch corp\noptions ndots:2\n"
+        );
+        assert_eq!(
+            own.resolv_conf(host, Some([10, 77, 0, 1].into()), false),
+            "nameserver 10.77.0.1\nsearch corp\noptions ndots:2\n"
+        );
+    }
+}
