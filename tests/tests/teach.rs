@@ -425,3 +425,47 @@ fn teach_doctor_diagnoses_each_breakage_and_its_fix_works() {
     sb.minibox(&["rm", "-f", "w", "l"]).ok();
     sb.finish();
 }
+
+/// Every section of docs/tutorial.md runs as written (its `sh` blocks, with bash -e) in a fresh
+/// sandbox host, with `minibox` on the PATH and `$WEB_TAR` the fixture the tutorial says to
+/// build, and leaves nothing behind.
+#[test]
+fn teach_tutorial_sections_run_as_written() {
+    let text =
+        std::fs::read_to_string(minibox_tests::workspace().join("docs/tutorial.md")).unwrap();
+    let bin = minibox_tests::minibox_bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let web = fixtures::web_tarball();
+    let mut ran = 0;
+    for section in text.split("\n## ").skip(1) {
+        let title = section.lines().next().unwrap_or_default();
+        let script: String = section
+            .split("```sh\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        if script.is_empty() {
+            continue;
+        }
+        let sb = Sandbox::new();
+        let out = sb
+            .exec("bash", ["-e", "-c", &script])
+            .env("PATH", &path)
+            .env("WEB_TAR", &web)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "section {title:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sb.finish();
+        ran += 1;
+    }
+    assert!(ran >= 8, "only {ran} sections ran");
+}
