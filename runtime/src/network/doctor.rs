@@ -42,16 +42,25 @@ fn bad(what: impl Into<String>, fix: &[String]) -> Finding {
 struct Host {
     links: Vec<Link>,
     routes: Vec<minibox_netns::Route>,
-    /// `iptables-save` (empty when it cannot run).
+    /// `iptables-save` (empty when it cannot run, or when minibox's rules are nftables').
     saved: String,
 }
 
 impl Host {
     fn read() -> Result<Self> {
-        let saved = Command::new("iptables-save")
+        let mut saved = Command::new("iptables-save")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
+        // Under the nftables driver minibox's rules are not iptables': the rule checks, which
+        // read iptables' ruleset, are left out rather than report them all missing.
+        let nft = Command::new("nft")
+            .args(["list", "table", "inet", "minibox"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if nft && !saved.contains(":MINIBOX-DNAT ") {
+            saved.clear();
+        }
         Ok(Self {
             links: minibox_netns::links()?,
             routes: minibox_netns::routes()?,
