@@ -62,14 +62,16 @@ pub fn apply(config: &mut Config, change: &str) -> Result<(), Error> {
             }
             config.set_exposed_ports(Some(ports));
         }
+        "STOPSIGNAL" => {
+            config.set_stop_signal(Some(unquote_one(rest).map_err(|e| bad(&e))?));
+        }
         "USER" => {
             config.set_user(Some(unquote_one(rest).map_err(|e| bad(&e))?));
         }
-        _ => {
-            return Err(bad(
-                "unsupported instruction (supported: CMD, ENTRYPOINT, ENV, EXPOSE, USER, WORKDIR)",
-            ))
-        }
+        _ => return Err(bad(
+            "unsupported instruction (supported: CMD, ENTRYPOINT, ENV, EXPOSE, STOPSIGNAL, USER, \
+                 WORKDIR)",
+        )),
     }
     Ok(())
 }

@@ -120,6 +120,11 @@ impl Store {
         Ok(self.dir.join("layers").join(hex))
     }
 
+    /// An image's config as stored, with what the OCI types leave out (Docker's `Healthcheck`).
+    pub fn config_blob(&self, image: &Image) -> Result<Vec<u8>, Error> {
+        self.read_blob(&image.id)
+    }
+
     pub(crate) fn read_blob(&self, digest: &str) -> Result<Vec<u8>, Error> {
         let path = self.blob_path(digest)?;
         fs::read(&path).at(&path)

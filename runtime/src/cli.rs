@@ -88,6 +88,8 @@ pub enum Command {
     Logout { registry: Option<String> },
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Create a container without starting it (then `start` it); takes `run`'s options.
+    Create(Box<RunArgs>),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -108,11 +110,16 @@ pub enum Command {
     Kill(KillArgs),
     /// Remove containers.
     Rm(RmArgs),
-    /// Start stopped containers.
+    /// Start created or stopped containers.
     Start {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show what happens to containers, from the event journal, and follow it.
+    Events(EventsArgs),
+    /// Probe a container's health once (its supervisor runs this every interval).
+    #[command(hide = true)]
+    Healthcheck { container: String },
     /// Stop then start containers.
     Restart(StopArgs),
     /// Wait for containers to stop and print their exit codes.
@@ -141,6 +148,9 @@ pub enum SystemCommand {
     /// Remove everything minibox made on this host: containers, networks (bridges, firewall
     /// chains and rules), and put back the host settings it changed; asks first.
     Reset(ResetArgs),
+    /// After a reboot: start the containers that should run (--restart always, and
+    /// unless-stopped unless the user stopped them). Run by contrib/minibox-restart.service.
+    Boot,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +161,22 @@ pub struct ResetArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events from this time on: RFC 3339, Unix seconds, or a duration before now (10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events until this time (and then stop following): same forms as --since.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// KEY=VALUE: container (id or name), event (an action), image, type, label, name.
+    #[arg(short, long = "filter")]
+    pub filters: Vec<String>,
+    /// `json`, or a Go template such as `{{.Action}} {{.Actor.Attributes.name}}`.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -182,9 +208,12 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// Seconds to wait before killing.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+    #[arg(short = 't', long = "time")]
+    pub time: Option<u64>,
+    /// The signal to stop with (default: the container's stop signal, else TERM).
+    #[arg(short = 's', long = "signal")]
+    pub signal: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -479,9 +508,43 @@ pub struct RunArgs {
     /// (files kept). Default: max-size=20m, max-file=5.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opts: Vec<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// The image.
     pub image: String,
     /// The command and its arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// How a container runs as a service: restarts, stop, health (`run` and `create`).
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// no, always, unless-stopped, on-failure[:MAX-RETRIES].
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// The signal `stop` sends (default: the image's STOPSIGNAL, else TERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    /// Command run in the container to check its health (shell form).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s, 1m).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Consecutive failures that make it unhealthy.
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// How long one check may run.
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Start-up time during which failures do not count.
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
 }

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
     }
     init_logging(&cli.global.log_level);
     let command = match cli.command {
-        Command::Run(_) => Failing::Run,
+        // `create` fails as `run` does (Docker: 125).
+        Command::Run(_) | Command::Create(_) => Failing::Run,
         Command::Exec(_) => Failing::Exec,
         _ => Failing::Other,
     };

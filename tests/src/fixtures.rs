@@ -32,6 +32,25 @@ pub fn probe_tarball() -> PathBuf {
     cached(&name, |out| write_rootfs(out, &[("bin/probe", &probe)]))
 }
 
+/// A postgres-like service, `/bin/pgish` on the busybox rootfs: like postgres, it shuts down at
+/// once on SIGINT ("fast shutdown") and, on SIGTERM, keeps running while it waits for its
+/// clients to leave ("smart shutdown"), so only the right stop signal stops it cleanly.
+pub fn pgish_tarball() -> PathBuf {
+    cached("pgish.tar", |out| {
+        let script = out.with_file_name("pgish");
+        fs::write(
+            &script,
+            "#!/bin/sh\n\
+             trap 'echo \"received fast shutdown request\"; exit 0' INT\n\
+             trap 'echo \"received smart shutdown request: waiting for clients\"' TERM\n\
+             echo \"database system is ready to accept connections\"\n\
+             while :; do sleep 1 & wait $!; done\n",
+        )
+        .unwrap();
+        write_rootfs(out, &[("bin/pgish", &script)])
+    })
+}
+
 /// `tests/probe/main.rs`, the attacker's tool of the security tests, built statically with rustc
 /// alone (no crates) so that it runs in a busybox image.
 pub fn probe_binary() -> PathBuf {

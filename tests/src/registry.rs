@@ -131,6 +131,69 @@ impl Registry {
     }
 
     /// The directory to give minibox as `--certs-dir` (holds `127.0.0.1:5000/ca.crt` for TLS).
+    /// Makes the TLS registry ask clients for a certificate signed by the test CA (mutual TLS),
+    /// and returns a client certificate and key so signed, as `client.cert` and `client.key`.
+    pub fn require_client_certs(&mut self, sb: &Sandbox) -> (PathBuf, PathBuf) {
+        assert_eq!(
+            self.setup,
+            Setup::Tls,
+            "client certificates need the TLS set-up"
+        );
+        let dir = &self.dir.clone();
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(ok.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=minibox test client",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ]);
+        fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.cert",
+        ]);
+        let config = fs::read_to_string(dir.join("config.yml")).unwrap();
+        let key_line = format!("    key: {}/server.key\n", dir.display());
+        assert!(config.contains(&key_line));
+        let config = config.replace(
+            &key_line,
+            &format!(
+                "{key_line}    clientcas:\n      - {}/ca.crt\n",
+                dir.display()
+            ),
+        );
+        fs::write(dir.join("config.yml"), config).unwrap();
+        self.restart(sb);
+        (dir.join("client.cert"), dir.join("client.key"))
+    }
+
     pub fn certs(&self) -> PathBuf {
         self.dir.join("certs")
     }

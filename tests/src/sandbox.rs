@@ -245,6 +245,18 @@ impl Sandbox {
         .ok();
     }
 
+    /// Imports the postgres-like fixture ([`crate::fixtures::pgish_tarball`]) as `name`, its
+    /// command `/bin/pgish`, with `changes` (`STOPSIGNAL SIGINT`, as postgres' image has).
+    pub fn import_pgish(&self, name: &str, changes: &[&str]) {
+        let tar = crate::fixtures::pgish_tarball();
+        let mut args = vec!["import", tar.to_str().unwrap(), name];
+        args.extend(["--change", r#"CMD ["/bin/pgish"]"#]);
+        for c in changes {
+            args.extend(["--change", c]);
+        }
+        self.minibox(&args).ok();
+    }
+
     /// Imports the busybox fixture with the security tests' `/bin/probe` as `probe`.
     pub fn import_probe(&self) {
         let tar = crate::fixtures::probe_tarball();
@@ -354,6 +366,42 @@ impl Sandbox {
 }
 
 impl Sandbox {
+    /// A simulated reboot of the sandbox host, its `--root` kept (the disk) and everything else
+    /// lost: minibox's supervisors and every container process killed (none finishes anything),
+    /// the mounts below the root and the network namespaces' files gone, the runroot (a tmpfs)
+    /// emptied, the bridges and the whole firewall ruleset gone, forwarding off again.
+    pub fn reboot(&self) {
+        let root = self.root.as_os_str().as_encoded_bytes().to_vec();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if args.contains(&b"--supervise".as_slice()) && args.contains(&root.as_slice()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            for child in read_dir(&dir) {
+                if dir.join(&child).is_dir() {
+                    remove_cgroup(&dir.join(child));
+                }
+            }
+        }
+        let containers = self.root.join("containers");
+        self.sh(&format!(
+            "awk '{{print $5}}' /proc/self/mountinfo | grep '^{}/' | sort -r | xargs -r -n1 umount -l
+             for ns in /run/netns/*; do [ -e \"$ns\" ] && umount -l \"$ns\" && rm -f \"$ns\"; done
+             rm -rf /run/minibox && mkdir -p /run/minibox
+             ip -o link show type bridge | awk -F': ' '{{print $2}}' | xargs -r -n1 ip link del
+             nft flush ruleset
+             sysctl -qw net.ipv4.ip_forward=0",
+            containers.display()
+        ))
+        .ok();
+    }
+
     /// Whether a leakcheck line is this sandbox's. Processes are the one thing it sees host-wide
     /// (the sandbox has no PID namespace): those of other sandboxes, which tests running in
     /// parallel own, name another root (followed by a space: `…/12-1` is not `…/12-10`).

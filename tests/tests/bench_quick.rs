@@ -165,6 +165,13 @@ fn quick_mode_prints_every_row() {
         "MiB",
         publish,
     );
+    check(
+        &rows,
+        "host memory per running container",
+        "minibox (supervisor with `--health-cmd`",
+        "MiB",
+        publish,
+    );
     if publish {
         assert!(
             conc[0].0[3].contains("leakcheck: clean"),
@@ -212,7 +219,7 @@ fn quick_mode_prints_every_row() {
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| target |"))
         .collect();
-    assert_eq!(targets.len(), 14, "{targets:#?}");
+    assert_eq!(targets.len(), 15, "{targets:#?}");
     for t in &targets {
         assert!(
             t.ends_with("| yes |") || t.ends_with("| no |") || t.contains("| needs: "),

@@ -397,6 +397,123 @@ fn token_auth_gives_anonymous_pulls_and_pushes_after_login() {
     sb.finish();
 }
 
+/// A credential helper as Docker's protocol has it (`docker-credential-NAME get|store|erase`),
+/// keeping each server's record in a file of its own under `dir/creds`.
+fn install_credential_helper(dir: &Path, name: &str) -> PathBuf {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = r#"#!/bin/sh
+store="$(dirname "$0")/../creds"
+mkdir -p "$store"
+input=$(cat)
+case "$1" in
+store) server=$(printf '%s' "$input" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ServerURL"])')
+       printf '%s' "$input" > "$store/$(printf '%s' "$server" | tr '/:' '__')" ;;
+get|erase) f="$store/$(printf '%s' "$input" | tr '/:' '__')"
+       [ -f "$f" ] || { echo "credentials not found in native keychain"; exit 1; }
+       if [ "$1" = get ]; then cat "$f"; else rm "$f"; fi ;;
+*) echo "unknown action $1" >&2; exit 2 ;;
+esac
+"#;
+    let path = bin.join(format!("docker-credential-{name}"));
+    fs::write(&path, script).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+#[test]
+fn credential_helpers_keep_the_password_out_of_config_json() {
+    let sb = Sandbox::new();
+    let reg = Registry::start(&sb, Setup::Tls);
+    publish_busybox(&sb, &reg, "bb:v1");
+    let name = format!("{ADDR}/bb:v1");
+    let bin = install_credential_helper(&reg.dir, "mbtest");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config = reg.dir.join("docker/config.json");
+    fs::write(
+        &config,
+        r#"{"credsStore": "mbtest", "detachKeys": "ctrl-x"}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = reg.command(&sb, args);
+        cmd.env("PATH", &path);
+        match stdin {
+            Some(input) => with_stdin(cmd, input, &format!("minibox {}", args.join(" "))),
+            None => Out {
+                what: format!("minibox {}", args.join(" ")),
+                output: cmd.output().unwrap(),
+            },
+        }
+    };
+    let login = ["login", "-u", USER, "--password-stdin", ADDR];
+
+    // The secret goes to the helper; the file only says the registry has credentials.
+    run(&login, Some(&format!("{PASSWORD}\n"))).ok();
+    let stored: Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert_eq!(stored["auths"][ADDR], serde_json::json!({}), "{stored}");
+    assert_eq!(stored["detachKeys"], "ctrl-x", "other settings are kept");
+    assert!(!fs::read_to_string(&config).unwrap().contains(PASSWORD));
+    let kept: Value = serde_json::from_slice(
+        &fs::read(reg.dir.join("creds").join(ADDR.replace(':', "_"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["Username"], USER);
+    assert_eq!(kept["Secret"], PASSWORD);
+
+    // Pulls ask the helper.
+    run(&["pull", &name], None).ok();
+    run(&["rmi", &name], None).ok();
+
+    // Logout erases it there; pulls are refused again.
+    run(&["logout", ADDR], None).ok();
+    assert!(!reg.dir.join("creds").join(ADDR.replace(':', "_")).exists());
+    run(&["pull", &name], None).fails(1, "unauthorized");
+
+    // A helper for this registry alone takes precedence; one that is not installed is named.
+    fs::write(
+        &config,
+        format!(r#"{{"credsStore": "mbtest", "credHelpers": {{"{ADDR}": "absent"}}}}"#),
+    )
+    .unwrap();
+    run(&["pull", &name], None).fails(
+        1,
+        "the credential helper docker-credential-absent (named in",
+    );
+    sb.finish();
+}
+
+#[test]
+fn client_certificates_from_certs_d_for_a_registry_that_asks_for_one() {
+    let sb = Sandbox::new();
+    let mut reg = Registry::start(&sb, Setup::Tls);
+    publish_busybox(&sb, &reg, "bb:v1");
+    let name = format!("{ADDR}/bb:v1");
+    login(&sb, &reg, PASSWORD).ok();
+    let (cert, key) = reg.require_client_certs(&sb);
+
+    // Without a client certificate the handshake is refused, and the error says so.
+    let refused = reg.minibox(&sb, &["pull", &name]);
+    refused.fails(1, ADDR);
+    assert!(
+        refused.stderr().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+    assert_eq!(refused.stderr().trim().lines().count(), 1, "{refused}");
+
+    // certs.d/HOST/client.cert with its client.key beside it, as Docker reads them.
+    let host_dir = reg.certs().join(ADDR);
+    fs::copy(&cert, host_dir.join("client.cert")).unwrap();
+    fs::copy(&key, host_dir.join("client.key")).unwrap();
+    reg.minibox(&sb, &["pull", &name]).ok();
+    reg.minibox(&sb, &["rmi", &name]).ok();
+
+    // A certificate without its key is named.
+    fs::remove_file(host_dir.join("client.key")).unwrap();
+    reg.minibox(&sb, &["pull", &name]).fails(1, "client.key");
+    sb.finish();
+}
+
 #[test]
 fn missing_images_and_tags_are_named_in_the_error() {
     let sb = Sandbox::new();

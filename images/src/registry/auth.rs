@@ -4,7 +4,9 @@
 //! `~/.docker/config.json`), mode 0600, entry `auths.HOST.auth` = base64 of `USER:PASSWORD`;
 //! other keys in the file are kept. Pulls and pushes look in that file, then in Podman's auth
 //! files (`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
-//! `~/.config/containers/auth.json`), which have the same format.
+//! `~/.config/containers/auth.json`), which have the same format. When Docker's file names a
+//! credential helper for the registry (`credHelpers`, `credsStore`), the secrets go to and come
+//! from that helper instead, as Docker does (see [`super::credhelper`]).
 
 use std::fs;
 use std::io::{self, Write};
@@ -15,6 +17,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::client::Session;
+use super::credhelper::{self, Helper};
 use super::Options;
 use crate::Error;
 
@@ -72,6 +75,20 @@ fn auth_files() -> Vec<PathBuf> {
     files
 }
 
+/// What Docker calls the registry in `auths` and hands credential helpers.
+fn server_key(host: &str) -> String {
+    if host == "docker.io" {
+        DOCKER_HUB_KEY.to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// The credential helper Docker's file `config` (read from `path`) names for `host`.
+fn helper<'a>(config: &Value, path: &'a Path, host: &str) -> Option<Helper<'a>> {
+    credhelper::configured(config, host).map(|name| Helper { name, file: path })
+}
+
 /// The keys an `auths` entry for `host` may have.
 fn keys(host: &str) -> Vec<String> {
     if host == "docker.io" {
@@ -109,6 +126,11 @@ pub fn credentials_for(host: &str) -> Result<Option<Credentials>, Error> {
         let Some(config) = read_config(&path)? else {
             continue;
         };
+        if let Some(helper) = helper(&config, &path, host) {
+            if let Some(creds) = helper.get(&server_key(host))? {
+                return Ok(Some(creds));
+            }
+        }
         for key in keys(host) {
             let Some(auth) = config["auths"][&key]["auth"].as_str() else {
                 continue;
@@ -134,18 +156,21 @@ pub fn login(opts: &Options, host: &str, creds: Credentials) -> Result<PathBuf, 
     let host = registry_host(host);
     let encoded = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", creds.username, creds.password));
-    Session::connect(opts, &host, Vec::new(), Some(creds))?;
+    Session::connect(opts, &host, Vec::new(), Some(creds.clone()))?;
     let path = docker_config();
     let mut config = read_config(&path)?.unwrap_or_else(|| json!({}));
     if !config["auths"].is_object() {
         config["auths"] = json!({});
     }
-    let key = if host == "docker.io" {
-        DOCKER_HUB_KEY.to_string()
-    } else {
-        host
+    let key = server_key(&host);
+    // With a helper, the file only says that the registry has credentials (as Docker writes it).
+    config["auths"][&key] = match helper(&config, &path, &host) {
+        Some(helper) => {
+            helper.store(&key, &creds)?;
+            json!({})
+        }
+        None => json!({ "auth": encoded }),
     };
-    config["auths"][key] = json!({ "auth": encoded });
     write_private(&path, &config)?;
     Ok(path)
 }
@@ -157,15 +182,19 @@ pub fn logout(host: &str) -> Result<bool, Error> {
     let Some(mut config) = read_config(&path)? else {
         return Ok(false);
     };
+    let erased = match helper(&config, &path, &host) {
+        Some(helper) => helper.erase(&server_key(&host))?,
+        None => false,
+    };
     let Some(auths) = config["auths"].as_object_mut() else {
-        return Ok(false);
+        return Ok(erased);
     };
     let before = auths.len();
     for key in keys(&host) {
         auths.remove(&key);
     }
     if auths.len() == before {
-        return Ok(false);
+        return Ok(erased);
     }
     write_private(&path, &config)?;
     Ok(true)

@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod client;
+mod credhelper;
 mod pull;
 mod push;
 

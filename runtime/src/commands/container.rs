@@ -1,5 +1,5 @@
 //! Commands on existing containers: `ps`, `inspect`, `logs`, `stop`, `kill`, `rm`, `start`,
-//! `restart`, `wait`, `system prune`. Each finds containers by name, full id or unique id
+//! `restart`, `wait`, `system prune`, `system boot`, `healthcheck`. Each finds containers by name, full id or unique id
 //! prefix, reads their state files (cheap: `ps` reads two small files per container), and
 //! changes a container only under its lock.
 
@@ -7,17 +7,15 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use super::resolve;
-use super::run::detach;
 use crate::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
 use crate::container::lifecycle::{self, Container};
 use crate::container::log::LogReader;
 use crate::container::process::Signals;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, image};
+use crate::container::{clock, events, health, image, signal, start};
 use crate::paths::Paths;
 
 fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
@@ -72,8 +70,18 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
         }
         let status = match st.status {
             Status::Running => format!(
-                "Up {}",
-                clock::human(now.saturating_sub(st.started_at.unwrap_or(0) / 1_000_000_000))
+                "Up {}{}",
+                clock::human(now.saturating_sub(st.started_at.unwrap_or(0) / 1_000_000_000)),
+                match health::load(paths, &c.id).map(|h| h.status) {
+                    Some(s) if s == "starting" => " (health: starting)".to_string(),
+                    Some(s) => format!(" ({s})"),
+                    None => String::new(),
+                }
+            ),
+            Status::Exited if st.restarting => format!(
+                "Restarting ({}) {} ago",
+                st.exit_code.unwrap_or(0),
+                clock::human(now.saturating_sub(st.finished_at.unwrap_or(0) / 1_000_000_000))
             ),
             Status::Exited => format!(
                 "Exited ({}) {} ago",
@@ -159,17 +167,19 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         "Path": c.args.first().cloned().unwrap_or_default(),
         "Args": c.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": st.status.as_str(),
+            "Status": if st.restarting && !running { "restarting" } else { st.status.as_str() },
             "Running": running,
             "Paused": false,
-            "Restarting": false,
+            "Restarting": st.restarting && !running,
             "OOMKilled": st.oom_killed,
             "Dead": false,
             "Pid": if running { st.pid } else { 0 },
             "ExitCode": st.exit_code.unwrap_or(0),
             "StartedAt": time_or_zero(st.started_at),
             "FinishedAt": time_or_zero(st.finished_at),
+            "Health": c.healthcheck.as_ref().map(|_| health::load(paths, &c.id).unwrap_or_default()),
         },
+        "RestartCount": st.restart_count,
         "Image": c.image,
         "Name": c.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
         "LogPath": state::log_path(paths, &c.id).display().to_string(),
@@ -181,6 +191,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Memory": resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0),
             "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
             "CgroupParent": c.cgroup_parent,
+            "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
         },
         "Config": {
             "Hostname": c.hostname,
@@ -192,6 +203,9 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Image": c.image_name,
             "WorkingDir": process.map(|p| p.cwd().clone()).unwrap_or_default(),
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+            "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
+            "Healthcheck": c.healthcheck,
         },
         "NetworkSettings": {
             "IPAddress": ip,
@@ -274,33 +288,33 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
     }
 }
 
+/// Stops one container: `-s`, else its stop signal; `-t`, else its stop timeout, else 10 s.
+fn stop_one(paths: &Paths, explain: bool, id: &str, args: &StopArgs) -> Result<()> {
+    let config = state::load_config(paths, id)?;
+    let sig = match &args.signal {
+        Some(s) => signal::parse(s)?,
+        None => signal::stop_signal(config.stop_signal.as_deref()),
+    };
+    let secs = args.time.or(config.stop_timeout).unwrap_or(10);
+    lifecycle::stop(paths, explain, id, sig, Duration::from_secs(secs))?;
+    Ok(())
+}
+
 pub fn stop(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
+    if let Some(s) = &args.signal {
+        signal::parse(s)?;
+    }
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+        stop_one(paths, explain, &id, args)
             .with_context(|| format!("stopping container {what}"))?;
         println!("{what}");
     }
     Ok(0)
 }
 
-/// A signal by name (`TERM`, `SIGTERM`) or number.
-fn parse_signal(s: &str) -> Result<Signal> {
-    let bad = || anyhow::anyhow!("invalid signal {s:?}: give a name like TERM or a number");
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| bad());
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>().map_err(|_| bad())
-}
-
 pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
-    let sig = parse_signal(&args.signal)?;
+    let sig = signal::parse(&args.signal)?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
         lifecycle::kill(paths, explain, &id, sig).with_context(|| format!("container {what}"))?;
@@ -330,24 +344,23 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
     failure.map_or(Ok(0), Err)
 }
 
-fn start_one(paths: &Paths, explain: bool, what: &str, signals: &Signals) -> Result<u8> {
-    let id = state::resolve(paths, what)?;
-    let config = state::load_config(paths, &id)?;
+/// Starts container `id` under its supervisor, unless it runs already.
+fn start_one(paths: &Paths, explain: bool, id: &str, signals: &Signals) -> Result<()> {
+    let config = state::load_config(paths, id)?;
     let found = image::find(paths, &config.image)?;
-    let Some((lock, st)) = lifecycle::restart(paths, explain, &id)? else {
-        return Ok(0); // running already
+    let Some((lock, st)) = lifecycle::restart(paths, explain, id)? else {
+        return Ok(()); // running already
     };
     let container = Container::new(paths, explain, &config, lock, st);
-    detach(container, &found, &config, signals)
+    start::detach(container, &found, &config, signals).map_err(minibox::Error::from)?;
+    Ok(())
 }
 
 pub fn start(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
     let signals = Signals::block().context("blocking signals")?;
     for what in containers {
-        let code = start_one(paths, explain, what, &signals)?;
-        if code != 0 {
-            return Ok(code);
-        }
+        let id = state::resolve(paths, what)?;
+        start_one(paths, explain, &id, &signals)?;
         println!("{what}");
     }
     Ok(0)
@@ -357,14 +370,54 @@ pub fn restart(paths: &Paths, explain: bool, args: &StopArgs) -> Result<u8> {
     let signals = Signals::block().context("blocking signals")?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::stop(paths, explain, &id, Duration::from_secs(args.time))
+        stop_one(paths, explain, &id, args)
             .with_context(|| format!("stopping container {what}"))?;
-        let code = start_one(paths, explain, what, &signals)?;
-        if code != 0 {
-            return Ok(code);
-        }
+        start_one(paths, explain, &id, &signals)?;
+        events::record(paths, &id, "restart", &[]);
         println!("{what}");
     }
+    Ok(0)
+}
+
+/// `system boot`, after a reboot: the runroot is empty, the containers' records under the root
+/// are what is left. Each container gets its volatile record back (as created: nothing of it
+/// runs), and those whose restart policy says so are started (`always`; `unless-stopped`
+/// unless the user had stopped it). Run again, it starts only what does not run.
+pub fn boot(paths: &Paths, explain: bool) -> Result<u8> {
+    let signals = Signals::block().context("blocking signals")?;
+    let mut failed = 0;
+    for entry in std::fs::read_dir(paths.containers())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let Ok(config) = state::load_config(paths, &id) else {
+            continue;
+        };
+        if state::load_state(paths, &id).is_err() {
+            state::restore(paths, &config)?;
+        }
+        if !config.restart.at_boot(state::stopped_by_user(paths, &id)) {
+            continue;
+        }
+        let name = config.name.as_deref().unwrap_or(&id);
+        match start_one(paths, explain, &id, &signals) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                // One that cannot start does not keep the others down.
+                eprintln!("minibox: starting container {name}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `healthcheck` (run by a container's supervisor): one probe of its health.
+pub fn healthcheck(paths: &Paths, what: &str) -> Result<u8> {
+    let id = state::resolve(paths, what)?;
+    health::probe(paths, &id)?;
     Ok(0)
 }
 

@@ -2,6 +2,7 @@
 
 mod container;
 mod doctor;
+mod events;
 mod exec;
 mod image;
 mod network;
@@ -40,6 +41,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Login(args) => registry::login(&cli.global, &args),
         Command::Logout { registry } => registry::logout(registry.as_deref()),
         Command::Run(args) => run::run(&paths, &cli.global, *args),
+        Command::Create(args) => run::create(&paths, &cli.global, *args),
         Command::Network(cmd) => network::network(&paths, &cli.global, cmd),
         Command::Port(args) => network::port(&paths, args),
         Command::Ps(args) => container::ps(&paths, &args),
@@ -49,12 +51,15 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Kill(args) => container::kill(&paths, explain, &args),
         Command::Rm(args) => container::rm(&paths, explain, &args),
         Command::Start { containers } => container::start(&paths, explain, &containers),
+        Command::Events(args) => events::events(&paths, &args),
+        Command::Healthcheck { container } => container::healthcheck(&paths, &container),
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
         Command::Doctor(args) => doctor::doctor(&paths, explain, &args),
         Command::System(SystemCommand::Prune { .. }) => system::prune(&paths, explain),
         Command::System(SystemCommand::Reset(args)) => system::reset(&paths, explain, &args),
+        Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
     }
 }
 
@@ -62,7 +67,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 fn sweeps(command: &Command) -> bool {
     matches!(
         command,
-        Command::Run(_) | Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
+        Command::Run(_)
+            | Command::Create(_)
+            | Command::Ps(_)
+            | Command::Network(_)
+            | Command::Rmi(_)
     ) || matches!(command, Command::Image(ImageCommand::Rm(_)))
 }
 

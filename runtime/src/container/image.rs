@@ -32,7 +32,13 @@ pub fn find(paths: &Paths, reference: &str) -> Result<Found> {
         config.working_dir = c.working_dir().clone().unwrap_or_default();
         config.user = c.user().clone().unwrap_or_default();
         config.exposed = list(c.exposed_ports());
+        config.stop_signal = c.stop_signal().clone();
     }
+    config.healthcheck = store
+        .config_blob(&image)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|v| super::health::from_image(&v));
     Ok(Found {
         id: image.id.clone(),
         config,

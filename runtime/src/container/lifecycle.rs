@@ -30,6 +30,7 @@ use super::liveness::{self, Init};
 use super::process::EXIT_RUNTIME;
 use super::state::{self, Config, Lock, State, Status, Supervisor};
 use super::teardown;
+use super::{events, signal};
 use crate::network;
 use crate::paths::Paths;
 
@@ -122,12 +123,21 @@ fn finish_as(
         state::save_state(paths, id, st)?;
         fault("finishing");
     }
+    if matches!(end, End::Exited { .. } | End::OwnerDied) && st.status == Status::Running {
+        let code = st.exit_code.unwrap_or(end.code());
+        events::record(paths, id, "die", &[("exitCode", code.to_string())]);
+    }
     let released = teardown::release(paths, explain, id, st, background).map_err(Error::Release);
     let remove = end == End::Removed
-        || st.started_at.is_none()
+        || (st.started_at.is_none() && !st.unstarted)
         || state::load_config(paths, id).map_or(true, |c| c.rm);
     if remove {
+        events::record(paths, id, "destroy", &[]);
         teardown::remove(paths, id, st).map_err(Error::Release)?;
+    } else if st.unstarted {
+        // A start of a created container failed: it stays created.
+        st.status = Status::Created;
+        state::save_state(paths, id, st)?;
     } else {
         st.status = Status::Exited;
         if st.exit_code.is_none() {
@@ -185,7 +195,11 @@ impl Container {
         self.state.finished_at = None;
         self.state.exit_code = None;
         self.state.oom_killed = false;
-        self.save()
+        self.state.restarting = false;
+        self.state.unstarted = false;
+        self.save()?;
+        events::record(&self.paths, &self.id, "start", &[]);
+        Ok(())
     }
 
     /// Whether the kernel's OOM killer killed a process of the container.
@@ -234,6 +248,10 @@ pub enum Verdict {
 /// (its owner's lock is free while it is not exited); one supervised by someone else (a shim)
 /// is left to them, whatever its lock says.
 pub fn verdict(st: &State, lock_free: bool) -> Verdict {
+    // Made by `create` and holding nothing yet: nobody's to own.
+    if st.unstarted && st.pid == 0 && st.cgroup.is_none() && st.network.is_none() {
+        return Verdict::Leave;
+    }
     match (st.status, st.supervisor, lock_free) {
         (Status::Exited, _, _) | (_, Supervisor::External, _) | (_, _, false) => Verdict::Leave,
         (Status::Created | Status::Running, Supervisor::Minibox, true) => Verdict::Recover,
@@ -298,19 +316,25 @@ pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock
     drop(lock);
 }
 
-/// Takes charge of container `id` to start it again: its lock, and its state made `created`
-/// (an orphan is recovered first). `None` when it runs already.
+/// Takes charge of container `id` for the user to start it (again): its lock, and its state
+/// made `created`, its restart count and the user's stop forgotten (an orphan is recovered
+/// first). `None` when it runs already.
 pub fn restart(paths: &Paths, explain: bool, id: &str) -> Result<Option<(Lock, State)>> {
     loop {
         let Some(lock) = state::try_lock(paths, id)? else {
             return Ok(None);
         };
         let mut st = state::load_state(paths, id)?;
-        match (st.status, verdict(&st, true)) {
-            (Status::Exited, _) => {
+        let startable = st.status == Status::Exited || st.unstarted;
+        match (startable, verdict(&st, true)) {
+            (true, _) => {
                 st.status = Status::Created;
                 st.exit_code = None;
+                st.restart_count = 0;
+                st.backoff_ms = 0;
+                st.restarting = false;
                 state::save_state(paths, id, &st)?;
+                state::set_stopped_by_user(paths, id, false)?;
                 return Ok(Some((lock, st)));
             }
             // Its owner died: undo what it held first, then look again.
@@ -345,10 +369,18 @@ fn thaw(st: &State) -> Result<()> {
 }
 
 /// Sends `sig` to the container's PID 1, verified (never to a process that took its pid since).
+/// As in Docker, SIGKILL or the container's stop signal ends it for good: its restart policy
+/// leaves it stopped.
 pub fn kill(paths: &Paths, explain: bool, id: &str, sig: Signal) -> Result<()> {
     let st = state::load_state(paths, id)?;
     if st.status != Status::Running {
         return Err(Error::NotRunning);
+    }
+    let stop = state::load_config(paths, id).map_or(Signal::SIGTERM, |c| {
+        signal::stop_signal(c.stop_signal.as_deref())
+    });
+    if sig == Signal::SIGKILL || sig == stop {
+        state::set_stopped_by_user(paths, id, true)?;
     }
     thaw(&st)?;
     let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
@@ -356,6 +388,7 @@ pub fn kill(paths: &Paths, explain: bool, id: &str, sig: Signal) -> Result<()> {
     if !init(&st).signal(sig).map_err(Error::Signal)? {
         return Err(Error::NotRunning);
     }
+    events::record(paths, id, "kill", &[("signal", (sig as i32).to_string())]);
     if explain {
         // A signal that ends the container: its teardown, explained by its owner, comes soon.
         wait_released(paths, explain, id, Some(Instant::now() + EXPLAIN_WAIT));
@@ -377,24 +410,47 @@ fn say_signal(explain: bool, st: &State, sig: Signal) {
     });
 }
 
-/// Stops container `id`: SIGTERM, and SIGKILL after `timeout`; returns once it is torn down,
-/// or an error when its PID 1 still lives [`KILL_GRACE`] after the SIGKILL.
-pub fn stop(paths: &Paths, explain: bool, id: &str, timeout: Duration) -> Result<()> {
+/// Stops container `id`: `sig` (its stop signal), and SIGKILL after `timeout`; returns once it
+/// is torn down, or an error when its PID 1 still lives [`KILL_GRACE`] after the SIGKILL. It
+/// stays stopped: marked so first, its supervisor does not restart it (and one waiting to
+/// restart it gives up).
+pub fn stop(paths: &Paths, explain: bool, id: &str, sig: Signal, timeout: Duration) -> Result<()> {
     let st = state::load_state(paths, id)?;
-    if st.status != Status::Running {
+    state::set_stopped_by_user(paths, id, true)?;
+    if st.status != Status::Running && !st.restarting {
         return Ok(());
     }
-    thaw(&st)?;
     let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
-    say_signal(explain, &st, Signal::SIGTERM);
-    let _ = init(&st).signal(Signal::SIGTERM);
-    if wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
-        return Ok(());
+    if st.status == Status::Running {
+        thaw(&st)?;
+        say_signal(explain, &st, sig);
+        let _ = init(&st).signal(sig);
+        events::record(paths, id, "kill", &[("signal", (sig as i32).to_string())]);
     }
-    say_signal(explain, &st, Signal::SIGKILL);
-    kill_until_gone(&st)?;
-    wait_released(paths, explain, id, None);
+    if !wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
+        say_signal(explain, &st, Signal::SIGKILL);
+        drop(kill_until_released(paths, id)?);
+        wait_released(paths, explain, id, Some(Instant::now()));
+    }
+    events::record(paths, id, "stop", &[]);
     Ok(())
+}
+
+/// SIGKILLs the container, as recorded now (its supervisor may be starting it again), until
+/// its owner lets go; then holds its lock (`None`: it was removed meanwhile).
+fn kill_until_released(paths: &Paths, id: &str) -> Result<Option<Lock>> {
+    loop {
+        match state::try_lock(paths, id) {
+            Ok(Some(lock)) => return Ok(Some(lock)),
+            Ok(None) => {}
+            Err(_) => return Ok(None), // removed meanwhile (--rm)
+        }
+        let st = state::load_state(paths, id).unwrap_or_default();
+        if st.pid > 0 || st.cgroup.is_some() {
+            kill_until_gone(&st)?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// SIGKILLs the container until it is gone: its verified PID 1, and every process of its
@@ -426,25 +482,20 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
         Some(lock) => lock,
         None if !force => return Err(Error::Running),
         None => {
-            let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
-            let mut said = false;
             // Kill it until its owner lets go: the owner tears it down once its PID 1 is gone
             // (a container still being set up gets its PID later). Only a PID 1 that outlives
             // SIGKILL is given up on; the owner's teardown may wait its turn for the network.
-            loop {
-                match state::try_lock(paths, id) {
-                    Ok(Some(lock)) => break lock,
-                    Ok(None) => {}
-                    Err(_) => return Ok(()), // removed meanwhile (--rm)
-                }
-                let st = state::load_state(paths, id).unwrap_or_default();
-                if st.pid > 0 || st.cgroup.is_some() {
-                    if !std::mem::replace(&mut said, true) {
-                        say_signal(explain, &st, Signal::SIGKILL);
-                    }
-                    kill_until_gone(&st)?;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            // Marked stopped first, so that its supervisor does not start it again.
+            let _ = state::set_stopped_by_user(paths, id, true);
+            let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+            say_signal(
+                explain,
+                &state::load_state(paths, id).unwrap_or_default(),
+                Signal::SIGKILL,
+            );
+            match kill_until_released(paths, id)? {
+                Some(lock) => lock,
+                None => return Ok(()),
             }
         }
     };

@@ -29,6 +29,9 @@ pub struct ImageConfig {
     pub user: String,
     /// EXPOSE entries (`80/tcp`).
     pub exposed: Vec<String>,
+    /// STOPSIGNAL, and HEALTHCHECK (Docker's extension of the config).
+    pub stop_signal: Option<String>,
+    pub healthcheck: Option<super::health::Healthcheck>,
 }
 
 /// A `-v HOST:CONTAINER[:ro]` bind mount.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::health::Healthcheck;
 use super::log::LogOptions;
+use super::restart::Policy;
 use super::spec::Spec;
 use crate::network::{Attachment, Names};
 use crate::paths::Paths;
@@ -125,6 +127,18 @@ pub struct Config {
     /// `--network-alias`, `--add-host`, `--dns*`.
     #[serde(default)]
     pub names: Names,
+    /// `--restart`: what its supervisor does when it exits, and whether `system boot` starts it.
+    #[serde(default)]
+    pub restart: Policy,
+    /// The signal `stop` sends (`--stop-signal`, else the image's STOPSIGNAL; none: SIGTERM)
+    /// and how long it waits before SIGKILL (`--stop-timeout`; none: 10 s).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+    /// The health check (`--health-*`, else the image's HEALTHCHECK).
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
 }
 
 impl Config {
@@ -225,6 +239,17 @@ pub struct State {
     /// Nanoseconds since the epoch.
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// How often its restart policy started it again since the user last started it, whether
+    /// its supervisor waits to do so now, and how long it waited last (the backoff doubles).
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub restarting: bool,
+    #[serde(default)]
+    pub backoff_ms: u64,
+    /// Made by `create` and never started: nobody owns it, and there is nothing to recover.
+    #[serde(default)]
+    pub unstarted: bool,
 }
 
 /// `ports` as written now, or as version 0 wrote them: `-p` values `IP:HOSTPORT:PORT/PROTO`.
@@ -382,6 +407,30 @@ pub fn log_path(paths: &Paths, id: &str) -> PathBuf {
     dir(paths, id).join("container.log")
 }
 
+/// The mark of a container the user stopped (`stop`, `kill`): its restart policy leaves it
+/// stopped, and `unless-stopped` keeps it so across reboots (so it lives in the persistent
+/// dir). `start` removes it.
+fn stopped_mark(paths: &Paths, id: &str) -> PathBuf {
+    dir(paths, id).join("stopped")
+}
+
+/// Marks container `id` stopped by the user, or not.
+pub fn set_stopped_by_user(paths: &Paths, id: &str, stopped: bool) -> Result<()> {
+    let mark = stopped_mark(paths, id);
+    if stopped {
+        write_atomic(&mark, b"")
+    } else {
+        match fs::remove_file(&mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", &mark)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub fn stopped_by_user(paths: &Paths, id: &str) -> bool {
+    stopped_mark(paths, id).exists()
+}
+
 /// Where `--name` claims live: one file per name, created exclusively, holding the id.
 fn name_file(paths: &Paths, name: &str) -> PathBuf {
     paths.root.join("names").join(name)
@@ -524,6 +573,20 @@ pub fn create(paths: &Paths, id: &str, name: Option<&str>) -> Result<Lock> {
         }
     }
     Ok(lock)
+}
+
+/// Gives a container whose volatile record is gone (a reboot emptied the runroot) a new one:
+/// created, holding nothing, owned by nobody, as `create` leaves one.
+pub fn restore(paths: &Paths, config: &Config) -> Result<()> {
+    let lock = create(paths, &config.id, None)?;
+    let state = State {
+        name: config.name.clone(),
+        unstarted: true,
+        ..Default::default()
+    };
+    save_state(paths, &config.id, &state)?;
+    drop(lock);
+    Ok(())
 }
 
 /// Writes the persistent dir: the `image` file (which keeps rmi away) and `config.json`.

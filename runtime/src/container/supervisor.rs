@@ -1,6 +1,8 @@
 //! The supervisor: one small process per detached container, the container's parent. It copies
-//! the container's output into its log with timestamps, waits for it, records how it ended (exit
-//! code, time, OOM kill), releases its network and cgroup, and removes it all with `--rm`.
+//! the container's output into its log with timestamps, starts its health probes, waits for it,
+//! records how it ended (exit code, time, OOM kill), releases its network and cgroup, and removes
+//! it all with `--rm`, or starts it again when its restart policy says so (after Docker's
+//! backoff, and unless the user stopped it meanwhile), becoming the new container's supervisor.
 //!
 //! The set-up happens in a fork of `minibox run -d` (or `start`), which then execs the binary
 //! afresh in this mode: the container stays its child, the lock and pipes stay open, and all the
@@ -14,6 +16,8 @@ use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::process::Child;
+use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -28,7 +32,8 @@ use super::error::SetupError;
 use super::lifecycle;
 use super::log::{LogFile, LogOptions, Stream};
 use super::process;
-use super::state::{self, Lock};
+use super::state::{self, Lock, State};
+use super::{events, health, restart, start};
 use crate::paths::Paths;
 
 /// The first argument that selects this mode.
@@ -45,6 +50,8 @@ pub struct Handoff<'a> {
     pub out: BorrowedFd<'a>,
     pub err: Option<BorrowedFd<'a>>,
     pub log: LogOptions,
+    /// How often to probe the container's health, if it has a check.
+    pub health: Option<Duration>,
 }
 
 /// Replaces this process with a fresh supervisor. Returns only on failure.
@@ -73,6 +80,7 @@ pub fn exec(h: &Handoff) -> SetupError {
         (if h.explain { "1" } else { "0" }).into(),
         h.log.max_size.to_string().into(),
         h.log.max_file.to_string().into(),
+        h.health.map_or(0, |d| d.as_millis()).to_string().into(),
     ];
     let Ok(argv) = args
         .into_iter()
@@ -102,11 +110,12 @@ struct Args {
     out: OwnedFd,
     err: Option<OwnedFd>,
     log: LogOptions,
+    health: Option<Duration>,
 }
 
 fn parse(args: Vec<OsString>) -> Option<Args> {
-    let [root, runroot, id, pid, lock, out, err, explain, max_size, max_file]: [OsString; 10] =
-        args.try_into().ok()?;
+    let [root, runroot, id, pid, lock, out, err, explain, max_size, max_file, health]: [OsString;
+        11] = args.try_into().ok()?;
     let num = |s: &OsString| s.to_str()?.parse::<i32>().ok();
     let fd = |s: &OsString| {
         // SAFETY: the set-up process passed these descriptors to us, open, for us alone.
@@ -126,6 +135,10 @@ fn parse(args: Vec<OsString>) -> Option<Args> {
         log: LogOptions {
             max_size: max_size.to_str()?.parse().ok()?,
             max_file: max_file.to_str()?.parse().ok()?,
+        },
+        health: match health.to_str()?.parse().ok()? {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
         },
     })
 }
@@ -159,7 +172,7 @@ fn reap(pid: Pid) -> Option<WaitStatus> {
 fn supervise(a: Args) {
     let log_path = state::log_path(&a.paths, &a.id);
     let Ok(log) = LogFile::open(&log_path, a.log) else {
-        return finish(&a, None);
+        return finish(a, None);
     };
     // SIGCHLD is blocked already (inherited across exec); read it from a signalfd.
     let mut mask = SigSet::empty();
@@ -167,7 +180,7 @@ fn supervise(a: Args) {
     let _ = mask.thread_block();
     let Ok(sfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
     else {
-        return finish(&a, None);
+        return finish(a, None);
     };
     let dup = |fd: &OwnedFd| fd.try_clone().ok();
     let mut streams = [
@@ -177,15 +190,50 @@ fn supervise(a: Args) {
             .and_then(dup)
             .map(|fd| Stream::new(fd, b"stderr", None)),
     ];
-    let status = reap(a.pid);
-    // The first call looks the clock up in the vDSO: done here, not in the loop.
+    let mut status = reap(a.pid);
+    // The first calls look the clocks up in the vDSO: done here, not in the loop.
     let _ = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let now = || rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let due = |from: Timespec, every: Duration| Timespec {
+        tv_sec: from.tv_sec
+            + every.as_secs() as i64
+            + (from.tv_nsec + i64::from(every.subsec_nanos())) / 1_000_000_000,
+        tv_nsec: (from.tv_nsec + i64::from(every.subsec_nanos())) % 1_000_000_000,
+    };
+    let mut next = a.health.map(|every| due(now(), every));
+    let mut probe: Option<Child> = None;
     let clean = clean_pages();
-    // SAFETY: plain call; it hands the heap's free pages back to the kernel.
-    unsafe { libc::malloc_trim(0) };
-    let status = serve(&mut streams, &sfd, &log, a.pid, status, &clean);
+    loop {
+        // SAFETY: plain call; it hands the heap's free pages back to the kernel.
+        unsafe { libc::malloc_trim(0) };
+        let probe_due;
+        (status, probe_due) = serve(
+            &mut streams,
+            &sfd,
+            &log,
+            a.pid,
+            status,
+            &clean,
+            next.as_ref(),
+        );
+        if !probe_due {
+            break;
+        }
+        // One probe at a time: a slow one (up to its timeout) makes the next one wait.
+        if probe
+            .as_mut()
+            .is_none_or(|p| !matches!(p.try_wait(), Ok(None)))
+        {
+            probe = health::spawn(&a.paths, &a.id);
+        }
+        next = a.health.map(|every| due(now(), every));
+    }
     drop(clean);
-    finish(&a, status)
+    if let Some(mut p) = probe {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    finish(a, status)
 }
 
 /// The supervisor's steady state: drops the pages [`clean_pages`] found, then logs the
@@ -202,7 +250,8 @@ fn serve(
     pid: Pid,
     mut status: Option<WaitStatus>,
     clean: &[(usize, usize)],
-) -> Option<WaitStatus> {
+    due: Option<&Timespec>,
+) -> (Option<WaitStatus>, bool) {
     for &(start, len) in clean {
         // SAFETY: the range lies within a read-only private file mapping and holds only
         // pages identical to the file: dropping them changes no content.
@@ -225,13 +274,30 @@ fn serve(
                 n += 1;
             }
         }
-        // Once PID 1 is gone only what the pipes still hold is drained.
-        let grace = Timespec {
+        // Once PID 1 is gone only what the pipes still hold is drained; until then, a health
+        // probe that is due ends the wait.
+        let mut wait = Timespec {
             tv_sec: 0,
             tv_nsec: 500_000_000,
         };
-        let timeout = status.is_some().then_some(&grace);
+        let timeout = match (status, due) {
+            (Some(_), _) => Some(&wait),
+            (None, Some(due)) => {
+                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                let left = (due.tv_sec - now.tv_sec) * 1_000_000_000 + due.tv_nsec - now.tv_nsec;
+                if left <= 0 {
+                    return (status, true);
+                }
+                wait = Timespec {
+                    tv_sec: left / 1_000_000_000,
+                    tv_nsec: left % 1_000_000_000,
+                };
+                Some(&wait)
+            }
+            (None, None) => None,
+        };
         match rustix::event::poll(&mut fds[..n], timeout) {
+            Ok(0) if status.is_none() => return (status, true),
             Ok(0) => break,
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => break,
@@ -251,7 +317,7 @@ fn serve(
     for s in streams.iter_mut().flatten() {
         while s.pump(Some(log)) {}
     }
-    status
+    (status, false)
 }
 
 /// The clean file-backed pages of this process, as runs of addresses and lengths for
@@ -330,8 +396,9 @@ fn clean_pages() -> Vec<(usize, usize)> {
 }
 
 /// Records how the container ended and ends it ([`lifecycle::finish`]); a crash from here on
-/// leaves a container the next command recovers, its exit code kept.
-fn finish(a: &Args, status: Option<WaitStatus>) {
+/// leaves a container the next command recovers, its exit code kept. Then applies its restart
+/// policy.
+fn finish(a: Args, status: Option<WaitStatus>) {
     if status.is_none() {
         let _ = nix::sys::signal::kill(a.pid, Signal::SIGKILL);
         let _ = waitpid(a.pid, None);
@@ -346,6 +413,47 @@ fn finish(a: &Args, status: Option<WaitStatus>) {
     let end = lifecycle::End::Exited { code, oom };
     if let Err(e) = lifecycle::finish(&a.paths, a.explain, &a.id, &mut st, end) {
         tracing::error!("ending container {:.12}: {e:#}", a.id);
+        return;
     }
-    let _ = &a.lock;
+    restart(a, st, code);
+}
+
+/// Starts the container again if its restart policy says so, once its backoff is over: this
+/// process then becomes the new container's supervisor. Returns when it is not restarted.
+fn restart(a: Args, mut st: State, code: u8) {
+    let (paths, id) = (&a.paths, a.id.as_str());
+    let Ok(config) = state::load_config(paths, id) else {
+        return; // removed (--rm)
+    };
+    if !config
+        .restart
+        .restarts(code, st.restart_count, state::stopped_by_user(paths, id))
+    {
+        return;
+    }
+    let ran = Duration::from_nanos(
+        st.finished_at
+            .unwrap_or(0)
+            .saturating_sub(st.started_at.unwrap_or(0)),
+    );
+    let wait = restart::backoff(Duration::from_millis(st.backoff_ms), ran);
+    st.restarting = true;
+    st.backoff_ms = wait.as_millis() as u64;
+    if state::save_state(paths, id, &st).is_err() {
+        return;
+    }
+    // Waits in short steps: a `stop` or `rm -f` meanwhile (the user's mark) cancels it.
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20).min(wait));
+        if state::stopped_by_user(paths, id) {
+            st.restarting = false;
+            let _ = state::save_state(paths, id, &st);
+            return;
+        }
+    }
+    st.restart_count += 1;
+    events::record(paths, id, "restart", &[]);
+    let failure = start::again(paths, a.explain, id, a.lock, st);
+    tracing::error!("restarting container {id:.12}: {failure}");
 }

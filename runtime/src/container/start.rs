@@ -1,0 +1,374 @@
+//! A container's start: set it up from its records (root filesystem, cgroup, process, network,
+//! each recorded before it is made), then either hand it to the caller (a foreground `run`) or
+//! to a supervisor process ([`detach`]), which can start it again from the same records when
+//! its restart policy says so ([`again`]). `run`, `create`/`start` and `system boot` are thin
+//! callers of this.
+//!
+//! The start path is kept lean (no process spawned, no thread, no async runtime): the clone needs
+//! a single-threaded parent, and the whole start aims at a few milliseconds.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::unistd::Pid;
+
+use super::cgroups::Cgroup;
+use super::error::SetupError;
+use super::lifecycle::{self, fault, Container};
+use super::log::Output;
+use super::process::{self, Launch, Signals, Started, Stdio};
+use super::state::{self, Config, Lock, State};
+use super::{health, image, supervisor, tty};
+use crate::network::{self, Mode, Request};
+use crate::paths::Paths;
+
+/// Where a container's /etc/hostname, /etc/hosts and /etc/resolv.conf live on the host: a
+/// small tmpfs of its own (see [`etc_files`]).
+pub fn etc_dir(container_dir: &std::path::Path) -> std::path::PathBuf {
+    container_dir.join("etc")
+}
+
+/// Mounts the container's small tmpfs for its /etc files, unless an earlier start did: bound
+/// writable into the container, they cannot grow the host's memory by more than its size. It
+/// lives in the container's directory, whose removal unmounts it.
+fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = etc_dir(container_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(&dir) == dev(container_dir) {
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("size=1m,nr_inodes=16,mode=755"),
+        )
+        .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Starts the container in a forked process that becomes its supervisor, and returns once the
+/// container runs, or why it failed. Used by `run -d`, `start` and `system boot`.
+pub fn detach(
+    container: Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+) -> Result<(), SetupError> {
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SetupError::sys("creating a pipe", e))?;
+    // SAFETY: the process is single-threaded.
+    match unsafe { nix::unistd::fork() }
+        .map_err(|e| SetupError::sys("starting the supervisor", e))?
+    {
+        nix::unistd::ForkResult::Child => {
+            drop(report_r);
+            in_supervisor(container, found, config, signals, report_w)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(report_w);
+            // The lock stays with the supervisor (closing our descriptor keeps it locked).
+            let (paths, explain) = (container.paths.clone(), container.explain);
+            container.disarm();
+            let mut report = Vec::new();
+            let _ = std::fs::File::from(report_r).read_to_end(&mut report);
+            match report.split_first() {
+                Some((0, _)) => Ok(()),
+                Some(_) => Err(SetupError::decode(&report)
+                    .unwrap_or_else(|| SetupError::new("the supervisor's report is garbled"))),
+                None => {
+                    // It died: once it is gone, and the container's process it may have
+                    // started (which lets go of the lock as it begins), undo what it left.
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    loop {
+                        match state::try_lock(&paths, &config.id) {
+                            Ok(Some(lock)) => {
+                                let st = state::load_state(&paths, &config.id).unwrap_or_default();
+                                lifecycle::recover(&paths, explain, &config.id, st, lock);
+                            }
+                            Ok(None) if Instant::now() < deadline => {
+                                std::thread::sleep(Duration::from_millis(5));
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        break;
+                    }
+                    Err(SetupError::new(format!(
+                        "the supervisor of {:.12} died while starting it",
+                        config.id
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The forked process: sets the container up with its output going to the log pipes, reports
+/// to the parent, then execs the lean supervisor (keeping the lock and the pipes).
+fn in_supervisor(
+    mut container: Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+    report: OwnedFd,
+) -> ! {
+    let _ = nix::unistd::setsid();
+    let result = (|| -> Result<(Pid, Started, Output), SetupError> {
+        let fail = SetupError::sys;
+        // `--explain` lines are for the user; this process's own stdio goes nowhere.
+        let user_stderr =
+            nix::fcntl::fcntl(std::io::stderr(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+                .map_err(|e| fail("duplicating stderr", e))?;
+        network::explain_to(user_stderr);
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| SetupError::io("opening /dev/null", &e))?;
+        for to in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), to) };
+        }
+        let output = Output::new(config.tty()).map_err(|e| fail("creating a pipe", e))?;
+        let (pid, started) = setup(&mut container, found, config, signals, output.write_ends())?;
+        Ok((pid, started, output))
+    })();
+    let mut report = std::fs::File::from(report);
+    match result {
+        Ok((pid, started, output)) => {
+            let _ = report.write_all(&[0]);
+            drop(report);
+            let (out, err) = output.read_ends(started.pty);
+            let failure = hand_over(&container, config, pid, out, err);
+            // Not reached unless the exec failed: the container must not run unsupervised.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            tracing::error!("{failure}");
+        }
+        Err(e) => {
+            // Undone before the report, so that `run` returns with nothing left.
+            drop(container);
+            let _ = report.write_all(&e.encode());
+            drop(report);
+            // SAFETY: leaving the forked process without the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+    }
+    drop(container);
+    // SAFETY: leaving the forked process without the parent's exit handlers.
+    unsafe { libc::_exit(0) }
+}
+
+/// Sets the container up, recording each resource before making it: root filesystem, cgroup,
+/// process, network; then lets it exec. Returns its PID 1 once it runs.
+pub fn setup(
+    c: &mut Container,
+    found: &image::Found,
+    config: &Config,
+    signals: &Signals,
+    output: Option<(BorrowedFd, BorrowedFd)>,
+) -> Result<(Pid, Started), SetupError> {
+    fn rt(e: impl Into<anyhow::Error>) -> SetupError {
+        SetupError::new(format!("{:#}", e.into()))
+    }
+    let spec = config.runtime_spec().map_err(rt)?;
+    let paths = c.paths.clone();
+    let id = config.id.clone();
+    let dir = state::dir(&paths, &id);
+    let target = dir.join("rootfs");
+    std::fs::create_dir_all(&target)
+        .map_err(|e| SetupError::io(format!("creating {}", target.display()), &e))?;
+    let rootfs = image::prepare(found, &dir).map_err(rt)?;
+    fault("rootfs");
+    let linux = spec.linux().clone().unwrap_or_default();
+    let cgroup = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(|| SetupError::new("the Spec gives no cgroupsPath"))?;
+    c.state.cgroup = Some(cgroup.clone());
+    c.save().map_err(rt)?;
+    let resources = linux.resources().clone().unwrap_or_default();
+    c.cgroup = Some(Cgroup::create(&cgroup, &resources).map_err(rt)?);
+    fault("cgroup");
+    if config.healthcheck.is_some() {
+        health::reset(&paths, &id).map_err(rt)?;
+    }
+
+    // The child bind-mounts these files early; the address line is added once the network is
+    // wired (written in place, so the mounts see it).
+    let request = request(&c.state, config);
+    let host_network = request.mode == Mode::Host;
+    let etc = etc_files(&dir).map_err(rt)?;
+    state::write_etc(&etc, &config.hostname, host_network, &config.names).map_err(rt)?;
+
+    let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
+    let launch = Launch {
+        spec,
+        mount_rootfs: Some(&mount_rootfs),
+        signals,
+        stdio: Stdio {
+            input: None,
+            keep_stdin: config.interactive,
+            output,
+        },
+        init: config.init,
+        seccomp_cache: &paths.seccomp_cache(),
+        detached: None,
+    };
+    let child = process::spawn(&launch)?;
+    fault("spawned");
+
+    // The child sets up its filesystem while it is placed in its cgroup and its network is
+    // wired; it waits for `go` before it goes further.
+    let prepared = (|| -> Result<()> {
+        c.cgroup.as_ref().expect("created above").add(child.pid)?;
+        c.spawned(child.pid.as_raw());
+        if let Mode::Bridge(name) = &request.mode {
+            c.state.network = Some(name.clone());
+        }
+        c.save()?;
+        let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
+        if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
+            let names = state::host_names(&config.hostname, config.name.as_deref(), &id);
+            let extra = config.names.hosts_lines(gateway);
+            state::write_hosts(&etc, &names, address, &extra)?;
+            let server = attachment.dns_server();
+            state::write_resolv_conf(&etc, &config.names, server, false)?;
+        }
+        c.state.ports = published(&attachment);
+        c.state.attachment = Some(attachment);
+        c.save()?;
+        fault("attached");
+        // A child that already failed cannot take `go`: its report follows on the channel.
+        if let Err(e) = child.go(if config.tty() { tty::size() } else { None }) {
+            tracing::debug!("sending go: {e}");
+        }
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        process::abort(child.pid);
+        // A child that failed first (and so broke the step above) has the root cause.
+        child.started()?;
+        return Err(rt(e));
+    }
+    let started = match child.started() {
+        Ok(s) => s,
+        Err(f) => {
+            process::reap_blocking(child.pid);
+            return Err(f);
+        }
+    };
+    if let Err(e) = c.running() {
+        process::abort(child.pid);
+        return Err(rt(e));
+    }
+    fault("running");
+    Ok((child.pid, started))
+}
+
+/// What to ask of the network: the ports published last time when there were (`start` keeps
+/// them), else what `run` asked.
+fn request(st: &State, config: &Config) -> Request {
+    let reuse = !st.ports.is_empty();
+    Request {
+        mode: Mode::parse(&config.network),
+        // As `-p` values that publish them again.
+        publish: if reuse {
+            st.ports
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:{}:{}/{}",
+                        m.host_ip, m.host_port, m.container_port, m.proto
+                    )
+                })
+                .collect()
+        } else {
+            config.publish.clone()
+        },
+        publish_all: config.publish_all && !reuse,
+        exposed: config.exposed.clone(),
+        dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
+    }
+}
+
+/// Replaces this process with the container's supervisor, which keeps the lock and reads the
+/// container's output from `out` (and `err`). Returns only if the exec failed.
+fn hand_over(
+    c: &Container,
+    config: &Config,
+    pid: Pid,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+) -> SetupError {
+    supervisor::exec(&supervisor::Handoff {
+        paths: &c.paths,
+        explain: c.explain,
+        id: &c.id,
+        pid,
+        lock: c.lock(),
+        out: out.as_fd(),
+        err: err.as_ref().map(|e| e.as_fd()),
+        log: config.log,
+        health: config.healthcheck.as_ref().map(|h| h.interval()),
+    })
+}
+
+/// In the supervisor of a container that exited, when its restart policy says so: starts it
+/// again from its records, then becomes the new container's supervisor (this process is
+/// replaced). Returns only if that failed; the container is then left exited.
+pub fn again(paths: &Paths, explain: bool, id: &str, lock: Lock, mut st: State) -> SetupError {
+    let rt = |e: anyhow::Error| SetupError::new(format!("{e:#}"));
+    let config = match state::load_config(paths, id) {
+        Ok(c) => c,
+        Err(e) => return rt(e.into()),
+    };
+    let found = match image::find(paths, &config.image) {
+        Ok(f) => f,
+        Err(e) => return rt(e),
+    };
+    let signals = match Signals::block() {
+        Ok(s) => s,
+        Err(e) => return SetupError::sys("blocking signals", e),
+    };
+    st.status = state::Status::Created;
+    st.exit_code = None;
+    let mut container = Container::new(paths, explain, &config, lock, st);
+    let output = match Output::new(config.tty()) {
+        Ok(o) => o,
+        Err(e) => return SetupError::sys("creating a pipe", e),
+    };
+    let (pid, started) = match setup(
+        &mut container,
+        &found,
+        &config,
+        &signals,
+        output.write_ends(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let (out, err) = output.read_ends(started.pty);
+    let failure = hand_over(&container, &config, pid, out, err);
+    // Not reached unless the exec failed: the container must not run unsupervised.
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    failure
+}
+
+/// The ports an attachment published.
+fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
+    att.bridge
+        .iter()
+        .flat_map(|b| b.ports.iter().copied())
+        .collect()
+}
