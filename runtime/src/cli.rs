@@ -129,6 +129,8 @@ pub enum Command {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Change containers' memory, cpu and pids limits (running ones at once).
+    Update(UpdateArgs),
     /// Manage minibox itself.
     #[command(subcommand)]
     System(SystemCommand),
@@ -392,6 +394,69 @@ pub struct LoginArgs {
     pub registry: Option<String>,
 }
 
+/// `run`'s further limits, devices, sysctls and shared namespaces.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// An rlimit: NAME=SOFT[:HARD], e.g. nofile=1024:2048 (-1: unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Memory plus swap (e.g. 128m; -1: unlimited swap). Default: twice --memory.
+    #[arg(long, allow_negative_numbers = true)]
+    pub memory_swap: Option<String>,
+    /// CPU weight relative to other containers (default 1024).
+    #[arg(long, short = 'c')]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (e.g. 0-1, 0,2).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Size of /dev/shm (default 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// A host device: HOST[:CONTAINER[:PERMISSIONS]] (permissions from rwm).
+    #[arg(long = "device")]
+    pub devices: Vec<String>,
+    /// A namespaced kernel parameter: KEY=VALUE (IPC ones, net.*, kernel.domainname).
+    #[arg(long = "sysctl")]
+    pub sysctls: Vec<String>,
+    /// A supplementary group (name or GID) for the process.
+    #[arg(long = "group-add")]
+    pub group_add: Vec<String>,
+    /// PID namespace: host or container:NAME (default: its own).
+    #[arg(long, default_value = "")]
+    pub pid: String,
+    /// IPC namespace: host or container:NAME (default: its own).
+    #[arg(long, default_value = "")]
+    pub ipc: String,
+    /// UTS namespace (hostname): host (default: its own).
+    #[arg(long, default_value = "")]
+    pub uts: String,
+}
+
+/// `update`: new limits for containers, running or not.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap (-1: unlimited swap).
+    #[arg(long, allow_negative_numbers = true)]
+    pub memory_swap: Option<String>,
+    /// CPU limit in cores (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU weight relative to other containers.
+    #[arg(long, short = 'c')]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on.
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
 /// When `run` pulls its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PullPolicy {
@@ -463,9 +528,11 @@ pub struct RunArgs {
     /// CPU limit in cores (e.g. 0.5).
     #[arg(long)]
     pub cpus: Option<String>,
-    /// Maximum number of processes.
-    #[arg(long)]
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The parent cgroup.
     #[arg(long, env = "MINIBOX_CGROUP_PARENT", default_value = "minibox")]
     pub cgroup_parent: String,

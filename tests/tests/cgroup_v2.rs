@@ -46,6 +46,10 @@ report pid1-cgroup "$(cat /proc/$pid1/cgroup)"
 report exec-view "$(minibox exec lim sh -c 'cat /proc/self/cgroup /proc/1/cgroup' 2>&1)"
 report own-cgroup "$(minibox exec lim sh -c 'stat -f -c %t /sys/fs/cgroup; cat /sys/fs/cgroup/memory.max \
     /sys/fs/cgroup/pids.max; echo max > /sys/fs/cgroup/pids.max && echo raised' 2>&1)"
+report v2-limits "$(run --memory 32m --memory-swap 64m --cpu-shares 512 --ulimit nofile=100:200 \
+    busybox sh -c 'cat /sys/fs/cgroup/memory.swap.max /sys/fs/cgroup/cpu.weight; ulimit -Sn; ulimit -Hn' 2>&1)"
+minibox update --memory 96m --pids-limit 30 --cpus 0.25 lim >/dev/null 2>&1; report update $?
+report updated "$(cat $d/memory.max $d/pids.max $d/cpu.max)"
 minibox exec lim sleep 1000 & execpid=$!
 i=0; while [ "$(wc -l < $d/cgroup.procs)" -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 other=$(grep -vx "$pid1" $d/cgroup.procs)
@@ -179,6 +183,24 @@ fn cgroup_v2_unified_host() {
         "exec-cgroup",
         "the exec'd process is in minibox/ID",
         |v| v == format!("{own} sleep"),
+    );
+    expect(
+        &vm,
+        "v2-limits",
+        "--memory-swap as memory.swap.max (swap alone), --cpu-shares as cpu.weight, --ulimit",
+        |v| v == format!("{}\n20\n100\n200", 32u64 << 20),
+    );
+    expect(
+        &vm,
+        "update",
+        "update of a running container succeeds",
+        |v| v == "0",
+    );
+    expect(
+        &vm,
+        "updated",
+        "update rewrote memory.max, pids.max, cpu.max",
+        |v| v == format!("{}\n30\n25000 100000", 96u64 << 20),
     );
     expect(&vm, "stop", "stop succeeds", |v| v == "0");
     expect(&vm, "after-stop", "stop removes the cgroup", str::is_empty);

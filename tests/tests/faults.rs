@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use minibox_tests::Sandbox;
 
-/// The points of the set-up where `MINIBOX_FAULT` kills minibox (see `commands/run.rs`).
+/// The points of the set-up where `MINIBOX_FAULT` kills minibox (see `container/start.rs`).
 const POINTS: [&str; 7] = [
-    "created", "config", "rootfs", "cgroup", "spawned", "attached", "running",
+    "created", "config", "rootfs", "spawned", "cgroup", "attached", "running",
 ];
 
 fn sandbox() -> Sandbox {

@@ -603,5 +603,21 @@ fn ocirt_preserve_fds_passes_descriptors() {
     assert_eq!(fs::read_to_string(&out).unwrap(), "through-fd-3\n");
     // 0, 1, 2, 3 and the one ls opens: nothing else of the runtime's.
     assert_eq!(fds.split_whitespace().count(), 5, "{fds}");
+
+    // exec passes them too (conmon hands an exec'd process its descriptors so).
+    let bundle = Bundle::busybox(&sb, "p2", &["sleep", "60"]);
+    create_start(&sb, &bundle, "p2");
+    let out = bundle.file("exec-fds");
+    let script = format!(
+        "{} exec --preserve-fds 2 p2 sh -c 'echo via-exec >&3; echo four >&4; ls /proc/self/fd' 3>{} 4>>{}",
+        minibox_tests::minibox_runc_bin().display(),
+        out.display(),
+        out.display()
+    );
+    let fds = sb.sh(&script).ok();
+    assert_eq!(fs::read_to_string(&out).unwrap(), "via-exec\nfour\n");
+    // 0, 1, 2, 3, 4 and the one ls opens.
+    assert_eq!(fds.split_whitespace().count(), 6, "{fds}");
+    remove(&sb, "p2");
     sb.finish();
 }

@@ -300,10 +300,8 @@ fn dispatch(cli: &Cli) -> Result<u8, String> {
                 detach: a.detach,
                 pid_file: a.pid_file.clone(),
                 console_socket: a.console_socket.clone(),
+                preserve_fds: a.preserve_fds,
             };
-            if a.preserve_fds > 0 {
-                return Err("exec --preserve-fds: not supported".into());
-            }
             let code = oci::exec::exec(&root, &a.id, &opts).map_err(ctx("exec", &a.id))?;
             return Ok(code as u8);
         }

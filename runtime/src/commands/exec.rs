@@ -84,7 +84,7 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
         output: output.write_ends(),
     };
     let pid = nix::unistd::Pid::from_raw(st.pid);
-    let child = process::spawn_exec(pid, cgroup, &spec, stdio, &paths.seccomp_cache())
+    let child = process::spawn_exec(pid, cgroup, &spec, stdio, &paths.seccomp_cache(), 0)
         .with_context(|| format!("entering container {}", args.container))?;
     // Only the container's process keeps its ends of the pipes.
     let input: Option<OwnedFd> = input.map(|(_, w)| w);

@@ -10,6 +10,7 @@ mod registry;
 mod run;
 mod system;
 mod table;
+mod update;
 
 use anyhow::Result;
 
@@ -57,6 +58,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
         Command::Doctor(args) => doctor::doctor(&paths, explain, &args),
+        Command::Update(args) => update::update(&paths, explain, &args),
         Command::System(SystemCommand::Prune { .. }) => system::prune(&paths, explain),
         Command::System(SystemCommand::Reset(args)) => system::reset(&paths, explain, &args),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),

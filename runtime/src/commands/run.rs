@@ -7,7 +7,7 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{Global, RunArgs, ServiceArgs};
 use crate::container::cgroups::Cgroup;
@@ -31,6 +31,7 @@ struct Plan {
     security_opt: Vec<String>,
     names: Names,
     service: Service,
+    joins: Vec<(String, String)>,
 }
 
 /// How the container runs as a service: `--restart`, `--stop-*`, `--health-*` checked, merged
@@ -106,12 +107,19 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let found = image::find(paths, &args.image)?;
     let service = service(&args.service, args.rm, &found.config)?;
     let id = state::new_id()?;
+    let (mut limits, joins) = limits(paths, args, memory, mode.new_netns())?;
+    let own_uts = limits.uts.private();
+    if let (Some(_), false) = (&args.hostname, own_uts) {
+        bail!(
+            "conflicting options: --hostname needs the container's own UTS namespace (not --uts {})",
+            args.limits.uts
+        );
+    }
     // Docker's defaults: the short id, or the host's name with the host's network.
     let hostname = match (&args.hostname, &mode) {
         (Some(h), _) => h.clone(),
-        (None, Mode::Host) => nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| id[..12].to_string()),
+        (None, _) if !own_uts => host_name(&id),
+        (None, Mode::Host) => host_name(&id),
         (None, _) => id[..12].to_string(),
     };
     let user_spec = args
@@ -120,7 +128,14 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         .clone()
         .unwrap_or_else(|| found.config.user.clone());
     let layers = image::layers(&found);
-    let user = user::lookup(&user_spec, &layers).map_err(anyhow::Error::msg)?;
+    let mut user = user::lookup(&user_spec, &layers).map_err(anyhow::Error::msg)?;
+    for group in &args.limits.group_add {
+        let gid = user::group(group, &layers).map_err(anyhow::Error::msg)?;
+        if gid != user.gid && !user.groups.contains(&gid) {
+            user.groups.push(gid);
+        }
+    }
+    limits.rlimits = spec::limits::rlimits(&args.limits.ulimits)?;
     let dir = state::dir(paths, &id);
     let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
@@ -151,6 +166,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         cpu_quota,
         pids: args.pids_limit.filter(|n| *n > 0),
         seccomp,
+        limits,
     })?;
     let request = Request {
         mode,
@@ -168,7 +184,72 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         security_opt: security.given,
         names,
         service,
+        joins,
     })
+}
+
+/// The host's name (`--uts host`, `--network host`), the short id when it has none.
+fn host_name(id: &str) -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| id[..12].to_string())
+}
+
+/// `run`'s further limits, checked (rlimits are filled in by the caller), and the namespaces
+/// joined from other containers (type, container id).
+fn limits(
+    paths: &Paths,
+    args: &RunArgs,
+    memory: Option<i64>,
+    own_net: bool,
+) -> Result<(spec::Limits, Vec<(String, String)>)> {
+    let l = &args.limits;
+    let mut joins = Vec::new();
+    let mut share = |flag: &str, value: &str| -> Result<spec::Share> {
+        match spec::Share::parse(flag, value)? {
+            spec::Share::Container(name) => {
+                let id = state::resolve(paths, &name)?;
+                let path = start::namespace_of(paths, &id, flag)?;
+                joins.push((flag.to_string(), id));
+                Ok(spec::Share::Path(path))
+            }
+            share => Ok(share),
+        }
+    };
+    let (pid, ipc, uts) = (
+        share("pid", &l.pid)?,
+        share("ipc", &l.ipc)?,
+        share("uts", &l.uts)?,
+    );
+    let limits = spec::Limits {
+        rlimits: Vec::new(),
+        memory_swap: spec::limits::memory_swap(
+            l.memory_swap.as_deref(),
+            memory,
+            crate::container::cgroups::swap_accounted(),
+        )?,
+        cpu_shares: l.cpu_shares.map(spec::limits::cpu_shares).transpose()?,
+        cpuset_cpus: l
+            .cpuset_cpus
+            .as_deref()
+            .map(spec::limits::cpuset)
+            .transpose()?,
+        shm_size: l
+            .shm_size
+            .as_deref()
+            .map(spec::limits::shm_size)
+            .transpose()?,
+        devices: l
+            .devices
+            .iter()
+            .map(|d| spec::limits::device(d))
+            .collect::<Result<_>>()?,
+        sysctls: spec::limits::sysctls(&l.sysctls, own_net, &ipc, &uts)?,
+        pid,
+        ipc,
+        uts,
+    };
+    Ok((limits, joins))
 }
 
 /// Checks everything, then records the new container (under its lock, which the caller holds).
@@ -181,6 +262,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         security_opt,
         names,
         service,
+        joins,
     } = plan(paths, global, args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -196,7 +278,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
             .as_ref()
             .and_then(|p| p.args().clone())
             .unwrap_or_default(),
-        hostname: spec.hostname().clone().unwrap_or_default(),
+        hostname: spec.hostname().clone().unwrap_or_else(|| host_name(&id)),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -222,6 +304,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         stop_signal: service.stop_signal,
         stop_timeout: service.stop_timeout,
         healthcheck: service.healthcheck,
+        joins,
     };
     let lock = match &args.name {
         Some(name) => state::create(paths, &id, Some(name))?,

@@ -49,25 +49,55 @@ fn device_rules(rules: &[LinuxDeviceCgroup]) -> Vec<DeviceResource> {
         .collect()
 }
 
-/// The Spec's memory, cpu and pids limits in cgroups-rs's terms (devices apart).
-fn limits(resources: &LinuxResources) -> Resources {
+/// The Spec's memory, cpu and pids limits in cgroups-rs's terms (devices apart). The Spec speaks
+/// v1 (memory.swap is memory plus swap, cpu.shares a weight around 1024): on v2 they become
+/// `memory.swap.max` (swap alone) and `cpu.weight`, as runc converts them.
+fn limits(resources: &LinuxResources, v2: bool) -> Resources {
     let mut res = Resources::default();
     if let Some(m) = resources.memory() {
         res.memory.memory_hard_limit = m.limit();
-        res.memory.memory_swap_limit = m.swap();
+        res.memory.memory_swap_limit = match (v2, m.swap(), m.limit()) {
+            (true, Some(swap), Some(limit)) if swap > 0 => Some((swap - limit).max(0)),
+            (_, swap, _) => swap,
+        };
         res.memory.memory_soft_limit = m.reservation();
     }
     if let Some(c) = resources.cpu() {
-        res.cpu.shares = c.shares();
+        res.cpu.shares = match v2 {
+            true => c
+                .shares()
+                .map(|s| 1 + (s.clamp(2, 262_144) - 2) * 9999 / 262_142),
+            false => c.shares(),
+        };
         res.cpu.quota = c.quota();
         res.cpu.period = c.period();
         res.cpu.cpus = c.cpus().clone();
         res.cpu.mems = c.mems().clone();
     }
     if let Some(p) = resources.pids() {
-        res.pid.maximum_number_of_processes = Some(MaxValue::Value(p.limit()));
+        res.pid.maximum_number_of_processes = Some(match p.limit() {
+            n if n > 0 => MaxValue::Value(n),
+            _ => MaxValue::Max,
+        });
     }
     res
+}
+
+/// Whether the host keeps swap accounts (v1 `memory.memsw.*`, v2 `memory.swap.max`): without
+/// them a swap limit cannot be set.
+pub fn swap_accounted() -> bool {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        // The root cgroup has no memory files: any child with memory.max tells.
+        return std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.path().join("memory.max").exists() && e.path().join("memory.swap.max").exists()
+            });
+    }
+    root.join("memory/memory.memsw.limit_in_bytes").exists()
 }
 
 pub struct Cgroup {
@@ -98,7 +128,7 @@ impl Cgroup {
             cg,
             path: path.to_string(),
         };
-        let mut res = limits(resources);
+        let mut res = limits(resources, this.cg.v2());
         // No rules (as for `--privileged`) restrict nothing.
         let devices = resources
             .devices()
@@ -193,11 +223,31 @@ impl Cgroup {
             .with_context(|| format!("moving the container into cgroup {}", self.path))
     }
 
-    /// Changes the memory, cpu and pids limits of a running container (`update`).
+    /// Changes the memory, cpu and pids limits of a running container (`update`). Memory is
+    /// written here, each failure reported (cgroups-rs ignores them): on v1 the kernel keeps
+    /// `memory.limit_in_bytes` at most `memory.memsw.limit_in_bytes`, so which of the two goes
+    /// first depends on whether they grow or shrink.
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
-        self.cg
-            .apply(&limits(resources))
-            .with_context(|| format!("updating the limits of cgroup {}", self.path))
+        let mut res = limits(resources, self.cg.v2());
+        let (limit, swap) = (
+            res.memory.memory_hard_limit.take(),
+            res.memory.memory_swap_limit.take(),
+        );
+        let failed = || format!("updating the limits of cgroup {}", self.path);
+        if let (Some(mem), true) = (
+            self.cg.controller_of::<MemController>(),
+            limit.is_some() || swap.is_some(),
+        ) {
+            let set_limit = || limit.map_or(Ok(()), |l| mem.set_limit(l));
+            let set_swap = || swap.map_or(Ok(()), |s| mem.set_memswap_limit(s));
+            if set_limit().is_err() {
+                set_swap().and_then(|()| set_limit())
+            } else {
+                set_swap()
+            }
+            .with_context(failed)?;
+        }
+        self.cg.apply(&res).with_context(failed)
     }
 
     /// The processes in the cgroup.

@@ -391,8 +391,9 @@ fn setup_and_exec(
 enum End<'a> {
     /// `run`: dies with the runtime (after forking `--init`'s PID 1 when asked).
     WithParent(Option<&'a SigSet>),
-    /// `exec`: a process of the container that outlives the runtime.
-    Free,
+    /// `exec`: a process of the container that outlives the runtime, keeping the caller's
+    /// descriptors 3 to 3+N-1 (`--preserve-fds N`).
+    Free(u32),
     /// OCI `create`: outlives the runtime, reports ready, then waits for `start`.
     Detached(&'a Detached),
 }
@@ -464,7 +465,7 @@ fn finish_and_exec(
     match end {
         End::WithParent(_) => security::die_with_parent()?,
         End::Detached(_) => security::keep_after_parent()?,
-        End::Free => {}
+        End::Free(_) => {}
     }
     if nnp {
         security::set_no_new_privs()?;
@@ -472,7 +473,8 @@ fn finish_and_exec(
     nix::sys::stat::umask(Mode::from_bits_truncate(user.umask().unwrap_or(0o022)));
     let preserved = match end {
         End::Detached(d) => d.preserve_fds,
-        _ => 0,
+        End::Free(n) => n,
+        End::WithParent(_) => 0,
     };
     security::cloexec_from(3 + preserved)?;
     if let End::Detached(d) = end {
@@ -501,6 +503,7 @@ pub fn spawn_exec(
     spec: &Spec,
     stdio: Stdio,
     seccomp_cache: &Path,
+    preserve_fds: u32,
 ) -> Result<Child, SetupError> {
     let seccomp = seccomp_program(spec, seccomp_cache)?;
     let open = |typ: LinuxNamespaceType| {
@@ -551,7 +554,7 @@ pub fn spawn_exec(
                     &child_end,
                     size,
                     keep_stdin,
-                    End::Free,
+                    End::Free(preserve_fds),
                     seccomp.as_ref(),
                 )
             })

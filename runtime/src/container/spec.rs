@@ -11,13 +11,16 @@ use caps::{Capability, CapsHashSet};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceBuilder,
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, ProcessBuilder,
+    RootBuilder, SpecBuilder, UserBuilder,
 };
 
 pub use oci_spec::runtime::Spec;
 
 use super::user::User;
+
+pub mod limits;
+pub use limits::{Limits, Share};
 
 /// The parts of an image's config that `run` uses.
 #[derive(Debug, Clone, Default)]
@@ -306,9 +309,6 @@ pub const DEVICES: [(&str, i64, i64); 6] = [
 /// slaves, /dev/net/tun.
 const MORE_ALLOWED: [(i64, Option<i64>); 3] = [(5, Some(2)), (136, None), (10, Some(200))];
 
-/// RLIMIT_NOFILE, as runc's default (the executor never raises a hard limit above its own).
-const NOFILE: u64 = 1024;
-
 /// What the container's process is, resolved.
 pub struct Process {
     pub args: Vec<String>,
@@ -341,6 +341,8 @@ pub struct Options<'a> {
     pub pids: Option<i64>,
     /// The seccomp filter (`linux.seccomp`); none when unconfined.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// rlimits, more cgroup limits, devices, sysctls, shared namespaces.
+    pub limits: Limits,
 }
 
 /// The CFS period `--cpus` is a quota of.
@@ -382,46 +384,60 @@ pub fn build(o: &Options) -> Result<Spec> {
         .env(env)
         .cwd(&o.process.cwd)
         .capabilities(capabilities)
-        .rlimits(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .hard(NOFILE)
-            .soft(NOFILE)
-            .build()?])
+        .rlimits(o.limits.rlimits.clone())
         .no_new_privileges(o.process.no_new_privileges)
         .build()?;
 
+    let l = &o.limits;
     let mut namespaces = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Cgroup,
+        (LinuxNamespaceType::Pid, &l.pid),
+        (LinuxNamespaceType::Mount, &Share::Private),
+        (LinuxNamespaceType::Uts, &l.uts),
+        (LinuxNamespaceType::Ipc, &l.ipc),
+        (LinuxNamespaceType::Cgroup, &Share::Private),
     ];
     if o.own_netns {
-        namespaces.push(LinuxNamespaceType::Network);
+        namespaces.push((LinuxNamespaceType::Network, &Share::Private));
     }
     let namespaces = namespaces
         .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .filter_map(|(typ, share)| {
+            let ns = LinuxNamespaceBuilder::default().typ(typ);
+            match share {
+                Share::Private => Some(ns.build()),
+                Share::Path(path) => Some(ns.path(path).build()),
+                // The host's: none of its own; a name not resolved yet cannot be built.
+                Share::Host | Share::Container(_) => None,
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut resources = LinuxResourcesBuilder::default();
     if let Some(limit) = o.memory {
-        resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
+        let mut memory = LinuxMemoryBuilder::default().limit(limit);
+        if let Some(swap) = l.memory_swap {
+            memory = memory.swap(swap);
+        }
+        resources = resources.memory(memory.build()?);
     }
-    if let Some(quota) = o.cpu_quota {
-        resources = resources.cpu(
-            LinuxCpuBuilder::default()
-                .quota(quota)
-                .period(CPU_PERIOD)
-                .build()?,
-        );
+    if o.cpu_quota.is_some() || l.cpu_shares.is_some() || l.cpuset_cpus.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(quota) = o.cpu_quota {
+            cpu = cpu.quota(quota).period(CPU_PERIOD);
+        }
+        if let Some(shares) = l.cpu_shares {
+            cpu = cpu.shares(shares);
+        }
+        if let Some(cpus) = &l.cpuset_cpus {
+            cpu = cpu.cpus(cpus);
+        }
+        resources = resources.cpu(cpu.build()?);
     }
     if let Some(limit) = o.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build()?);
     }
     // `--privileged`: no device rules, nothing masked or read-only.
-    let (rules, masked, readonly) = match o.privileged {
+    let (mut rules, masked, readonly) = match o.privileged {
         false => (
             device_rules()?,
             MASKED_PATHS.map(String::from).to_vec(),
@@ -429,20 +445,37 @@ pub fn build(o: &Options) -> Result<Spec> {
         ),
         true => Default::default(),
     };
+    let mut nodes = devices()?;
+    for (node, access) in &l.devices {
+        nodes.retain(|n| n.path() != node.path());
+        nodes.push(node.clone());
+        if !o.privileged {
+            let (typ, major, minor) = (node.typ(), node.major(), node.minor());
+            rules.push(device_rule(true, typ, Some(major), Some(minor), access)?);
+        }
+    }
     let mut linux = LinuxBuilder::default();
+    if !l.sysctls.is_empty() {
+        linux = linux.sysctl(l.sysctls.clone());
+    }
     if let Some(seccomp) = &o.seccomp {
         linux = linux.seccomp(seccomp.clone());
     }
     let linux = linux
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(&o.cgroup))
-        .devices(devices()?)
+        .devices(nodes)
         .resources(resources.devices(rules).build()?)
         .masked_paths(masked)
         .readonly_paths(readonly)
         .build()?;
 
-    Ok(SpecBuilder::default()
+    let mut spec = SpecBuilder::default();
+    // The hostname is only set in a UTS namespace of its own (not the host's or another's).
+    if l.uts.private() {
+        spec = spec.hostname(&o.hostname);
+    }
+    Ok(spec
         .version("1.0.2")
         .root(
             RootBuilder::default()
@@ -450,7 +483,6 @@ pub fn build(o: &Options) -> Result<Spec> {
                 .readonly(false)
                 .build()?,
         )
-        .hostname(&o.hostname)
         .process(process)
         .mounts(mounts(o)?)
         .linux(linux)
@@ -469,6 +501,22 @@ fn mounts(o: &Options) -> Result<Vec<oci_spec::runtime::Mount>> {
             .build()
     };
     let ro = if o.privileged { "rw" } else { "ro" };
+    let shm_size = format!("size={}", o.limits.shm_size.unwrap_or(64 << 20));
+    // The host's IPC namespace comes with the host's POSIX shared memory, as in Docker.
+    let shm = match o.limits.ipc {
+        Share::Host => m(
+            "/dev/shm",
+            "bind",
+            "/dev/shm",
+            &["rbind", "nosuid", "noexec", "nodev"],
+        )?,
+        _ => m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
+        )?,
+    };
     let mut all = vec![
         m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         m(
@@ -490,12 +538,7 @@ fn mounts(o: &Options) -> Result<Vec<oci_spec::runtime::Mount>> {
                 "gid=5",
             ],
         )?,
-        m(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        )?,
+        shm,
         m(
             "/dev/mqueue",
             "mqueue",
@@ -698,6 +741,10 @@ mod tests {
             cpu_quota: None,
             pids: Some(50),
             seccomp: None,
+            limits: Limits {
+                rlimits: limits::rlimits(&["nofile=1024".into()]).unwrap(),
+                ..Default::default()
+            },
         }
     }
 

@@ -179,8 +179,8 @@ pub fn setup(
     fn rt(e: impl Into<anyhow::Error>) -> SetupError {
         SetupError::new(format!("{:#}", e.into()))
     }
-    let spec = config.runtime_spec().map_err(rt)?;
     let paths = c.paths.clone();
+    let spec = &rejoin(&paths, config).map_err(rt)?;
     let id = config.id.clone();
     let dir = state::dir(&paths, &id);
     let target = dir.join("rootfs");
@@ -197,8 +197,6 @@ pub fn setup(
     c.state.cgroup = Some(cgroup.clone());
     c.save().map_err(rt)?;
     let resources = linux.resources().clone().unwrap_or_default();
-    c.cgroup = Some(Cgroup::create(&cgroup, &resources).map_err(rt)?);
-    fault("cgroup");
     if config.healthcheck.is_some() {
         health::reset(&paths, &id).map_err(rt)?;
     }
@@ -227,10 +225,13 @@ pub fn setup(
     let child = process::spawn(&launch)?;
     fault("spawned");
 
-    // The child sets up its filesystem while it is placed in its cgroup and its network is
-    // wired; it waits for `go` before it goes further.
+    // The child sets up its filesystem while its cgroup is made (the two take about as long:
+    // on two cores they overlap), it is placed in it and its network is wired; it waits for
+    // `go` before it goes further (and makes its cgroup namespace only then).
     let prepared = (|| -> Result<()> {
-        c.cgroup.as_ref().expect("created above").add(child.pid)?;
+        let cgroup = c.cgroup.insert(Cgroup::create(&cgroup, &resources)?);
+        fault("cgroup");
+        cgroup.add(child.pid)?;
         c.spawned(child.pid.as_raw());
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
@@ -371,4 +372,39 @@ fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
         .iter()
         .flat_map(|b| b.ports.iter().copied())
         .collect()
+}
+
+/// The `typ` namespace (`pid`, `ipc`, `uts`) of container `id`'s PID 1, which must be running
+/// (its pid verified, so a reused pid is never taken for it).
+pub fn namespace_of(paths: &Paths, id: &str, typ: &str) -> Result<std::path::PathBuf> {
+    let st = state::load_state(paths, id)?;
+    if !lifecycle::running(&st) {
+        anyhow::bail!(
+            "cannot join the {typ} namespace of container {id:.12}: it is not running (start it first)"
+        );
+    }
+    Ok(format!("/proc/{}/ns/{typ}", st.pid).into())
+}
+
+/// The Spec with the namespaces joined from other containers (`--pid container:NAME`...) looked
+/// up again: their PID 1 may have changed since the Spec was built (a restart).
+fn rejoin(paths: &Paths, config: &Config) -> Result<super::spec::Spec> {
+    let mut spec = config.runtime_spec()?.clone();
+    if config.joins.is_empty() {
+        return Ok(spec);
+    }
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for (typ, id) in &config.joins {
+        let path = namespace_of(paths, id, typ)?;
+        for ns in namespaces
+            .iter_mut()
+            .filter(|n| n.typ().to_string() == *typ)
+        {
+            ns.set_path(Some(path.clone()));
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(spec)
 }

@@ -139,6 +139,10 @@ pub struct Config {
     /// The health check (`--health-*`, else the image's HEALTHCHECK).
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
+    /// `--pid/--ipc/--uts container:NAME`: the namespace's type (`pid`) and the other
+    /// container's id. Its PID 1's namespace is looked up again at every start.
+    #[serde(default)]
+    pub joins: Vec<(String, String)>,
 }
 
 impl Config {

@@ -148,6 +148,12 @@ pub fn lookup(spec: &str, roots: &[&Path]) -> Result<User, String> {
     )
 }
 
+/// The GID of `group` (a name in the group file found first in `roots`, or a number), for
+/// `--group-add`.
+pub fn group(group: &str, roots: &[&Path]) -> Result<u32, String> {
+    lookup(&format!("0:{group}"), roots).map(|u| u.gid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

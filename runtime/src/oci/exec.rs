@@ -27,6 +27,8 @@ pub struct Options {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// The caller's descriptors 3 to 3+N-1 stay open in the process.
+    pub preserve_fds: u32,
 }
 
 /// Runs the process; returns its exit code, or 0 once it runs with `--detach`.
@@ -51,7 +53,14 @@ pub fn exec(root: &Root, id: &str, opts: &Options) -> Result<i32> {
         output: None,
     };
     let cache = root.seccomp_cache();
-    let child = process::spawn_exec(record.pid(), &record.cgroup, &spec, stdio, &cache)?;
+    let child = process::spawn_exec(
+        record.pid(),
+        &record.cgroup,
+        &spec,
+        stdio,
+        &cache,
+        opts.preserve_fds,
+    )?;
     let started = match child.started() {
         Ok(s) => s,
         Err(e) => {
