@@ -4,7 +4,8 @@ use oci_spec::image::Config;
 
 use crate::Error;
 
-/// Applies `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `EXPOSE` or `USER` in Dockerfile syntax.
+/// Applies `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `EXPOSE`, `USER` or `VOLUME` in Dockerfile
+/// syntax.
 pub fn apply(config: &mut Config, change: &str) -> Result<(), Error> {
     let change = change.trim();
     let (word, rest) = change
@@ -68,9 +69,25 @@ pub fn apply(config: &mut Config, change: &str) -> Result<(), Error> {
         "USER" => {
             config.set_user(Some(unquote_one(rest).map_err(|e| bad(&e))?));
         }
+        "VOLUME" => {
+            let mut volumes = config.volumes().clone().unwrap_or_default();
+            let paths = match serde_json::from_str::<Vec<String>>(rest) {
+                Ok(list) => list,
+                Err(_) => words(rest).map_err(|e| bad(&e))?,
+            };
+            for p in paths {
+                if !p.starts_with('/') {
+                    return Err(bad(&format!("{p:?} is not an absolute path")));
+                }
+                if !volumes.contains(&p) {
+                    volumes.push(p);
+                }
+            }
+            config.set_volumes(Some(volumes));
+        }
         _ => return Err(bad(
             "unsupported instruction (supported: CMD, ENTRYPOINT, ENV, EXPOSE, STOPSIGNAL, USER, \
-                 WORKDIR)",
+                 VOLUME, WORKDIR)",
         )),
     }
     Ok(())

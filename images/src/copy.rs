@@ -18,8 +18,9 @@ use crate::error::IoContext;
 use crate::unpack::OPAQUE_XATTR;
 use crate::Error;
 
-/// Applies the unpacked layer `layer` on top of `dest`.
-pub(crate) fn apply_layer(layer: &Path, dest: &Path) -> Result<(), Error> {
+/// Applies the unpacked layer `layer` on top of `dest`: for a plain directory tree (no
+/// whiteouts), a copy that keeps owners, modes, times, hard links and file capabilities.
+pub fn apply_layer(layer: &Path, dest: &Path) -> Result<(), Error> {
     let mut links = HashMap::new();
     copy_dir(layer, dest, &mut links)?;
     Ok(())

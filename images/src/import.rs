@@ -65,7 +65,7 @@ impl Store {
 /// The config as Go's encoding/json writes it: fields in declaration order (as serde writes
 /// them) and map keys sorted (oci-spec writes its maps from a HashMap, in any order). The same
 /// config then always has the same ID, which re-encoding by Go tools (skopeo) keeps.
-fn config_bytes(config: &ImageConfiguration) -> Vec<u8> {
+pub(crate) fn config_bytes(config: &ImageConfiguration) -> Vec<u8> {
     let mut value = serde_json::to_value(config).expect("serializable");
     if let Some(c) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
         for map in c.values_mut().filter_map(|v| v.as_object_mut()) {
@@ -78,7 +78,7 @@ fn config_bytes(config: &ImageConfiguration) -> Vec<u8> {
 /// The creation time as Go's RFC3339Nano writes it (trailing zeros of the fraction dropped),
 /// as Docker does: tools that re-encode the config in Go (skopeo converting to OCI) then
 /// reproduce the same bytes, so the image keeps its ID.
-fn created(time: std::time::SystemTime) -> String {
+pub(crate) fn created(time: std::time::SystemTime) -> String {
     let full = humantime::format_rfc3339_nanos(time).to_string();
     let fraction = full.trim_end_matches('Z').trim_end_matches('0');
     format!("{}Z", fraction.trim_end_matches('.'))

@@ -30,7 +30,10 @@ mod staging;
 mod store;
 mod tee;
 mod unpack;
+mod upper;
 
+pub use copy::apply_layer;
 pub use error::Error;
 pub use import::ImportOptions;
 pub use store::{Image, Store};
+pub use upper::{diff, export, CommitOptions};

@@ -148,6 +148,13 @@ pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
     }
 }
 
+/// The container's writable layer, overlay's upper directory, once [`prepare`] made one (the
+/// copy fallback has none: its changes are mixed into its copy).
+pub fn upper(container_dir: &Path) -> Option<PathBuf> {
+    let upper = container_dir.join("fs").join("upper");
+    upper.is_dir().then_some(upper)
+}
+
 /// Unmounts anything still mounted at or under `container_dir` (in this mount namespace) and
 /// removes what [`prepare`] made. Idempotent.
 pub fn remove(container_dir: &Path) -> Result<(), Error> {

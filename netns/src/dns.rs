@@ -36,6 +36,10 @@ pub struct Dns {
     pub names: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<IpAddr>,
+    /// What the endpoints of one container on several networks share, so that it sees the
+    /// names of all of them (default: the attachment's id).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
     /// Whether the network's server runs (it could not bind port 53: the container gets the
     /// host's servers in its resolv.conf instead).
     #[serde(default)]
@@ -299,16 +303,25 @@ pub(crate) fn lookup(
     name: &str,
 ) -> Option<Vec<Ipv4Addr>> {
     let network = net.name.as_str();
+    let group = |a: &'_ Attachment| -> String {
+        match &a.dns {
+            Some(d) if !d.group.is_empty() => d.group.clone(),
+            _ => a.id.clone(),
+        }
+    };
     let asker = atts
         .iter()
         .find(|a| a.network == network && a.address == from)
-        .map(|a| a.id.as_str());
+        .map(group);
     if asker.is_none() && from != net.gateway {
         return None;
     }
     let mut networks: Vec<&str> = vec![network];
-    if let Some(id) = asker {
-        for a in atts.iter().filter(|a| a.id == id && a.network != network) {
+    if let Some(asker) = &asker {
+        for a in atts
+            .iter()
+            .filter(|a| &group(a) == asker && a.network != network)
+        {
             networks.push(&a.network);
         }
     }
@@ -317,7 +330,7 @@ pub(crate) fn lookup(
     for net in networks {
         for a in atts.iter().filter(|a| a.network == net) {
             let Some(dns) = &a.dns else { continue };
-            if dns.names.iter().any(|n| n.eq_ignore_ascii_case(name)) && seen.insert(&a.id) {
+            if dns.names.iter().any(|n| n.eq_ignore_ascii_case(name)) && seen.insert(group(a)) {
                 found.push(a.address);
             }
         }
@@ -407,6 +420,8 @@ mod tests {
             mac: String::new(),
             mtu: 1500,
             ports: Vec::new(),
+            firewall: crate::firewall::Driver::Nftables,
+            hairpin: true,
             dns: Some(Dns {
                 names: names.iter().map(|n| n.to_string()).collect(),
                 ..Dns::default()
@@ -419,7 +434,15 @@ mod tests {
         let atts = [
             att("a", "front", [10, 1, 0, 2], &["web"]),
             att("b", "front", [10, 1, 0, 3], &["proxy", "edge"]),
-            att("b", "back", [10, 2, 0, 3], &["proxy", "edge"]),
+            Attachment {
+                // Another endpoint of b's, under its own id.
+                dns: Some(Dns {
+                    group: "b".into(),
+                    names: vec!["proxy".into(), "edge".into()],
+                    ..Dns::default()
+                }),
+                ..att("b2", "back", [10, 2, 0, 3], &[])
+            },
             att("c", "back", [10, 2, 0, 4], &["db"]),
         ];
         let net = |name: &str, gateway: [u8; 4]| Network {

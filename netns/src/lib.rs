@@ -22,6 +22,7 @@ mod explain;
 mod firewall;
 mod netlink;
 mod netns;
+mod nfnetlink;
 mod ports;
 mod publish;
 mod store;
@@ -37,6 +38,7 @@ use ipnet::Ipv4Net;
 pub use dns::{nameservers, Dns, HOST_NAMES};
 pub use error::{Error, Result};
 pub use explain::Explain;
+pub use firewall::{Driver as FirewallDriver, DRIVER_ENV as FIREWALL_DRIVER_ENV};
 pub use netlink::{Link, Route};
 pub use ports::{HostPort, PortMapping, PortRequest, Proto, Range};
 pub use publish::PortSpec;
@@ -65,6 +67,11 @@ pub struct Endpoint<'a> {
     /// The names it answers to on the network's DNS server, which starts with the first
     /// endpoint that has some (see the `dns` module); `None` for none.
     pub dns: Option<&'a Dns>,
+    /// The interface's MAC address; `None` derives one from its IPv4 address, as Docker does.
+    pub mac: Option<[u8; 6]>,
+    /// Whether the default route goes through this network's gateway (a netns has one: that
+    /// of its first network).
+    pub default_route: bool,
 }
 
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
@@ -80,6 +87,7 @@ pub fn attach(
 ) -> Result<Attachment> {
     let started = Instant::now();
     let net = store.network(network)?;
+    let firewall = firewall::Driver::selected()?;
     // Opened first: a netns that is not there is refused before anything is made.
     let ns_file = std::fs::File::open(ep.netns)
         .map_err(error::io(format!("opening {}", ep.netns.display())))?;
@@ -103,9 +111,11 @@ pub fn attach(
         prefix_len: net.subnet.prefix_len(),
         gateway: net.gateway,
         ifname: ep.ifname.to_string(),
-        mac: netlink::mac_string(&netlink::mac_for(address)),
+        mac: netlink::mac_string(&ep.mac.unwrap_or(netlink::mac_for(address))),
         mtu: 0,
         ports: Vec::new(),
+        firewall,
+        hairpin: ep.hairpin,
         dns: ep.dns.cloned(),
     };
     let result = store
@@ -145,9 +155,11 @@ fn serve_names(
         tracing::warn!("starting the DNS server of {}: {e}", net.name);
         false
     });
-    ex.say(|| {
+    ex.note(|| {
         format!(
-            "# minibox answers {} on {}:53 (and forwards other names to the host's servers)",
+            "minibox's DNS server for network {} answers {} on {}:53 (and forwards other names \
+             to the host's servers)",
+            net.name,
             names.names.join(", "),
             net.gateway
         )
@@ -162,7 +174,15 @@ fn serve_names(
 pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Network> {
     let net = store.network(network)?;
     let _lock = locked(store)?;
-    ensure_bridge(store, &Nl::new(None)?, ex, &net, true)?;
+    ensure_bridge(
+        store,
+        &Nl::new(None)?,
+        ex,
+        &net,
+        firewall::Driver::selected()?,
+        None,
+        true,
+    )?;
     Ok(net)
 }
 
@@ -182,16 +202,16 @@ fn wire(
         store.save_attachment(att)?;
     }
     let host = Nl::new(None)?;
-    let bridge_mtu = ensure_bridge(store, &host, ex, net, false)?;
+    let bridge_mtu = ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id), false)?;
     att.mtu = ep.mtu.unwrap_or(bridge_mtu);
     store.save_attachment(att)?;
 
     // The container's DNAT rules go in while the netlink work is done.
-    let rules = firewall::container_rules(short(&att.id), net.subnet, att.address, &att.ports);
-    let firewall_rules = firewall::start(ex, &rules)?;
+    let published = firewall::Published::of(att);
+    let firewall_rules = firewall::publish(ex, att.firewall, &published)?;
 
     let label = att.netns_label();
-    let mac = netlink::mac_for(att.address);
+    let mac = ep.mac.unwrap_or(netlink::mac_for(att.address));
     host.add_veth(
         ex,
         &att.veth,
@@ -210,17 +230,20 @@ fn wire(
         inner.up(ex, "lo", None)?;
         inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
         inner.up(ex, &att.ifname, None)?;
-        inner.add_default_route(ex, att.gateway)
+        match ep.default_route {
+            true => inner.add_default_route(ex, att.gateway),
+            false => Ok(()),
+        }
     })?;
     let netlink_done = Instant::now();
     firewall_rules.wait(ex).or_else(|_| {
         // Our chains were removed behind our back: check everything again, then retry once.
         store.clear_ready(&net.name)?;
-        ensure_bridge(store, &host, ex, net, false)?;
-        firewall::apply(&Explain::off(), &rules)
+        ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id), false)?;
+        firewall::publish(&Explain::off(), att.firewall, &published)?.wait(&Explain::off())
     })?;
     tracing::debug!(
-        "attach: {:?} more waiting for iptables-restore after the netlink work",
+        "attach: {:?} more waiting for the firewall batch after the netlink work",
         netlink_done.elapsed()
     );
     for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
@@ -230,23 +253,29 @@ fn wire(
 }
 
 /// The bridge with its gateway address, the sysctls and the network's firewall rules, made on
-/// first use and checked whenever the bridge is not the one last found complete (all under the
-/// lock). Returns the MTU for veths: the bridge's, which was taken from the default route's
-/// interface when it was made. `say_complete`: a network found complete is explained too.
+/// first use and checked whenever the bridge is not the one last found complete or the firewall's
+/// cheap check finds something missing (all under the lock). Returns the MTU for veths: the
+/// bridge's, which was taken from the default route's interface when it was made. A rebuild
+/// of the firewall leaves out the ports of `attaching` (whose caller adds them next).
+/// `say_complete`: a network found complete is explained too (as in place).
 fn ensure_bridge(
     store: &Store,
     nl: &Nl,
     ex: &Explain,
     net: &Network,
+    driver: firewall::Driver,
+    attaching: Option<&str>,
     say_complete: bool,
 ) -> Result<u32> {
     let mac = netlink::mac_for(net.gateway);
     let (bridge, prefix) = (&net.bridge, net.subnet.prefix_len());
     let link = match nl.link(bridge)? {
         Some(link) if link.kind.as_deref() == Some("bridge") => {
-            if store.ready(&net.name) == Some(link.index) {
+            if store.ready(&net.name) == Some(link.index)
+                && firewall::intact(driver, net, store.forward_drop())?
+            {
                 if say_complete {
-                    explain_in_place(ex, net, link.mtu);
+                    explain_in_place(ex, driver, net, link.mtu, store.forward_drop());
                 }
                 return Ok(link.mtu);
             }
@@ -287,11 +316,16 @@ fn ensure_bridge(
                 .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
         }
     };
+    reattach(store, nl, ex, net, link.index)?;
     // Turning forwarding on makes the host a router between all its interfaces: as Docker
     // does, the FORWARD policy becomes DROP first (our chain accepts our bridges' traffic). A
     // host that forwarded already keeps its policy.
-    let forwarding = sysctl::get("net.ipv4.ip_forward")? == "1";
-    firewall::ensure_network(store, ex, net, !forwarding)?;
+    if sysctl::get("net.ipv4.ip_forward")? != "1" {
+        store.set_forward_drop()?;
+    }
+    firewall::ensure_network(store, ex, driver, net, store.forward_drop(), || {
+        recorded(store, driver, attaching)
+    })?;
     sysctl::ensure(Some(store), ex, "net.ipv4.ip_forward", "1")?;
     // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing);
     // the network's rules drop what else arrives from it for 127.0.0.0/8.
@@ -306,7 +340,13 @@ fn route_localnet(bridge: &str) -> String {
 
 /// `--explain` of a network known complete: all of its host plumbing, said as found in place,
 /// so that the script still builds it on a fresh host.
-fn explain_in_place(ex: &Explain, net: &Network, mtu: u32) {
+fn explain_in_place(
+    ex: &Explain,
+    driver: firewall::Driver,
+    net: &Network,
+    mtu: u32,
+    forward_drop: bool,
+) {
     if !ex.is_on() {
         return;
     }
@@ -316,10 +356,90 @@ fn explain_in_place(ex: &Explain, net: &Network, mtu: u32) {
     ex.already(|| netlink::cmd::set_mtu("ip", bridge, mtu));
     ex.already(|| netlink::cmd::add_addr("ip", bridge, net.gateway, prefix));
     ex.already(|| netlink::cmd::up("ip", bridge, None));
-    firewall::explain_network_in_place(ex, net);
+    firewall::explain_network_in_place(ex, driver, net, forward_drop);
     for key in ["net.ipv4.ip_forward".to_string(), route_localnet(bridge)] {
         ex.already(|| format!("sysctl -w {key}=1"));
     }
+}
+
+/// Puts the veths of running containers back on their bridge when they are not on it (it was
+/// deleted and made again while they ran).
+fn reattach(store: &Store, nl: &Nl, ex: &Explain, net: &Network, bridge: u32) -> Result<()> {
+    for att in store
+        .attachments()?
+        .iter()
+        .filter(|a| a.network == net.name)
+    {
+        match nl.link(&att.veth)? {
+            Some(veth) if veth.controller != Some(bridge) || !veth.up => {
+                nl.up(ex, &att.veth, Some(&net.bridge))?;
+                if att.hairpin {
+                    nl.hairpin(ex, &att.veth)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `network reload` (Podman's): every firewall rule of minibox made again from the records in
+/// one batch, then each network's bridge, address, sysctls and the veths of its running
+/// containers checked and restored. `names` limits the bridges to those networks (the firewall
+/// is rebuilt whole); none means every network that has containers or a bridge. Returns the
+/// networks reloaded.
+pub fn reload(store: &Store, ex: &Explain, names: &[String]) -> Result<Vec<Network>> {
+    let driver = firewall::Driver::selected()?;
+    let _lock = locked(store)?;
+    let nl = Nl::new(None)?;
+    let nets = match names.is_empty() {
+        false => names
+            .iter()
+            .map(|n| store.network(n))
+            .collect::<Result<Vec<_>>>()?,
+        true => {
+            let atts = store.attachments()?;
+            let mut nets = Vec::new();
+            for net in store.networks()? {
+                if atts.iter().any(|a| a.network == net.name) || nl.link(&net.bridge)?.is_some() {
+                    nets.push(net);
+                }
+            }
+            nets
+        }
+    };
+    firewall::rebuild(store, ex, driver, &recorded(store, driver, None)?)?;
+    for net in &nets {
+        store.clear_ready(&net.name)?;
+        ensure_bridge(store, &nl, ex, net, driver, None, false)?;
+    }
+    Ok(nets)
+}
+
+/// What of `net`'s firewall rules (and minibox's base rules) under `driver` the kernel lacks,
+/// for views.
+pub fn check_network(driver: FirewallDriver, net: &Network) -> Result<Vec<String>> {
+    firewall::missing_network(driver, net)
+}
+
+/// What the records say the firewall should hold under `driver` (but `except`'s ports).
+fn recorded(
+    store: &Store,
+    driver: firewall::Driver,
+    except: Option<&str>,
+) -> Result<firewall::Recorded> {
+    Ok(firewall::Recorded {
+        networks: store.networks()?,
+        published: store
+            .attachments()?
+            .iter()
+            .filter(|a| {
+                a.firewall == driver && !a.ports.is_empty() && Some(a.id.as_str()) != except
+            })
+            .map(firewall::Published::of)
+            .collect(),
+        forward_drop: store.forward_drop(),
+    })
 }
 
 /// Refuses a subnet that overlaps a route of the host (other than through `own` bridge).
@@ -518,7 +638,7 @@ impl Detaching {
                 let removal = start_rule_removal(&ex, &att);
                 let mut results = Vec::new();
                 if !att.ports.is_empty() {
-                    results.push(firewall::finish_removal(&ex, short(&att.id), removal));
+                    results.push(finish_rule_removal(&ex, &att, removal));
                 }
                 release_records(store, &lock, &att, results)
             }
@@ -581,7 +701,7 @@ fn undo(store: &Store, ex: &Explain, lock: &Lock, att: &Attachment) -> Result<()
     let removal = start_rule_removal(ex, att);
     results.push(Nl::new(None).and_then(|nl| nl.del_link(ex, &att.veth)));
     if !att.ports.is_empty() {
-        results.push(firewall::finish_removal(ex, short(&att.id), removal));
+        results.push(finish_rule_removal(ex, att, removal));
     }
     release_records(store, lock, att, results)
 }
@@ -601,11 +721,11 @@ fn veth_gone(veth: &str) -> Result<()> {
 }
 
 fn start_rule_removal(ex: &Explain, att: &Attachment) -> firewall::Batch {
-    let subnet = Ipv4Net::new(att.address, att.prefix_len)
-        .unwrap_or_default()
-        .trunc();
-    let rules = firewall::container_rules(short(&att.id), subnet, att.address, &att.ports);
-    firewall::start_removal(ex, &rules)
+    firewall::start_unpublish(ex, att.firewall, &firewall::Published::of(att))
+}
+
+fn finish_rule_removal(ex: &Explain, att: &Attachment, batch: firewall::Batch) -> Result<()> {
+    firewall::finish_unpublish(ex, att.firewall, &firewall::Published::of(att), batch)
 }
 
 /// Frees the ports and the address and removes the record, once every step before went well;
@@ -753,8 +873,8 @@ pub fn check(store: &Store, att: &Attachment) -> Result<Vec<String>> {
         Ok(lacking) => missing.extend(lacking),
         Err(_) => missing.push(format!("network namespace {}", att.netns)),
     }
-    let rules = firewall::container_rules(short(&att.id), net.subnet, att.address, &att.ports);
-    missing.extend(firewall::missing(short(&att.id), &net, rules.len())?);
+    let published = firewall::Published::of(att);
+    missing.extend(firewall::missing(att.firewall, &published, &net)?);
     Ok(missing)
 }
 
@@ -776,7 +896,7 @@ pub fn remove_network(store: &Store, ex: &Explain, name: &str) -> Result<()> {
             count,
         });
     }
-    firewall::remove_network(ex, &net)?;
+    firewall::remove_network(ex, firewall::Driver::selected()?, &net)?;
     let nl = Nl::new(None)?;
     if let Some(link) = nl.link(&net.bridge)? {
         if link.kind.as_deref() == Some("bridge") {
@@ -823,6 +943,7 @@ pub fn reset(store: &Store, ex: &Explain) -> Result<()> {
         };
         results.push(done.and_then(|_| store.forget_prior(&key)));
     }
+    results.push(store.clear_forward_drop());
     results.into_iter().collect()
 }
 

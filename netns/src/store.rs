@@ -13,6 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, Error, Result};
+use crate::firewall::Driver;
 use crate::ports::{PortMapping, Proto};
 
 /// The network every `run` gets unless told otherwise.
@@ -53,9 +54,19 @@ pub struct Attachment {
     pub mac: String,
     pub mtu: u32,
     pub ports: Vec<PortMapping>,
+    /// The firewall driver that made its rules (records from before drivers: iptables).
+    #[serde(default = "Driver::legacy")]
+    pub firewall: Driver,
+    /// Whether the bridge port hairpins (what a repair puts back; older records: `run`'s yes).
+    #[serde(default = "yes")]
+    pub hairpin: bool,
     /// Its names on the network's DNS server (records of older versions: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<crate::Dns>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Attachment {
@@ -297,6 +308,27 @@ impl Store {
         remove_file(&self.prior_path(key))
     }
 
+    // --- Whether minibox is what turned forwarding on (then forwarding drops what minibox does
+    // not accept, as Docker has it); volatile, as the sysctl is.
+
+    fn forward_drop_path(&self) -> PathBuf {
+        self.run.join("forward-drop")
+    }
+
+    pub fn forward_drop(&self) -> bool {
+        self.forward_drop_path().exists()
+    }
+
+    pub fn set_forward_drop(&self) -> Result<()> {
+        let path = self.forward_drop_path();
+        fs::write(&path, b"").map_err(io(format!("writing {}", path.display())))
+    }
+
+    /// `system reset`: forwarding is back as it was, so a later set-up decides again.
+    pub fn clear_forward_drop(&self) -> Result<()> {
+        remove_file(&self.forward_drop_path())
+    }
+
     // --- IPAM: one file per allocated address, named by the address, holding the container id.
 
     fn ipam_dir(&self, net: &str) -> PathBuf {
@@ -347,10 +379,14 @@ impl Store {
         addr: Ipv4Addr,
         id: &str,
     ) -> Result<Ipv4Addr> {
-        let host = net.subnet.contains(&addr)
-            && addr != net.gateway
-            && addr != net.subnet.network()
-            && addr != net.subnet.broadcast();
+        if !net.subnet.contains(&addr) {
+            return Err(Error::InvalidNetwork(format!(
+                "{addr} is outside {}'s subnet {}: choose an address inside it",
+                net.name, net.subnet
+            )));
+        }
+        let host =
+            addr != net.gateway && addr != net.subnet.network() && addr != net.subnet.broadcast();
         if !host {
             return Err(Error::InvalidNetwork(format!(
                 "{addr} is not a free host address of {} ({})",

@@ -13,6 +13,11 @@ const IN_SANDBOX: &str = "MINIBOX_NETNS_SANDBOX";
 
 /// Runs the named test again inside a sandbox; returns true when the caller *is* the sandbox.
 fn sandboxed(test: &str) -> bool {
+    sandboxed_with(test, "nftables")
+}
+
+/// [`sandboxed`], with minibox's firewall driver chosen.
+fn sandboxed_with(test: &str, firewall: &str) -> bool {
     if std::env::var_os(IN_SANDBOX).is_some() {
         return true;
     }
@@ -33,6 +38,7 @@ fn sandboxed(test: &str) -> bool {
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(IN_SANDBOX, "1")
+        .env("MINIBOX_FIREWALL_DRIVER", firewall)
         .status()
         .unwrap();
     assert!(status.success(), "{test} failed in its sandbox");
@@ -88,6 +94,8 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         mtu: None,
         hairpin: true,
         dns: None,
+        mac: None,
+        default_route: true,
     }
 }
 
@@ -125,14 +133,27 @@ fn id(n: u8) -> String {
 
 /// What the library would leave: netns names are the test's own (it removes them first).
 fn leftovers() -> String {
-    sh("ls /run/netns; ip -o link | grep -o 'mb-[0-9a-f]*'; iptables-save | grep 'minibox:'")
+    sh(
+        "ls /run/netns; ip -o link | grep -o 'mb-[0-9a-f]*'; iptables-save | grep 'minibox:'; \
+        nft list ruleset 2>/dev/null | grep 'minibox:'",
+    )
 }
 
 #[test]
 fn attach_publish_detach() {
-    if !sandboxed("attach_publish_detach") {
-        return;
+    if sandboxed("attach_publish_detach") {
+        attach_publish_detach_with("nftables");
     }
+}
+
+#[test]
+fn attach_publish_detach_under_iptables() {
+    if sandboxed_with("attach_publish_detach_under_iptables", "iptables") {
+        attach_publish_detach_with("iptables");
+    }
+}
+
+fn attach_publish_detach_with(firewall: &str) {
     let dir = tmpdir("t1");
     let s = store(&dir);
     let c = Holder::new();
@@ -155,16 +176,32 @@ fn attach_publish_detach() {
     assert!(sh("ip -o link show mb-010101010101").contains("master minibox0"));
     assert_eq!(sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     // Forwarding was off: minibox turned it on, and the FORWARD policy to DROP first.
-    assert!(sh("iptables -S FORWARD").contains("-P FORWARD DROP"));
+    let (policy, drops, publish) = match firewall {
+        "nftables" => (
+            sh("nft list chain inet minibox forward"),
+            "policy drop;",
+            "\nadd element inet minibox anyports4 { tcp . 8080",
+        ),
+        _ => (
+            sh("iptables -S FORWARD"),
+            "-P FORWARD DROP",
+            "\n-A MINIBOX-DNAT ",
+        ),
+    };
+    assert!(policy.contains(drops), "{policy}");
     let explained = lines.lock().unwrap().join("\n");
+    let policy_line = match firewall {
+        "nftables" => "\nadd chain inet minibox forward { type filter hook forward priority filter; policy drop; }\n",
+        _ => "\n-P FORWARD DROP\n",
+    };
     for want in [
         "ip link add minibox0",
         "type veth peer name eth0",
         "netns c1",
         "ip -n c1 route add default via 10.77.0.1",
         "sysctl -w net.ipv4.conf.minibox0.route_localnet=1",
-        "\n-P FORWARD DROP\n",
-        "\n-A MINIBOX-DNAT ",
+        policy_line,
+        publish,
     ] {
         assert!(
             explained.contains(want),
@@ -211,7 +248,10 @@ fn attach_publish_detach() {
 
     drop(httpd);
     // Half gone already (a crash during an earlier teardown): one rule and the veth.
-    sh("iptables -t nat -D MINIBOX-DNAT -p tcp -m tcp --dport 8080 -m comment --comment minibox:010101010101 -j DNAT --to-destination 10.77.0.2:80");
+    match firewall {
+        "nftables" => sh("nft delete element inet minibox anyports4 '{ tcp . 8080 }'"),
+        _ => sh("iptables -t nat -D MINIBOX-DNAT -p tcp -m tcp --dport 8080 -m comment --comment minibox:010101010101 -j DNAT --to-destination 10.77.0.2:80"),
+    };
     sh("ip link del mb-010101010101");
     detach(&s, &Explain::off(), &id(1)).unwrap();
     // Idempotent.

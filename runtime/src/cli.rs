@@ -93,15 +93,15 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// List a container's published ports, or where one port is published.
     Port(PortArgs),
     /// List containers.
     Ps(PsArgs),
-    /// Show containers as JSON.
-    Inspect {
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    /// Show containers, images or networks as JSON (or by --format).
+    Inspect(InspectArgs),
     /// Show a container's output.
     Logs(LogsArgs),
     /// Stop containers: SIGTERM, then SIGKILL after the grace period.
@@ -111,10 +111,7 @@ pub enum Command {
     /// Remove containers.
     Rm(RmArgs),
     /// Start created or stopped containers.
-    Start {
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Start(StartArgs),
     /// Show what happens to containers, from the event journal, and follow it.
     Events(EventsArgs),
     /// Probe a container's health once (its supervisor runs this every interval).
@@ -129,6 +126,19 @@ pub enum Command {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// List what a container changed in its filesystem: A added, C changed, D deleted.
+    Diff { container: String },
+    /// Write a container's filesystem as a tar archive.
+    Export {
+        /// The file to write (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Make an image from a container's changes: a new layer on top of its image's.
+    Commit(CommitArgs),
+    /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST.
+    Cp { source: String, destination: String },
     /// Change containers' memory, cpu and pids limits (running ones at once).
     Update(UpdateArgs),
     /// Manage minibox itself.
@@ -137,6 +147,51 @@ pub enum Command {
     /// Explain why a published port (or outbound traffic) does not work, each finding with the
     /// command that fixes it.
     Doctor(DoctorArgs),
+    /// Show the processes of a running container (the host's `ps`, default -ef).
+    Top {
+        container: String,
+        /// Options for ps.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// Show running containers' cpu, memory, network, block I/O and processes.
+    Stats(StatsArgs),
+    /// Freeze every process of containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Give a container another name.
+    Rename { container: String, name: String },
+    /// Show an image's history.
+    History(HistoryArgs),
+    /// Show minibox's version.
+    Version {
+        /// A Go template ({{.Client.Version}}).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show what minibox runs on and holds.
+    Info {
+        /// A Go template ({{.ContainersRunning}}).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show a running container's output until it exits, and end with its exit code.
+    Attach {
+        /// Input is never passed (accepted for Docker's command lines).
+        #[arg(long)]
+        no_stdin: bool,
+        container: String,
+    },
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +208,93 @@ pub enum SystemCommand {
     /// After a reboot: start the containers that should run (--restart always, and
     /// unless-stopped unless the user stopped them). Run by contrib/minibox-restart.service.
     Boot,
+    /// Show the space images and containers take.
+    Df {
+        /// A Go template per row ('table ...' for a table).
+        #[arg(long)]
+        format: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every stopped container.
+    Prune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Show the container's output until it exits, and end with its exit code.
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Pass standard input (refused: a started container's input is its supervisor's).
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one reading and exit (default: redraw every second).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// 'table TEMPLATE', a Go template per container, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not truncate ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// The containers (default: every running one).
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only the ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// 'table TEMPLATE', a Go template per entry, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Every image no container uses, not only those without a name.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// What can be inspected by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectType {
+    Container,
+    Image,
+    Network,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A Go template for each object (e.g. '{{.State.Pid}}', '{{json .Config}}').
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Look only for this kind of object (default: a container, else an image, else a network).
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<ObjectType>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +334,19 @@ pub struct PsArgs {
     /// Do not truncate ids and commands.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only containers that match KEY=VALUE: name, id, label, status, ancestor, network,
+    /// publish, exited (the same key twice: either value).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// 'table TEMPLATE', a Go template per container, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only the N most recently created containers, in any state.
+    #[arg(short = 'n', long)]
+    pub last: Option<usize>,
+    /// Only the most recently created container, in any state.
+    #[arg(short, long)]
+    pub latest: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +360,13 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Only output from this time on: 2026-11-26T10:00:00Z, a Unix time, or a duration ago
+    /// (10m, 1h30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only output before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
     pub container: String,
 }
 
@@ -234,6 +396,9 @@ pub struct RmArgs {
     /// Kill and remove running containers too.
     #[arg(short, long)]
     pub force: bool,
+    /// Remove the container's anonymous volumes too.
+    #[arg(short = 'v', long = "volumes")]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -262,6 +427,9 @@ pub struct ProcessArgs {
 pub struct ExecArgs {
     #[command(flatten)]
     pub process: ProcessArgs,
+    /// Leave the command running in the background (its output is discarded).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     pub container: String,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -282,8 +450,11 @@ pub enum NetworkCommand {
     },
     /// List networks.
     Ls,
-    /// Show networks as JSON.
+    /// Show networks as JSON (or by --format).
     Inspect {
+        /// A Go template for each network.
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         networks: Vec<String>,
     },
@@ -292,11 +463,36 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a running container to one more network.
+    Connect {
+        network: String,
+        container: String,
+        /// Another name for the container on this network's DNS.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Its IPv4 address there.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Disconnect a running container from a network it was connected to.
+    Disconnect { network: String, container: String },
+    /// Remove every user-defined network no container uses.
+    Prune {
+        /// Accepted for Docker's command line: minibox never asks.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Draw the host, bridges, veth pairs, namespaces, addresses and published ports.
     Topology {
         /// text, dot (Graphviz: `| dot -Tsvg`), or svg (drawn by minibox).
         #[arg(long, default_value = "text", value_parser = ["text", "dot", "svg"])]
         format: String,
+    },
+    /// Rebuild minibox's firewall rules, bridges, veth attachments and sysctls from the records
+    /// (after a firewall restart, `iptables -F`, `nft flush ruleset`, a deleted bridge).
+    Reload {
+        /// Only these networks' bridges (the firewall is rebuilt whole); default: all in use.
+        networks: Vec<String>,
     },
 }
 
@@ -322,7 +518,7 @@ pub struct ImportArgs {
     pub file: String,
     /// The name to give the image: NAME[:TAG].
     pub reference: Option<String>,
-    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE or USER.
+    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE, USER or VOLUME.
     #[arg(short = 'c', long = "change")]
     pub changes: Vec<String>,
 }
@@ -357,6 +553,14 @@ pub struct ImagesArgs {
     /// Show the registry digest each name was pulled or pushed as.
     #[arg(long)]
     pub digests: bool,
+    /// Only the image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// 'table TEMPLATE', a Go template per image, or json.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only images of this REPOSITORY[:TAG].
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -392,6 +596,57 @@ pub struct LoginArgs {
     pub password_stdin: bool,
     /// The registry, HOST[:PORT] (default: Docker Hub).
     pub registry: Option<String>,
+}
+
+/// `run`'s mounts and root filesystem.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// A bind or volume: HOST-PATH:CONTAINER[:ro], NAME:CONTAINER[:ro], or CONTAINER (anonymous).
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…].
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
+    /// A tmpfs: CONTAINER[:OPTIONS] (e.g. /run:size=64m).
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+/// `volume` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (a random name when none is given).
+    Create { name: Option<String> },
+    /// List volumes.
+    Ls {
+        /// Only the names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses them).
+    Rm {
+        /// A missing volume is no error.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove the anonymous volumes no container uses (all unused ones with -a).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (minibox never asks).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 /// `run`'s further limits, devices, sysctls and shared namespaces.
@@ -432,6 +687,22 @@ pub struct LimitArgs {
     pub uts: String,
 }
 
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// A commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// The author.
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// A Dockerfile instruction to apply: CMD, ENTRYPOINT, ENV, WORKDIR, EXPOSE, USER or VOLUME.
+    #[arg(short = 'c', long = "change")]
+    pub changes: Vec<String>,
+    pub container: String,
+    /// NAME[:TAG] for the new image.
+    pub reference: Option<String>,
+}
+
 /// `update`: new limits for containers, running or not.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
@@ -470,12 +741,22 @@ pub enum PullPolicy {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Show an image as JSON.
-    Inspect { images: Vec<String> },
+    /// Show images as JSON (or by --format).
+    Inspect {
+        /// A Go template for each image.
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// List images.
     Ls(ImagesArgs),
     /// Remove images.
     Rm(RmiArgs),
+    /// Remove images without a name that no container uses (-a: every unused image).
+    Prune(ImagePruneArgs),
+    /// Show an image's history.
+    History(HistoryArgs),
 }
 
 /// How the container finds others by name (see README, "Names").
@@ -496,6 +777,12 @@ pub struct NamesArgs {
     /// A resolv.conf option for the container (default: the host's).
     #[arg(long = "dns-option", value_name = "OPTION")]
     pub dns_option: Vec<String>,
+    /// The container's IPv4 address on its (user-defined) network.
+    #[arg(long = "ip", value_name = "IPV4")]
+    pub ip: Option<String>,
+    /// The container's MAC address (default: one derived from its IPv4 address).
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
 }
 
 /// `-h` is `--hostname` here, as in Docker: help is `--help` only.
@@ -519,9 +806,8 @@ pub struct RunArgs {
     /// The container's hostname (default: the short id).
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Bind mount HOST:CONTAINER[:ro].
-    #[arg(short = 'v', long = "volume")]
-    pub volumes: Vec<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
@@ -539,9 +825,9 @@ pub struct RunArgs {
     /// Run minibox's own init as PID 1 (forwards signals, reaps zombies).
     #[arg(long)]
     pub init: bool,
-    /// none, host, or a network's name.
+    /// none, host, or a network's name; again for more networks (eth1, eth2, ...).
     #[arg(long, default_value = "minibox")]
-    pub network: String,
+    pub network: Vec<String>,
     /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO].
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -577,6 +863,29 @@ pub struct RunArgs {
     pub log_opts: Vec<String>,
     #[command(flatten)]
     pub service: ServiceArgs,
+    /// Set a label KEY=VALUE (or KEY, empty).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Read labels from a file: KEY=VALUE lines (# comments).
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_files: Vec<PathBuf>,
+    /// Read environment variables from a file: K=V lines, or K to take it from minibox's
+    /// environment (# comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Write the container's id to this file (refused if it exists).
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    /// Attach only these streams: STDIN, STDOUT, STDERR (default: all).
+    #[arg(short = 'a', long = "attach", value_name = "STREAM")]
+    pub attach: Vec<String>,
+    /// Send the signals minibox receives to the container (the default; false: the foreground
+    /// container is minibox's own, so it is refused).
+    #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    /// Do not show the pull's progress.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// The image.
     pub image: String,
     /// The command and its arguments (default: the image's).

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     // the container as they should.
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Exec(_) | Command::Start { .. } | Command::Restart(_)
+        Command::Run(_) | Command::Exec(_) | Command::Start(_) | Command::Restart(_)
     ) {
         quiet_on_closed_pipe();
     }

@@ -13,7 +13,7 @@ mod sandbox;
 pub mod vm;
 
 pub use oci::Bundle;
-pub use sandbox::{Out, Sandbox};
+pub use sandbox::{default_firewall, Out, Sandbox};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -140,45 +140,13 @@ impl Registry {
             "client certificates need the TLS set-up"
         );
         let dir = &self.dir.clone();
-        let openssl = |args: &[&str]| {
-            let ok = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(ok.success(), "openssl {args:?}");
-        };
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
+        sign(
+            dir,
+            "client",
             "/CN=minibox test client",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-        ]);
-        fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-            "-out",
+            "extendedKeyUsage=clientAuth\n",
             "client.cert",
-        ]);
+        );
         let config = fs::read_to_string(dir.join("config.yml")).unwrap();
         let key_line = format!("    key: {}/server.key\n", dir.display());
         assert!(config.contains(&key_line));
@@ -297,65 +265,80 @@ fn wait_listening(sb: &Sandbox, port: u16) {
 }
 
 /// A test CA and a server certificate for 127.0.0.1 and localhost signed by it.
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl {args:?}");
+}
+
 fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl {args:?}");
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=minibox test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=minibox test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    sign(
+        dir,
+        "server",
         "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    fs::write(
-        dir.join("san.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
         "server.crt",
-    ]);
+    );
+}
+
+/// A key `NAME.key` and a certificate `out` for `subject`, signed by the test CA in `dir` with
+/// the extensions `ext`.
+fn sign(dir: &Path, name: &str, subject: &str, ext: &str, out: &str) {
+    let (key, csr, ext_file) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
+        ],
+    );
+    fs::write(dir.join(&ext_file), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+            "-out",
+            out,
+        ],
+    );
 }
 
 pub fn sha256(bytes: &[u8]) -> String {

@@ -20,6 +20,18 @@ pub struct Sandbox {
     holder: Child,
     root: PathBuf,
     cgroup_parent: String,
+    firewall: &'static str,
+}
+
+/// The firewall driver tests run under unless they choose: `MINIBOX_FIREWALL_DRIVER` of the
+/// test run, else minibox's own default (nftables where `nft` is installed).
+pub fn default_firewall() -> &'static str {
+    match std::env::var("MINIBOX_FIREWALL_DRIVER").as_deref() {
+        Ok("iptables") => "iptables",
+        Ok("nftables") => "nftables",
+        _ if Path::new("/usr/sbin/nft").exists() => "nftables",
+        _ => "iptables",
+    }
 }
 
 /// The result of a command run in a sandbox, with the command line kept for failure messages.
@@ -88,6 +100,11 @@ impl std::fmt::Display for Out {
 
 impl Sandbox {
     pub fn new() -> Self {
+        Self::with_firewall(default_firewall())
+    }
+
+    /// A sandbox whose minibox commands use this firewall driver (`nftables` or `iptables`).
+    pub fn with_firewall(firewall: &'static str) -> Self {
         crate::require_root();
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let unique = format!(
@@ -121,6 +138,23 @@ impl Sandbox {
             holder,
             root,
             cgroup_parent: format!("minibox-test-{unique}"),
+            firewall,
+        }
+    }
+
+    /// The firewall driver this sandbox's minibox commands use.
+    pub fn firewall(&self) -> &'static str {
+        self.firewall
+    }
+
+    /// What the firewall holds, as text: minibox's nftables table (and iptables' FORWARD, where
+    /// it adds accepts), or iptables-save.
+    pub fn firewall_rules(&self) -> String {
+        match self.firewall {
+            "nftables" => self
+                .sh("nft list table inet minibox; iptables-save -t filter")
+                .stdout(),
+            _ => self.sh("iptables-save").ok(),
         }
     }
 
@@ -157,6 +191,7 @@ impl Sandbox {
             .args(args)
             .env("MINIBOX_ROOT", &self.root)
             .env("MINIBOX_CGROUP_PARENT", &self.cgroup_parent)
+            .env("MINIBOX_FIREWALL_DRIVER", self.firewall)
             .env_remove("MINIBOX_RUNROOT")
             .stdin(Stdio::null());
         cmd
@@ -305,6 +340,13 @@ impl Sandbox {
             .stdout();
         for rule in rules.lines().filter(|l| l.contains("minibox:")) {
             found.push(format!("rule {rule}"));
+        }
+        // nft prints several elements on a line: each one tagged is a leftover.
+        let nft = self.sh("nft list ruleset 2>/dev/null").stdout();
+        for line in nft.lines() {
+            for _ in line.matches("\"minibox:") {
+                found.push(format!("nftables {}", line.trim()));
+            }
         }
         let containers = self.root.join("containers");
         let mountinfo =

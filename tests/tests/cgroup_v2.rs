@@ -57,6 +57,9 @@ other=$(grep -vx "$pid1" $d/cgroup.procs)
 i=0; while [ "$(cat /proc/$other/comm)" != sleep ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 report exec-procs "$(wc -l < $d/cgroup.procs)"
 report exec-cgroup "$(cat /proc/$other/cgroup) $(cat /proc/$other/comm)"
+report stats "$(minibox stats --no-stream --format '{{.PIDs}} {{.MemUsage}}' lim 2>&1)"
+report pause "$(minibox pause lim >/dev/null && minibox inspect -f '{{.State.Status}}' lim; \
+    minibox unpause lim >/dev/null && minibox inspect -f '{{.State.Status}}' lim)"
 minibox stop -t 1 lim >/dev/null 2>&1; report stop $?
 wait $execpid
 report after-stop "$(find $cg/minibox -mindepth 1 -type d)"
@@ -183,6 +186,18 @@ fn cgroup_v2_unified_host() {
         "exec-cgroup",
         "the exec'd process is in minibox/ID",
         |v| v == format!("{own} sleep"),
+    );
+    expect(
+        &vm,
+        "stats",
+        "stats reads the v2 cgroup: two processes, the limit as updated to 96m",
+        |v| v.starts_with("2 ") && v.ends_with(" / 96MiB") && !v.starts_with("2 0B"),
+    );
+    expect(
+        &vm,
+        "pause",
+        "pause and unpause through cgroup.freeze",
+        |v| v == "paused\nrunning",
     );
     expect(
         &vm,

@@ -198,7 +198,10 @@ fn add_publishes_check_verifies_del_removes_everything() {
     call(&sb, "CHECK", &vars("pod1", &ns), &check).0.ok();
 
     // What a firewall restart does: CHECK names what is missing.
-    sb.sh("iptables -t nat -F").ok();
+    match sb.firewall() {
+        "nftables" => sb.sh("nft flush table inet minibox").ok(),
+        _ => sb.sh("iptables -t nat -F").ok(),
+    };
     let (out, err) = call(&sb, "CHECK", &vars("pod1", &ns), &check);
     assert_ne!(out.code(), 0, "CHECK passed with the rules flushed: {out}");
     assert!(err["code"].as_u64().is_some(), "{out}");

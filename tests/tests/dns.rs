@@ -304,6 +304,18 @@ fn add_host_and_host_gateway() {
             vec!["--network-alias", "bad name"],
             "invalid --network-alias",
         ),
+        (
+            vec!["--network", "minibox", "--network", "host"],
+            "--network host cannot be combined",
+        ),
+        (
+            vec!["--network", "minibox", "--network", "minibox"],
+            "--network minibox is given twice",
+        ),
+        (
+            vec!["--network", "minibox", "--network", "nosuch"],
+            "network nosuch not found",
+        ),
     ] {
         let mut args = vec!["run", "--rm"];
         args.extend_from_slice(&flags);
@@ -311,6 +323,217 @@ fn add_host_and_host_gateway() {
         sb.minibox(&args).fails(125, needle);
     }
     sb.sh("kill $(cat /run/httpd.pid)").ok();
+    stop_upstreams(&sb);
+    sb.finish();
+}
+
+#[test]
+fn chosen_ip_and_mac_address_and_their_errors() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    upstreams(&sb);
+    sb.minibox(&["network", "create", "lab", "--subnet", "10.124.0.0/24"])
+        .ok();
+    start(
+        &sb,
+        "fixed",
+        &[
+            "--network",
+            "lab",
+            "--ip",
+            "10.124.0.50",
+            "--mac-address",
+            "02:42:AA:BB:CC:DD",
+        ],
+    );
+    start(&sb, "peer", &["--network", "lab"]);
+    let link = sb
+        .minibox(&["exec", "fixed", "ip", "addr", "show", "eth0"])
+        .ok();
+    assert!(link.contains("inet 10.124.0.50/24"), "{link}");
+    assert!(link.contains("link/ether 02:42:aa:bb:cc:dd"), "{link}");
+    assert_eq!(lookup(&sb, "peer", "fixed"), vec!["10.124.0.50"]);
+    // `network inspect` lists the containers by name, with their addresses, as Docker does.
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["network", "inspect", "lab"]).ok()).unwrap();
+    let containers = json[0]["Containers"].as_object().unwrap();
+    let fixed = containers
+        .values()
+        .find(|c| c["Name"] == "fixed")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(fixed["IPv4Address"], "10.124.0.50/24");
+    assert_eq!(fixed["MacAddress"], "02:42:aa:bb:cc:dd");
+    assert!(containers.values().any(|c| c["Name"] == "peer"), "{json}");
+    // Refused in one line, nothing made: the address taken, outside the subnet, no such
+    // network, an address on the default network.
+    for (flags, needle) in [
+        (
+            vec!["--network", "lab", "--ip", "10.124.0.50"],
+            "10.124.0.50 is already in use on lab",
+        ),
+        (
+            vec!["--network", "lab", "--ip", "10.125.0.5"],
+            "outside lab's subnet 10.124.0.0/24",
+        ),
+        (vec!["--network", "nosuch"], "network nosuch not found"),
+        (vec!["--ip", "10.77.0.50"], "needs a user-defined network"),
+        (
+            vec!["--network", "lab", "--mac-address", "01:00:5e:00:00:01"],
+            "unicast",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(&flags);
+        args.extend_from_slice(&["busybox", "true"]);
+        sb.minibox(&args).fails(125, needle);
+    }
+    let ps = sb.minibox(&["ps", "-a", "-q"]).ok();
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    sb.minibox(&["rm", "-f", "fixed", "peer"]).ok();
+    // The address is free again.
+    let got = sb
+        .minibox(&[
+            "run",
+            "--rm",
+            "--network",
+            "lab",
+            "--ip",
+            "10.124.0.50",
+            "busybox",
+            "ip",
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "eth0",
+        ])
+        .ok();
+    assert!(got.contains("10.124.0.50/24"), "{got}");
+    sb.minibox(&["network", "rm", "lab"]).ok();
+    stop_upstreams(&sb);
+    sb.finish();
+}
+
+#[test]
+fn network_prune_removes_unused_networks() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    upstreams(&sb);
+    for (name, subnet) in [("used", "10.126.0.0/24"), ("idle", "10.127.0.0/24")] {
+        sb.minibox(&["network", "create", name, "--subnet", subnet])
+            .ok();
+    }
+    start(&sb, "c", &["--network", "used"]);
+    assert_eq!(
+        sb.minibox(&["network", "prune", "-f"]).ok(),
+        "Deleted Networks:\nidle\n"
+    );
+    let ls = sb.minibox(&["network", "ls"]).ok();
+    assert!(ls.contains("used") && !ls.contains("idle"), "{ls}");
+    sb.minibox(&["rm", "-f", "c"]).ok();
+    assert_eq!(
+        sb.minibox(&["network", "prune"]).ok(),
+        "Deleted Networks:\nused\n"
+    );
+    // The default network is never pruned; nothing left: nothing said.
+    assert!(sb.minibox(&["network", "ls"]).ok().contains("minibox"));
+    assert_eq!(sb.minibox(&["network", "prune"]).ok(), "");
+    stop_upstreams(&sb);
+    sb.finish();
+}
+
+#[test]
+fn three_containers_on_two_networks_and_connect_live() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    upstreams(&sb);
+    for (name, subnet) in [("front", "10.128.0.0/24"), ("back", "10.129.0.0/24")] {
+        sb.minibox(&["network", "create", name, "--subnet", subnet])
+            .ok();
+    }
+    start(&sb, "web", &["--network", "front"]);
+    start(
+        &sb,
+        "app",
+        &[
+            "--network",
+            "front",
+            "--network",
+            "back",
+            "--network-alias",
+            "api",
+        ],
+    );
+    start(&sb, "db", &["--network", "back"]);
+    // app has one interface per network, in the order given.
+    let links = sb.minibox(&["exec", "app", "ip", "-4", "-o", "addr"]).ok();
+    assert!(
+        links.contains("eth0    inet 10.128.0.") && links.contains("eth1    inet 10.129.0."),
+        "{links}"
+    );
+    let on = |name: &str, prefix: &str| {
+        let got = lookup(&sb, "app", name);
+        assert!(
+            got.len() == 1 && got[0].starts_with(prefix),
+            "{name}: {got:?}"
+        );
+        got[0].clone()
+    };
+    // app, on both, sees both sides; web and db see app on their own network, not each other.
+    let web = on("web", "10.128.0.");
+    let db = on("db", "10.129.0.");
+    assert_eq!(lookup(&sb, "web", "app").len(), 1);
+    assert!(lookup(&sb, "web", "app")[0].starts_with("10.128.0."));
+    assert!(lookup(&sb, "db", "api")[0].starts_with("10.129.0."));
+    assert!(lookup(&sb, "web", "db").is_empty());
+    assert!(lookup(&sb, "db", "web").is_empty());
+    // Connected live, with an alias and an address of its choosing: web now finds db.
+    sb.minibox(&[
+        "network",
+        "connect",
+        "--alias",
+        "store",
+        "--ip",
+        "10.128.0.77",
+        "front",
+        "db",
+    ])
+    .ok();
+    assert_eq!(lookup(&sb, "web", "db"), vec!["10.128.0.77"]);
+    assert_eq!(lookup(&sb, "web", "store"), vec!["10.128.0.77"]);
+    assert_eq!(lookup(&sb, "db", "web"), vec![web.clone()]);
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["network", "inspect", "front"]).ok()).unwrap();
+    let db_there = json[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|c| c["Name"] == "db")
+        .unwrap_or_else(|| panic!("{json}"))
+        .clone();
+    assert_eq!(db_there["IPv4Address"], "10.128.0.77/24");
+    let ping = sb.minibox(&["exec", "web", "ping", "-c", "1", "-W", "2", "10.128.0.77"]);
+    assert_eq!(ping.code(), 0, "{ping}");
+    // Errors in one line, nothing changed.
+    sb.minibox(&["network", "connect", "front", "db"])
+        .fails(1, "container db is already connected to network front");
+    sb.minibox(&["network", "connect", "--ip", "10.128.0.77", "back", "web"])
+        .fails(1, "outside back's subnet");
+    sb.minibox(&["network", "connect", "--ip", "10.129.0.99", "nosuch", "web"])
+        .fails(1, "network nosuch not found");
+    sb.minibox(&["network", "connect", "--ip", &db, "back", "web"])
+        .fails(1, "is already in use on back");
+    sb.minibox(&["network", "disconnect", "back", "web"])
+        .fails(1, "container web is not connected to network back");
+    // Disconnected live: the name is gone, the interface too.
+    sb.minibox(&["network", "disconnect", "front", "db"]).ok();
+    assert!(lookup(&sb, "web", "db").is_empty());
+    assert!(lookup(&sb, "web", "store").is_empty());
+    let links = sb.minibox(&["exec", "db", "ip", "-o", "link"]).ok();
+    assert!(!links.contains("eth1"), "{links}");
+    assert_eq!(on("db", "10.129.0."), db);
+    sb.minibox(&["rm", "-f", "web", "app", "db"]).ok();
+    sb.minibox(&["network", "rm", "front", "back"]).ok();
     stop_upstreams(&sb);
     sb.finish();
 }

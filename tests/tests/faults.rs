@@ -92,6 +92,55 @@ fn supervisor_killed_at_each_point_of_the_set_up() {
     killed_at_each_point_of_the_set_up(true);
 }
 
+/// Starts a foreground `run` of the web demo named svc, waits until it listens and is
+/// recorded as running (a moment after its exec), then SIGKILLs that `run`.
+fn kill_foreground_run(sb: &Sandbox, args: &[&str]) {
+    let mut child = sb.command(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listen"), "{line}");
+    let start = Instant::now();
+    while !sb
+        .minibox(&["inspect", "svc"])
+        .stdout()
+        .contains("\"running\"")
+    {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `run` does not sweep every container: it recovers the holders of the name and the port it
+/// claims, so a dead run's leftovers never stand in its way, with no other command between.
+#[test]
+fn the_next_run_frees_the_name_and_port_a_dead_run_held() {
+    let sb = sandbox();
+    kill_foreground_run(
+        &sb,
+        &["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"],
+    );
+    let id = sb
+        .minibox(&["run", "-d", "--name", "svc", "-p", "8080:8081", "web"])
+        .ok();
+    let start = Instant::now();
+    while sb.sh("curl -s -m 2 http://127.0.0.1:8080/").stdout() != "web\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new container does not answer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A live holder still wins: the name is refused, in one line.
+    sb.minibox(&["run", "--name", "svc", "web"])
+        .fails(125, "already in use");
+    sb.minibox(&["rm", "-f", id.trim()]).ok();
+    sb.finish();
+}
+
 #[test]
 fn foreground_run_killed_while_the_container_runs() {
     let sb = sandbox();
@@ -100,24 +149,7 @@ fn foreground_run_killed_while_the_container_runs() {
         if rm {
             args.insert(1, "--rm");
         }
-        let mut child = sb.command(&args).stdout(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("listen"), "{line}");
-        // Recorded as running (a moment after its exec) before the kill.
-        let start = Instant::now();
-        while !sb
-            .minibox(&["inspect", "svc"])
-            .stdout()
-            .contains("\"running\"")
-        {
-            assert!(start.elapsed() < Duration::from_secs(5));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        kill_foreground_run(&sb, &args);
         if !rm {
             // Kept, as killed: its name stays taken until it is removed.
             let ps = sb.minibox(&["ps", "-a"]).ok();
@@ -268,7 +300,7 @@ fn background_network_teardown_killed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let rules = sb.sh("iptables-save").ok();
+    let rules = sb.firewall_rules();
     assert!(
         rules.contains("minibox:"),
         "nothing was left to recover:\n{rules}"

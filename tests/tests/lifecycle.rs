@@ -201,8 +201,7 @@ fn rm_refuses_a_running_container_without_force() {
         "nothing changed"
     );
     sb.minibox(&["rm", "-f", "busy"]).ok();
-    sb.minibox(&["inspect", "busy"])
-        .fails(1, "no such container");
+    sb.minibox(&["inspect", "busy"]).fails(1, "no such object");
     sb.finish();
 }
 

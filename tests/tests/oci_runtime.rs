@@ -469,14 +469,40 @@ fn ocirt_hooks_get_the_state() {
         "prestart": [hook("prestart")],
         "createRuntime": [hook("createRuntime")],
         "poststart": [hook("poststart")],
-        "poststop": [hook("poststop")]
+        "poststop": [hook("poststop")],
+        // Inside the container: its /bin/sh, its hostname and root (no `hooks` dir there), on
+        // the runtime's stderr; and the state on stdin as the others.
+        "startContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "cat >/dev/null; echo start-hook hostname=$(hostname) sees-out=$(test -d {} && echo yes || echo no) >&2",
+                out.display()
+            )]
+        }]
     });
     Bundle {
         config,
         dir: bundle.dir.clone(),
     }
     .save();
-    let pid = create_start(&sb, &bundle, "h1");
+    let pid_file = bundle.file("pid");
+    let args = [
+        "create",
+        "--bundle",
+        bundle.path(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "h1",
+    ];
+    runc_bg(&sb, &bundle, &args).ok();
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let start = sb.runc(&["start", "h1"]);
+    start.ok();
+    let started = start.stderr();
+    assert!(
+        started.contains("start-hook hostname=h1 sees-out=no"),
+        "the startContainer hook ran outside the container: {started}"
+    );
     for name in ["prestart", "createRuntime", "poststart"] {
         let st: Value = serde_json::from_str(&fs::read_to_string(out.join(name)).unwrap()).unwrap();
         assert_eq!(st["id"], "h1", "{name}");

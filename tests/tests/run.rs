@@ -555,8 +555,7 @@ fn volumes_bind_read_write_and_read_only() {
         "from host\n"
     );
 
-    run(&sb, &["-v", "relative:/data", "busybox", "true"]).fails(125, "absolute");
-    run(&sb, &["-v", "/no/such/dir:/data", "busybox", "true"]).fails(125, "/no/such/dir");
+    run(&sb, &["-v", "rel/ative:/data", "busybox", "true"]).fails(125, "invalid volume");
     std::fs::remove_dir_all(&host).unwrap();
     sb.finish();
 }

@@ -649,10 +649,30 @@ fn web(sb: &Sandbox, name: &str, args: &[&str]) -> (Web, String) {
     (web, ip)
 }
 
-/// `probe syn IP PORT` from a fresh container: a hand-made TCP SYN sent as a raw frame to the
-/// gateway's MAC (what NET_RAW, in the default capabilities, allows). "answered" or "no answer".
+/// The attacker: a container of the probe image that stays, so that its frames go out with no
+/// set-up in between (a set-up would put back the rule that the test deletes).
+fn attacker(sb: &Sandbox) -> Web {
+    let script = "trap 'exit 0' TERM; echo ready; sleep 3600 & wait";
+    let mut child = sb
+        .command(&[
+            "run", "--rm", "--name", "attacker", "probe", "sh", "-c", script,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let attacker = Web(child);
+    assert_eq!(line, "ready\n", "the attacker did not start");
+    attacker
+}
+
+/// `probe syn IP PORT` in the attacker: a hand-made TCP SYN sent as a raw frame to the gateway's
+/// MAC (what NET_RAW, in the default capabilities, allows). "answered" or "no answer".
 fn raw_syn(sb: &Sandbox, ip: &str, port: &str) -> String {
-    sb.minibox(&["run", "--rm", "probe", "probe", "syn", ip, port])
+    sb.minibox(&["exec", "attacker", "probe", "syn", ip, port])
         .ok()
         .trim()
         .to_string()
@@ -661,6 +681,21 @@ fn raw_syn(sb: &Sandbox, ip: &str, port: &str) -> String {
 /// Deletes the rule of `chain` containing `needle`, as an administrator could: the control that
 /// shows the attack itself works and that this rule is what stops it.
 fn delete_rule(sb: &Sandbox, chain: &str, needle: &str) {
+    if sb.firewall() == "nftables" {
+        let rules = sb
+            .sh(&format!("nft -a list chain inet minibox {chain}"))
+            .ok();
+        let rule = rules
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no rule with {needle:?} in {chain}:\n{rules}"));
+        let handle = rule.rsplit("# handle ").next().unwrap().trim();
+        sb.sh(&format!(
+            "nft delete rule inet minibox {chain} handle {handle}"
+        ))
+        .ok();
+        return;
+    }
     let rules = sb.sh(&format!("iptables -S {chain}")).ok();
     let rule = rules
         .lines()
@@ -677,12 +712,21 @@ fn delete_rule(sb: &Sandbox, chain: &str, needle: &str) {
 /// what is meant to be reachable.
 #[test]
 fn localhost_is_not_reachable_from_containers() {
-    let sb = Sandbox::new();
+    localhost_not_reachable(Sandbox::with_firewall("nftables"));
+}
+
+#[test]
+fn localhost_is_not_reachable_from_containers_under_iptables() {
+    localhost_not_reachable(Sandbox::with_firewall("iptables"));
+}
+
+fn localhost_not_reachable(sb: Sandbox) {
     sb.import_web();
     sb.import_probe();
     let _local = httpd(&sb, None, "127.0.0.1:7001", "host-local\n");
     let _public = httpd(&sb, None, "7002", "host\n");
     let (web_a, a) = web(&sb, "a", &["-p", "127.0.0.1:8080:8081"]);
+    let attacker = attacker(&sb);
     // The frames work: the host answers on its gateway address, the other container on its own.
     assert_eq!(raw_syn(&sb, "10.77.0.1", "7002"), "answered");
     assert_eq!(raw_syn(&sb, &a, "8081"), "answered");
@@ -693,18 +737,32 @@ fn localhost_is_not_reachable_from_containers() {
     assert_eq!(get_on_host(&sb, None, "127.0.0.1:8080"), "a\n");
     assert_eq!(get_on_host(&sb, None, "127.0.0.1:7001"), "host-local\n");
     // Without minibox's rules both attacks would win: each rule is what stops its attack.
-    delete_rule(&sb, "MINIBOX-INPUT", "-d 127.0.0.0/8");
+    let [(input, to_localhost), (forward, dnatted_localhost)] = match sb.firewall() {
+        "nftables" => [
+            ("input", "ip daddr 127.0.0.0/8"),
+            ("forward", "ct original ip daddr 127.0.0.0/8"),
+        ],
+        _ => [
+            ("MINIBOX-INPUT", "-d 127.0.0.0/8"),
+            ("MINIBOX-FORWARD", "--ctorigdst 127.0.0.0/8"),
+        ],
+    };
+    delete_rule(&sb, input, to_localhost);
     assert_eq!(raw_syn(&sb, "127.0.0.1", "7001"), "answered");
-    delete_rule(&sb, "MINIBOX-FORWARD", "--ctorigdst 127.0.0.0/8");
+    delete_rule(&sb, forward, dnatted_localhost);
     assert_eq!(raw_syn(&sb, "127.0.0.1", "8080"), "answered");
-    drop(web_a);
+    // The next set-up finds the rules missing and puts them back: the attacks fail again.
+    sb.minibox(&["run", "--rm", "probe", "true"]).ok();
+    assert_eq!(raw_syn(&sb, "127.0.0.1", "7001"), "no answer");
+    assert_eq!(raw_syn(&sb, "127.0.0.1", "8080"), "no answer");
+    drop((web_a, attacker));
     sb.finish();
 }
 
 /// Networks are isolated from each other as Docker's are, whatever the FORWARD policy: a container
 /// reaches one on another network only through a published port, in both directions.
-fn networks_isolated(policy: &str) {
-    let sb = Sandbox::new();
+fn networks_isolated(policy: &str, firewall: &'static str) {
+    let sb = Sandbox::with_firewall(firewall);
     sb.import_web();
     sb.minibox(&["network", "create", "lab", "--subnet", "10.99.0.0/24"])
         .ok();
@@ -728,12 +786,24 @@ fn networks_isolated(policy: &str) {
 
 #[test]
 fn networks_are_isolated_with_forward_policy_accept() {
-    networks_isolated("ACCEPT");
+    networks_isolated("ACCEPT", "nftables");
+}
+
+/// Under the nftables driver, iptables' FORWARD policy turned to DROP while containers run (as
+/// installing Docker does): the next set-up finds it and adds the networks' accepts there.
+#[test]
+fn networks_are_isolated_with_forward_policy_drop() {
+    networks_isolated("DROP", "nftables");
 }
 
 #[test]
-fn networks_are_isolated_with_forward_policy_drop() {
-    networks_isolated("DROP");
+fn networks_are_isolated_with_forward_policy_accept_under_iptables() {
+    networks_isolated("ACCEPT", "iptables");
+}
+
+#[test]
+fn networks_are_isolated_with_forward_policy_drop_under_iptables() {
+    networks_isolated("DROP", "iptables");
 }
 
 /// Two namespaces routed through the sandbox host ("left" 192.0.2.0/30 and "right"
@@ -773,8 +843,17 @@ fn remove_routed_namespaces(sb: &Sandbox, servers: Vec<Server>) {
 /// the internet and their published ports. A host that forwarded already keeps its policy.
 #[test]
 fn forwarding_turned_on_by_minibox_routes_nothing_else() {
+    forwarding_routes_nothing_else("nftables");
+}
+
+#[test]
+fn forwarding_turned_on_by_minibox_routes_nothing_else_under_iptables() {
+    forwarding_routes_nothing_else("iptables");
+}
+
+fn forwarding_routes_nothing_else(firewall: &'static str) {
     for forwarding_before in [false, true] {
-        let sb = Sandbox::new();
+        let sb = Sandbox::with_firewall(firewall);
         sb.import_web();
         let servers = build_routed_namespaces(&sb);
         sb.sh(&format!(
@@ -784,13 +863,24 @@ fn forwarding_turned_on_by_minibox_routes_nothing_else() {
         .ok();
         let (web_a, _) = web(&sb, "a", &["-p", "8080:8081"]);
         assert_eq!(sb.sh("sysctl -n net.ipv4.ip_forward").ok(), "1\n");
-        let policy = sb.sh("iptables -S FORWARD").ok();
+        let (policy, accepts, drops) = match firewall {
+            "nftables" => (
+                sb.sh("nft list chain inet minibox forward").ok(),
+                "policy accept;",
+                "policy drop;",
+            ),
+            _ => (
+                sb.sh("iptables -S FORWARD").ok(),
+                "-P FORWARD ACCEPT",
+                "-P FORWARD DROP",
+            ),
+        };
         let routed = get_on_host(&sb, Some("left"), "192.0.2.6:80");
         if forwarding_before {
-            assert!(policy.contains("-P FORWARD ACCEPT"), "{policy}");
+            assert!(policy.contains(accepts), "{policy}");
             assert_eq!(routed, "right\n", "the host's own routing changed");
         } else {
-            assert!(policy.contains("-P FORWARD DROP"), "{policy}");
+            assert!(policy.contains(drops), "{policy}");
             assert_eq!(routed, "", "minibox made the host an open router");
         }
         // Containers still reach the internet, and the internet their published port.

@@ -243,6 +243,40 @@ fn always_comes_back_after_its_process_is_killed_but_not_after_stop() {
 }
 
 #[test]
+fn a_crash_loop_shows_restarting_and_stop_cancels_the_wait() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 2",
+    ])
+    .ok();
+    // The waits double (0.1 s, 0.2 s, ... up to a minute): soon it mostly waits.
+    eventually("ps to show it restarting", || {
+        sb.minibox(&["ps"]).ok().contains("Restarting (2)")
+    });
+    // `stop` during the wait: its supervisor gives up at once, the container stays exited.
+    sb.minibox(&["stop", "loop"]).ok();
+    let c = inspect(&sb, "loop");
+    assert_eq!(c["State"]["Status"], "exited", "{c}");
+    assert_eq!(c["State"]["Restarting"], false);
+    assert_eq!(c["State"]["ExitCode"], 2);
+    assert!(sb.minibox(&["ps", "-a"]).ok().contains("Exited (2)"));
+    sb.minibox(&["rm", "loop"]).ok();
+    sb.finish();
+}
+
+#[test]
 fn system_boot_restarts_always_containers_after_a_simulated_reboot() {
     let sb = Sandbox::new();
     sb.import_busybox();
@@ -421,6 +455,9 @@ fn create_then_start_and_events_show_the_sequence_live() {
     assert_eq!(id.trim().len(), 64);
     let c = inspect(&sb, "job");
     assert_eq!(c["State"]["Status"], "created");
+    // Docker leaves out what a container does not have.
+    assert!(c["State"].get("Health").is_none(), "{c}");
+    assert!(c["Config"].get("Healthcheck").is_none(), "{c}");
     assert!(sb.minibox(&["ps", "-a"]).ok().contains("Created"));
     // Nothing recovers a created container as an orphan.
     sb.minibox(&["system", "prune"]).ok();

@@ -57,10 +57,20 @@ fn remove_client(sb: &Sandbox) {
 /// a set-up and a teardown script: replayed with bash in a fresh sandbox host, the set-up builds
 /// the same addresses, routes and DNAT rules (the netns made by name), a server started in that
 /// netns answers on the published port from 127.0.0.1 and from another namespace, and the
-/// teardown leaves nothing of the container.
+/// teardown leaves nothing of the container. Under either firewall driver, whose batch is
+/// printed as the `nft -f -` or `iptables-restore` here-document minibox fed it.
 #[test]
 fn teach_explain_replays_on_a_fresh_host() {
-    let sb = Sandbox::new();
+    replays_on_a_fresh_host("nftables");
+}
+
+#[test]
+fn teach_explain_replays_on_a_fresh_host_under_iptables() {
+    replays_on_a_fresh_host("iptables");
+}
+
+fn replays_on_a_fresh_host(firewall: &'static str) {
+    let sb = Sandbox::with_firewall(firewall);
     sb.import_web();
     let run = sb.minibox(&[
         "--explain",
@@ -88,20 +98,33 @@ fn teach_explain_replays_on_a_fresh_host() {
     );
     assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
     let ns = sb.sh("ls /run/netns").ok().trim().to_string();
+    let (rules, port_rule, deleted) = match firewall {
+        "nftables" => (
+            "nft list table inet minibox",
+            "tcp . 8080",
+            "\ndelete element inet minibox anyports4 { tcp . 8080 }",
+        ),
+        _ => (
+            "iptables -t nat -S MINIBOX-DNAT",
+            "--dport 8080",
+            "\n-D MINIBOX-DNAT ",
+        ),
+    };
     let view = |s: &Sandbox| {
         s.sh(&format!(
             "ip -n {ns} -o -4 addr show eth0 | awk '{{print $4}}'; ip -n {ns} route
              ip -o -4 addr show minibox0 | awk '{{print $4}}'
-             iptables -t nat -S MINIBOX-DNAT; sysctl -n net.ipv4.conf.minibox0.route_localnet"
+             {rules}; sysctl -n net.ipv4.conf.minibox0.route_localnet"
         ))
         .ok()
     };
     let original = view(&sb);
+    assert!(original.contains(port_rule), "{original}");
     let rm = sb.minibox(&["--explain", "rm", "-f", "w"]);
     rm.ok();
     let teardown = rm.stderr();
     assert!(teardown.starts_with("kill -s KILL "), "{teardown}");
-    assert!(teardown.contains("\n-D MINIBOX-DNAT "), "{teardown}");
+    assert!(teardown.contains(deleted), "{teardown}");
     assert!(
         teardown.contains(&format!("ip netns delete {ns}")),
         "{teardown}"
@@ -131,7 +154,7 @@ fn teach_explain_replays_on_a_fresh_host() {
     assert_eq!(fresh.http_get(Some("client"), "198.51.100.1:8080"), "w\n");
     drop(server);
     replay(&fresh, "teardown", &replayable(&teardown));
-    assert!(!fresh.sh("iptables-save").ok().contains("--dport 8080"));
+    assert!(!fresh.sh(rules).ok().contains(port_rule));
     remove_client(&fresh);
     fresh.finish();
 }
@@ -141,7 +164,16 @@ fn teach_explain_replays_on_a_fresh_host() {
 /// the signal and the teardown its supervisor does.
 #[test]
 fn teach_explain_marks_steps_in_place_and_explains_stop_and_kill() {
-    let sb = Sandbox::new();
+    marks_steps_in_place("nftables");
+}
+
+#[test]
+fn teach_explain_marks_steps_in_place_and_explains_stop_and_kill_under_iptables() {
+    marks_steps_in_place("iptables");
+}
+
+fn marks_steps_in_place(firewall: &'static str) {
+    let sb = Sandbox::with_firewall(firewall);
     sb.import_busybox();
     sb.minibox(&["run", "--rm", "busybox", "true"]).ok();
     let out = sb.minibox(&["--explain", "run", "--rm", "busybox", "true"]);
@@ -149,7 +181,11 @@ fn teach_explain_marks_steps_in_place_and_explains_stop_and_kill() {
     let err = out.stderr();
     let marked = |cmd: &str| err.contains(&format!("# already in place (not redone):\n{cmd}"));
     assert!(marked("ip link add minibox0 "), "{err}");
-    assert!(marked("iptables-restore --noflush --wait <<'EOF'"), "{err}");
+    let batch = match firewall {
+        "nftables" => "nft -f - <<'EOF'\nadd table inet minibox\n",
+        _ => "iptables-restore --noflush --wait <<'EOF'\n*nat\n:MINIBOX-DNAT",
+    };
+    assert!(marked(batch), "{err}");
     assert!(marked("sysctl -w net.ipv4.ip_forward=1"), "{err}");
     assert!(!marked("ip netns add"), "{err}");
 
@@ -224,7 +260,16 @@ fn teach_topology_names_containers_and_draws_them() {
 /// chain, `ip_forward` and the FORWARD policy back to what they were; images stay unless `--all`.
 #[test]
 fn teach_system_reset_gives_the_host_back() {
-    let sb = Sandbox::new();
+    reset_gives_the_host_back("nftables");
+}
+
+#[test]
+fn teach_system_reset_gives_the_host_back_under_iptables() {
+    reset_gives_the_host_back("iptables");
+}
+
+fn reset_gives_the_host_back(firewall: &'static str) {
+    let sb = Sandbox::with_firewall(firewall);
     sb.sh("sysctl -qw net.ipv4.ip_forward=0").ok();
     let before = sb.sh("iptables -S FORWARD | head -1").ok();
     sb.import_busybox();
@@ -258,6 +303,7 @@ fn teach_system_reset_gives_the_host_back() {
     assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
     assert_eq!(sb.sh("ip -o link | wc -l").ok().trim(), "1", "only lo");
     assert!(!sb.sh("iptables-save").ok().contains("MINIBOX"));
+    assert!(!sb.sh("nft list tables").ok().contains("minibox"));
     assert_eq!(sb.sh("iptables -S FORWARD | head -1").ok(), before);
     assert_eq!(sb.sh("sysctl -n net.ipv4.ip_forward").ok().trim(), "0");
     let nets = sb.minibox(&["network", "ls"]).ok();
@@ -291,7 +337,7 @@ fn diagnosis(out: &minibox_tests::Out, needle: &str) -> Vec<String> {
 /// and the command it prints fixes it (doctor is clean again after running it).
 #[test]
 fn teach_doctor_diagnoses_each_breakage_and_its_fix_works() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_firewall("iptables");
     sb.import_web();
     sb.minibox(&[
         "run",

@@ -179,6 +179,8 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             mtu: conf.mtu,
             hairpin: conf.hairpin_mode,
             dns: None,
+            mac: None,
+            default_route: true,
         };
         Ok(crate::attach(
             store,

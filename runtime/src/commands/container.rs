@@ -1,22 +1,26 @@
-//! Commands on existing containers: `ps`, `inspect`, `logs`, `stop`, `kill`, `rm`, `start`,
-//! `restart`, `wait`, `system prune`, `system boot`, `healthcheck`. Each finds containers by name, full id or unique id
-//! prefix, reads their state files (cheap: `ps` reads two small files per container), and
+//! Commands on existing containers: `inspect`'s document, `logs`, `stop`, `kill`, `rm`,
+//! `start`, `restart`, `wait`, `attach`, `pause`, `rename`, `container prune`, `system prune`,
+//! `system boot`, `healthcheck`. Each finds containers by name, full id or unique id
+//! prefix, reads their state files, and
 //! changes a container only under its lock.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::resolve;
-use crate::cli::{KillArgs, LogsArgs, PsArgs, RmArgs, StopArgs};
+use crate::cli::{KillArgs, LogsArgs, RmArgs, StartArgs, StopArgs};
+use crate::container::cgroups::Cgroup;
 use crate::container::lifecycle::{self, Container};
 use crate::container::log::LogReader;
 use crate::container::process::Signals;
+use crate::container::spec::DEFAULT_CAPS;
 use crate::container::state::{self, Config, State, Status};
 use crate::container::{clock, events, health, image, signal, start};
 use crate::paths::Paths;
+use minibox_netns::HostPort;
 
 fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
     Ok((
@@ -25,95 +29,12 @@ fn load(paths: &Paths, id: &str) -> Result<(Config, State)> {
     ))
 }
 
-/// Docker's `ps`.
-pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
-    let mut rows: Vec<(state::Summary, State)> = state::ids(paths)
-        .iter()
-        .filter_map(|id| {
-            Some((
-                state::load_summary(paths, id).ok()?,
-                state::load_state(paths, id).ok()?,
-            ))
-        })
-        .filter(|(_, st)| args.all || st.status == Status::Running)
-        .collect();
-    rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
-    let short = |id: &str| {
-        if args.no_trunc {
-            id.to_string()
-        } else {
-            id[..12.min(id.len())].to_string()
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    if args.quiet {
-        for (c, _) in &rows {
-            writeln!(out, "{}", short(&c.id))?;
-        }
-        return Ok(0);
-    }
-    let now = clock::now_secs();
-    let mut table = vec![[
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ]
-    .map(String::from)];
-    for (c, st) in &rows {
-        let mut command = c.args.join(" ");
-        if !args.no_trunc && command.chars().count() > 20 {
-            command = command.chars().take(19).collect::<String>() + "…";
-        }
-        let status = match st.status {
-            Status::Running => format!(
-                "Up {}{}",
-                clock::human(now.saturating_sub(st.started_at.unwrap_or(0) / 1_000_000_000)),
-                match health::load(paths, &c.id).map(|h| h.status) {
-                    Some(s) if s == "starting" => " (health: starting)".to_string(),
-                    Some(s) => format!(" ({s})"),
-                    None => String::new(),
-                }
-            ),
-            Status::Exited if st.restarting => format!(
-                "Restarting ({}) {} ago",
-                st.exit_code.unwrap_or(0),
-                clock::human(now.saturating_sub(st.finished_at.unwrap_or(0) / 1_000_000_000))
-            ),
-            Status::Exited => format!(
-                "Exited ({}) {} ago",
-                st.exit_code.unwrap_or(0),
-                clock::human(now.saturating_sub(st.finished_at.unwrap_or(0) / 1_000_000_000))
-            ),
-            Status::Created => "Created".into(),
-        };
-        let ports = match (&st.attachment, st.status) {
-            (Some(a), Status::Running) => a.ports_column(),
-            _ => String::new(),
-        };
-        table.push([
-            short(&c.id),
-            c.image_name.clone(),
-            format!("\"{command}\""),
-            format!("{} ago", clock::human(now.saturating_sub(c.created))),
-            status,
-            ports,
-            c.name.clone().unwrap_or_default(),
-        ]);
-    }
-    write!(out, "{}", super::table::render(&table))?;
-    Ok(0)
-}
-
 fn time_or_zero(ns: Option<u64>) -> String {
     ns.map_or("0001-01-01T00:00:00Z".into(), clock::rfc3339)
 }
 
 /// Docker's `inspect` document for one container.
-fn document(paths: &Paths, c: &Config, st: &State) -> Value {
+fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
     let running = st.status == Status::Running;
     let bridge = st
         .attachment
@@ -161,15 +82,60 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         .as_ref()
         .and_then(|s| s.linux().as_ref())
         .and_then(|l| l.resources().as_ref());
-    json!({
+    let cpu = resources.and_then(|r| r.cpu().as_ref());
+    // `--cpus` in billionths of a CPU, as Docker records it (its CpuQuota is for --cpu-quota).
+    let nano_cpus = cpu
+        .and_then(|c| Some((c.quota()?, c.period()?)))
+        .map_or(0, |(quota, period)| {
+            quota * 1_000_000_000 / period.max(1) as i64
+        });
+    let mounts = binds(paths, c);
+    let (cap_add, cap_drop) = cap_changes(c);
+    let paused = running
+        && st
+            .cgroup
+            .as_deref()
+            .is_some_and(|p| Cgroup::open(p).frozen());
+    let host_config = json!({
+        "Binds": (!mounts.is_empty()).then(|| mounts.iter().map(|m| {
+            format!("{}:{}{}", m.0, m.1, if m.2 { "" } else { ":ro" })
+        }).collect::<Vec<_>>()),
+        "NetworkMode": c.network,
+        "PortBindings": port_bindings(&c.publish),
+        "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
+        "AutoRemove": c.rm,
+        "CapAdd": cap_add,
+        "CapDrop": cap_drop,
+        "Privileged": c.privileged,
+        "SecurityOpt": (!c.security_opt.is_empty()).then_some(&c.security_opt),
+        "Memory": resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0),
+        "NanoCpus": nano_cpus,
+        "CpuQuota": 0,
+        "CpuPeriod": 0,
+        "CpuShares": cpu.and_then(|c| c.shares()).unwrap_or(0),
+        "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
+        "CgroupParent": c.cgroup_parent,
+    });
+    let mounts: Vec<Value> = mounts
+        .into_iter()
+        .map(|(source, destination, rw)| {
+            json!({"Type": "bind", "Source": source, "Destination": destination, "Mode": "",
+                   "RW": rw, "Propagation": "rprivate"})
+        })
+        .collect();
+    let mut doc = json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
         "Path": c.args.first().cloned().unwrap_or_default(),
         "Args": c.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": if st.restarting && !running { "restarting" } else { st.status.as_str() },
+            "Status": match (paused, st.restarting && !running) {
+                (true, _) => "paused",
+                (false, true) => "restarting",
+                (false, false) => st.status.as_str(),
+            },
             "Running": running,
-            "Paused": false,
+            "Paused": paused,
             "Restarting": st.restarting && !running,
             "OOMKilled": st.oom_killed,
             "Dead": false,
@@ -183,16 +149,8 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
         "Image": c.image,
         "Name": c.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
         "LogPath": state::log_path(paths, &c.id).display().to_string(),
-        "HostConfig": {
-            "NetworkMode": c.network,
-            "AutoRemove": c.rm,
-            "Privileged": c.privileged,
-            "SecurityOpt": (!c.security_opt.is_empty()).then_some(&c.security_opt),
-            "Memory": resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).unwrap_or(0),
-            "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
-            "CgroupParent": c.cgroup_parent,
-            "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
-        },
+        "HostConfig": host_config,
+        "Mounts": mounts,
         "Config": {
             "Hostname": c.hostname,
             "User": c.user,
@@ -203,6 +161,7 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Image": c.image_name,
             "WorkingDir": process.map(|p| p.cwd().clone()).unwrap_or_default(),
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+            "Labels": c.labels,
             "StopSignal": c.stop_signal,
             "StopTimeout": c.stop_timeout,
             "Healthcheck": c.healthcheck,
@@ -215,18 +174,99 @@ fn document(paths: &Paths, c: &Config, st: &State) -> Value {
             "Ports": ports,
             "Networks": networks,
         },
-    })
+    });
+    // Docker leaves these out when the container has none.
+    for (section, key) in [
+        ("State", "Health"),
+        ("Config", "StopSignal"),
+        ("Config", "StopTimeout"),
+        ("Config", "Healthcheck"),
+    ] {
+        if let Some(m) = doc[section].as_object_mut() {
+            if m.get(key).is_some_and(Value::is_null) {
+                m.remove(key);
+            }
+        }
+    }
+    doc
 }
 
-pub fn inspect(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
-    let mut docs = Vec::new();
-    for what in containers {
-        let id = resolve(paths, explain, what)?;
-        let (c, st) = load(paths, &id).with_context(|| format!("container {what}"))?;
-        docs.push(document(paths, &c, &st));
+/// The container's bind mounts (`-v`): source, destination, writable. Those of minibox's own
+/// files (/etc/hosts, ...) come from the container's directory and are not the user's.
+fn binds(paths: &Paths, c: &Config) -> Vec<(String, String, bool)> {
+    let own = state::dir(paths, &c.id);
+    let mounts = c.spec.as_ref().and_then(|s| s.mounts().as_ref());
+    mounts
+        .into_iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("bind"))
+        .filter_map(|m| {
+            let source = m.source().as_ref()?;
+            let ro = m.options().iter().flatten().any(|o| o == "ro");
+            (!source.starts_with(&own)).then(|| {
+                let dest = m.destination().display().to_string();
+                (source.display().to_string(), dest, !ro)
+            })
+        })
+        .collect()
+}
+
+/// Docker's CapAdd and CapDrop, from the container's bounding set against the default one.
+fn cap_changes(c: &Config) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let given: std::collections::BTreeSet<String> = c
+        .spec
+        .as_ref()
+        .and_then(|s| s.process().as_ref())
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|caps| caps.bounding().as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|cap| serde_json::to_value(cap).ok()?.as_str().map(String::from))
+        .collect();
+    let default: std::collections::BTreeSet<String> =
+        DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    let list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    if c.privileged {
+        return (None, None);
     }
-    println!("{}", serde_json::to_string_pretty(&docs)?);
-    Ok(0)
+    (
+        list(given.difference(&default).cloned().collect()),
+        list(default.difference(&given).cloned().collect()),
+    )
+}
+
+/// Docker's HostConfig.PortBindings: what `-p` asked for, by container port.
+fn port_bindings(publish: &[String]) -> Value {
+    let mut bindings = serde_json::Map::new();
+    for request in publish
+        .iter()
+        .filter_map(|p| minibox_netns::PortSpec::parse(p).ok())
+        .flat_map(|spec| spec.requests())
+    {
+        let host_port = match request.host {
+            HostPort::Fixed(p) => p.to_string(),
+            HostPort::AnyIn(r) => format!("{}-{}", r.first, r.last),
+            HostPort::Random => String::new(),
+        };
+        let entry = json!({
+            "HostIp": request.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "HostPort": host_port,
+        });
+        let key = format!("{}/{}", request.container, request.proto);
+        match bindings.get_mut(&key) {
+            Some(Value::Array(list)) => list.push(entry),
+            _ => {
+                bindings.insert(key, json!([entry]));
+            }
+        }
+    }
+    Value::Object(bindings)
+}
+
+/// The `inspect` document of container `id`.
+pub(super) fn document(paths: &Paths, id: &str) -> Result<Value> {
+    let (c, st) = load(paths, id)?;
+    Ok(container_document(paths, &c, &st))
 }
 
 /// One record of the log: `<time> <stream> <F|P> <text>`.
@@ -266,26 +306,95 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
                 .map_err(|_| anyhow::anyhow!("--tail {n:?}: give a number of lines or \"all\""))?,
         ),
     };
+    let now = state::now_ns();
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| instant("--since", t, now))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| instant("--until", t, now))
+        .transpose()?;
+    // A record's time is its first field, RFC 3339 in UTC.
+    let within = |r: &String| {
+        let t = r
+            .split(' ')
+            .next()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    };
     let path = state::log_path(paths, &id);
     let kept = state::load_config(paths, &id).map_or(1, |c| c.log.max_file);
-    let (mut reader, records) = LogReader::open(&path, kept)?;
+    let (reader, records) = LogReader::open(&path, kept)?;
+    let records: Vec<String> = records.into_iter().filter(within).collect();
     let skip = tail.map_or(0, |n| records.len().saturating_sub(n));
     for r in &records[skip..] {
         print_record(r, args.timestamps)?;
     }
-    if !args.follow {
-        return Ok(0);
+    if args.follow {
+        follow(paths, &id, reader, args.timestamps, within)?;
     }
+    Ok(0)
+}
+
+/// The container's log, opened at its end: what it writes from now on.
+fn log_from_now(paths: &Paths, id: &str) -> Result<LogReader> {
+    let kept = state::load_config(paths, id).map_or(1, |c| c.log.max_file);
+    Ok(LogReader::open(&state::log_path(paths, id), kept)?.0)
+}
+
+/// Prints the records `reader` gets (those `within` says) until the container has exited.
+fn follow(
+    paths: &Paths,
+    id: &str,
+    mut reader: LogReader,
+    timestamps: bool,
+    within: impl Fn(&String) -> bool,
+) -> Result<()> {
     loop {
-        let done = state::load_state(paths, &id).map_or(true, |s| s.status == Status::Exited);
-        for r in reader.more()? {
-            print_record(&r, args.timestamps)?;
+        let done = state::load_state(paths, id).map_or(true, |s| s.status == Status::Exited);
+        for r in reader.more()?.into_iter().filter(&within) {
+            print_record(&r, timestamps)?;
         }
         if done {
-            return Ok(0);
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Shows a running container's output from now on until it exits, and answers with its exit
+/// code (`attach`, `start -a`). Input is not passed: the container's supervisor holds it.
+fn attached(paths: &Paths, explain: bool, id: &str, what: &str, reader: LogReader) -> Result<u8> {
+    follow(paths, id, reader, false, |_| true)?;
+    lifecycle::wait(paths, explain, id).ok_or_else(|| {
+        anyhow::anyhow!("container {what} was removed as it exited: its exit code is gone")
+    })
+}
+
+/// `attach CONTAINER`: its output until it exits, then its exit code.
+pub fn attach(paths: &Paths, explain: bool, what: &str) -> Result<u8> {
+    let id = resolve(paths, explain, what)?;
+    let st = state::load_state(paths, &id)?;
+    if !lifecycle::running(&st) {
+        bail!("cannot attach to a stopped container, start it first");
+    }
+    let reader = log_from_now(paths, &id)?;
+    attached(paths, explain, &id, what, reader)
+}
+
+/// A `logs --since/--until` time in nanoseconds since the epoch.
+fn instant(flag: &str, value: &str, now: u64) -> Result<u64> {
+    clock::parse_time(value, now).ok_or_else(|| {
+        anyhow::anyhow!(
+            "invalid value {value:?} for {flag}: give a time (2026-11-26T10:00:00Z), a Unix time \
+             or a duration (10m)"
+        )
+    })
 }
 
 /// Stops one container: `-s`, else its stop signal; `-t`, else its stop timeout, else 10 s.
@@ -332,11 +441,20 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
             Err(state::Error::NoSuchContainer(_)) if args.force => continue,
             found => found,
         };
+        let volumes = match (&id, args.volumes) {
+            (Ok(id), true) => state::load_config(paths, id)
+                .map(|c| c.volumes)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         match id.map_err(anyhow::Error::from).and_then(|id| {
             lifecycle::remove(paths, explain, &id, args.force)
                 .with_context(|| format!("cannot remove container {what}"))
         }) {
-            Ok(()) => println!("{what}"),
+            Ok(()) => {
+                crate::container::volume::remove_anonymous(paths, &volumes);
+                println!("{what}")
+            }
             Err(err) if failure.is_none() => failure = Some(err),
             Err(err) => eprintln!("minibox: {err:#}"),
         }
@@ -356,12 +474,26 @@ fn start_one(paths: &Paths, explain: bool, id: &str, signals: &Signals) -> Resul
     Ok(())
 }
 
-pub fn start(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
+pub fn start(paths: &Paths, explain: bool, args: &StartArgs) -> Result<u8> {
+    if args.interactive {
+        bail!(
+            "start -i: minibox cannot pass input to a container in the background: run it \
+             in the foreground with run -i"
+        );
+    }
+    if args.attach && args.containers.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
     let signals = Signals::block().context("blocking signals")?;
-    for what in containers {
+    for what in &args.containers {
         let id = state::resolve(paths, what)?;
+        // Opened before the start, so that nothing the container writes is missed.
+        let reader = args.attach.then(|| log_from_now(paths, &id)).transpose()?;
         start_one(paths, explain, &id, &signals)?;
-        println!("{what}");
+        match reader {
+            Some(reader) => return attached(paths, explain, &id, what, reader),
+            None => println!("{what}"),
+        }
     }
     Ok(0)
 }
@@ -429,5 +561,128 @@ pub fn wait(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
             None => bail!("container {what} was removed as it exited: its exit code is gone"),
         }
     }
+    Ok(0)
+}
+
+/// `system prune`: recovers containers whose owner died, and removes records no container
+/// owns any more.
+pub fn prune(paths: &Paths, explain: bool) -> Result<u8> {
+    let pruned = lifecycle::prune(paths, explain);
+    for id in pruned.recovered {
+        println!("recovered {id}");
+    }
+    for id in pruned.removed {
+        println!("removed {id}");
+    }
+    Ok(0)
+}
+
+/// The cgroup of a running container, for `pause` and `unpause`.
+fn running_cgroup(paths: &Paths, id: &str, what: &str) -> Result<Cgroup> {
+    let st = state::load_state(paths, id)?;
+    match (lifecycle::running(&st), st.cgroup.as_deref()) {
+        (true, Some(path)) => Ok(Cgroup::open(path)),
+        _ => bail!("container {what} is not running"),
+    }
+}
+
+/// `pause`: freezes every process of the containers (the cgroup freezer). `stop`, `kill` and
+/// `rm -f` still work on a paused container: they thaw it first.
+pub fn pause(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
+    for what in containers {
+        let id = resolve(paths, explain, what)?;
+        let cgroup = running_cgroup(paths, &id, what)?;
+        if cgroup.frozen() {
+            bail!("container {what} is already paused");
+        }
+        cgroup.freeze()?;
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+pub fn unpause(paths: &Paths, explain: bool, containers: &[String]) -> Result<u8> {
+    for what in containers {
+        let id = resolve(paths, explain, what)?;
+        let cgroup = running_cgroup(paths, &id, what)?;
+        if !cgroup.frozen() {
+            bail!("container {what} is not paused");
+        }
+        cgroup.thaw()?;
+        println!("{what}");
+    }
+    Ok(0)
+}
+
+/// `rename OLD NEW`: the new name is taken first, so two renames cannot both win it.
+pub fn rename(paths: &Paths, explain: bool, old: &str, new: &str) -> Result<u8> {
+    state::check_name(new)?;
+    let id = resolve(paths, explain, old)?;
+    let mut config = state::load_config(paths, &id)?;
+    if config.name.as_deref() == Some(new) {
+        bail!("renaming container {old}: it is named {new} already");
+    }
+    state::claim_name(paths, new, &id)?;
+    let previous = config.name.replace(new.to_string());
+    if let Err(e) = state::write_config(paths, &config) {
+        state::release_name(paths, new, &id);
+        return Err(e.into());
+    }
+    if let Some(previous) = previous {
+        state::release_name(paths, &previous, &id);
+    }
+    Ok(0)
+}
+
+/// Docker's confirmation for the prune commands (skipped with `-f`): a line from standard
+/// input that starts with y.
+pub(super) fn confirmed(warning: &str, force: bool) -> bool {
+    if force {
+        return true;
+    }
+    eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
+    if !std::io::stdin().is_terminal() {
+        // No echo of the answer ends the line: what follows starts one of its own.
+        eprintln!();
+    }
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    answer.trim_start().starts_with(['y', 'Y'])
+}
+
+/// `container prune`: removes every container that is not running (one in use, being set up
+/// or running, holds its lock and is left alone).
+pub fn container_prune(paths: &Paths, explain: bool, force: bool) -> Result<u8> {
+    if !confirmed("This will remove all stopped containers.", force) {
+        return Ok(0);
+    }
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0;
+    for id in state::ids(paths) {
+        let stopped = state::load_state(paths, &id).is_ok_and(|s| s.status != Status::Running);
+        if !stopped {
+            continue;
+        }
+        let size = super::system::disk_usage(&state::dir(paths, &id).join("fs/upper"));
+        match lifecycle::remove(paths, explain, &id, false) {
+            Ok(()) => {
+                deleted.push(id);
+                reclaimed += size;
+            }
+            Err(lifecycle::Error::Running) => {}
+            Err(e) => eprintln!("minibox: removing container {id:.12}: {e}"),
+        }
+    }
+    if !deleted.is_empty() {
+        println!("Deleted Containers:");
+        for id in &deleted {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        super::units::decimal(reclaimed)
+    );
     Ok(0)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::Value;
 
+use super::template::Template;
 use crate::cli::EventsArgs;
 use crate::container::{clock, events, state};
 use crate::paths::Paths;
@@ -38,12 +39,16 @@ pub fn events(paths: &Paths, args: &EventsArgs) -> Result<u8> {
                 wanted.peek().is_none() || wanted.any(|(_, v)| matches(event, key, v))
             })
     };
+    let template = match args.format.as_deref() {
+        Some(f) if f != "json" => Some(Template::parse(f)?),
+        _ => None,
+    };
     let mut out = std::io::stdout().lock();
     let mut print = |event: &Value| -> bool {
-        let line = match args.format.as_deref() {
-            None => plain(event),
-            Some("json") => event.to_string(),
-            Some(template) => render(template, event),
+        let line = match (args.format.as_deref(), &template) {
+            (_, Some(t)) => t.render(event).unwrap_or_else(|e| format!("minibox: {e}")),
+            (Some(_), None) => event.to_string(),
+            (None, None) => plain(event),
         };
         // A closed pipe (`events | head`) ends it quietly.
         writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
@@ -156,58 +161,13 @@ fn plain(event: &Value) -> String {
     )
 }
 
-/// The Go-template forms `events --format` is used with: `{{.Field.Sub}}`, `{{json .Field}}`,
-/// `{{json .}}`, between literal text.
-fn render(template: &str, event: &Value) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find("}}") else {
-            out.push_str(&rest[open..]);
-            return out;
-        };
-        let expr = rest[open + 2..open + close].trim();
-        let (json, path) = match expr.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, expr),
-        };
-        let mut value = event;
-        for part in path
-            .trim_start_matches('.')
-            .split('.')
-            .filter(|p| !p.is_empty())
-        {
-            value = &value[part];
-        }
-        match (json, value) {
-            (false, Value::String(s)) => out.push_str(s),
-            (false, Value::Null) => out.push_str("<no value>"),
-            (_, v) => out.push_str(&v.to_string()),
-        }
-        rest = &rest[open + close + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A `--since`/`--until` time in nanoseconds: RFC 3339, Unix seconds (with a fraction), or a
-/// duration before `now` (`10m`).
+/// A `--since`/`--until` time in nanoseconds since the epoch.
 fn time(s: &str, now: u64) -> Result<u64> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
-            return Ok(d.as_nanos() as u64);
-        }
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs >= 0.0 {
-            return Ok((secs * 1e9) as u64);
-        }
-    }
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now.saturating_sub(d.as_nanos() as u64));
-    }
-    bail!("invalid time {s:?}: give an RFC 3339 time, Unix seconds, or a duration such as 10m")
+    clock::parse_time(s, now).ok_or_else(|| {
+        anyhow::anyhow!(
+            "invalid time {s:?}: give an RFC 3339 time, Unix seconds, or a duration such as 10m"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -228,11 +188,12 @@ mod tests {
         assert!(!matches(&e, "container", "db"));
         assert!(matches(&e, "event", "health_status"));
         assert!(!matches(&e, "event", "die"));
+        let render = |t: &str| Template::parse(t).unwrap().render(&e).unwrap();
         assert_eq!(
-            render("{{.Action}} {{.Actor.Attributes.name}}", &e),
+            render("{{.Action}} {{.Actor.Attributes.name}}"),
             "health_status: healthy web"
         );
-        assert_eq!(render("{{json .Actor.ID}}", &e), "\"abcdef\"");
+        assert_eq!(render("{{json .Actor.ID}}"), "\"abcdef\"");
         assert!(plain(&e)
             .ends_with("container health_status: healthy abcdef (image=busybox, name=web)"));
     }

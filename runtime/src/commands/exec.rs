@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::ExecArgs;
+use crate::container::cgroups::Cgroup;
 use crate::container::lifecycle;
 use crate::container::log::{Output, Stream};
 use crate::container::process::{self, Signals, Stdio};
@@ -17,6 +18,11 @@ use crate::container::{tty, user};
 use crate::paths::Paths;
 
 pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
+    if args.detach && (args.process.tty || args.process.interactive) {
+        bail!(
+            "exec -d: a process in the background has no terminal or input to keep: drop -t and -i"
+        );
+    }
     super::check_tty(&args.process)?;
     let id = state::resolve(paths, &args.container)?;
     let st = state::load_state(paths, &id)?;
@@ -28,6 +34,10 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
             args.container
         );
     };
+    // A frozen PID 1 would never let the new process in.
+    if Cgroup::open(cgroup).frozen() {
+        bail!("container {} is paused: unpause it first", args.container);
+    }
     let mut spec = config.runtime_spec()?.clone();
     let mut process = spec.process().clone().unwrap_or_default();
     let base = ImageConfig {
@@ -78,10 +88,18 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
         }
         _ => None,
     };
+    // Detached, its output goes nowhere, as Docker discards it.
+    let null = match args.detach {
+        true => Some(std::fs::OpenOptions::new().write(true).open("/dev/null")?),
+        false => None,
+    };
     let stdio = Stdio {
         input: input.as_ref().map(|(r, _)| r.as_fd()),
         keep_stdin: false,
-        output: output.write_ends(),
+        output: match &null {
+            Some(null) => Some((null.as_fd(), null.as_fd())),
+            None => output.write_ends(),
+        },
     };
     let pid = nix::unistd::Pid::from_raw(st.pid);
     let child = process::spawn_exec(pid, cgroup, &spec, stdio, &paths.seccomp_cache(), 0)
@@ -95,6 +113,11 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
             return Err(minibox::Error::from(e).into());
         }
     };
+    if args.detach {
+        // This process goes: the host's init (or the nearest subreaper) adopts and reaps it,
+        // as containerd's shim does Docker's; `stop` reaches it through the cgroup.
+        return Ok(0);
+    }
     let raw = (tty && args.process.interactive).then(tty::RawMode::enter);
     let relay = match (&started.pty, input) {
         (Some(master), _) => Some(tty::Relay::new(

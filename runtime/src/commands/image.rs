@@ -4,11 +4,14 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use minibox_images::{reference, Image, ImportOptions, Store};
 use serde_json::{json, Value};
 
-use crate::cli::{ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs};
+use super::{template, units};
+use crate::cli::{
+    HistoryArgs, ImagePruneArgs, ImagesArgs, ImportArgs, LoadArgs, RmiArgs, SaveArgs,
+};
 use crate::container::clock;
 use crate::paths::Paths;
 
@@ -82,23 +85,40 @@ pub fn save(paths: &Paths, args: SaveArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// Docker's `images`: one row per name (dangling images as `<none>`), newest first; with
-/// `--digests`, the registry digest of each row's repository.
+/// Docker's `images` table, and its `--digests` form.
+const TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+const TABLE_DIGESTS: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+
+/// Docker's column titles for the fields an `images` template can name.
+fn headers() -> Value {
+    json!({
+        "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
+        "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+        "Containers": "CONTAINERS",
+    })
+}
+
+/// Docker's `images`: one row per name (dangling images as `<none>`), newest first; `-q` the
+/// ids once each; `REPOSITORY[:TAG]` only that repository (or that tag of it).
 pub fn list(paths: &Paths, args: &ImagesArgs) -> Result<u8> {
     let store = Store::open(&paths.images())?;
     let mut images = store.images()?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created_secs().unwrap_or(0)));
+    let wanted_name = args
+        .reference
+        .as_deref()
+        .map(|r| reference::normalize(r).unwrap_or_else(|_| r.to_string()));
+    let wanted = wanted_name.as_deref().map(reference::split);
+    // `images busybox` lists every tag of busybox; `images busybox:1` that one.
+    let tag_given = args
+        .reference
+        .as_deref()
+        .is_some_and(|r| r.rsplit_once(':').is_some_and(|(_, t)| !t.contains('/')));
     let now = clock::now_secs();
-    let mut header = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
-    if args.digests {
-        header.insert(2, "DIGEST");
-    }
-    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    let mut rows = Vec::new();
     for image in &images {
-        let created = image
-            .created_secs()
-            .map(|t| format!("{} ago", clock::human(now.saturating_sub(t.max(0) as u64))))
-            .unwrap_or_else(|| "N/A".into());
+        let created = image.created_secs().map(|t| t.max(0) as u64);
         let mut names: Vec<(&str, &str)> =
             image.names.iter().map(|n| reference::split(n)).collect();
         // An image known only by digest is listed under its repository.
@@ -112,51 +132,46 @@ pub fn list(paths: &Paths, args: &ImagesArgs) -> Result<u8> {
             names.push(("<none>", "<none>"));
         }
         for (repo, tag) in names {
-            let mut row = vec![
-                repo.to_string(),
-                tag.to_string(),
-                image.short_id().to_string(),
-                created.clone(),
-                human_size(image.size),
-            ];
-            if args.digests {
-                let digest = image
-                    .repo_digests
-                    .iter()
-                    .find_map(|d| d.strip_prefix(repo)?.strip_prefix('@'))
-                    .unwrap_or("<none>");
-                row.insert(2, digest.to_string());
+            if let Some((want_repo, want_tag)) = wanted {
+                if repo != want_repo || (tag_given && tag != want_tag) {
+                    continue;
+                }
             }
-            rows.push(row);
+            let digest = image
+                .repo_digests
+                .iter()
+                .find_map(|d| d.strip_prefix(repo)?.strip_prefix('@'))
+                .unwrap_or("<none>");
+            rows.push(json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": image.short_id(),
+                "Digest": digest,
+                "CreatedSince": created
+                    .map_or("N/A".into(), |t| format!("{} ago", clock::human(now.saturating_sub(t)))),
+                "CreatedAt": created.map_or(String::new(), clock::docker_time),
+                "Size": units::decimal(image.size),
+                "Containers": "N/A",
+            }));
         }
     }
-    print!("{}", super::table::render(&rows));
-    Ok(0)
-}
-
-/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, 3 significant digits.
-fn human_size(size: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = size as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
+    if args.quiet {
+        // Docker's -q: each image once, as its short id.
+        let mut seen = std::collections::HashSet::new();
+        for id in rows.iter().filter_map(|r| r["ID"].as_str()) {
+            if seen.insert(id) {
+                println!("{id}");
+            }
+        }
+        return Ok(0);
     }
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
+    let format = match (&args.format, args.digests) {
+        (Some(f), _) => f.as_str(),
+        (None, true) => TABLE_DIGESTS,
+        (None, false) => TABLE,
     };
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
+    print!("{}", template::render_rows(format, &rows, &headers())?);
+    Ok(0)
 }
 
 /// Whether a container uses an image. Convention shared with `run`: each container has a
@@ -190,34 +205,8 @@ pub fn remove(paths: &Paths, args: RmiArgs) -> Result<u8> {
     Ok(u8::from(failed.is_some()))
 }
 
-/// Docker's `image inspect`: a JSON array, one object per image found.
-pub fn inspect(paths: &Paths, images: &[String]) -> Result<u8> {
-    if images.is_empty() {
-        bail!("image inspect: name at least one image");
-    }
-    let store = Store::open(&paths.images())?;
-    let mut out = Vec::new();
-    let mut missing = Vec::new();
-    for reference in images {
-        match store.image(reference) {
-            Ok(image) => out.push(inspect_json(&image)),
-            Err(e) => missing.push(e.to_string()),
-        }
-    }
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    serde::Serialize::serialize(&out, &mut ser)?;
-    let mut stdout = io::stdout().lock();
-    stdout.write_all(&buf)?;
-    stdout.write_all(b"\n")?;
-    if !missing.is_empty() {
-        bail!("{}", missing.join("; "));
-    }
-    Ok(0)
-}
-
-fn inspect_json(image: &Image) -> Value {
+/// Docker's `image inspect` document.
+pub(super) fn document(image: &Image) -> Value {
     let c = &image.config;
     let config = serde_json::to_value(c.config()).unwrap_or(Value::Null);
     json!({
@@ -242,16 +231,117 @@ fn inspect_json(image: &Image) -> Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::human_size;
+/// Docker's `history` table.
+const HISTORY_TABLE: &str =
+    "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
 
-    #[test]
-    fn sizes_read_like_docker() {
-        assert_eq!(human_size(4_261_000), "4.26MB");
-        assert_eq!(human_size(12_340_000), "12.3MB");
-        assert_eq!(human_size(123_400_000), "123MB");
-        assert_eq!(human_size(1_500), "1.5kB");
-        assert_eq!(human_size(742), "742B");
+/// `history IMAGE`: the image's history entries, newest first, each non-empty one beside the
+/// size of its layer; the newest row carries the image id, the others `<missing>` (their own
+/// images are not in the store), as Docker shows a pulled image.
+pub fn history(paths: &Paths, args: &HistoryArgs) -> Result<u8> {
+    let store = Store::open(&paths.images())?;
+    let image = store.image(&args.image)?;
+    let now = clock::now_secs();
+    let mut layers = image.layers.iter();
+    let entries = image.config.history().clone().unwrap_or_default();
+    let mut rows: Vec<Value> = Vec::new();
+    let seconds = |t: Option<&String>| {
+        t.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
+    let layer_size =
+        |layer: Option<&std::path::PathBuf>| layer.map_or(0, |l| super::system::disk_usage(l));
+    if entries.is_empty() {
+        // An image without a history: one row per layer.
+        for layer in image.layers.iter() {
+            rows.push(
+                json!({"CreatedSince": "N/A", "CreatedAt": "", "CreatedBy": "",
+                             "Size": units::decimal(layer_size(Some(layer))), "Comment": ""}),
+            );
+        }
     }
+    for h in &entries {
+        let empty = h.empty_layer().unwrap_or(false);
+        let size = if empty { 0 } else { layer_size(layers.next()) };
+        let created = seconds(h.created().as_ref());
+        let mut by = h.created_by().clone().unwrap_or_default();
+        if !args.no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push(json!({
+            "CreatedSince": created.map_or("N/A".into(), |t| format!("{} ago", clock::human(now.saturating_sub(t)))),
+            "CreatedAt": created.map_or(String::new(), clock::docker_time),
+            "CreatedBy": by,
+            "Size": units::decimal(size),
+            "Comment": h.comment().clone().unwrap_or_default(),
+        }));
+    }
+    rows.reverse();
+    for (i, row) in rows.iter_mut().enumerate() {
+        let id = match (i, args.no_trunc) {
+            (0, true) => image.id.clone(),
+            (0, false) => image.short_id().to_string(),
+            _ => "<missing>".into(),
+        };
+        row["ID"] = id.into();
+    }
+    let format = match (&args.format, args.quiet) {
+        (_, true) => "{{.ID}}",
+        (Some(f), false) => f.as_str(),
+        (None, false) => HISTORY_TABLE,
+    };
+    let headers = json!({"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                         "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"});
+    print!("{}", template::render_rows(format, &rows, &headers)?);
+    Ok(0)
+}
+
+/// `image prune`: removes the images no container uses that have no name (`-a`: every image
+/// no container uses).
+pub fn prune(paths: &Paths, args: &ImagePruneArgs) -> Result<u8> {
+    let warning = if args.all {
+        "This will remove all images without at least one container associated to them."
+    } else {
+        "This will remove all dangling images."
+    };
+    if !super::container::confirmed(warning, args.force) {
+        return Ok(0);
+    }
+    let store = Store::open(&paths.images())?;
+    let used = in_use(paths);
+    let mut lines = Vec::new();
+    let mut reclaimed = 0;
+    for image in store.images()? {
+        if used(&image.id) || (!args.all && !image.names.is_empty()) {
+            continue;
+        }
+        // Each of its names, then the image itself once the last is gone.
+        let mut names = image.names.clone();
+        if names.is_empty() {
+            names.push(image.id.clone());
+        }
+        for name in names {
+            match store.remove(&name, false, &used) {
+                // Docker's prune words: "untagged: NAME", "deleted: ID".
+                Ok(removed) => lines.extend(removed.iter().map(|l| {
+                    l.replacen("Untagged:", "untagged:", 1)
+                        .replacen("Deleted:", "deleted:", 1)
+                })),
+                Err(e) => eprintln!("minibox: removing image {name}: {e}"),
+            }
+        }
+        if store.image(&image.id).is_err() {
+            reclaimed += image.size;
+        }
+    }
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in &lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", units::decimal(reclaimed));
+    Ok(0)
 }

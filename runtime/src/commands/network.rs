@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use minibox_netns::{Attachment, Proto};
 
-use crate::cli::{Global, NetworkCommand, PortArgs};
+use crate::cli::{Global, NetworkCommand, ObjectType, PortArgs};
 use crate::container::state;
 use crate::network::{self, explainer, store};
 use crate::paths::Paths;
@@ -49,21 +49,14 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             }
             print!("{}", super::table::render(&rows));
         }
-        NetworkCommand::Inspect { networks } => {
-            let mut all = Vec::new();
-            for name in networks {
-                let mut v = network::inspect(&store, &store.network(&name)?)?;
-                // Containers by their names, as Docker shows them.
-                if let Some(containers) = v["Containers"].as_object_mut() {
-                    for (id, c) in containers.iter_mut() {
-                        if let Some(n) = container_name(paths, id) {
-                            c["Name"] = n.into();
-                        }
-                    }
-                }
-                all.push(v);
-            }
-            println!("{}", serde_json::to_string_pretty(&all)?);
+        NetworkCommand::Inspect { format, networks } => {
+            return super::inspect::inspect(
+                paths,
+                global.explain,
+                Some(ObjectType::Network),
+                &networks,
+                format.as_deref(),
+            );
         }
         NetworkCommand::Rm { networks } => {
             let ex = explainer(global.explain);
@@ -72,12 +65,123 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("{name}");
             }
         }
+        NetworkCommand::Connect {
+            network,
+            container,
+            alias,
+            ip,
+        } => connect(paths, global, &network, &container, &alias, ip.as_deref())?,
+        NetworkCommand::Disconnect { network, container } => {
+            let id = state::resolve(paths, &container)?;
+            if store.attachment(&id)?.is_some_and(|a| a.network == network) {
+                bail!("container {container} has {network} as its first network (eth0): it stays connected while it runs");
+            }
+            if !network::disconnect(paths, global.explain, &id, &network)? {
+                bail!("container {container} is not connected to network {network}");
+            }
+        }
+        NetworkCommand::Prune { force: _ } => {
+            let ex = explainer(global.explain);
+            let used: std::collections::HashSet<String> = store
+                .attachments()?
+                .into_iter()
+                .map(|a| a.network)
+                .collect();
+            let mut deleted = Vec::new();
+            for net in store.networks()? {
+                if net.name == minibox_netns::DEFAULT_NETWORK || used.contains(&net.name) {
+                    continue;
+                }
+                // A container attached meanwhile keeps its network (refused under the lock).
+                match minibox_netns::remove_network(&store, &ex, &net.name) {
+                    Ok(()) => deleted.push(net.name),
+                    Err(minibox_netns::Error::InUse { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !deleted.is_empty() {
+                println!("Deleted Networks:\n{}", deleted.join("\n"));
+            }
+        }
         NetworkCommand::Topology { format } => {
             let topology = network::topology::gather(paths, &store)?;
             print!("{}", network::topology::render(&topology, &format));
         }
+        NetworkCommand::Reload { networks } => {
+            let ex = explainer(global.explain);
+            for net in minibox_netns::reload(&store, &ex, &networks)? {
+                println!("{}", net.name);
+            }
+        }
     }
     Ok(0)
+}
+
+/// `network connect`: the next free `eth<n>` of a running container, with its names (and
+/// `--alias`es) on the network's DNS.
+fn connect(
+    paths: &Paths,
+    global: &Global,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<()> {
+    let store = store(paths);
+    let net = store.network(network)?;
+    let id = state::resolve(paths, container)?;
+    let checked = network::Flags {
+        aliases,
+        ..network::Flags::default()
+    };
+    network::Names::parse(&checked, &network::Mode::Bridge(network.into()))?;
+    let Some(first) = store.attachment(&id)? else {
+        bail!("container {container} is not running on a bridge network: start it first");
+    };
+    let more = network::more_networks(&store, &id)?;
+    if first.network == network || more.iter().any(|(_, a)| a.network == network) {
+        bail!("container {container} is already connected to network {network}");
+    }
+    let ip = ip
+        .map(|ip| {
+            let ip: std::net::Ipv4Addr = ip
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid --ip {ip:?}: expected an IPv4 address"))?;
+            if !net.subnet.contains(&ip) {
+                bail!(
+                    "--ip {ip} is outside {network}'s subnet {}: choose an address inside it",
+                    net.subnet
+                );
+            }
+            Ok(ip)
+        })
+        .transpose()?;
+    let Some(n) = (1..network::MAX_NETWORKS).find(|n| more.iter().all(|(m, _)| m != n)) else {
+        bail!(
+            "container {container} is on {} networks already",
+            network::MAX_NETWORKS
+        );
+    };
+    let config = state::load_config(paths, &id)?;
+    let mut dns = config.names.endpoint(config.name.as_deref(), &id);
+    dns.names.extend(aliases.iter().cloned());
+    network::connect(paths, global.explain, &id, network, n, ip, Some(dns))?;
+    Ok(())
+}
+
+/// The `inspect` document of network `name`, its containers by their names as Docker shows
+/// them.
+pub(super) fn document(paths: &Paths, name: &str) -> Result<serde_json::Value> {
+    let store = store(paths);
+    let mut v = network::inspect(&store, &store.network(name)?)?;
+    if let Some(containers) = v["Containers"].as_object_mut() {
+        for (id, c) in containers.iter_mut() {
+            if let Some(n) = container_name(paths, id) {
+                c["Name"] = n.into();
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// `minibox port C [PORT[/PROTO]]`, in Docker's format.

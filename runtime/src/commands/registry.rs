@@ -96,6 +96,7 @@ pub fn ensure(
     reference: &str,
     policy: PullPolicy,
     platform: Option<&str>,
+    quiet: bool,
 ) -> Result<()> {
     if policy == PullPolicy::Never {
         return Ok(());
@@ -111,10 +112,11 @@ pub fn ensure(
     let Ok(remote) = Remote::parse(reference) else {
         return Ok(());
     };
+    let shown = if quiet { Shown::Quiet } else { Shown::Stderr };
     if policy == PullPolicy::Missing {
-        eprintln!("Unable to find image '{reference}' locally");
+        shown.line(&format!("Unable to find image '{reference}' locally"));
     }
-    fetch(&store, global, &remote, reference, platform, Shown::Stderr)
+    fetch(&store, global, &remote, reference, platform, shown)
         .with_context(|| format!("image {reference:?} is not in the store, and pulling it failed"))
 }
 

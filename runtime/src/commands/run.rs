@@ -5,20 +5,23 @@
 //! Every resource is recorded in the container's state before it is made (write-ahead), under
 //! the container's lock, so that whatever dies when, the next command can undo it.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Global, RunArgs, ServiceArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::health::{self, Healthcheck};
-use crate::container::lifecycle::{fault, Container, End};
+use crate::container::lifecycle::{self, fault, Container, End};
 use crate::container::log::{LogFile, LogOptions, Output, Stream};
 use crate::container::process::{self, Signals};
 use crate::container::restart::Policy;
 use crate::container::spec::{self, Spec};
 use crate::container::state::{self, Config, Lock, State};
-use crate::container::{events, image, security_opt, signal, start, tty, user};
+use crate::container::{events, image, security_opt, signal, start, tty, user, volume};
 use crate::network::{self, Mode, Names, Request};
 use crate::paths::Paths;
 
@@ -32,6 +35,202 @@ struct Plan {
     names: Names,
     service: Service,
     joins: Vec<(String, String)>,
+    storage: Storage,
+    labels: BTreeMap<String, String>,
+}
+
+/// Which of the container's streams a foreground `run` shows (`-a`; all by default).
+#[derive(Clone, Copy)]
+struct Attach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Attach {
+    fn parse(given: &[String], detach: bool) -> Result<Self> {
+        if given.is_empty() {
+            return Ok(Attach {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+            });
+        }
+        if detach {
+            bail!("conflicting options: cannot specify both --attach and --detach");
+        }
+        let mut a = Attach {
+            stdin: false,
+            stdout: false,
+            stderr: false,
+        };
+        for s in given {
+            match s.to_ascii_lowercase().as_str() {
+                "stdin" => a.stdin = true,
+                "stdout" => a.stdout = true,
+                "stderr" => a.stderr = true,
+                _ => bail!("invalid argument {s:?} for -a: use STDIN, STDOUT or STDERR"),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// The lines of an `--env-file` or `--label-file` as Docker reads them: blank lines and `#`
+/// comments skipped, leading white space dropped.
+fn lines_of(path: &Path, flag: &str) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// `--label-file`s, then `--label`s over them: `KEY=VALUE`, or `KEY` for an empty value.
+fn labels(args: &RunArgs) -> Result<BTreeMap<String, String>> {
+    let mut all = Vec::new();
+    for file in &args.label_files {
+        all.extend(lines_of(file, "--label-file")?);
+    }
+    all.extend(args.labels.iter().cloned());
+    let mut labels = BTreeMap::new();
+    for l in all {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            bail!("invalid label {l:?}: give KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+/// `--cidfile`: the id, in a file made now (one that appeared since the check is not
+/// overwritten).
+fn write_cidfile(file: &Path, id: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .with_context(|| format!("--cidfile {}", file.display()))?;
+    f.write_all(id.as_bytes())
+        .with_context(|| format!("--cidfile {}", file.display()))
+}
+
+/// `-v`, `--mount`, `--tmpfs` and the image's VOLUMEs, planned: the Spec's mounts, and what
+/// `run` makes once the container is recorded.
+struct Storage {
+    mounts: Vec<spec::storage::Mount>,
+    /// Volumes to make unless they exist (copied up from the image when new, unless `nocopy`).
+    volumes: Vec<NewVolume>,
+    /// Host directories `-v` binds, made when missing (as Docker).
+    host_dirs: Vec<std::path::PathBuf>,
+}
+
+struct NewVolume {
+    name: String,
+    anonymous: bool,
+    /// The container path whose image content goes into the volume when it is new and empty.
+    copy_from: Option<String>,
+}
+
+fn storage(
+    paths: &Paths,
+    args: &crate::cli::StorageArgs,
+    image: &spec::ImageConfig,
+) -> Result<Storage> {
+    use spec::storage::{self as st, Kind, Source};
+    let mut wanted = Vec::new();
+    for v in &args.volumes {
+        wanted.push(st::volume(v)?);
+    }
+    for m in &args.mounts {
+        wanted.push(st::mount(m)?);
+    }
+    for t in &args.tmpfs {
+        wanted.push(st::tmpfs(t)?);
+    }
+    let mut targets = std::collections::HashSet::new();
+    for w in &wanted {
+        if !targets.insert(w.target.clone()) {
+            bail!("invalid mounts: {} is the target of two mounts", w.target);
+        }
+    }
+    // Each VOLUME of the image that no mount covers gets an anonymous volume, as in Docker.
+    for path in &image.volumes {
+        if let Ok(target) = st::target("VOLUME", path, path) {
+            if targets.insert(target.clone()) {
+                wanted.push(st::Wanted {
+                    source: Source::Anonymous,
+                    target,
+                    readonly: false,
+                    nocopy: false,
+                });
+            }
+        }
+    }
+    let mut plan = Storage {
+        mounts: Vec::new(),
+        volumes: Vec::new(),
+        host_dirs: Vec::new(),
+    };
+    for w in wanted {
+        let kind = match w.source {
+            Source::Host { path, create } => {
+                if create {
+                    plan.host_dirs.push(path.clone());
+                }
+                Kind::Bind(path)
+            }
+            Source::Tmpfs(data) => Kind::Tmpfs(data),
+            Source::Named(_) | Source::Anonymous => {
+                let (name, anonymous) = match w.source {
+                    Source::Named(name) => (name, false),
+                    _ => (volume::anonymous_name()?, true),
+                };
+                plan.volumes.push(NewVolume {
+                    name: name.clone(),
+                    anonymous,
+                    copy_from: (!w.nocopy).then(|| w.target.clone()),
+                });
+                Kind::Bind(volume::data(paths, &name))
+            }
+        };
+        plan.mounts.push(st::Mount {
+            kind,
+            target: w.target,
+            readonly: w.readonly,
+        });
+    }
+    Ok(plan)
+}
+
+/// Makes what the container's mounts need, once it is recorded (so that whatever fails, its
+/// end removes its anonymous volumes): host directories for `-v`, volumes, and a new volume's
+/// copy of the image's content at its path.
+fn make_storage(paths: &Paths, found: &image::Found, storage: &Storage) -> Result<()> {
+    for dir in storage.host_dirs.iter().filter(|d| !d.exists()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the host directory {}", dir.display()))?;
+    }
+    if storage.volumes.is_empty() {
+        return Ok(());
+    }
+    let _lock = volume::lock(paths)?;
+    let layers = image::layers(found);
+    for v in &storage.volumes {
+        volume::create(paths, &v.name, v.anonymous)?;
+        let data = volume::data(paths, &v.name);
+        let empty = std::fs::read_dir(&data).is_ok_and(|mut d| d.next().is_none());
+        if let (Some(path), true) = (&v.copy_from, empty) {
+            volume::copy_up(paths, &layers, path, &data).map_err(|e| {
+                anyhow::anyhow!("copying the image's {path} into volume {}: {e}", v.name)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// How the container runs as a service: `--restart`, `--stop-*`, `--health-*` checked, merged
@@ -74,38 +273,54 @@ fn service(args: &ServiceArgs, rm: bool, image: &spec::ImageConfig) -> Result<Se
 }
 
 fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
+    if let Some(file) = args.cidfile.as_deref().filter(|f| f.exists()) {
+        bail!(
+            "container ID file found, make sure the other container isn't running or delete {}",
+            file.display()
+        );
+    }
+    let labels = labels(args)?;
+    // `--env-file`s first, `-e` over them, as Docker.
+    let mut env = Vec::new();
+    for file in &args.env_files {
+        env.extend(lines_of(file, "--env-file")?);
+    }
+    env.extend(args.process.env.iter().cloned());
     let memory = args.memory.as_deref().map(spec::memory).transpose()?;
     let cpu_quota = args.cpus.as_deref().map(spec::cpu_quota).transpose()?;
-    let volumes = args
-        .volumes
-        .iter()
-        .map(|v| spec::volume(v))
-        .collect::<Result<Vec<_>>>()?;
     let caps = spec::capabilities(&args.cap_add, &args.cap_drop, args.privileged)?;
     let security = security_opt::parse(&args.security_opt)?;
     let seccomp = security.seccomp_for(&caps, args.privileged)?;
     if let Some(name) = &args.name {
         state::check_name(name)?;
     }
-    let mode = Mode::parse(&args.network);
+    let mode = Mode::parse(&args.network[0]);
+    let more = more_networks(&args.network)?;
     let n = &args.names;
-    let names = Names::parse(
-        &mode,
-        &n.network_alias,
-        &n.add_host,
-        &n.dns,
-        &n.dns_search,
-        &n.dns_option,
-    )?;
+    let flags = network::Flags {
+        aliases: &n.network_alias,
+        add_hosts: &n.add_host,
+        dns: &n.dns,
+        dns_search: &n.dns_search,
+        dns_options: &n.dns_option,
+        ip: n.ip.as_deref(),
+        mac_address: n.mac_address.as_deref(),
+    };
+    let names = Names {
+        more_networks: more.clone(),
+        ..Names::parse(&flags, &mode)?
+    };
     super::registry::ensure(
         paths,
         global,
         &args.image,
         args.pull,
         args.platform.as_deref(),
+        args.quiet,
     )?;
     let found = image::find(paths, &args.image)?;
     let service = service(&args.service, args.rm, &found.config)?;
+    let storage = storage(paths, &args.storage, &found.config)?;
     let id = state::new_id()?;
     let (mut limits, joins) = limits(paths, args, memory, mode.new_netns())?;
     let own_uts = limits.uts.private();
@@ -139,12 +354,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let dir = state::dir(paths, &id);
     let process = spec::Process {
         args: spec::command(&found.config, args.entrypoint.as_deref(), &args.command)?,
-        env: spec::environment(
-            &found.config,
-            &hostname,
-            args.process.tty,
-            &args.process.env,
-        )?,
+        env: spec::environment(&found.config, &hostname, args.process.tty, &env)?,
         cwd: spec::workdir(&found.config, args.process.workdir.as_deref())?,
         user,
         caps,
@@ -158,7 +368,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         hostname,
         root: &dir.join("rootfs"),
         etc: &start::etc_dir(&dir),
-        volumes: &volumes,
+        volumes: &storage.mounts,
+        readonly_root: args.storage.read_only,
         privileged: args.privileged,
         own_netns: mode.new_netns(),
         cgroup: Cgroup::path_for(&args.cgroup_parent, &id)?,
@@ -174,8 +385,14 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         publish_all: args.publish_all,
         exposed: found.config.exposed.clone(),
         dns: None,
+        ip: names.ip,
+        mac: None,
+        more,
     };
-    network::check(paths, &request)?;
+    let ports = network::check(paths, &request)?;
+    for holder in network::holders(paths, &request, &ports)? {
+        lifecycle::settle(paths, global.explain, &holder);
+    }
     Ok(Plan {
         id,
         found,
@@ -185,6 +402,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         names,
         service,
         joins,
+        storage,
+        labels,
     })
 }
 
@@ -253,7 +472,11 @@ fn limits(
 }
 
 /// Checks everything, then records the new container (under its lock, which the caller holds).
-fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, image::Found, Lock)> {
+fn record(
+    paths: &Paths,
+    global: &Global,
+    args: &RunArgs,
+) -> Result<(Config, image::Found, Lock, Storage)> {
     let Plan {
         id,
         found,
@@ -263,6 +486,8 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         names,
         service,
         joins,
+        storage,
+        labels,
     } = plan(paths, global, args)?;
     if global.explain {
         explain_spec(&spec)?;
@@ -292,7 +517,7 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         interactive: args.process.interactive,
         init: args.init,
         cgroup_parent: args.cgroup_parent.clone(),
-        network: args.network.clone(),
+        network: args.network[0].clone(),
         publish: request.publish.clone(),
         publish_all: request.publish_all,
         exposed: request.exposed.clone(),
@@ -305,25 +530,41 @@ fn record(paths: &Paths, global: &Global, args: &RunArgs) -> Result<(Config, ima
         stop_timeout: service.stop_timeout,
         healthcheck: service.healthcheck,
         joins,
+        volumes: storage.volumes.iter().map(|v| v.name.clone()).collect(),
+        labels,
     };
     let lock = match &args.name {
-        Some(name) => state::create(paths, &id, Some(name))?,
+        Some(name) => create_as(paths, global.explain, &id, name)?,
         None => create_named(paths, &mut config)?,
     };
     fault("created");
-    Ok((config, found, lock))
+    if let Some(file) = &args.cidfile {
+        write_cidfile(file, &id)?;
+    }
+    Ok((config, found, lock, storage))
 }
 
 pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     if !args.detach {
         super::check_tty(&args.process)?;
     }
+    let attach = Attach::parse(&args.attach, args.detach)?;
+    if !args.sig_proxy && !args.detach {
+        bail!(
+            "--sig-proxy=false: a foreground container is this minibox's own and gets its \
+             signals; run it with -d to keep it apart"
+        );
+    }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
-    let (config, found, lock) = record(paths, global, &args)?;
+    let (config, found, lock, storage) = record(paths, global, &args)?;
     let container = Container::new(paths, global.explain, &config, lock, State::default());
     state::write_config(paths, &config)?;
     fault("config");
+    if let Err(e) = make_storage(paths, &found, &storage) {
+        drop(container);
+        return Err(e);
+    }
     events::record(paths, &config.id, "create", &[]);
     if args.detach {
         start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
@@ -335,17 +576,23 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         &found,
         &config,
         &signals,
-        args.process.interactive,
+        args.process.interactive && attach.stdin,
+        attach,
     )
 }
 
 /// `create`: the container's records, made as `run` makes them, left for `start`.
 pub fn create(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
-    let (config, _, lock) = record(paths, global, &args)?;
+    let (config, found, lock, storage) = record(paths, global, &args)?;
     let mut container = Container::new(paths, global.explain, &config, lock, State::default());
+    state::write_config(paths, &config)?;
+    // Until its volumes are made, a failure removes it (nothing half-made); then it is created.
+    if let Err(e) = make_storage(paths, &found, &storage) {
+        drop(container);
+        return Err(e);
+    }
     container.state.unstarted = true;
     container.save()?;
-    state::write_config(paths, &config)?;
     events::record(paths, &config.id, "create", &[]);
     container.disarm();
     println!("{}", config.id);
@@ -373,6 +620,17 @@ fn explain_spec(spec: &Spec) -> Result<()> {
 }
 
 /// Records a container run without `--name` under a generated name (retrying on a collision).
+/// Records a container under `name`; a name still held by a container whose owner died is
+/// freed by recovering that one first.
+fn create_as(paths: &Paths, explain: bool, id: &str, name: &str) -> Result<Lock> {
+    match state::create(paths, id, Some(name)) {
+        Err(state::Error::NameInUse { owner, .. }) if lifecycle::settle(paths, explain, &owner) => {
+            Ok(state::create(paths, id, Some(name))?)
+        }
+        made => Ok(made?),
+    }
+}
+
 fn create_named(paths: &Paths, config: &mut Config) -> Result<Lock> {
     let mut attempt = 0;
     loop {
@@ -396,6 +654,7 @@ fn foreground(
     config: &Config,
     signals: &Signals,
     interactive: bool,
+    attach: Attach,
 ) -> Result<u8> {
     let log_path = state::log_path(&container.paths, &config.id);
     let log = LogFile::open(&log_path, config.log)?;
@@ -419,9 +678,14 @@ fn foreground(
     };
     let (out, err) = output.read_ends(started.pty);
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    // Streams not attached (`-a`) are still logged.
     let mut streams = [
-        Some(Stream::new(out, b"stdout", Some(stdout.as_fd()))),
-        err.map(|e| Stream::new(e, b"stderr", Some(stderr.as_fd()))),
+        Some(Stream::new(
+            out,
+            b"stdout",
+            attach.stdout.then(|| stdout.as_fd()),
+        )),
+        err.map(|e| Stream::new(e, b"stderr", attach.stderr.then(|| stderr.as_fd()))),
     ];
     let status = process::wait(pid, signals, relay, &mut streams, Some(&log));
     drop(raw);
@@ -444,4 +708,24 @@ fn foreground(
         eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
     }
     Ok(code)
+}
+
+/// The `--network`s after the first: bridge networks, each once, at most
+/// [`network::MAX_NETWORKS`] in all.
+fn more_networks(all: &[String]) -> Result<Vec<String>> {
+    if all.len() == 1 {
+        return Ok(Vec::new());
+    }
+    if all.len() > network::MAX_NETWORKS {
+        bail!("too many --network: at most {}", network::MAX_NETWORKS);
+    }
+    for (i, n) in all.iter().enumerate() {
+        if n == "none" || n == "host" {
+            bail!("--network {n} cannot be combined with other networks");
+        }
+        if all[..i].contains(n) {
+            bail!("--network {n} is given twice");
+        }
+    }
+    Ok(all[1..].to_vec())
 }

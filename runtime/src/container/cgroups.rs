@@ -7,6 +7,8 @@ mod device_filter;
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
+use cgroups_rs::blkio::BlkIoController;
+use cgroups_rs::cpu::CpuController;
 use cgroups_rs::cpuacct::CpuAcctController;
 use cgroups_rs::devices::{DevicePermissions, DeviceType};
 use cgroups_rs::freezer::{FreezerController, FreezerState};
@@ -103,6 +105,18 @@ pub fn swap_accounted() -> bool {
 pub struct Cgroup {
     cg: Cg,
     path: String,
+}
+
+/// A cgroup's use of memory, cpu, block I/O and processes ([`Cgroup::usage`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub memory: u64,
+    /// The memory limit the kernel applies now (`update` may have changed it), if any.
+    pub memory_limit: Option<u64>,
+    pub cpu_ns: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
 }
 
 impl Cgroup {
@@ -298,6 +312,56 @@ impl Cgroup {
             .and_then(|p| p.get_pid_current().ok())
             .unwrap_or(0);
         (memory, cpu, pids)
+    }
+
+    /// What `stats` shows: memory in use (less the inactive page cache, as Docker counts it),
+    /// cpu time, block I/O and processes, from cgroup v1 or v2 files alike.
+    pub fn usage(&self) -> Usage {
+        let mut u = Usage::default();
+        if let Some(m) = self.cg.controller_of::<MemController>() {
+            let stat = m.memory_stat();
+            let inactive = if self.cg.v2() {
+                stat.stat.inactive_file
+            } else {
+                stat.stat.total_inactive_file
+            };
+            u.memory = stat.usage_in_bytes.saturating_sub(inactive);
+            // No limit reads as "max" (v2) or a page-rounded i64::MAX (v1).
+            u.memory_limit = u64::try_from(stat.limit_in_bytes)
+                .ok()
+                .filter(|l| *l > 0 && *l < 1 << 62);
+        }
+        u.cpu_ns = match self.cg.controller_of::<CpuAcctController>() {
+            Some(c) => c.cpuacct().usage,
+            // v2: cpu.stat's usage_usec.
+            None => self
+                .cg
+                .controller_of::<CpuController>()
+                .and_then(|c| {
+                    c.cpu()
+                        .stat
+                        .lines()
+                        .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+                })
+                .map_or(0, |us| us * 1000),
+        };
+        if let Some(b) = self.cg.controller_of::<BlkIoController>() {
+            let io = b.blkio();
+            if self.cg.v2() {
+                u.block_read = io.io_stat.iter().map(|s| s.rbytes).sum();
+                u.block_write = io.io_stat.iter().map(|s| s.wbytes).sum();
+            } else {
+                let bytes = &io.throttle.io_service_bytes_recursive;
+                u.block_read = bytes.iter().map(|s| s.read).sum();
+                u.block_write = bytes.iter().map(|s| s.write).sum();
+            }
+        }
+        u.pids = self
+            .cg
+            .controller_of::<PidController>()
+            .and_then(|p| p.get_pid_current().ok())
+            .unwrap_or(0);
+        u
     }
 
     /// Whether the kernel's OOM killer killed a process of this cgroup.

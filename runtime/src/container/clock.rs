@@ -6,6 +6,29 @@ pub fn rfc3339(ns: u64) -> String {
     humantime::format_rfc3339_nanos(time).to_string()
 }
 
+/// Docker's `ps`/`images` CreatedAt, `2026-11-22 18:24:37 +0000 UTC`, for `secs` since the
+/// epoch.
+pub fn docker_time(secs: u64) -> String {
+    let t = rfc3339(secs * 1_000_000_000);
+    format!("{} {} +0000 UTC", &t[..10], &t[11..19])
+}
+
+/// A point in time as `--since` and `--until` take it (`logs`, `events`), in nanoseconds since
+/// the epoch: a Unix time (seconds, maybe fractional), a duration before `now` (`10m`, `1h30m`),
+/// or RFC 3339.
+pub fn parse_time(value: &str, now: u64) -> Option<u64> {
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs >= 0.0).then_some((secs * 1e9) as u64);
+    }
+    if let Ok(ago) = humantime::parse_duration(value) {
+        return Some(now.saturating_sub(ago.as_nanos() as u64));
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+}
+
 /// Seconds since the epoch, now.
 pub fn now_secs() -> u64 {
     super::state::now_ns() / 1_000_000_000
@@ -40,6 +63,12 @@ mod tests {
             rfc3339(1_795_890_277_000_000_005),
             "2026-11-28T18:24:37.000000005Z"
         );
+        assert_eq!(docker_time(1_795_890_277), "2026-11-28 18:24:37 +0000 UTC");
+        assert_eq!(parse_time("0", 9), Some(0));
+        assert_eq!(parse_time("1.5", 9), Some(1_500_000_000));
+        assert_eq!(parse_time("2s", 5_000_000_000), Some(3_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:07Z", 0), Some(7_000_000_000));
+        assert_eq!(parse_time("yesterday", 0), None);
         assert_eq!(human(0), "Less than a second");
         assert_eq!(human(61), "About a minute");
         assert_eq!(human(7200), "2 hours");

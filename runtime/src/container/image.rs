@@ -33,6 +33,7 @@ pub fn find(paths: &Paths, reference: &str) -> Result<Found> {
         config.user = c.user().clone().unwrap_or_default();
         config.exposed = list(c.exposed_ports());
         config.stop_signal = c.stop_signal().clone();
+        config.volumes = list(c.volumes());
     }
     config.healthcheck = store
         .config_blob(&image)

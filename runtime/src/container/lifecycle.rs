@@ -128,12 +128,17 @@ fn finish_as(
         events::record(paths, id, "die", &[("exitCode", code.to_string())]);
     }
     let released = teardown::release(paths, explain, id, st, background).map_err(Error::Release);
+    let config = state::load_config(paths, id).ok();
     let remove = end == End::Removed
         || (st.started_at.is_none() && !st.unstarted)
-        || state::load_config(paths, id).map_or(true, |c| c.rm);
+        || config.as_ref().is_none_or(|c| c.rm);
     if remove {
         events::record(paths, id, "destroy", &[]);
         teardown::remove(paths, id, st).map_err(Error::Release)?;
+        // `run --rm` and a container that never started take their anonymous volumes along.
+        if let Some(c) = config.filter(|c| c.rm || st.started_at.is_none()) {
+            super::volume::remove_anonymous(paths, &c.volumes);
+        }
     } else if st.unstarted {
         // A start of a created container failed: it stays created.
         st.status = Status::Created;
@@ -648,6 +653,12 @@ mod tests {
             assert_eq!(verdict(&st(status, External), true), Verdict::Leave);
         }
         assert_eq!(verdict(&st(Exited, Minibox), true), Verdict::Leave);
+        // Made by `create`: owned by nobody, and nothing to undo, until a start records some.
+        let mut created = st(Created, Minibox);
+        created.unstarted = true;
+        assert_eq!(verdict(&created, true), Verdict::Leave);
+        created.cgroup = Some("minibox/x".into());
+        assert_eq!(verdict(&created, true), Verdict::Recover);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod cgroups;
 pub mod clock;
+pub mod copy;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -25,3 +26,4 @@ pub mod sync;
 pub mod teardown;
 pub mod tty;
 pub mod user;
+pub mod volume;

@@ -20,6 +20,7 @@ pub use oci_spec::runtime::Spec;
 use super::user::User;
 
 pub mod limits;
+pub mod storage;
 pub use limits::{Limits, Share};
 
 /// The parts of an image's config that `run` uses.
@@ -35,14 +36,8 @@ pub struct ImageConfig {
     /// STOPSIGNAL, and HEALTHCHECK (Docker's extension of the config).
     pub stop_signal: Option<String>,
     pub healthcheck: Option<super::health::Healthcheck>,
-}
-
-/// A `-v HOST:CONTAINER[:ro]` bind mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    pub source: PathBuf,
-    pub target: String,
-    pub readonly: bool,
+    /// VOLUME paths: each gets an anonymous volume unless a mount covers it.
+    pub volumes: Vec<String>,
 }
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -128,43 +123,6 @@ pub fn workdir(image: &ImageConfig, workdir: Option<&str>) -> Result<String> {
         bail!("invalid working directory {dir:?}: it must be an absolute path");
     }
     Ok(dir.to_string())
-}
-
-/// Parses `HOST:CONTAINER[:ro|rw]`; the host path must exist.
-pub fn volume(spec: &str) -> Result<Volume> {
-    let bad = |why: &str| anyhow::anyhow!("invalid volume {spec:?}: {why}");
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (source, target, readonly) = match parts.as_slice() {
-        [s, t] => (*s, *t, false),
-        [s, t, "ro"] => (*s, *t, true),
-        [s, t, "rw"] => (*s, *t, false),
-        [_, _, o] => return Err(bad(&format!("unknown option {o:?} (use ro or rw)"))),
-        _ => return Err(bad("expected HOST:CONTAINER[:ro]")),
-    };
-    if !source.starts_with('/') {
-        return Err(bad(
-            "the host path must be absolute (named volumes are not supported)",
-        ));
-    }
-    if !target.starts_with('/') {
-        return Err(bad("the container path must be absolute"));
-    }
-    if target.split('/').all(|c| c.is_empty() || c == ".") {
-        return Err(bad("the container path cannot be the root"));
-    }
-    if target.split('/').any(|c| c == "..") {
-        return Err(bad("the container path must not contain '..'"));
-    }
-    let clean: PathBuf = Path::new(target).components().collect();
-    if let Some(why) = super::mounts::forbidden_destination(&clean) {
-        return Err(bad(why));
-    }
-    std::fs::metadata(source).map_err(|e| bad(&format!("host path {source}: {e}")))?;
-    Ok(Volume {
-        source: PathBuf::from(source),
-        target: target.to_string(),
-        readonly,
-    })
 }
 
 /// Docker's size syntax (go-units `RAMInBytes`): a positive number with an optional unit b,
@@ -329,7 +287,10 @@ pub struct Options<'a> {
     pub root: &'a Path,
     /// The directory holding the container's `hostname`, `hosts` and `resolv.conf`.
     pub etc: &'a Path,
-    pub volumes: &'a [Volume],
+    /// `-v`, `--mount`, `--tmpfs`, resolved to binds and tmpfs mounts.
+    pub volumes: &'a [storage::Mount],
+    /// `--read-only`: the root filesystem is mounted read-only.
+    pub readonly_root: bool,
     pub privileged: bool,
     /// Whether the container gets its own network namespace.
     pub own_netns: bool,
@@ -480,7 +441,7 @@ pub fn build(o: &Options) -> Result<Spec> {
         .root(
             RootBuilder::default()
                 .path(o.root)
-                .readonly(false)
+                .readonly(o.readonly_root)
                 .build()?,
         )
         .process(process)
@@ -564,16 +525,26 @@ fn mounts(o: &Options) -> Result<Vec<oci_spec::runtime::Mount>> {
                 .build()?,
         );
     }
-    for v in o.volumes {
-        let mut options = vec!["rbind".to_string()];
+    // Parents before what is mounted inside them, whatever order the flags came in.
+    let mut volumes: Vec<&storage::Mount> = o.volumes.iter().collect();
+    volumes.sort_by_key(|v| v.target.matches('/').count());
+    for v in volumes {
+        let (typ, source, mut options) = match &v.kind {
+            storage::Kind::Bind(path) => ("bind", path.clone(), vec!["rbind".to_string()]),
+            storage::Kind::Tmpfs(data) => (
+                "tmpfs",
+                PathBuf::from("tmpfs"),
+                data.split(',').map(String::from).collect(),
+            ),
+        };
         if v.readonly {
             options.push("ro".to_string());
         }
         all.push(
             MountBuilder::default()
                 .destination(&v.target)
-                .typ("bind")
-                .source(&v.source)
+                .typ(typ)
+                .source(source)
                 .options(options)
                 .build()?,
         );
@@ -714,7 +685,7 @@ mod tests {
         assert!(cpu_quota("1000").is_err());
     }
 
-    fn options<'a>(user: u32, privileged: bool, volumes: &'a [Volume]) -> Options<'a> {
+    fn options<'a>(user: u32, privileged: bool, volumes: &'a [storage::Mount]) -> Options<'a> {
         Options {
             process: Process {
                 args: vec!["sh".into()],
@@ -734,6 +705,7 @@ mod tests {
             root: Path::new("/c/rootfs"),
             etc: Path::new("/c/etc"),
             volumes,
+            readonly_root: false,
             privileged,
             own_netns: true,
             cgroup: "minibox/c".into(),
@@ -750,7 +722,11 @@ mod tests {
 
     #[test]
     fn the_spec_carries_the_defaults_as_data() {
-        let vols = [volume("/tmp:/data:ro").unwrap()];
+        let vols = [storage::Mount {
+            kind: storage::Kind::Bind("/tmp".into()),
+            target: "/data".into(),
+            readonly: true,
+        }];
         let spec = build(&options(0, false, &vols)).unwrap();
         let process = spec.process().as_ref().unwrap();
         let caps = process.capabilities().as_ref().unwrap();
@@ -865,28 +841,5 @@ mod tests {
         let s = capabilities(&["KILL".into()], &["ALL".into()], false).unwrap();
         assert_eq!(s.into_iter().collect::<Vec<_>>(), [Capability::CAP_KILL]);
         assert!(capabilities(&["FOO".into()], &[], false).is_err());
-    }
-
-    #[test]
-    fn volumes() {
-        let v = volume("/tmp:/data:ro").unwrap();
-        assert!(v.readonly && v.target == "/data");
-        assert!(volume("tmp:/data").is_err());
-        assert!(volume("/tmp:data").is_err());
-        assert!(volume("/tmp:/").is_err());
-        assert!(volume("/tmp:/./").is_err());
-        assert!(volume("/tmp:/data:rx").is_err());
-        assert!(volume("/nonexistent-minibox:/data").is_err());
-        for target in [
-            "/proc",
-            "/proc/sys/kernel",
-            "/sys",
-            "/dev/",
-            "//proc/./self",
-        ] {
-            let e = volume(&format!("/tmp:{target}")).unwrap_err().to_string();
-            assert!(e.contains("is not allowed"), "{target}: {e}");
-        }
-        assert!(volume("/tmp:/sys/x").is_ok() && volume("/tmp:/dev/x").is_ok());
     }
 }

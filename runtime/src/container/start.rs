@@ -299,6 +299,9 @@ fn request(st: &State, config: &Config) -> Request {
         publish_all: config.publish_all && !reuse,
         exposed: config.exposed.clone(),
         dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
+        ip: config.names.ip,
+        mac: config.names.mac_bytes(),
+        more: config.names.more_networks.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! keeps rmi away, `config.json`, the rootfs) and the volatile dir `<runroot>/containers/<id>/`
 //! (the generated /etc files bind-mounted into the container, `state.json`).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -143,6 +144,12 @@ pub struct Config {
     /// container's id. Its PID 1's namespace is looked up again at every start.
     #[serde(default)]
     pub joins: Vec<(String, String)>,
+    /// `--label-file`, and `--label` over it.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The volumes it mounts (names), which keep `volume rm` away.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 impl Config {
@@ -615,9 +622,13 @@ pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
 pub struct Summary {
     pub id: String,
     pub name: Option<String>,
+    pub image: String,
     pub image_name: String,
     pub args: Vec<String>,
     pub created: u64,
+    pub network: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {

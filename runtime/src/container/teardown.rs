@@ -51,11 +51,13 @@ pub fn remove(paths: &Paths, id: &str, st: &State) -> Result<()> {
     if let Some(code) = st.exit_code {
         state::record_exit(paths, id, code);
     }
+    // The name it was given last: `rename` changes the config's under a running container.
+    let renamed = state::load_summary(paths, id).ok().and_then(|s| s.name);
     let dir = state::dir(paths, id);
     image::remove(&dir).with_context(|| format!("removing the root filesystem of {id:.12}"))?;
     state::remove_dir(paths, id);
     super::lifecycle::fault("removing");
-    if let Some(name) = &st.name {
+    for name in st.name.iter().chain(&renamed) {
         state::release_name(paths, name, id);
     }
     state::remove_state(paths, id);

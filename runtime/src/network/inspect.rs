@@ -17,10 +17,16 @@ pub fn inspect(store: &Store, net: &Network) -> Result<Value> {
         .into_iter()
         .filter(|a| a.network == net.name)
     {
+        // A container's interface beyond eth0 has an id of its own; its DNS group is the
+        // container's.
+        let id = match &a.dns {
+            Some(d) if !d.group.is_empty() => d.group.clone(),
+            _ => a.id.clone(),
+        };
         containers.insert(
-            a.id.clone(),
+            id.clone(),
             json!({
-                "Name": short(&a.id),
+                "Name": short(&id),
                 "EndpointID": a.veth,
                 "MacAddress": a.mac,
                 "IPv4Address": format!("{}/{}", a.address, a.prefix_len),

@@ -10,7 +10,7 @@ mod netns;
 pub mod topology;
 
 pub use inspect::inspect;
-pub use names::Names;
+pub use names::{Flags, Names};
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -60,6 +60,12 @@ pub struct Request {
     pub exposed: Vec<String>,
     /// The names the container answers to on its network's DNS (a bridge network's).
     pub dns: Option<minibox_netns::Dns>,
+    /// `--ip`: the address to take on a user-defined network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--mac-address`.
+    pub mac: Option<[u8; 6]>,
+    /// More `--network`s: eth1, eth2, ...
+    pub more: Vec<String>,
 }
 
 /// What was wired; recorded in the container's state so teardown can undo it.
@@ -182,11 +188,46 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
             bail!("publishing ports needs a bridge network: use --network NAME")
         }
         Mode::Bridge(name) => {
-            store(paths).network(name)?;
+            for more in &req.more {
+                store(paths).network(more)?;
+            }
+            let net = store(paths).network(name)?;
+            if let Some(ip) = req.ip.filter(|ip| !net.subnet.contains(ip)) {
+                bail!(
+                    "--ip {ip} is outside {name}'s subnet {}: choose an address inside it",
+                    net.subnet
+                );
+            }
         }
         _ => {}
     }
     Ok(specs.iter().flat_map(PortSpec::requests).collect())
+}
+
+/// The containers that hold what `req` asks for by value: its fixed host ports and its `--ip`.
+/// `run` settles them first, so that a claim left by a container whose owner died is undone
+/// where it would conflict (rather than by sweeping every container at each start).
+pub fn holders(paths: &Paths, req: &Request, ports: &[PortRequest]) -> Result<Vec<String>> {
+    let store = store(paths);
+    let mut ids: Vec<String> = ports
+        .iter()
+        .filter_map(|p| match p.host {
+            minibox_netns::HostPort::Fixed(port) => store.port_holder(p.proto, port),
+            _ => None,
+        })
+        .collect();
+    if let (Some(ip), Mode::Bridge(name)) = (req.ip, &req.mode) {
+        let taken = store.addresses(name)?;
+        ids.extend(
+            taken
+                .into_iter()
+                .filter(|(a, _)| *a == ip)
+                .map(|(_, id)| id),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// Wires the network of the container whose process is `pid` (already in its own network
@@ -213,24 +254,99 @@ pub fn attach(
             let ep = Endpoint {
                 netns: &ns,
                 ifname: "eth0",
-                address: None,
+                address: req.ip,
                 mtu: None,
                 hairpin: true,
                 dns: req.dns.as_ref(),
+                mac: req.mac,
+                default_route: true,
             };
             Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
         });
-    match connected {
-        Ok(att) => Ok(Attachment {
-            address: Some(att.address),
-            bridge: Some(att),
-        }),
+    let att = match connected {
+        Ok(att) => att,
         Err(e) => {
             // The library undid its part; the name is ours.
             let _ = netns::delete(&Explain::off(), &netns::name(id));
-            Err(e.context(format!("connecting to network {name}")))
+            return Err(e.context(format!("connecting to network {name}")));
+        }
+    };
+    // A failure here leaves eth0 to the container's teardown, which detaches every network.
+    for (n, more) in req.more.iter().enumerate() {
+        connect(paths, explain, id, more, n + 1, None, req.dns.clone())?;
+    }
+    Ok(Attachment {
+        address: Some(att.address),
+        bridge: Some(att),
+    })
+}
+
+/// How many networks a container can be on (eth0 to eth15).
+pub const MAX_NETWORKS: usize = 16;
+
+/// The network library's id for a container's interface `eth<n>`, n > 0 (eth0's is the
+/// container's id): distinct from every other id in its first 12 characters, which name veths.
+fn more_id(id: &str, n: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{id}/eth{n}"));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A running container's interfaces beyond eth0, with their index.
+pub fn more_networks(store: &Store, id: &str) -> Result<Vec<(usize, minibox_netns::Attachment)>> {
+    let mut found = Vec::new();
+    for n in 1..MAX_NETWORKS {
+        if let Some(att) = store.attachment(&more_id(id, n))? {
+            found.push((n, att));
         }
     }
+    Ok(found)
+}
+
+/// Connects the running container `id` (its netns named, see [`netns::name`]) to `network` as
+/// `eth<n>`, its names on `dns` shared with its other interfaces (Docker's `network connect`).
+pub fn connect(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    network: &str,
+    n: usize,
+    ip: Option<std::net::Ipv4Addr>,
+    dns: Option<minibox_netns::Dns>,
+) -> Result<minibox_netns::Attachment> {
+    let store = store(paths);
+    let ex = explainer(explain);
+    let ns = netns::path(&netns::name(id));
+    let ifname = format!("eth{n}");
+    let dns = dns.map(|d| minibox_netns::Dns {
+        group: id.to_string(),
+        ..d
+    });
+    minibox_netns::ensure_network(&store, &ex, network)?;
+    let ep = Endpoint {
+        netns: &ns,
+        ifname: &ifname,
+        address: ip,
+        mtu: None,
+        hairpin: true,
+        dns: dns.as_ref(),
+        mac: None,
+        default_route: false,
+    };
+    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, network, &[])
+        .with_context(|| format!("connecting to network {network}"))
+}
+
+/// Undoes [`connect`] for `network`.
+pub fn disconnect(paths: &Paths, explain: bool, id: &str, network: &str) -> Result<bool> {
+    let store = store(paths);
+    for (_, att) in more_networks(&store, id)? {
+        if att.network == network {
+            minibox_netns::detach(&store, &explainer(explain), &att.id)?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Undoes what `attach` did; idempotent and tolerant of half-made state. Also finds what a
@@ -243,6 +359,9 @@ pub fn detach(paths: &Paths, explain: bool, id: &str, background: bool) -> Resul
     let ex = explainer(explain);
     let ns = netns::name(id);
     let done = (|| {
+        for (_, att) in more_networks(&store, id)? {
+            minibox_netns::detach(&store, &ex, &att.id)?;
+        }
         if background && !explain {
             if let Some(teardown) = minibox_netns::start_detach(&store, id)? {
                 // The kernel frees the veth pair with the netns, asynchronously.

@@ -29,18 +29,61 @@ pub struct Names {
     pub dns_search: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// `--ip`: the container's address on its user-defined network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// `--mac-address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The `--network`s after the first: eth1, eth2, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_networks: Vec<String>,
+}
+
+/// The flags as given on the command line.
+#[derive(Debug, Default)]
+pub struct Flags<'a> {
+    pub aliases: &'a [String],
+    pub add_hosts: &'a [String],
+    pub dns: &'a [String],
+    pub dns_search: &'a [String],
+    pub dns_options: &'a [String],
+    pub ip: Option<&'a str>,
+    pub mac_address: Option<&'a str>,
 }
 
 impl Names {
     /// Checks the flags before anything is made: one line per mistake, saying what is expected.
-    pub fn parse(
-        mode: &Mode,
-        aliases: &[String],
-        add_hosts: &[String],
-        dns: &[String],
-        dns_search: &[String],
-        dns_options: &[String],
-    ) -> Result<Self> {
+    pub fn parse(flags: &Flags, mode: &Mode) -> Result<Self> {
+        let Flags {
+            aliases,
+            add_hosts,
+            dns,
+            dns_search,
+            dns_options,
+            ip,
+            mac_address,
+        } = *flags;
+        let ip = ip
+            .map(|ip| match mode {
+                Mode::Bridge(net) if net != minibox_netns::DEFAULT_NETWORK => ip
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| anyhow::anyhow!("invalid --ip {ip:?}: expected an IPv4 address")),
+                _ => bail!(
+                    "--ip {ip}: a chosen address needs a user-defined network (--network NAME)"
+                ),
+            })
+            .transpose()?;
+        let mac = mac_address
+            .map(|m| {
+                parse_mac(m).map(|_| m.to_lowercase()).ok_or_else(|| {
+                    anyhow::anyhow!("invalid --mac-address {m:?}: expected a unicast address like 02:42:0a:00:00:02")
+                })
+            })
+            .transpose()?;
+        if mac.is_some() && !matches!(mode, Mode::Bridge(_)) {
+            bail!("--mac-address needs a bridge network (not --network none or host)");
+        }
         for a in aliases {
             if !matches!(mode, Mode::Bridge(_)) {
                 bail!("--network-alias {a}: aliases need a bridge network (not --network none or host)");
@@ -89,7 +132,15 @@ impl Names {
             dns,
             dns_search: dns_search.to_vec(),
             dns_options: dns_options.to_vec(),
+            ip,
+            mac,
+            more_networks: Vec::new(),
         })
+    }
+
+    /// `--mac-address` as bytes.
+    pub fn mac_bytes(&self) -> Option<[u8; 6]> {
+        self.mac.as_deref().and_then(parse_mac)
     }
 
     /// What the container answers to on its networks' DNS: its name, its short id, its aliases.
@@ -101,6 +152,7 @@ impl Names {
             names,
             servers: self.dns.clone(),
             served: false,
+            group: id.to_string(),
         }
     }
 
@@ -173,6 +225,20 @@ impl Names {
     }
 }
 
+/// `aa:bb:cc:dd:ee:ff`, a unicast address (the first octet's low bit clear).
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    let mac: [u8; 6] = bytes.try_into().ok()?;
+    (mac[0] & 1 == 0).then_some(mac)
+}
+
 /// Host names and aliases: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, as container names.
 fn valid_name(name: &str) -> bool {
     name.len() <= 253
@@ -188,14 +254,35 @@ mod tests {
 
     fn names(add_hosts: &[&str], dns: &[&str]) -> Result<Names> {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        Names::parse(
-            &Mode::Bridge("minibox".into()),
-            &[],
-            &s(add_hosts),
-            &s(dns),
-            &[],
-            &[],
-        )
+        let (add_hosts, dns) = (s(add_hosts), s(dns));
+        let flags = Flags {
+            add_hosts: &add_hosts,
+            dns: &dns,
+            ..Flags::default()
+        };
+        Names::parse(&flags, &Mode::Bridge("minibox".into()))
+    }
+
+    #[test]
+    fn ip_and_mac_are_checked() {
+        let lab = Mode::Bridge("lab".into());
+        let with = |ip: Option<&str>, mac: Option<&str>, mode: &Mode| {
+            let flags = Flags {
+                ip,
+                mac_address: mac,
+                ..Flags::default()
+            };
+            Names::parse(&flags, mode)
+        };
+        let n = with(Some("10.99.0.9"), Some("02:AA:00:00:00:01"), &lab).unwrap();
+        assert_eq!(n.ip, Some([10, 99, 0, 9].into()));
+        assert_eq!(n.mac_bytes(), Some([2, 0xaa, 0, 0, 0, 1]));
+        let default = Mode::Bridge("minibox".into());
+        let err = |r: Result<Names>| r.unwrap_err().to_string();
+        assert!(err(with(Some("10.77.0.9"), None, &default)).contains("user-defined network"));
+        assert!(err(with(Some("nope"), None, &lab)).contains("invalid --ip"));
+        assert!(err(with(None, Some("01:00:00:00:00:01"), &lab)).contains("unicast"));
+        assert!(err(with(None, Some("02:00:00:00:01"), &lab)).contains("--mac-address"));
     }
 
     #[test]
@@ -209,7 +296,13 @@ mod tests {
             let e = names(&[bad], &[]).unwrap_err().to_string();
             assert!(e.contains("NAME:IP"), "{bad}: {e}");
         }
-        let none = Names::parse(&Mode::None, &[], &["gw:host-gateway".into()], &[], &[], &[]);
+        let none = Names::parse(
+            &Flags {
+                add_hosts: &["gw:host-gateway".to_string()],
+                ..Flags::default()
+            },
+            &Mode::None,
+        );
         assert!(none.unwrap_err().to_string().contains("--network none"));
         assert!(names(&[], &["nope"])
             .unwrap_err()

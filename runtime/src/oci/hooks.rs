@@ -3,10 +3,13 @@
 //!
 //! prestart, createRuntime and createContainer run at the end of `create`, poststart after
 //! `start`, startContainer in `start` just before the process is released, poststop in
-//! `delete`. All run in the runtime's namespaces (runc runs createContainer and startContainer in
-//! the container's).
+//! `delete`. startContainer runs in the container's namespaces (mount, network, UTS, IPC,
+//! cgroup; its path resolved in the container's root), as the spec asks; the others in the
+//! runtime's (runc runs createContainer in the container's mount namespace before pivot_root).
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,24 +42,68 @@ fn list(hooks: &Hooks, point: Point) -> &[Hook] {
 }
 
 /// Runs the Spec's hooks of `point` in order, each with `state` on its stdin; the first that
-/// fails (or outlives its timeout) stops the rest.
+/// fails (or outlives its timeout) stops the rest. startContainer hooks enter the namespaces of
+/// the state's `pid`, the container's process.
 pub fn run(spec: &Spec, point: Point, state: &serde_json::Value) -> Result<()> {
     let Some(hooks) = spec.hooks() else {
         return Ok(());
     };
+    let hooks = list(hooks, point);
+    if hooks.is_empty() {
+        return Ok(());
+    }
     let input = serde_json::to_vec(state).expect("a state serialises");
-    for hook in list(hooks, point) {
-        run_one(hook, &input)
+    let namespaces = match point {
+        Point::StartContainer => match state["pid"].as_i64() {
+            Some(pid) if pid > 0 => container_namespaces(pid)?,
+            _ => {
+                return Err(OciError::Hook(
+                    "startContainer: the container has no process".into(),
+                ))
+            }
+        },
+        _ => Vec::new(),
+    };
+    for hook in hooks {
+        run_one(hook, &input, &namespaces)
             .map_err(|why| OciError::Hook(format!("hook {}: {why}", hook.path().display())))?;
     }
     Ok(())
 }
 
-fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {
+/// The container's namespaces a hook enters, the mount namespace last (the others are opened
+/// through the host's /proc).
+fn container_namespaces(pid: i64) -> Result<Vec<OwnedFd>> {
+    ["ipc", "uts", "net", "cgroup", "mnt"]
+        .iter()
+        .map(|ns| {
+            std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))
+                .map(OwnedFd::from)
+                .map_err(|e| OciError::io(format!("opening the container's {ns} namespace"), e))
+        })
+        .collect()
+}
+
+fn run_one(hook: &Hook, input: &[u8], namespaces: &[OwnedFd]) -> std::result::Result<(), String> {
     let mut cmd = Command::new(hook.path());
+    if !namespaces.is_empty() {
+        let fds: Vec<i32> = namespaces.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: only setns, async-signal-safe, between fork and exec; the path is resolved
+        // by exec afterwards, in the container's root.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &fds {
+                    if libc::setns(*fd, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
     let args = hook.args().clone().unwrap_or_default();
     if let Some((arg0, rest)) = args.split_first() {
-        std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
+        cmd.arg0(arg0);
         cmd.args(rest);
     }
     cmd.env_clear();

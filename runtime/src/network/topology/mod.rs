@@ -2,7 +2,8 @@
 //! records hold: the host's own interfaces, each bridge with its veth pairs, the containers'
 //! namespaces (by name) with their addresses and published ports, and the containers that have
 //! no bridge (`--network none`, `host`). Gathered once ([`gather`]), drawn as text (here), as a
-//! Graphviz graph ([`dot`]) or as an SVG picture minibox lays out itself ([`svg`]).
+//! Graphviz graph ([`dot`]) or as an SVG picture minibox lays out itself ([`svg`]). What is
+//! recorded but missing from the kernel is marked, with the command that restores it.
 
 mod dot;
 mod svg;
@@ -10,10 +11,14 @@ mod svg;
 use std::fmt::Write;
 
 use anyhow::Result;
-use minibox_netns::{Attachment, Network, Store};
+use minibox_netns::{Attachment, FirewallDriver, Network, Store};
 
 use crate::container::state::{self, Status};
 use crate::paths::Paths;
+
+/// How a recorded object the kernel lacks is marked.
+const MISSING: &str = "(MISSING: `minibox network reload` restores it)";
+const DETACHED: &str = "(NOT ON THE BRIDGE: `minibox network reload` puts it back)";
 
 /// What the picture shows.
 pub struct Topology {
@@ -22,6 +27,7 @@ pub struct Topology {
     pub networks: Vec<Bridge>,
     /// Running containers without a bridge: (name, `none` or `host`).
     pub unbridged: Vec<(String, String)>,
+    pub firewall: FirewallDriver,
 }
 
 pub struct Uplink {
@@ -34,17 +40,26 @@ pub struct Uplink {
 
 pub struct Bridge {
     pub net: Network,
-    /// `None` until the first container joins the network.
+    /// `None` until the first container joins the network (or when it was deleted).
     pub mtu: Option<u32>,
     pub members: Vec<Member>,
+    /// The network's firewall rules the kernel lacks.
+    pub lacking: Vec<String>,
 }
 
 pub struct Member {
     /// The container's name (its short id when it has none, e.g. a CNI pod's).
     pub name: String,
     pub att: Attachment,
-    /// Whether the host end of its veth exists.
-    pub present: bool,
+    pub veth: Veth,
+}
+
+/// Where the host end of a container's veth is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Veth {
+    OnBridge,
+    Detached,
+    Missing,
 }
 
 /// Reads the host and the records.
@@ -78,22 +93,36 @@ pub fn gather(paths: &Paths, store: &Store) -> Result<Topology> {
             .and_then(|s| s.name)
             .unwrap_or_else(|| minibox_netns::short(id).to_string())
     };
-    let networks = nets
-        .into_iter()
-        .map(|net| Bridge {
-            mtu: links.iter().find(|l| l.name == net.bridge).map(|l| l.mtu),
-            members: atts
-                .iter()
-                .filter(|a| a.network == net.name)
-                .map(|a| Member {
-                    name: name_of(&a.id),
-                    present: links.iter().any(|l| l.name == a.veth),
-                    att: a.clone(),
-                })
-                .collect(),
+    let firewall = FirewallDriver::selected()?;
+    let mut networks = Vec::new();
+    for net in nets {
+        let bridge = links.iter().find(|l| l.name == net.bridge);
+        let members: Vec<Member> = atts
+            .iter()
+            .filter(|a| a.network == net.name)
+            .map(|a| Member {
+                name: name_of(&a.id),
+                veth: match links.iter().find(|l| l.name == a.veth) {
+                    None => Veth::Missing,
+                    Some(v) if bridge.is_none() || v.controller != bridge.map(|b| b.index) => {
+                        Veth::Detached
+                    }
+                    Some(_) => Veth::OnBridge,
+                },
+                att: a.clone(),
+            })
+            .collect();
+        let lacking = match bridge.is_some() || !members.is_empty() {
+            true => minibox_netns::check_network(firewall, &net)?,
+            false => Vec::new(),
+        };
+        networks.push(Bridge {
+            mtu: bridge.map(|l| l.mtu),
+            members,
+            lacking,
             net,
-        })
-        .collect();
+        });
+    }
     let mut unbridged = Vec::new();
     for id in state::ids(paths) {
         let (Ok(st), Ok(config)) = (
@@ -111,6 +140,7 @@ pub fn gather(paths: &Paths, store: &Store) -> Result<Topology> {
         uplinks,
         networks,
         unbridged,
+        firewall,
     })
 }
 
@@ -126,7 +156,11 @@ pub fn render(t: &Topology, format: &str) -> String {
 /// A container's line of text: its veth pair, address and namespace.
 fn member_line(m: &Member) -> String {
     let a = &m.att;
-    let missing = if m.present { "" } else { " (missing)" };
+    let missing = match m.veth {
+        Veth::OnBridge => String::new(),
+        Veth::Detached => format!(" {DETACHED}"),
+        Veth::Missing => format!(" {MISSING}"),
+    };
     format!(
         "{}{missing} ══ {}  {}/{}  {}  [netns {}]  {}",
         a.veth,
@@ -159,6 +193,7 @@ fn text(t: &Topology) -> String {
         let net = &b.net;
         let state = match b.mtu {
             Some(mtu) => format!("{}/{}  mtu {mtu}", net.gateway, net.subnet.prefix_len()),
+            None if !b.members.is_empty() => MISSING.to_string(),
             None => "(not created yet: made on first use)".to_string(),
         };
         let _ = writeln!(
@@ -171,6 +206,13 @@ fn text(t: &Topology) -> String {
             "│   │   NAT: {} leaves masqueraded through the other interfaces",
             net.subnet
         );
+        if !b.lacking.is_empty() {
+            let _ = writeln!(
+                out,
+                "│   │   firewall MISSING {} (`minibox network reload` restores them)",
+                b.lacking.join(", ")
+            );
+        }
         for (i, m) in b.members.iter().enumerate() {
             let (branch, cont) = match i + 1 == b.members.len() {
                 true => ("└──", "    "),
@@ -197,6 +239,9 @@ fn text(t: &Topology) -> String {
         };
         let _ = writeln!(out, "├── {name}  --network {mode}: {what}");
     }
-    out.push_str("└── firewall: nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD, MINIBOX-INPUT\n");
+    out.push_str(match t.firewall {
+        FirewallDriver::Nftables => "└── firewall (nftables): table inet minibox: published ports in maps ports4 and anyports4, DNAT in chain published (from prerouting and output), postrouting, forward, input\n",
+        FirewallDriver::Iptables => "└── firewall (iptables): nat MINIBOX-DNAT (from PREROUTING and OUTPUT), MINIBOX-POSTROUTING; filter MINIBOX-FORWARD, MINIBOX-INPUT\n",
+    });
     out
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::Topology;
+use super::{Topology, Veth};
 
 const BOX_W: usize = 250;
 const BOX_H: usize = 92;
@@ -102,7 +102,11 @@ pub fn render(t: &Topology) -> String {
                 body,
                 r#"<rect x="{x}" y="{top}" width="{BOX_W}" height="{BOX_H}" rx="6" class="ns"/>"#
             );
-            let missing = if m.present { "" } else { " (veth missing)" };
+            let missing = match m.veth {
+                Veth::OnBridge => "",
+                Veth::Detached => " (veth not on the bridge)",
+                Veth::Missing => " (veth missing)",
+            };
             let mut lines = vec![
                 format!("{}{missing}", m.name),
                 format!("netns {}", a.netns_label()),
@@ -176,7 +180,7 @@ text {{ font-family: monospace; font-size: 12px; fill: #222; }}
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Bridge, Member, Topology, Uplink};
+    use super::super::{Bridge, Member, Topology, Uplink, Veth};
     use minibox_netns::{Attachment, Network};
 
     #[test]
@@ -210,10 +214,12 @@ mod tests {
                 members: vec![Member {
                     name: "<web>".into(),
                     att,
-                    present: true,
+                    veth: Veth::OnBridge,
                 }],
+                lacking: Vec::new(),
             }],
             unbridged: vec![("quiet".into(), "none".into())],
+            firewall: minibox_netns::FirewallDriver::Nftables,
         };
         let svg = super::render(&t);
         assert!(svg.starts_with("<svg "), "{svg}");

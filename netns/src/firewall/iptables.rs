@@ -1,7 +1,8 @@
-//! The firewall, through iptables: whichever of iptables-nft or iptables-legacy `iptables` is.
+//! The iptables driver: whichever of iptables-nft or iptables-legacy `iptables` is.
 //!
-//! Each setup and each teardown is one `iptables-restore --noflush --wait` batch; every rule is
-//! also reported as the single `iptables` command that adds or deletes it.
+//! Each setup and each teardown is one `iptables-restore --noflush --wait` batch, explained as
+//! that command with its input. A set-up reads nothing; making a network's rules reads the
+//! ruleset once (`iptables-save`).
 //!
 //! Layout (netavark's design, in minibox's own chains):
 //! - nat `MINIBOX-DNAT`, reached from PREROUTING *and* OUTPUT for local destinations, so the host
@@ -23,15 +24,11 @@
 //! Per-container rules carry `-m comment --comment minibox:<id12>`; per-network ones
 //! `minibox-network:<name>`, so either can always be found and removed from what the kernel has.
 
-use std::io::Write;
-use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
-
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::explain::{heredoc, Explain};
-use ipnet::Ipv4Net;
 
-use crate::ports::PortMapping;
+use super::batch::{self, Batch};
+use super::{Published, Recorded};
 use crate::store::{Network, Store};
 
 pub const DNAT: &str = "MINIBOX-DNAT";
@@ -40,10 +37,8 @@ pub const FORWARD: &str = "MINIBOX-FORWARD";
 pub const INPUT: &str = "MINIBOX-INPUT";
 /// Marks packets that need masquerading after DNAT: hairpin and localhost-originated.
 pub const MARK: &str = "0x2000/0x2000";
-/// The key under which the store keeps the FORWARD policy minibox changed.
+/// The key under which the store keeps the FORWARD policy from before minibox set DROP.
 pub const FORWARD_POLICY: &str = "iptables.filter.FORWARD";
-/// How every batch is applied (and explained).
-const RESTORE: &str = "iptables-restore --noflush --wait";
 
 /// One rule: its table, the operation (`-A`, `-I`, `-D`, `-N`) and the rest of its arguments.
 #[derive(Debug, Clone)]
@@ -63,7 +58,15 @@ impl Rule {
     }
 
     pub fn command(&self) -> String {
-        format!("iptables -t {} {} {}", self.table, self.op, self.spec)
+        match self.op {
+            // A declaration makes the chain, or empties it.
+            ":" => {
+                let chain = self.spec.split(' ').next().unwrap_or_default();
+                let t = self.table;
+                format!("iptables -t {t} -N {chain} 2>/dev/null; iptables -t {t} -F {chain}")
+            }
+            op => format!("iptables -t {} {op} {}", self.table, self.spec),
+        }
     }
 
     fn undo(&self) -> Self {
@@ -76,52 +79,14 @@ pub fn apply(ex: &Explain, rules: &[Rule]) -> Result<()> {
     start(ex, rules)?.wait(ex)
 }
 
-/// A batch being applied by an `iptables-restore` process, so that the caller can do netlink
-/// work meanwhile (both mostly wait on the kernel). It is explained (as the here-document fed to
-/// `iptables-restore`) once it is done, so `--explain` reads in the order a learner would type
-/// the commands.
-pub struct Batch {
-    child: Option<std::process::Child>,
-    explained: Option<String>,
-}
-
-impl Batch {
-    fn none() -> Self {
-        Self {
-            child: None,
-            explained: None,
-        }
-    }
-}
-
 /// Starts applying rules; [`Batch::wait`] tells how it went.
 pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
-    if rules.is_empty() {
-        return Ok(Batch::none());
-    }
-    let batch = restore_input(rules);
-    let mut child = Command::new("iptables-restore")
-        .args(["--noflush", "--wait"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| restore_failed(format!("{e} (is iptables installed?)")))?;
-    // The batch is far smaller than a pipe buffer: this write does not wait for the reader.
-    let written = child.stdin.take().unwrap().write_all(batch.as_bytes());
-    let explained = ex.is_on().then(|| heredoc(RESTORE, &batch));
-    let batch = Batch {
-        child: Some(child),
-        explained,
-    };
-    if let Err(e) = written {
-        // A restore that refused and exited early says why on stderr; a broken pipe says less.
-        return Err(batch
-            .wait(&Explain::off())
-            .err()
-            .unwrap_or_else(|| restore_failed(e.to_string())));
-    }
-    Ok(batch)
+    Batch::start(
+        ex,
+        "iptables-restore",
+        &["--noflush", "--wait"],
+        &restore_input(rules),
+    )
 }
 
 /// The rules as `iptables-restore` input: one section per table, nat first.
@@ -134,70 +99,19 @@ fn restore_input(rules: &[Rule]) -> String {
         }
         batch.push_str(&format!("*{table}\n"));
         for r in mine {
-            batch.push_str(&format!("{} {}\n", r.op, r.spec));
+            match r.op {
+                ":" => batch.push_str(&format!(":{}\n", r.spec)),
+                op => batch.push_str(&format!("{op} {}\n", r.spec)),
+            }
         }
         batch.push_str("COMMIT\n");
     }
     batch
 }
 
-impl Batch {
-    /// Explains the batch (once).
-    fn say(&mut self, ex: &Explain) {
-        if let Some(text) = self.explained.take() {
-            ex.say(|| text);
-        }
-    }
-
-    pub fn wait(mut self, ex: &Explain) -> Result<()> {
-        self.say(ex);
-        let Some(child) = self.child.take() else {
-            return Ok(());
-        };
-        let out = child
-            .wait_with_output()
-            .map_err(|e| restore_failed(e.to_string()))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        Err(restore_failed(
-            err.lines().next().unwrap_or("failed").trim().to_string(),
-        ))
-    }
-}
-
-impl Drop for Batch {
-    /// A batch left behind by an early return still finishes before anything undoes it.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-    }
-}
-
-fn restore_failed(why: String) -> Error {
-    Error::Firewall {
-        what: "iptables-restore".into(),
-        why,
-    }
-}
-
 /// What the kernel has now, as `iptables-save` prints it.
 fn save() -> Result<String> {
-    let out = Command::new("iptables-save")
-        .output()
-        .map_err(|e| Error::Firewall {
-            what: "iptables-save".into(),
-            why: e.to_string(),
-        })?;
-    if !out.status.success() {
-        return Err(Error::Firewall {
-            what: "iptables-save".into(),
-            why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    batch::output("iptables-save", &[])
 }
 
 /// `(table, line)` for every rule line of the saved ruleset.
@@ -218,49 +132,73 @@ fn network_tag(net: &Network) -> String {
     format!("minibox-network:{}", net.name)
 }
 
-/// Our chains, their jumps and the network's own rules: whatever of them is missing. With
-/// `forward_policy_drop` (the caller is about to turn forwarding on), the host's FORWARD policy
-/// becomes DROP in the same batch, before forwarding is on.
+const CHAINS: [(&str, &str); 4] = [
+    ("nat", DNAT),
+    ("nat", POSTROUTING),
+    ("filter", FORWARD),
+    ("filter", INPUT),
+];
+
+/// Where our chains are jumped to from: table, chain, matches, target.
+const JUMPS: [(&str, &str, &str, &str); 5] = [
+    ("nat", "PREROUTING", "-m addrtype --dst-type LOCAL ", DNAT),
+    ("nat", "OUTPUT", "-m addrtype --dst-type LOCAL ", DNAT),
+    ("nat", "POSTROUTING", "", POSTROUTING),
+    ("filter", "FORWARD", "", FORWARD),
+    ("filter", "INPUT", "", INPUT),
+];
+
+/// Our chains, their jumps and the network's own rules: whatever of them is missing. A base
+/// layout that lost anything (`iptables -F`, a chain deleted) is rebuilt whole, with every
+/// recorded container's rules, from `recorded`. With `forward_drop` (minibox turned forwarding
+/// on), the host's FORWARD policy is DROP.
 pub fn ensure_network(
     store: &Store,
     ex: &Explain,
     net: &Network,
-    forward_policy_drop: bool,
+    forward_drop: bool,
+    recorded: impl FnOnce() -> Result<Recorded>,
 ) -> Result<()> {
     let saved = save()?;
-    if forward_policy_drop {
-        // A table never loaded has the kernel's default policy.
-        let policy = forward_policy(&saved).unwrap_or("ACCEPT");
-        if policy != "DROP" {
-            store.record_prior(FORWARD_POLICY, policy)?;
-        }
+    if !base_complete(&saved) {
+        return apply_recording(store, ex, &saved, &rebuild_rules(&saved, &recorded()?));
     }
-    let rules = additions(&saved, net, forward_policy_drop);
+    let rules = additions(&saved, net, forward_drop);
     if ex.is_on() {
-        // What a fresh host would need and this one has: shown, marked, ahead of what is done.
+        // What a fresh host would need and this one has: said as in place, ahead of what is done.
         let done: Vec<String> = rules.iter().map(Rule::command).collect();
-        let in_place: Vec<Rule> = additions("", net, forward_policy_drop)
+        let in_place: Vec<Rule> = fresh_rules(net, forward_drop)
             .into_iter()
             .filter(|r| !done.contains(&r.command()))
             .collect();
         explain_in_place(ex, &in_place);
     }
-    apply(ex, &rules)
+    apply_recording(store, ex, &saved, &rules)
+}
+
+/// Applies `rules`; when they set the FORWARD policy to DROP, the policy before (in `saved`) is
+/// recorded first, for `system reset`.
+fn apply_recording(store: &Store, ex: &Explain, saved: &str, rules: &[Rule]) -> Result<()> {
+    if rules.iter().any(|r| r.op == "-P") {
+        // A table never loaded has the kernel's default policy.
+        let policy = forward_policy(saved).unwrap_or("ACCEPT");
+        if policy != "DROP" {
+            store.record_prior(FORWARD_POLICY, policy)?;
+        }
+    }
+    apply(ex, rules)
 }
 
 /// The filter FORWARD chain's policy in a saved ruleset.
 fn forward_policy(saved: &str) -> Option<&str> {
-    let mut filter = false;
-    for line in saved.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            filter = t == "filter";
-        } else if filter {
-            if let Some(rest) = line.strip_prefix(":FORWARD ") {
-                return rest.split_whitespace().next();
-            }
-        }
-    }
-    None
+    saved_rules(saved)
+        .into_iter()
+        .find_map(|(t, l)| {
+            (t == "filter")
+                .then(|| l.strip_prefix(":FORWARD "))
+                .flatten()
+        })
+        .and_then(|rest| rest.split_whitespace().next())
 }
 
 /// Puts the filter FORWARD policy back (`system reset`).
@@ -271,45 +209,97 @@ pub fn set_forward_policy(ex: &Explain, policy: &str) -> Result<()> {
     )
 }
 
-/// Removes all of minibox's firewall: the jumps to its chains, then the chains with whatever
-/// they hold (`system reset`).
-pub fn remove_all(ex: &Explain) -> Result<()> {
-    let saved = save()?;
-    let ours = [DNAT, POSTROUTING, FORWARD, INPUT];
-    let mut rules = Vec::new();
-    for (table, line) in saved_rules(&saved) {
-        let jumps_to_ours = ours.iter().any(|c| line.ends_with(&format!("-j {c}")));
-        let in_ours = ours.iter().any(|c| line.starts_with(&format!("-A {c} ")));
-        if line.starts_with("-A ") && jumps_to_ours && !in_ours {
-            rules.push(deletion(table, line));
-        }
-    }
-    for (table, line) in saved_rules(&saved) {
-        let table = if table == "nat" { "nat" } else { "filter" };
-        if let Some(chain) = ours.iter().find(|c| line.starts_with(&format!(":{c} "))) {
-            rules.push(Rule::new(table, "-F", *chain));
-            rules.push(Rule::new(table, "-X", *chain));
-        }
-    }
-    apply(ex, &rules)
+/// What a fresh host needs for `net`: our chains, their jumps, the base rules and the network's.
+fn fresh_rules(net: &Network, forward_drop: bool) -> Vec<Rule> {
+    let recorded = Recorded {
+        networks: vec![net.clone()],
+        published: Vec::new(),
+        forward_drop,
+    };
+    rebuild_rules("", &recorded)
 }
 
-/// Says a network's whole set of chains, jumps and rules as found in place (`--explain` of a
-/// network known complete).
-pub fn explain_network_in_place(ex: &Explain, net: &Network) {
+/// Says `net`'s whole layout as found in place (`--explain` of a network known complete).
+pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: bool) {
     if ex.is_on() {
-        explain_in_place(ex, &additions("", net, false));
+        explain_in_place(ex, &fresh_rules(net, forward_drop));
     }
 }
 
 fn explain_in_place(ex: &Explain, rules: &[Rule]) {
     if !rules.is_empty() {
-        ex.already(|| heredoc(RESTORE, &restore_input(rules)));
+        ex.already(|| heredoc("iptables-restore --noflush --wait", &restore_input(rules)));
     }
 }
 
-/// What [`ensure_network`] adds to a ruleset saved as `saved`.
-fn additions(saved: &str, net: &Network, forward_policy_drop: bool) -> Vec<Rule> {
+/// Removes all of minibox's chains and the jumps to them, and the nftables driver's accepts in
+/// FORWARD (`system reset`).
+pub fn remove_all(ex: &Explain) -> Result<()> {
+    let saved = save()?;
+    let jump = |l: &str| CHAINS.iter().any(|(_, c)| l.ends_with(&format!("-j {c}")));
+    let gate = |l: &str| {
+        l.starts_with("-A FORWARD ")
+            && ["--comment minibox-network:", "--comment \"minibox-network:"]
+                .iter()
+                .any(|c| l.contains(c))
+    };
+    let mut rules: Vec<Rule> = saved_rules(&saved)
+        .into_iter()
+        .filter(|(_, l)| {
+            let builtin = !CHAINS
+                .iter()
+                .any(|(_, c)| l.starts_with(&format!("-A {c} ")));
+            l.starts_with("-A ") && builtin && (jump(l) || gate(l))
+        })
+        .map(|(t, l)| deletion(t, l))
+        .collect();
+    for (table, chain) in CHAINS {
+        let declared = format!(":{chain} ");
+        if saved_rules(&saved)
+            .iter()
+            .any(|(t, l)| *t == table && l.starts_with(&declared))
+        {
+            rules.push(Rule::new(table, "-F", chain));
+            rules.push(Rule::new(table, "-X", chain));
+        }
+    }
+    apply(ex, &rules)
+}
+
+/// The cheap check (see [`super::intact`]): under iptables-nft, the jumps to our chains and the
+/// network's rules, read over netlink; under iptables-legacy, nothing.
+pub fn intact(net: &Network) -> Result<bool> {
+    if legacy_in_use() {
+        return Ok(true);
+    }
+    let ip = super::nfrules::NFPROTO_IPV4;
+    let rules = |table: &str, chain: &str| super::nfrules::rules(ip, table, Some(chain));
+    for (table, chain, _, target) in JUMPS {
+        if super::nfrules::count_tagged(&rules(table, chain)?, target) == 0 {
+            return Ok(false);
+        }
+    }
+    let tag = network_tag(net);
+    let mut have = 0;
+    for (table, chain) in [("nat", POSTROUTING), ("filter", FORWARD), ("filter", INPUT)] {
+        have += super::nfrules::count_tagged(&rules(table, chain)?, &tag);
+    }
+    Ok(have == network_rules(net).len())
+}
+
+/// Whether this network namespace's iptables is iptables-legacy (its tables are x_tables').
+fn legacy_in_use() -> bool {
+    std::fs::read_to_string("/proc/net/ip_tables_names").is_ok_and(|t| !t.trim().is_empty())
+}
+
+/// `network reload`: everything made again from the records, in one batch.
+pub fn rebuild(store: &Store, ex: &Explain, recorded: &Recorded) -> Result<()> {
+    let saved = save()?;
+    apply_recording(store, ex, &saved, &rebuild_rules(&saved, recorded))
+}
+
+/// Whether our chains, their jumps and the masquerade of marked packets are all there.
+fn base_complete(saved: &str) -> bool {
     let have = saved_rules(saved);
     let has_chain = |table: &str, chain: &str| {
         have.iter()
@@ -320,40 +310,61 @@ fn additions(saved: &str, net: &Network, forward_policy_drop: bool) -> Vec<Rule>
             *t == table && l.starts_with(&format!("-A {chain} ")) && l.contains(needle)
         })
     };
+    CHAINS.iter().all(|(t, c)| has_chain(t, c))
+        && JUMPS
+            .iter()
+            .all(|(t, c, _, target)| has_rule(t, c, &format!("-j {target}")))
+        && has_rule("nat", POSTROUTING, "--mark 0x2000/0x2000")
+}
+
+/// The whole layout from the records: our chains made or emptied, the jumps to them replaced,
+/// then the base rules, every network's and every container's.
+fn rebuild_rules(saved: &str, recorded: &Recorded) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = CHAINS
+        .iter()
+        .map(|(t, c)| Rule::new(t, ":", format!("{c} - [0:0]")))
+        .collect();
+    let ours = |l: &str| CHAINS.iter().any(|(_, c)| l.ends_with(&format!("-j {c}")));
+    for (t, l) in saved_rules(saved) {
+        let builtin = !CHAINS
+            .iter()
+            .any(|(_, c)| l.starts_with(&format!("-A {c} ")));
+        if l.starts_with("-A ") && builtin && ours(l) {
+            rules.push(deletion(t, l));
+        }
+    }
+    rules.extend(base_rules());
+    for net in &recorded.networks {
+        rules.extend(network_rules(net));
+    }
+    for p in &recorded.published {
+        rules.extend(container_rules(p));
+    }
+    if recorded.forward_drop {
+        rules.push(Rule::new("filter", "-P", "FORWARD DROP"));
+    }
+    rules
+}
+
+/// The jumps to our chains and the masquerade of marked packets.
+fn base_rules() -> Vec<Rule> {
+    let mut rules: Vec<Rule> = JUMPS
+        .iter()
+        .map(|(t, c, matches, target)| Rule::new(t, "-I", format!("{c} {matches}-j {target}")))
+        .collect();
+    rules.push(Rule::new(
+        "nat",
+        "-A",
+        format!("{POSTROUTING} -m mark --mark {MARK} -j MASQUERADE"),
+    ));
+    rules
+}
+
+/// What [`ensure_network`] adds to a complete base layout saved as `saved`: the network's rules
+/// when any is missing, and the FORWARD policy.
+fn additions(saved: &str, net: &Network, forward_drop: bool) -> Vec<Rule> {
+    let have = saved_rules(saved);
     let mut rules = Vec::new();
-    for (table, chain) in [
-        ("nat", DNAT),
-        ("nat", POSTROUTING),
-        ("filter", FORWARD),
-        ("filter", INPUT),
-    ] {
-        if !has_chain(table, chain) {
-            rules.push(Rule::new(table, "-N", chain));
-        }
-    }
-    let jumps = [
-        ("nat", "PREROUTING", "-m addrtype --dst-type LOCAL ", DNAT),
-        ("nat", "OUTPUT", "-m addrtype --dst-type LOCAL ", DNAT),
-        ("nat", "POSTROUTING", "", POSTROUTING),
-        ("filter", "FORWARD", "", FORWARD),
-        ("filter", "INPUT", "", INPUT),
-    ];
-    for (table, chain, matches, target) in jumps {
-        if !has_rule(table, chain, &format!("-j {target}")) {
-            rules.push(Rule::new(
-                table,
-                "-I",
-                format!("{chain} {matches}-j {target}"),
-            ));
-        }
-    }
-    if !has_rule("nat", POSTROUTING, "--mark 0x2000/0x2000") {
-        rules.push(Rule::new(
-            "nat",
-            "-A",
-            format!("{POSTROUTING} -m mark --mark {MARK} -j MASQUERADE"),
-        ));
-    }
     // The network's rules are made and checked as a set: one missing (or a set from an older
     // minibox) and the set is made again.
     let tag = network_tag(net);
@@ -367,7 +378,10 @@ fn additions(saved: &str, net: &Network, forward_policy_drop: bool) -> Vec<Rule>
         rules.extend(present.into_iter().map(|(t, l)| deletion(t, l)));
         rules.extend(wanted);
     }
-    if forward_policy_drop {
+    let policy_drops = have
+        .iter()
+        .any(|(t, l)| *t == "filter" && l.starts_with(":FORWARD DROP"));
+    if forward_drop && !policy_drops {
         rules.push(Rule::new("filter", "-P", "FORWARD DROP"));
     }
     rules
@@ -415,16 +429,29 @@ fn network_rules(net: &Network) -> Vec<Rule> {
     ]
 }
 
+/// Under the nftables driver, on a host whose FORWARD policy is DROP (Docker sets it): a
+/// network's accepts in FORWARD itself, since no other table's accept overrides its drop.
+pub fn forward_gate(net: &Network) -> Vec<Rule> {
+    let br = &net.bridge;
+    let tag = format!("-m comment --comment {}", network_tag(net));
+    vec![
+        Rule::new("filter", "-I", format!("FORWARD -i {br} {tag} -j ACCEPT")),
+        Rule::new(
+            "filter",
+            "-I",
+            format!(
+                "FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {tag} -j ACCEPT"
+            ),
+        ),
+    ]
+}
+
 /// The per-port rules of one container, in the order they are added.
-pub fn container_rules(
-    id12: &str,
-    subnet: Ipv4Net,
-    addr: Ipv4Addr,
-    ports: &[PortMapping],
-) -> Vec<Rule> {
-    let tag = format!("-m comment --comment minibox:{id12}");
+pub fn container_rules(p: &Published) -> Vec<Rule> {
+    let tag = format!("-m comment --comment {}", p.tag());
+    let (subnet, addr) = (p.subnet, p.addr);
     let mut rules = Vec::new();
-    for m in ports {
+    for m in &p.ports {
         let dst = if m.host_ip.is_unspecified() {
             String::new()
         } else {
@@ -453,41 +480,45 @@ pub fn container_rules(
     rules
 }
 
-/// Starts removing a container's recorded rules in one batch; [`finish_removal`] completes it.
-pub fn start_removal(ex: &Explain, expected: &[Rule]) -> Batch {
+/// Starts removing a container's rules in one batch.
+pub fn start_removal(ex: &Explain, expected: &[Rule]) -> Result<Batch> {
     let undo: Vec<Rule> = expected.iter().map(Rule::undo).collect();
-    // Explained at once: teardown removes the firewall rules first.
-    let mut batch = start(ex, &undo).unwrap_or_else(|_| Batch::none());
-    batch.say(ex);
-    batch
+    start(ex, &undo)
 }
 
-/// When the batch failed (half-made, or already partly removed), removes whatever the kernel
-/// still has with the container's tag.
-pub fn finish_removal(ex: &Explain, id12: &str, batch: Batch) -> Result<()> {
-    match batch.wait(ex) {
-        Ok(()) => Ok(()),
-        Err(_) => remove_tagged(ex, &format!("minibox:{id12}")),
-    }
-}
-
-/// Which of a container's `expected` tagged rules and its network's rules the kernel lacks,
-/// by their tags (what `iptables-save` prints differs in form from what was added).
-pub fn missing(id12: &str, net: &Network, expected: usize) -> Result<Vec<String>> {
+/// Which of a container's tagged rules and its network's rules the kernel lacks, by their tags
+/// (what `iptables-save` prints differs in form from what was added).
+pub fn missing(p: &Published, net: &Network) -> Result<Vec<String>> {
     let saved = save()?;
     let rules = saved_rules(&saved);
-    let count = |tag: &str| rules.iter().filter(|(_, l)| tagged(l, tag)).count();
     let mut lacking = Vec::new();
-    let have = count(&format!("minibox:{id12}"));
+    let expected = container_rules(p).len();
+    let have = rules.iter().filter(|(_, l)| tagged(l, &p.tag())).count();
     if have < expected {
         lacking.push(format!("{} of {expected} port rules", expected - have));
     }
-    let wanted = network_rules(net).iter().filter(|r| r.op != "-N").count();
+    lacking.extend(missing_in(&saved, net));
+    Ok(lacking)
+}
+
+/// What of a network's rules and of our chains and jumps the kernel lacks.
+pub fn missing_network(net: &Network) -> Result<Vec<String>> {
+    Ok(missing_in(&save()?, net))
+}
+
+fn missing_in(saved: &str, net: &Network) -> Vec<String> {
+    let rules = saved_rules(saved);
+    let count = |tag: &str| rules.iter().filter(|(_, l)| tagged(l, tag)).count();
+    let mut lacking = Vec::new();
+    let wanted = network_rules(net).len();
     let have = count(&network_tag(net));
     if have < wanted {
         lacking.push(format!("{} of {wanted} network rules", wanted - have));
     }
-    Ok(lacking)
+    if !base_complete(saved) {
+        lacking.push("minibox's chains or the jumps to them".into());
+    }
+    lacking
 }
 
 /// Removes a network's own rules.
@@ -495,7 +526,7 @@ pub fn remove_network(ex: &Explain, net: &Network) -> Result<()> {
     remove_tagged(ex, &network_tag(net))
 }
 
-fn remove_tagged(ex: &Explain, tag: &str) -> Result<()> {
+pub fn remove_tagged(ex: &Explain, tag: &str) -> Result<()> {
     let saved = save()?;
     let rules: Vec<Rule> = saved_rules(&saved)
         .into_iter()
@@ -506,31 +537,22 @@ fn remove_tagged(ex: &Explain, tag: &str) -> Result<()> {
 }
 
 /// The rule that deletes a saved rule line of `table`.
-fn deletion(table: &str, line: &str) -> Rule {
+pub fn deletion(table: &str, line: &str) -> Rule {
     let table = if table == "nat" { "nat" } else { "filter" };
     Rule::new(table, "-D", line.trim_start_matches("-A ").to_string())
 }
 
 /// Whether a saved rule carries exactly this comment (quoted or not).
-fn tagged(line: &str, tag: &str) -> bool {
+pub fn tagged(line: &str, tag: &str) -> bool {
     line.contains(&format!("--comment {tag} "))
         || line.contains(&format!("--comment \"{tag}\""))
         || line.ends_with(&format!("--comment {tag}"))
 }
 
-/// Forgets stale UDP flows to a port being (re)published, or they keep going to the previous
-/// container. Done over ctnetlink; a failure only warns (the port works for new flows).
-pub fn flush_udp(ex: &Explain, port: u16) {
-    ex.say(|| format!("conntrack -D -p udp --orig-port-dst {port}"));
-    if let Err(e) = crate::conntrack::flush_udp_port(port) {
-        tracing::warn!("stale UDP flows to port {port} were not flushed: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Proto;
+    use crate::ports::{PortMapping, Proto};
 
     fn net(name: &str, bridge: &str, subnet: &str) -> Network {
         Network {
@@ -556,14 +578,34 @@ mod tests {
             .collect()
     }
 
+    fn published(id12: &str, addr: &str, port: u16) -> Published {
+        Published {
+            id12: id12.into(),
+            subnet: "10.77.0.0/16".parse().unwrap(),
+            addr: addr.parse().unwrap(),
+            ports: vec![PortMapping {
+                host_ip: "127.0.0.1".parse().unwrap(),
+                host_port: port,
+                container_port: 80,
+                proto: Proto::Tcp,
+            }],
+        }
+    }
+
     #[test]
-    fn a_fresh_host_gets_chains_jumps_and_the_network_in_one_batch() {
+    fn a_fresh_host_gets_chains_jumps_networks_and_ports_in_one_batch() {
         let n = net("minibox", "minibox0", "10.77.0.0/16");
-        let rules = additions("", &n, false);
+        let recorded = Recorded {
+            networks: vec![n.clone(), net("lab", "minibox1", "10.99.0.0/24")],
+            published: vec![published("0123456789ab", "10.77.0.2", 8080)],
+            forward_drop: false,
+        };
+        assert!(!base_complete(""));
+        let rules = rebuild_rules("", &recorded);
         let all = specs(&rules);
         for want in [
-            "nat -N MINIBOX-DNAT",
-            "filter -N MINIBOX-INPUT",
+            "nat : MINIBOX-DNAT - [0:0]",
+            "filter : MINIBOX-INPUT - [0:0]",
             "nat -I PREROUTING -m addrtype --dst-type LOCAL -j MINIBOX-DNAT",
             "nat -I OUTPUT -m addrtype --dst-type LOCAL -j MINIBOX-DNAT",
             "filter -I FORWARD -j MINIBOX-FORWARD",
@@ -572,14 +614,33 @@ mod tests {
         ] {
             assert!(all.iter().any(|r| r == want), "no {want:?} in {all:#?}");
         }
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.contains("minibox-network:"))
+                .count(),
+            12
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.contains("minibox:0123456789ab"))
+                .count(),
+            3
+        );
         // Chains exist before anything refers to them.
         let pos = |needle: &str| all.iter().position(|r| r.contains(needle)).unwrap();
-        assert!(pos("-N MINIBOX-FORWARD") < pos("-j MINIBOX-FORWARD"));
+        assert!(pos(": MINIBOX-FORWARD") < pos("-j MINIBOX-FORWARD"));
         assert!(!all.iter().any(|r| r.contains("-P FORWARD")));
         let text = restore_input(&rules);
-        assert!(text.starts_with("*nat\n"), "{text}");
+        assert!(text.starts_with("*nat\n:MINIBOX-DNAT - [0:0]\n"), "{text}");
         assert_eq!(text.matches("COMMIT\n").count(), 2, "{text}");
-        assert!(text.contains("*filter\n-N MINIBOX-FORWARD\n"), "{text}");
+        assert!(
+            text.contains("*filter\n:MINIBOX-FORWARD - [0:0]\n"),
+            "{text}"
+        );
+        assert_eq!(
+            rules[0].command(),
+            "iptables -t nat -N MINIBOX-DNAT 2>/dev/null; iptables -t nat -F MINIBOX-DNAT"
+        );
     }
 
     #[test]
@@ -627,48 +688,54 @@ COMMIT
 ";
 
     #[test]
-    fn an_older_layout_is_completed_and_its_network_set_remade() {
+    fn a_flushed_or_older_layout_is_rebuilt_from_the_records() {
+        // An older layout lacks MINIBOX-INPUT: it is rebuilt, its jumps replaced, not doubled.
+        assert!(!base_complete(SAVED));
         let n = net("minibox", "minibox0", "10.77.0.0/16");
-        let all = specs(&additions(SAVED, &n, true));
+        let recorded = Recorded {
+            networks: vec![n.clone()],
+            published: vec![],
+            forward_drop: true,
+        };
+        let all = specs(&rebuild_rules(SAVED, &recorded));
+        let deleted: Vec<&String> = all.iter().filter(|r| r.contains(" -D ")).collect();
         assert_eq!(
-            all.iter()
-                .filter(|r| r.contains(" -N "))
-                .collect::<Vec<_>>(),
-            ["filter -N MINIBOX-INPUT"]
+            deleted,
+            [
+                "nat -D PREROUTING -m addrtype --dst-type LOCAL -j MINIBOX-DNAT",
+                "nat -D OUTPUT -m addrtype --dst-type LOCAL -j MINIBOX-DNAT",
+                "nat -D POSTROUTING -j MINIBOX-POSTROUTING",
+                "filter -D FORWARD -j MINIBOX-FORWARD",
+            ]
         );
-        assert_eq!(
-            all.iter()
-                .filter(|r| r.contains(" -I INPUT")
-                    || r.contains(" -I FORWARD")
-                    || r.contains("PREROUTING -m"))
-                .collect::<Vec<_>>(),
-            ["filter -I INPUT -j MINIBOX-INPUT"]
+        assert_eq!(all.last().unwrap(), "filter -P FORWARD DROP");
+        // A complete layout gets only the network's rules it lacks, as a set.
+        let complete = SAVED.replace(
+            ":MINIBOX-FORWARD - [0:0]\n",
+            ":MINIBOX-FORWARD - [0:0]\n:MINIBOX-INPUT - [0:0]\n-A INPUT -j MINIBOX-INPUT\n",
         );
+        assert!(base_complete(&complete));
+        let all = specs(&additions(&complete, &n, false));
         // The three old network rules go and the six current ones come, in one batch.
         assert_eq!(
             all.iter().filter(|r| r.contains(" -D ")).count(),
             3,
             "{all:#?}"
         );
-        assert_eq!(
-            all.iter()
-                .filter(|r| r.contains("minibox-network:minibox") && !r.contains(" -D "))
-                .count(),
-            6
-        );
-        assert_eq!(all.last().unwrap(), "filter -P FORWARD DROP");
-        // A complete ruleset needs nothing.
-        let mut complete = SAVED.replace(
-            ":MINIBOX-FORWARD - [0:0]\n",
-            ":MINIBOX-FORWARD - [0:0]\n:MINIBOX-INPUT - [0:0]\n-A INPUT -j MINIBOX-INPUT\n",
-        );
-        // The three rules this layout added to the old network set.
+        assert_eq!(all.len(), 9, "{all:#?}");
+        let mut full = complete.clone();
         for r in &network_rules(&n)[1..4] {
             let line = format!("-A {}", r.spec);
-            complete = complete.replace("COMMIT\n*filter", &format!("COMMIT\n*filter\n{line}"));
+            full = full.replace("COMMIT\n*filter", &format!("COMMIT\n*filter\n{line}"));
         }
-        let left = specs(&additions(&complete, &n, false));
-        assert!(left.is_empty(), "{left:#?}");
+        assert!(additions(&full, &n, false).is_empty());
+        // Minibox turned forwarding on: the policy follows, once.
+        assert_eq!(
+            specs(&additions(&full, &n, true)),
+            ["filter -P FORWARD DROP"]
+        );
+        let dropping = full.replace(":FORWARD ACCEPT", ":FORWARD DROP");
+        assert!(additions(&dropping, &n, true).is_empty());
     }
 
     #[test]
@@ -679,12 +746,9 @@ COMMIT
             container_port: 80,
             proto: Proto::Tcp,
         };
-        let rules = container_rules(
-            "0123456789ab",
-            "10.77.0.0/16".parse().unwrap(),
-            "10.77.0.2".parse().unwrap(),
-            &[m],
-        );
+        let mut p = published("0123456789ab", "10.77.0.2", 8080);
+        p.ports = vec![m];
+        let rules = container_rules(&p);
         let tag = "-m comment --comment minibox:0123456789ab";
         let matches = "-d 127.0.0.1/32 -p tcp -m tcp --dport 8080";
         assert_eq!(

@@ -1,0 +1,102 @@
+//! The netfilter netlink family (`NETLINK_NETFILTER`) by hand, for the two small questions
+//! minibox asks it: ctnetlink's conntrack entries ([`crate::conntrack`]) and nf_tables' rules
+//! and chains ([`crate::firewall`]'s cheap check). Messages are a header, an nfgenmsg and
+//! attributes; replies are read until the dump is done or the request acknowledged.
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use crate::error::{io, Result};
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_DUMP: u16 = 0x300;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// A connected netfilter netlink socket; `what` names it in errors.
+pub fn socket(what: &str) -> Result<Socket> {
+    let mut sock =
+        Socket::new(NETLINK_NETFILTER).map_err(io(format!("opening a {what} socket")))?;
+    sock.bind_auto()
+        .map_err(io(format!("binding a {what} socket")))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(io(format!("connecting a {what} socket")))?;
+    Ok(sock)
+}
+
+/// A netlink message: header, nfgenmsg (`family`, version 0), payload.
+pub fn message(kind: u16, flags: u16, seq: u32, family: u8, payload: &[u8]) -> Vec<u8> {
+    let len = 16 + 4 + payload.len();
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[family, 0, 0, 0]);
+    m.extend_from_slice(payload);
+    m
+}
+
+/// One attribute holding a NUL-terminated string.
+pub fn string_attr(kind: u16, value: &str) -> Vec<u8> {
+    let len = 4 + value.len() + 1;
+    let mut a = Vec::with_capacity((len + 3) & !3);
+    a.extend_from_slice(&(len as u16).to_ne_bytes());
+    a.extend_from_slice(&kind.to_ne_bytes());
+    a.extend_from_slice(value.as_bytes());
+    a.push(0);
+    a.resize((len + 3) & !3, 0);
+    a
+}
+
+/// Netlink attributes: (type, value, the whole attribute including its header).
+pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let item = (kind, &buf[4..len], &buf[..len]);
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(item)
+    })
+}
+
+/// Reads replies until the dump is done or the request is acknowledged; `f` gets each
+/// (message type & 0xff00, body). An error reply other than ENOENT fails.
+pub fn for_each_message(sock: &Socket, what: &str, mut f: impl FnMut(u16, &[u8])) -> Result<()> {
+    loop {
+        let (buf, _) = sock
+            .recv_from_full()
+            .map_err(io(format!("reading from {what}")))?;
+        let mut rest = &buf[..];
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+            if len < 16 || len > rest.len() {
+                return Ok(());
+            }
+            let body = &rest[16..len];
+            match kind {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => {
+                    let code = i32::from_ne_bytes(body[0..4].try_into().unwrap());
+                    if code == 0 || -code == libc::ENOENT {
+                        return Ok(());
+                    }
+                    return Err(io(what.to_string())(std::io::Error::from_raw_os_error(
+                        -code,
+                    )));
+                }
+                _ => f(kind, body),
+            }
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+        }
+    }
+}
