@@ -456,7 +456,7 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
                 println!("{what}")
             }
             Err(err) if failure.is_none() => failure = Some(err),
-            Err(err) => eprintln!("minibox: {err:#}"),
+            Err(err) => eprintln!("minibox: {}", minibox::error::one_line(err.as_ref())),
         }
     }
     failure.map_or(Ok(0), Err)
@@ -538,7 +538,10 @@ pub fn boot(paths: &Paths, explain: bool) -> Result<u8> {
             Ok(()) => println!("{name}"),
             Err(e) => {
                 // One that cannot start does not keep the others down.
-                eprintln!("minibox: starting container {name}: {e:#}");
+                eprintln!(
+                    "minibox: starting container {name}: {}",
+                    minibox::error::one_line(e.as_ref())
+                );
                 failed += 1;
             }
         }

@@ -694,7 +694,11 @@ fn foreground(
         );
     }
     if let Err(e) = container.finish(End::Exited { code, oom }) {
-        eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
+        eprintln!(
+            "minibox: ending container {:.12}: {}",
+            config.id,
+            minibox::error::one_line(&e)
+        );
     }
     Ok(code)
 }

@@ -249,7 +249,7 @@ impl Drop for Container {
         if self.armed {
             let (paths, id) = (&self.paths, &self.id);
             if let Err(e) = finish_quickly(paths, self.explain, id, &mut self.state, End::Failed) {
-                tracing::error!("ending container {id:.12}: {e:#}");
+                tracing::error!("ending container {id:.12}: {}", crate::error::one_line(&e));
             }
         }
     }
@@ -331,7 +331,10 @@ pub fn settle(paths: &Paths, explain: bool, id: &str) -> bool {
 pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock) {
     tracing::info!("recovering container {id:.12}: its owner died");
     if let Err(e) = finish(paths, explain, id, &mut st, End::OwnerDied) {
-        tracing::warn!("recovering container {id:.12}: {e:#}");
+        tracing::warn!(
+            "recovering container {id:.12}: {}",
+            crate::error::one_line(&e)
+        );
     }
     drop(lock);
 }
@@ -605,7 +608,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         };
         let mut st = state::load_state(paths, id).unwrap_or_default();
         if let Err(e) = finish(paths, explain, id, &mut st, End::Removed) {
-            tracing::warn!("removing {id:.12}: {e:#}");
+            tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
         }
         drop(lock);
         pruned.removed.push(id.clone());
@@ -619,7 +622,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         let id = entry.file_name().to_string_lossy().into_owned();
         if !live.contains(&id) {
             if let Err(e) = teardown::remove(paths, &id, &State::default()) {
-                tracing::warn!("removing {id:.12}: {e:#}");
+                tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
             }
             pruned.removed.push(id);
         }

@@ -93,7 +93,7 @@ fn build(
     default_devices(spec)?;
     let config = serde_json::to_vec(&spec).expect("a Spec serialises");
     write_atomic(&dir.join("config.json"), &config)
-        .map_err(|e| OciError::Invalid(format!("{e:#}")))?;
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))?;
     let fifo = root.fifo(id);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .and_then(|()| {
@@ -323,5 +323,6 @@ fn own_cgroup() -> PathBuf {
 pub fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let path = std::path::absolute(path)
         .map_err(|e| OciError::io(format!("pid file {}", path.display()), e))?;
-    write_atomic(&path, pid.to_string().as_bytes()).map_err(|e| OciError::Invalid(format!("{e:#}")))
+    write_atomic(&path, pid.to_string().as_bytes())
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
 }

@@ -36,5 +36,5 @@ pub fn update(root: &Root, id: &str, resources: &LinuxResources) -> Result<()> {
     spec.set_linux(Some(linux));
     let data = serde_json::to_vec(&spec).expect("a Spec serialises");
     write_atomic(&root.dir(id).join("config.json"), &data)
-        .map_err(|e| OciError::Invalid(format!("{e:#}")))
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
 }
