@@ -1,8 +1,8 @@
 //! The iptables driver: whichever of iptables-nft or iptables-legacy `iptables` is.
 //!
-//! Each setup and each teardown is one `iptables-restore --noflush --wait` batch; every rule is
-//! also reported as the single `iptables` command that adds or deletes it. A set-up reads
-//! nothing; making a network's rules reads the ruleset once (`iptables-save`).
+//! Each setup and each teardown is one `iptables-restore --noflush --wait` batch, explained as
+//! that command with its input. A set-up reads nothing; making a network's rules reads the
+//! ruleset once (`iptables-save`).
 //!
 //! Layout (netavark's design, in minibox's own chains):
 //! - nat `MINIBOX-DNAT`, reached from PREROUTING *and* OUTPUT for local destinations, so the host
@@ -30,11 +30,11 @@
 //! (there is no `route_localnet` for IPv6: nothing is DNAT'd from `::1`).
 
 use crate::error::Result;
-use crate::explain::Explain;
+use crate::explain::{heredoc, Explain};
 
 use super::batch::{self, Batch};
 use super::{Published, Recorded};
-use crate::store::{Family, ForwardDrop, Network};
+use crate::store::{Family, ForwardDrop, Network, Store};
 
 pub const DNAT: &str = "MINIBOX-DNAT";
 pub const POSTROUTING: &str = "MINIBOX-POSTROUTING";
@@ -42,6 +42,8 @@ pub const FORWARD: &str = "MINIBOX-FORWARD";
 pub const INPUT: &str = "MINIBOX-INPUT";
 /// Marks packets that need masquerading after DNAT: hairpin and localhost-originated.
 pub const MARK: &str = "0x2000/0x2000";
+/// The key under which the store keeps the FORWARD policy from before minibox set DROP.
+pub const FORWARD_POLICY: &str = "iptables.filter.FORWARD";
 
 /// One rule: its table, the operation (`-A`, `-I`, `-D`, `-N`) and the rest of its arguments.
 #[derive(Debug, Clone)]
@@ -106,7 +108,6 @@ pub fn start(ex: &Explain, fam: Family, rules: &[Rule]) -> Result<Batch> {
         tool(fam).0,
         &["--noflush", "--wait"],
         &restore_input(rules),
-        || rules.iter().map(|r| r.command(fam)).collect(),
     )
 }
 
@@ -196,6 +197,7 @@ const JUMPS: [(&str, &str, &str, &str); 5] = [
 /// recorded container's rules, from `recorded`. With `forward_drop` (minibox turned forwarding
 /// on), the host's FORWARD policy is DROP.
 pub fn ensure_network(
+    store: &Store,
     ex: &Explain,
     net: &Network,
     forward_drop: ForwardDrop,
@@ -205,18 +207,139 @@ pub fn ensure_network(
     let mut records = None;
     for &fam in families(net) {
         let saved = save(fam)?;
-        let rules = match base_complete(&saved) {
-            true => additions(&saved, fam, net, forward_drop),
-            false => {
-                if let Some(read) = recorded.take() {
-                    records = Some(read()?);
-                }
-                rebuild_rules(&saved, fam, records.as_ref().unwrap())
+        if !base_complete(&saved) {
+            if let Some(read) = recorded.take() {
+                records = Some(read()?);
             }
-        };
-        apply(ex, fam, &rules)?;
+            let rules = rebuild_rules(&saved, fam, records.as_ref().unwrap());
+            apply_recording(store, ex, fam, &saved, &rules)?;
+            continue;
+        }
+        let rules = additions(&saved, fam, net, forward_drop);
+        if ex.is_on() {
+            // What a fresh host would need and this one has: said as in place, ahead of what
+            // is done.
+            let done: Vec<String> = rules.iter().map(|r| r.command(fam)).collect();
+            let in_place: Vec<Rule> = fresh_rules(net, fam, forward_drop)
+                .into_iter()
+                .filter(|r| !done.contains(&r.command(fam)))
+                .collect();
+            explain_in_place(ex, fam, &in_place);
+        }
+        apply_recording(store, ex, fam, &saved, &rules)?;
     }
     Ok(())
+}
+
+/// Applies `rules`; when they set the IPv4 FORWARD policy to DROP, the policy before (in
+/// `saved`) is recorded first, for `system reset`.
+fn apply_recording(
+    store: &Store,
+    ex: &Explain,
+    fam: Family,
+    saved: &str,
+    rules: &[Rule],
+) -> Result<()> {
+    if fam == Family::V4 && rules.iter().any(|r| r.op == "-P") {
+        // A table never loaded has the kernel's default policy.
+        let policy = forward_policy(saved).unwrap_or("ACCEPT");
+        if policy != "DROP" {
+            store.record_prior(FORWARD_POLICY, policy)?;
+        }
+    }
+    apply(ex, fam, rules)
+}
+
+/// The filter FORWARD chain's policy in a saved ruleset.
+fn forward_policy(saved: &str) -> Option<&str> {
+    saved_rules(saved)
+        .into_iter()
+        .find_map(|(t, l)| {
+            (t == "filter")
+                .then(|| l.strip_prefix(":FORWARD "))
+                .flatten()
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+}
+
+/// Puts the filter FORWARD policy back (`system reset`).
+pub fn set_forward_policy(ex: &Explain, policy: &str) -> Result<()> {
+    apply(
+        ex,
+        Family::V4,
+        &[Rule::new("filter", "-P", format!("FORWARD {policy}"))],
+    )
+}
+
+/// What a fresh host needs for `net` in `fam`'s tables: our chains, their jumps, the base
+/// rules and the network's.
+fn fresh_rules(net: &Network, fam: Family, forward_drop: ForwardDrop) -> Vec<Rule> {
+    let recorded = Recorded {
+        networks: vec![net.clone()],
+        published: Vec::new(),
+        forward_drop,
+    };
+    rebuild_rules("", fam, &recorded)
+}
+
+/// Says `net`'s whole layout as found in place (`--explain` of a network known complete).
+pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: ForwardDrop) {
+    if ex.is_on() {
+        for &fam in families(net) {
+            explain_in_place(ex, fam, &fresh_rules(net, fam, forward_drop));
+        }
+    }
+}
+
+fn explain_in_place(ex: &Explain, fam: Family, rules: &[Rule]) {
+    if !rules.is_empty() {
+        let command = format!("{} --noflush --wait", tool(fam).0);
+        ex.already(|| heredoc(&command, &restore_input(rules)));
+    }
+}
+
+/// Removes all of minibox's chains and the jumps to them, and the nftables driver's accepts in
+/// FORWARD (`system reset`), from iptables and, where it has any, ip6tables.
+pub fn remove_all(ex: &Explain) -> Result<()> {
+    remove_all_of(ex, Family::V4)?;
+    match save(Family::V6) {
+        Ok(saved) if saved.contains(":MINIBOX-") || saved.contains("minibox-network:") => {
+            remove_all_of(ex, Family::V6)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_all_of(ex: &Explain, fam: Family) -> Result<()> {
+    let saved = save(fam)?;
+    let jump = |l: &str| CHAINS.iter().any(|(_, c)| l.ends_with(&format!("-j {c}")));
+    let gate = |l: &str| {
+        l.starts_with("-A FORWARD ")
+            && ["--comment minibox-network:", "--comment \"minibox-network:"]
+                .iter()
+                .any(|c| l.contains(c))
+    };
+    let mut rules: Vec<Rule> = saved_rules(&saved)
+        .into_iter()
+        .filter(|(_, l)| {
+            let builtin = !CHAINS
+                .iter()
+                .any(|(_, c)| l.starts_with(&format!("-A {c} ")));
+            l.starts_with("-A ") && builtin && (jump(l) || gate(l))
+        })
+        .map(|(t, l)| deletion(t, l))
+        .collect();
+    for (table, chain) in CHAINS {
+        let declared = format!(":{chain} ");
+        if saved_rules(&saved)
+            .iter()
+            .any(|(t, l)| *t == table && l.starts_with(&declared))
+        {
+            rules.push(Rule::new(table, "-F", chain));
+            rules.push(Rule::new(table, "-X", chain));
+        }
+    }
+    apply(ex, fam, &rules)
 }
 
 /// The cheap check (see [`super::intact`]): under iptables-nft, the jumps to our chains and the
@@ -255,15 +378,14 @@ fn legacy_in_use() -> bool {
 
 /// `network reload`: everything made again from the records, in one batch.
 /// IPv6's layout only when a network is dual-stack.
-pub fn rebuild(ex: &Explain, recorded: &Recorded) -> Result<()> {
-    apply(
-        ex,
-        Family::V4,
-        &rebuild_rules(&save(Family::V4)?, Family::V4, recorded),
-    )?;
+pub fn rebuild(store: &Store, ex: &Explain, recorded: &Recorded) -> Result<()> {
+    let saved = save(Family::V4)?;
+    let rules = rebuild_rules(&saved, Family::V4, recorded);
+    apply_recording(store, ex, Family::V4, &saved, &rules)?;
     if recorded.networks.iter().any(|n| n.ipv6.is_some()) {
         let saved = save(Family::V6)?;
-        apply(ex, Family::V6, &rebuild_rules(&saved, Family::V6, recorded))?;
+        let rules = rebuild_rules(&saved, Family::V6, recorded);
+        apply_recording(store, ex, Family::V6, &saved, &rules)?;
     }
     Ok(())
 }
