@@ -26,7 +26,7 @@ pub struct Options {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
-    /// Accepted for runc's callers; the root is always entered with pivot_root.
+    /// Enter the root with MS_MOVE and chroot rather than pivot_root (a root on a ramdisk).
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -93,10 +93,24 @@ fn build(
     default_devices(spec)?;
     let config = serde_json::to_vec(&spec).expect("a Spec serialises");
     write_atomic(&dir.join("config.json"), &config)
-        .map_err(|e| OciError::Invalid(format!("{e:#}")))?;
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))?;
     let fifo = root.fifo(id);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .and_then(|()| {
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &fifo,
+                Mode::from_bits_truncate(0o622),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        })
         .map_err(|e| OciError::io("creating the exec fifo", e.into()))?;
+    // In a user namespace the process is no longer the host's root: the fifo is its root's,
+    // as runc makes it.
+    if let Some((uid, gid)) = namespace_root(spec) {
+        nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
+            .map_err(|e| OciError::io("handing the exec fifo to the user namespace", e.into()))?;
+    }
     let fifo_dir: OwnedFd = open(
         &dir,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -109,7 +123,7 @@ fn build(
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let cg = Cgroup::create(cgroup, &resources).map_err(OciError::cgroup)?;
+    let cg = Cgroup::create(cgroup, &resources).map_err(OciError::from)?;
     let cg = made.cgroup.insert(cg);
 
     let signals = Signals::block().map_err(|e| OciError::io("blocking signals", e.into()))?;
@@ -128,12 +142,14 @@ fn build(
             fifo_dir: fifo_dir.as_raw_fd(),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
+            no_pivot: opts.no_pivot,
+            create_container_hooks: hooks::any(spec, Point::CreateContainer),
         }),
     };
     let child = process::spawn(&launch)?;
     made.child = Some(child.pid);
     // A set-up failure reported by the child explains any failure of ours that follows.
-    let placed = cg.add(child.pid).map_err(OciError::cgroup);
+    let placed = cg.add(child.pid).map_err(OciError::from);
     if let Err(e) = placed {
         process::abort(child.pid);
         child.started()?;
@@ -156,12 +172,16 @@ fn build(
     };
     root.save(&record)?;
     let state = root.document(&record);
-    for point in [
-        Point::Prestart,
-        Point::CreateRuntime,
-        Point::CreateContainer,
-    ] {
+    for point in [Point::Prestart, Point::CreateRuntime] {
         hooks::run(spec, point, &state)?;
+    }
+    // In the container's namespaces, its mounts made and its root not entered yet.
+    if hooks::any(spec, Point::CreateContainer) {
+        child.filesystem_ready()?;
+        hooks::run(spec, Point::CreateContainer, &state)?;
+        child
+            .resume()
+            .map_err(|e| OciError::io("resuming the container", e.into()))?;
     }
     let size = spec
         .process()
@@ -181,13 +201,27 @@ fn build(
     Ok(child.pid)
 }
 
+/// The host's uid and gid that a new user namespace's root maps to.
+fn namespace_root(spec: &Spec) -> Option<(u32, u32)> {
+    let linux = spec.linux().as_ref()?;
+    let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .find_map(|m| (m.container_id() == 0 && m.size() > 0).then_some(m.host_id()))
+    };
+    let user =
+        linux.namespaces().iter().flatten().any(|ns| {
+            ns.typ() == oci_spec::runtime::LinuxNamespaceType::User && ns.path().is_none()
+        });
+    user.then(|| Some((host(linux.uid_mappings())?, host(linux.gid_mappings())?)))?
+}
+
 /// The devices every container has (/dev/null, zero, full, random, urandom, tty) added to the
 /// bundle's, and allowed in its cgroup after the bundle's own rules, as runc does.
 fn default_devices(spec: &mut Spec) -> Result<()> {
-    let fail = |e: anyhow::Error| OciError::Invalid(format!("{e:#}"));
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut devices = linux.devices().clone().unwrap_or_default();
-    for d in default_spec::devices().map_err(fail)? {
+    for d in default_spec::devices()? {
         if !devices.iter().any(|have| have.path() == d.path()) {
             devices.push(d);
         }
@@ -196,7 +230,7 @@ fn default_devices(spec: &mut Spec) -> Result<()> {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();
     if !rules.is_empty() {
-        rules.extend(default_spec::allowed_device_rules().map_err(fail)?);
+        rules.extend(default_spec::allowed_device_rules()?);
         resources.set_devices(Some(rules));
         linux.set_resources(Some(resources));
     }
@@ -289,5 +323,6 @@ fn own_cgroup() -> PathBuf {
 pub fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let path = std::path::absolute(path)
         .map_err(|e| OciError::io(format!("pid file {}", path.display()), e))?;
-    write_atomic(&path, pid.to_string().as_bytes()).map_err(|e| OciError::Invalid(format!("{e:#}")))
+    write_atomic(&path, pid.to_string().as_bytes())
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
 }
