@@ -93,11 +93,12 @@ pub struct Config {
     pub image: String,
     pub image_name: String,
     /// The command line and hostname as records before version 2 kept them, beside the Spec
-    /// that has them: read, never written. [`Config::command`] and [`Config::hostname`] fall
-    /// back on them for a container recorded before Specs.
-    #[serde(default, rename = "args", skip_serializing)]
+    /// that has them. Empty in what `run` records now (the Spec is the one truth); kept for a
+    /// container recorded before Specs, which [`Config::command`] and [`Config::hostname`]
+    /// fall back on.
+    #[serde(default, rename = "args", skip_serializing_if = "Vec::is_empty")]
     pub old_args: Vec<String>,
-    #[serde(default, rename = "hostname", skip_serializing)]
+    #[serde(default, rename = "hostname", skip_serializing_if = "String::is_empty")]
     pub old_hostname: String,
     /// Seconds since the epoch.
     pub created: u64,
@@ -635,10 +636,16 @@ pub fn restore(paths: &Paths, config: &Config) -> Result<()> {
 
 /// Writes the persistent dir: the `image` file (which keeps rmi away) and `config.json`.
 pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
-    let config = &Config {
+    let mut config = Config {
         version: SCHEMA,
         ..config.clone()
     };
+    if config.spec.is_some() {
+        // A version 1 record rewritten keeps them in its Spec alone.
+        config.old_args.clear();
+        config.old_hostname.clear();
+    }
+    let config = &config;
     let dir = dir(paths, &config.id);
     fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
     write_atomic(&dir.join("image"), config.image.as_bytes())?;
@@ -922,8 +929,15 @@ mod tests {
     /// Since version 2 the command line and hostname are the Spec's alone.
     #[test]
     fn the_command_line_and_hostname_are_the_specs() {
-        let mut config: Config =
-            serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
+        let old: Config = serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
+        // Rewritten (a rename), a record made before Specs keeps its command line.
+        let again: Config = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
+        assert_eq!(again.command(), ["sleep", "1000"]);
+        let mut config = Config {
+            old_args: Vec::new(),
+            old_hostname: String::new(),
+            ..old
+        };
         config.spec = Some(
             serde_json::from_value(serde_json::json!({
                 "ociVersion": "1.0.2",
