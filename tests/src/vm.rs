@@ -312,7 +312,8 @@ fn write_initramfs(out: &Path, modules: &[PathBuf], script: &str) {
         let name = m.file_name().unwrap().to_string_lossy();
         cpio.file(&format!("lib/modules/{name}"), 0o644, &fs::read(m).unwrap());
     }
-    let libs: std::collections::BTreeSet<PathBuf> = bins.iter().flat_map(|b| shared_libraries(b)).collect();
+    let libs: std::collections::BTreeSet<PathBuf> =
+        bins.iter().flat_map(|b| shared_libraries(b)).collect();
     for lib in libs {
         let inside = lib.strip_prefix("/").unwrap();
         let mut parent = PathBuf::new();

@@ -252,7 +252,9 @@ fn cgroup_v2_unified_host() {
         v.trim() == "0"
     });
     expect(&vm, "runc-created", "state: created", |v| v == "created");
-    expect(&vm, "runc-start", "minibox-runc start succeeds", |v| v == "0");
+    expect(&vm, "runc-start", "minibox-runc start succeeds", |v| {
+        v == "0"
+    });
     expect(&vm, "runc-running", "state: running", |v| v == "running");
     expect(
         &vm,
@@ -278,9 +280,12 @@ fn cgroup_v2_unified_host() {
         "update rewrote memory.max, pids.max, cpu.max",
         |v| v == format!("{}\n30\n25000 100000", 96u64 << 20),
     );
-    expect(&vm, "runc-paused", "pause freezes through cgroup.freeze", |v| {
-        v == "paused 1"
-    });
+    expect(
+        &vm,
+        "runc-paused",
+        "pause freezes through cgroup.freeze",
+        |v| v == "paused 1",
+    );
     expect(&vm, "runc-resumed", "resume thaws", |v| v == "running 0");
     expect(&vm, "runc-kill", "kill succeeds", |v| v == "0");
     expect(&vm, "runc-stopped", "state: stopped", |v| v == "stopped");
