@@ -414,3 +414,37 @@ pub fn recover(paths: &Paths) {
         eprintln!("minibox: finishing an interrupted network teardown: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `network rm` recovers before it removes a network: the containers with an
+    /// interface there (eth1 and on belong to their container by DNS group), no other.
+    #[test]
+    fn the_containers_attached_to_a_network() {
+        let dir = std::env::temp_dir().join(format!("minibox-attached-{}", std::process::id()));
+        let store = Store::new(&dir.join("defs"), &dir.join("run"));
+        let attachment = |id: &str, network: &str, group: &str| {
+            let a: minibox_netns::Attachment = serde_json::from_value(serde_json::json!({
+                "id": id, "network": network, "bridge": "b", "netns": "/n", "veth": "v",
+                "address": "10.99.0.2", "prefix_len": 24, "gateway": "10.99.0.1",
+                "mac": "02:00:00:00:00:01", "mtu": 1500, "ports": [],
+                "dns": {"names": [], "group": group},
+            }))
+            .unwrap();
+            store.save_attachment(&a).unwrap();
+        };
+        attachment("aaa", "lab", "aaa");
+        attachment("bbb", "minibox", "bbb");
+        attachment("e1-of-bbb", "lab", "bbb");
+        attachment("ccc", "other", "");
+        assert_eq!(attached(&store, Some("lab")).unwrap(), ["aaa", "bbb"]);
+        assert_eq!(
+            attached(&store, Some("none")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(attached(&store, None).unwrap(), ["aaa", "bbb", "ccc"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
