@@ -773,6 +773,10 @@ pub struct NamesArgs {
     /// Another name for the container on its network's DNS.
     #[arg(long = "network-alias", value_name = "ALIAS")]
     pub network_alias: Vec<String>,
+    /// Docker's legacy link: ALIAS (default: NAME) names the running container NAME in this
+    /// container's /etc/hosts.
+    #[arg(long = "link", value_name = "NAME[:ALIAS]")]
+    pub link: Vec<String>,
     /// Add NAME:IP (or NAME:host-gateway, the host) to the container's /etc/hosts.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,

@@ -81,6 +81,9 @@ fn dual_stack(firewall: &'static str) {
     let sb = Sandbox::with_firewall(firewall);
     sb.import_web();
     build_uplink(&sb);
+    // Forwarding drops by default in both families, as Docker leaves a host.
+    sb.sh("iptables -P FORWARD DROP; ip6tables -P FORWARD DROP")
+        .ok();
     sb.minibox(&[
         "network",
         "create",

@@ -81,7 +81,7 @@ impl Rule {
 }
 
 /// A family's restore and save programs, and the command that explains a rule.
-fn tool(fam: Family) -> (&'static str, &'static str, &'static str) {
+pub(super) fn tool(fam: Family) -> (&'static str, &'static str, &'static str) {
     match fam {
         Family::V4 => ("iptables-restore", "iptables-save", "iptables"),
         Family::V6 => ("ip6tables-restore", "ip6tables-save", "ip6tables"),
@@ -89,7 +89,7 @@ fn tool(fam: Family) -> (&'static str, &'static str, &'static str) {
 }
 
 /// The families whose tables a network has rules in.
-fn families(net: &Network) -> &'static [Family] {
+pub(super) fn families(net: &Network) -> &'static [Family] {
     match net.ipv6 {
         Some(_) => &[Family::V4, Family::V6],
         None => &[Family::V4],

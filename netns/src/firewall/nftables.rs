@@ -34,7 +34,7 @@ use crate::store::{Family, ForwardDrop, Network};
 use super::batch::{self, Batch};
 use super::nfrules::{
     chain_policy, count_tagged, rules, tagged_elements, NftRule, NFPROTO_INET, NFPROTO_IPV4,
-    NF_DROP,
+    NFPROTO_IPV6, NF_DROP,
 };
 use super::{iptables, Published, Recorded};
 
@@ -367,23 +367,33 @@ pub fn remove_network(ex: &Explain, net: &Network) -> Result<()> {
         .map(NftRule::deletion)
         .collect();
     apply(ex, &commands)?;
-    match host_forward_policy() {
-        Some(_) => iptables::remove_tagged(ex, Family::V4, &tag),
-        None => Ok(()),
+    for &fam in iptables::families(net) {
+        if host_forward_policy(fam).is_some() {
+            iptables::remove_tagged(ex, fam, &tag)?;
+        }
     }
+    Ok(())
 }
 
-// --- The host's iptables FORWARD chain, when its policy is DROP.
+// --- The host's iptables FORWARD chain (and ip6tables' for a dual-stack network), when its
+// policy is DROP.
 
 /// `iptables -S FORWARD`, when iptables is there.
-fn host_forward_policy() -> Option<String> {
-    batch::output("iptables", &["-w", "-S", "FORWARD"]).ok()
+fn host_forward_policy(fam: Family) -> Option<String> {
+    batch::output(iptables::tool(fam).2, &["-w", "-S", "FORWARD"]).ok()
 }
 
-/// Adds `net`'s two accepts to the host's FORWARD chain when its policy is DROP and they are
+/// Adds `net`'s two accepts to the host's FORWARD chains whose policy is DROP, where they are
 /// not both there.
 fn open_host_forward(ex: &Explain, net: &Network) -> Result<()> {
-    let Some(listing) = host_forward_policy() else {
+    for &fam in iptables::families(net) {
+        open_host_forward_of(ex, fam, net)?;
+    }
+    Ok(())
+}
+
+fn open_host_forward_of(ex: &Explain, fam: Family, net: &Network) -> Result<()> {
+    let Some(listing) = host_forward_policy(fam) else {
         return Ok(());
     };
     if !listing.lines().any(|l| l == "-P FORWARD DROP") {
@@ -403,21 +413,30 @@ fn open_host_forward(ex: &Explain, net: &Network) -> Result<()> {
         .map(|l| iptables::deletion("filter", l))
         .collect();
     rules.extend(wanted);
-    iptables::apply(ex, Family::V4, &rules)
+    iptables::apply(ex, fam, &rules)
 }
 
 /// Whether iptables-nft's FORWARD chain (seen over netlink, at no cost) drops by default and
 /// lacks `net`'s accepts. iptables-legacy's is checked when the network's rules are made.
 fn gate_lacking_nft(net: &Network) -> Result<bool> {
-    if chain_policy(NFPROTO_IPV4, "filter", "FORWARD")? != Some(NF_DROP) {
-        return Ok(false);
-    }
     let tag = network_tag(net);
-    let have = rules(NFPROTO_IPV4, "filter", Some("FORWARD"))?
-        .iter()
-        .filter(|r| r.tagged(&tag))
-        .count();
-    Ok(have < iptables::forward_gate(net).len())
+    for &fam in iptables::families(net) {
+        let proto = match fam {
+            Family::V4 => NFPROTO_IPV4,
+            Family::V6 => NFPROTO_IPV6,
+        };
+        if chain_policy(proto, "filter", "FORWARD")? != Some(NF_DROP) {
+            continue;
+        }
+        let have = rules(proto, "filter", Some("FORWARD"))?
+            .iter()
+            .filter(|r| r.tagged(&tag))
+            .count();
+        if have < iptables::forward_gate(net).len() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

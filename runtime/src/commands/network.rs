@@ -85,7 +85,13 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             if store.attachment(&id)?.is_some_and(|a| a.network == network) {
                 bail!("container {container} has {network} as its first network (eth0): it stays connected while it runs");
             }
-            if !network::disconnect(paths, global.explain, &id, &network)? {
+            let connected = network::disconnect(paths, global.explain, &id, &network)?;
+            let mut config = state::load_config(paths, &id)?;
+            let kept = config.names.more_networks.len();
+            config.names.more_networks.retain(|n| n != &network);
+            if config.names.more_networks.len() != kept {
+                state::write_config(paths, &config)?;
+            } else if !connected {
                 bail!("container {container} is not connected to network {network}");
             }
         }
@@ -191,10 +197,15 @@ fn connect(
             network::MAX_NETWORKS
         );
     };
-    let config = state::load_config(paths, &id)?;
+    let mut config = state::load_config(paths, &id)?;
     let mut dns = config.names.endpoint(config.name.as_deref(), &id);
     dns.names.extend(aliases.iter().cloned());
     network::connect(paths, global.explain, &id, network, n, (ip, ip6), Some(dns))?;
+    // Kept for the next start, as Docker keeps a connected network.
+    if !config.names.more_networks.iter().any(|n| n == network) {
+        config.names.more_networks.push(network.to_string());
+        state::write_config(paths, &config)?;
+    }
     Ok(())
 }
 

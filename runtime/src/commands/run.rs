@@ -299,6 +299,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     let n = &args.names;
     let flags = network::Flags {
         aliases: &n.network_alias,
+        links: &n.link,
         add_hosts: &n.add_host,
         dns: &n.dns,
         dns_search: &n.dns_search,
@@ -311,6 +312,10 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         more_networks: more.clone(),
         ..Names::parse(&flags, &mode)?
     };
+    // Linked containers must be running on the network now, as Docker has it.
+    if let Mode::Bridge(net) = &mode {
+        network::link_lines(paths, &names.links, net, |n| state::resolve(paths, n).ok())?;
+    }
     super::registry::ensure(
         paths,
         global,

@@ -237,7 +237,20 @@ pub fn setup(
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
             let names = state::host_names(&config.hostname(), config.name.as_deref(), &id);
-            let extra = config.names.hosts_lines(gateway);
+            let mut extra = String::new();
+            if let Some(v6) = attachment.bridge.as_ref().and_then(|b| b.ipv6) {
+                extra.push_str(&format!("{}\t{names}\n", v6.address));
+            }
+            extra.push_str(&config.names.hosts_lines(gateway));
+            if let Mode::Bridge(net) = &request.mode {
+                let resolve = |n: &str| state::resolve(&paths, n).ok();
+                extra.push_str(&network::link_lines(
+                    &paths,
+                    &config.names.links,
+                    net,
+                    resolve,
+                )?);
+            }
             state::write_hosts(&etc, &names, address, &extra)?;
             let server = attachment.dns_server();
             state::write_resolv_conf(&etc, &config.names, server, false)?;

@@ -336,6 +336,46 @@ pub fn attach(
     })
 }
 
+/// `--link NAME[:ALIAS]` as /etc/hosts lines (Docker keeps its legacy links there too): each
+/// linked container's addresses on `network`, where it must be running (`resolve` finds a
+/// container's id by name).
+pub fn link_lines(
+    paths: &Paths,
+    links: &[(String, String)],
+    network: &str,
+    resolve: impl Fn(&str) -> Option<String>,
+) -> Result<String> {
+    let store = store(paths);
+    let mut lines = String::new();
+    for (name, alias) in links {
+        let Some(id) = resolve(name) else {
+            return Err(Error::Invalid(format!("--link {name}: no such container")));
+        };
+        let on_network = |a: &minibox_netns::Attachment| a.network == network;
+        let att = match store.attachment(&id)?.filter(on_network) {
+            Some(att) => Some(att),
+            None => more_networks(&store, &id)?
+                .into_iter()
+                .map(|(_, a)| a)
+                .find(on_network),
+        };
+        let Some(att) = att else {
+            return Err(Error::Invalid(format!(
+                "--link {name}: container {name} is not running on network {network}: start it, or connect it to {network}"
+            )));
+        };
+        let names = match alias == name {
+            true => name.clone(),
+            false => format!("{alias} {name}"),
+        };
+        lines.push_str(&format!("{}\t{names}\n", att.address));
+        if let Some(v6) = att.ipv6 {
+            lines.push_str(&format!("{}\t{names}\n", v6.address));
+        }
+    }
+    Ok(lines)
+}
+
 /// How many networks a container can be on (eth0 to eth15).
 pub const MAX_NETWORKS: usize = 16;
 

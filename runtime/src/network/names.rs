@@ -18,6 +18,9 @@ pub struct Names {
     /// `--network-alias`: more names for the container on its networks' DNS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// `--link NAME[:ALIAS]`, as `(NAME, ALIAS)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<(String, String)>,
     /// `--add-host NAME:IP|host-gateway`, as `(NAME, IP or "host-gateway")`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<(String, String)>,
@@ -46,6 +49,7 @@ pub struct Names {
 #[derive(Debug, Default)]
 pub struct Flags<'a> {
     pub aliases: &'a [String],
+    pub links: &'a [String],
     pub add_hosts: &'a [String],
     pub dns: &'a [String],
     pub dns_search: &'a [String],
@@ -60,6 +64,7 @@ impl Names {
     pub fn parse(flags: &Flags, mode: &Mode) -> Result<Self> {
         let Flags {
             aliases,
+            links,
             add_hosts,
             dns,
             dns_search,
@@ -116,6 +121,24 @@ impl Names {
                 )));
             }
         }
+        let links = links
+            .iter()
+            .map(|l| {
+                let (name, alias) = l.split_once(':').unwrap_or((l, l));
+                let name = name.strip_prefix('/').unwrap_or(name);
+                if !valid_name(name) || !valid_name(alias) {
+                    return Err(Error::Invalid(format!(
+                        "invalid --link {l:?}: expected NAME or NAME:ALIAS"
+                    )));
+                }
+                if !matches!(mode, Mode::Bridge(_)) {
+                    return Err(Error::Invalid(format!(
+                        "--link {l}: links need a bridge network (not --network none or host)"
+                    )));
+                }
+                Ok((name.to_string(), alias.to_string()))
+            })
+            .collect::<Result<_>>()?;
         let extra_hosts = add_hosts
             .iter()
             .map(|h| {
@@ -157,6 +180,7 @@ impl Names {
         }
         Ok(Names {
             aliases: aliases.to_vec(),
+            links,
             extra_hosts,
             dns,
             dns_search: dns_search.to_vec(),

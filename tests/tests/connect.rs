@@ -1,0 +1,36 @@
+//! `network connect` and `disconnect` last across stop and start, as in Docker.
+
+use minibox_tests::Sandbox;
+
+#[test]
+fn connected_networks_are_kept_across_stop_and_start() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&["network", "create", "back", "--subnet", "10.95.0.0/24"])
+        .ok();
+    sb.minibox(&["run", "-d", "--name", "app", "busybox", "sleep", "1d"])
+        .ok();
+    sb.minibox(&["network", "connect", "back", "app"]).ok();
+    let addresses = || {
+        sb.minibox(&["exec", "app", "ip", "-o", "-4", "addr", "show"])
+            .ok()
+    };
+    assert!(addresses().contains("inet 10.95.0."), "{}", addresses());
+    sb.minibox(&["stop", "-t", "1", "app"]).ok();
+    sb.minibox(&["start", "app"]).ok();
+    let after = addresses();
+    assert!(
+        after.contains("eth1") && after.contains("inet 10.95.0."),
+        "{after}"
+    );
+    // Disconnected: gone now and after the next start.
+    sb.minibox(&["network", "disconnect", "back", "app"]).ok();
+    sb.minibox(&["stop", "-t", "1", "app"]).ok();
+    sb.minibox(&["start", "app"]).ok();
+    assert!(!addresses().contains("10.95.0."), "{}", addresses());
+    sb.minibox(&["network", "disconnect", "back", "app"])
+        .fails(1, "not connected to network back");
+    sb.minibox(&["rm", "-f", "app"]).ok();
+    sb.minibox(&["network", "rm", "back"]).ok();
+    sb.finish();
+}
