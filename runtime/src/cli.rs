@@ -273,6 +273,7 @@ pub enum ObjectType {
     Container,
     Image,
     Network,
+    Volume,
 }
 
 #[derive(Debug, Args)]
@@ -280,7 +281,8 @@ pub struct InspectArgs {
     /// A Go template for each object (e.g. '{{.State.Pid}}', '{{json .Config}}').
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Look only for this kind of object (default: a container, else an image, else a network).
+    /// Look only for this kind of object (default: a container, else an image, a network, a
+    /// volume).
     #[arg(long = "type", value_enum)]
     pub kind: Option<ObjectType>,
     #[arg(required = true)]
@@ -596,6 +598,9 @@ pub enum VolumeCommand {
     },
     /// Show volumes as JSON.
     Inspect {
+        /// A Go template for each volume (e.g. '{{.Mountpoint}}').
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         volumes: Vec<String>,
     },

@@ -332,6 +332,17 @@ fn ps_filters_formats_and_counts() {
         names(&["--filter", "name=web1", "--filter", "label=tier=db"]),
         ""
     );
+    // before/since: made before or after the named one (stopped ones with -a).
+    assert_eq!(names(&["--filter", "before=job"]), "db1\nweb1\n");
+    assert_eq!(names(&["--filter", "before=db1"]), "web1\n");
+    assert_eq!(names(&["--filter", "since=web1"]), "db1\n");
+    assert_eq!(names(&["-a", "--filter", "since=web1"]), "job\ndb1\n");
+    assert_eq!(
+        names(&["-a", "--filter", "since=web1", "--filter", "before=job"]),
+        "db1\n"
+    );
+    sb.minibox(&["ps", "--filter", "since=nothing"])
+        .fails(1, "nothing");
     assert_eq!(names(&["-l"]), "job\n");
     assert_eq!(names(&["-n", "2"]), "job\ndb1\n");
     assert_eq!(

@@ -18,7 +18,7 @@ use crate::container::log::LogReader;
 use crate::container::process::Signals;
 use crate::container::spec::DEFAULT_CAPS;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, events, health, image, signal, start};
+use crate::container::{clock, events, health, image, signal, start, volume};
 use crate::paths::Paths;
 use minibox_netns::HostPort;
 
@@ -89,7 +89,7 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         .map_or(0, |(quota, period)| {
             quota * 1_000_000_000 / period.max(1) as i64
         });
-    let mounts = binds(paths, c);
+    let mounts = mounts(paths, c);
     let (cap_add, cap_drop) = cap_changes(c);
     let paused = running
         && st
@@ -97,9 +97,8 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
             .as_deref()
             .is_some_and(|p| Cgroup::open(p).frozen());
     let host_config = json!({
-        "Binds": (!mounts.is_empty()).then(|| mounts.iter().map(|m| {
-            format!("{}:{}{}", m.0, m.1, if m.2 { "" } else { ":ro" })
-        }).collect::<Vec<_>>()),
+        // Docker lists binds and named volumes here; anonymous ones are the image's VOLUMEs.
+        "Binds": binds(&mounts),
         "NetworkMode": c.network,
         "PortBindings": port_bindings(&c.publish),
         "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
@@ -116,13 +115,7 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
         "CgroupParent": c.cgroup_parent,
     });
-    let mounts: Vec<Value> = mounts
-        .into_iter()
-        .map(|(source, destination, rw)| {
-            json!({"Type": "bind", "Source": source, "Destination": destination, "Mode": "",
-                   "RW": rw, "Propagation": "rprivate"})
-        })
-        .collect();
+    let mounts: Vec<Value> = mounts.iter().map(Mount::document).collect();
     let mut doc = json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
@@ -191,10 +184,36 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
     doc
 }
 
-/// The container's bind mounts (`-v`): source, destination, writable. Those of minibox's own
-/// files (/etc/hosts, ...) come from the container's directory and are not the user's.
-fn binds(paths: &Paths, c: &Config) -> Vec<(String, String, bool)> {
+/// A mount of the user's (`-v`, `--mount` of a bind or a volume), as `inspect` shows it.
+pub(super) struct Mount {
+    /// The volume's name; none for a bind.
+    pub volume: Option<String>,
+    /// An anonymous volume (an image's VOLUME, `-v /path`).
+    pub anonymous: bool,
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+}
+
+impl Mount {
+    /// Docker's `Mounts` entry.
+    fn document(&self) -> Value {
+        match &self.volume {
+            Some(name) => json!({"Type": "volume", "Name": name, "Source": self.source,
+                "Destination": self.destination, "Driver": "local", "Mode": "z", "RW": self.rw,
+                "Propagation": ""}),
+            None => json!({"Type": "bind", "Source": self.source,
+                "Destination": self.destination, "Mode": "", "RW": self.rw,
+                "Propagation": "rprivate"}),
+        }
+    }
+}
+
+/// The container's binds and volumes. A volume is a bind of its `_data` directory; minibox's
+/// own files (/etc/hosts, ...) come from the container's directory and are not the user's.
+pub(super) fn mounts(paths: &Paths, c: &Config) -> Vec<Mount> {
     let own = state::dir(paths, &c.id);
+    let volumes = volume::dir(paths);
     let mounts = c.spec.as_ref().and_then(|s| s.mounts().as_ref());
     mounts
         .into_iter()
@@ -202,13 +221,44 @@ fn binds(paths: &Paths, c: &Config) -> Vec<(String, String, bool)> {
         .filter(|m| m.typ().as_deref() == Some("bind"))
         .filter_map(|m| {
             let source = m.source().as_ref()?;
-            let ro = m.options().iter().flatten().any(|o| o == "ro");
-            (!source.starts_with(&own)).then(|| {
-                let dest = m.destination().display().to_string();
-                (source.display().to_string(), dest, !ro)
+            if source.starts_with(&own) {
+                return None;
+            }
+            let volume = source
+                .strip_prefix(&volumes)
+                .ok()
+                .and_then(|rest| rest.parent())
+                .map(|name| name.display().to_string())
+                .filter(|name| c.volumes.contains(name));
+            let anonymous = volume
+                .as_deref()
+                .is_some_and(|name| volume::get(paths, name).is_ok_and(|v| v.anonymous));
+            Some(Mount {
+                volume,
+                anonymous,
+                source: source.display().to_string(),
+                destination: m.destination().display().to_string(),
+                rw: !m.options().iter().flatten().any(|o| o == "ro"),
             })
         })
         .collect()
+}
+
+/// Docker's HostConfig.Binds: `SOURCE:DEST[:ro]`, a named volume's SOURCE its name.
+fn binds(mounts: &[Mount]) -> Option<Vec<String>> {
+    let binds: Vec<String> = mounts
+        .iter()
+        .filter_map(|m| {
+            let source = match &m.volume {
+                Some(_) if m.anonymous => return None,
+                Some(name) => name,
+                None => &m.source,
+            };
+            let ro = if m.rw { "" } else { ":ro" };
+            Some(format!("{source}:{}{ro}", m.destination))
+        })
+        .collect();
+    (!binds.is_empty()).then_some(binds)
 }
 
 /// Docker's CapAdd and CapDrop, from the container's bounding set against the default one.
