@@ -181,7 +181,7 @@ pub enum Command {
     },
     /// Show a running container's output until it exits, and end with its exit code.
     Attach {
-        /// Input is never passed (accepted for Docker's command lines).
+        /// Do not pass our input to the container (ctrl-p ctrl-q detaches otherwise).
         #[arg(long)]
         no_stdin: bool,
         container: String,
@@ -221,7 +221,7 @@ pub struct StartArgs {
     /// Show the container's output until it exits, and end with its exit code.
     #[arg(short, long)]
     pub attach: bool,
-    /// Pass standard input (refused: a started container's input is its supervisor's).
+    /// Attach, and pass our input to the container (run with -i).
     #[arg(short, long)]
     pub interactive: bool,
     #[arg(required = true)]
@@ -852,8 +852,8 @@ pub struct RunArgs {
     /// Attach only these streams: STDIN, STDOUT, STDERR (default: all).
     #[arg(short = 'a', long = "attach", value_name = "STREAM")]
     pub attach: Vec<String>,
-    /// Send the signals minibox receives to the container (the default; false: the foreground
-    /// container is minibox's own, so it is refused).
+    /// Send the signals minibox receives to the container (the default; false: the container
+    /// runs under a supervisor of its own, and a signal ends only this attached minibox).
     #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
     /// Do not show the pull's progress.

@@ -604,3 +604,80 @@ fn the_images_healthcheck_from_import_and_commit_change_drives_its_containers() 
     sb.minibox(&["rm", "-f", "kept", "other", "none"]).ok();
     sb.finish();
 }
+
+#[test]
+fn a_foreground_run_with_a_policy_returns_and_its_container_goes_on_restarting() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    // As `docker run` does: the foreground run ends with the first exit's code, and the
+    // container is restarted in the background by a supervisor of its own.
+    let out = sb.minibox(&[
+        "run",
+        "--name",
+        "fg",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+    ]);
+    assert_eq!(out.code(), 3, "{out}");
+    assert_eq!(out.stdout(), "ran\n");
+    eventually("two restarts", || {
+        let c = inspect(&sb, "fg");
+        c["RestartCount"] == 2
+            && c["State"]["Status"] == "exited"
+            && !c["State"]["Restarting"].as_bool().unwrap()
+    });
+    assert_eq!(logs(&sb, "fg"), "ran\nran\nran\n");
+    assert_eq!(inspect(&sb, "fg")["State"]["ExitCode"], 3);
+    assert_eq!(
+        actions(&sb, "fg")
+            .iter()
+            .filter(|a| *a == "restart")
+            .count(),
+        2
+    );
+
+    // Once restarted it runs on under its supervisor until stopped.
+    let out = sb.minibox(&[
+        "run",
+        "--name",
+        "svc",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "test -e /tmp/again || { touch /tmp/again; exit 1; }; exec sleep 1000",
+    ]);
+    assert_eq!(out.code(), 1, "{out}");
+    eventually("running again", || {
+        inspect(&sb, "svc")["State"]["Status"] == "running"
+    });
+    assert_eq!(inspect(&sb, "svc")["RestartCount"], 1);
+    sb.minibox(&["stop", "-t", "0", "svc"]).ok();
+    assert_eq!(inspect(&sb, "svc")["State"]["Status"], "exited");
+
+    // Without a policy, nothing comes back.
+    sb.minibox(&[
+        "run",
+        "--name",
+        "once",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inspect(&sb, "once")["RestartCount"], 0);
+    sb.minibox(&["rm", "-f", "fg", "svc", "once"]).ok();
+    sb.finish();
+}

@@ -5,6 +5,8 @@
 //! changes a container only under its lock.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +20,7 @@ use crate::container::log::LogReader;
 use crate::container::process::Signals;
 use crate::container::spec::DEFAULT_CAPS;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, events, health, image, signal, start, volume};
+use crate::container::{clock, events, health, image, input, signal, start, tty, volume};
 use crate::paths::Paths;
 use minibox_netns::HostPort;
 
@@ -386,7 +388,7 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
         print_record(r, args.timestamps)?;
     }
     if args.follow {
-        follow(paths, &id, reader, args.timestamps, within)?;
+        follow(paths, &id, reader, args.timestamps, within, None)?;
     }
     Ok(0)
 }
@@ -397,16 +399,19 @@ fn log_from_now(paths: &Paths, id: &str) -> Result<LogReader> {
     Ok(LogReader::open(&state::log_path(paths, id), kept)?.0)
 }
 
-/// Prints the records `reader` gets (those `within` says) until the container has exited.
+/// Prints the records `reader` gets (those `within` says) until the container has exited, or
+/// until `detached` is set (the user typed the detach keys).
 fn follow(
     paths: &Paths,
     id: &str,
     mut reader: LogReader,
     timestamps: bool,
     within: impl Fn(&String) -> bool,
+    detached: Option<&AtomicBool>,
 ) -> Result<()> {
     loop {
-        let done = state::load_state(paths, id).map_or(true, |s| s.status == Status::Exited);
+        let done = state::load_state(paths, id).map_or(true, |s| s.status == Status::Exited)
+            || detached.is_some_and(|d| d.load(Ordering::Relaxed));
         for r in reader.more()?.into_iter().filter(&within) {
             print_record(&r, timestamps)?;
         }
@@ -417,24 +422,60 @@ fn follow(
     }
 }
 
-/// Shows a running container's output from now on until it exits, and answers with its exit
-/// code (`attach`, `start -a`). Input is not passed: the container's supervisor holds it.
-fn attached(paths: &Paths, explain: bool, id: &str, what: &str, reader: LogReader) -> Result<u8> {
-    follow(paths, id, reader, false, |_| true)?;
+/// Shows a running container's output from `reader` on until it exits, and answers with its
+/// exit code (`attach`, `start -a`, `run --sig-proxy=false`). With `stdin`, the user's input
+/// goes into the container's (when it was run with `-i`) until they type ctrl-p ctrl-q, which
+/// leaves it running, as Docker's detach keys do.
+pub(super) fn attached(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    what: &str,
+    reader: LogReader,
+    stdin: bool,
+) -> Result<u8> {
+    let st = state::load_state(paths, id)?;
+    let to = if stdin { input::open(&st)? } else { None };
+    let tty = state::load_config(paths, id).is_ok_and(|c| c.tty());
+    if to.is_some() && tty && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return Err(super::NotATty.into());
+    }
+    let detached = Arc::new(AtomicBool::new(false));
+    let _raw = to.as_ref().filter(|_| tty).map(|to| {
+        input::size_terminal(to, tty);
+        tty::RawMode::enter()
+    });
+    if let Some(to) = to {
+        let detached = detached.clone();
+        // Blocked on the user's stdin: left behind when the container exits.
+        std::thread::spawn(move || {
+            if input::forward(to) {
+                detached.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    follow(paths, id, reader, false, |_| true, Some(&detached))?;
+    if detached.load(Ordering::Relaxed) {
+        drop(_raw);
+        // Docker's words and code for a detach.
+        eprintln!("minibox: read escape sequence: detached from {what}, which goes on running");
+        return Ok(1);
+    }
     lifecycle::wait(paths, explain, id).ok_or_else(|| {
         anyhow::anyhow!("container {what} was removed as it exited: its exit code is gone")
     })
 }
 
-/// `attach CONTAINER`: its output until it exits, then its exit code.
-pub fn attach(paths: &Paths, explain: bool, what: &str) -> Result<u8> {
+/// `attach CONTAINER`: its output until it exits, then its exit code; its input from ours
+/// unless `no_stdin`.
+pub fn attach(paths: &Paths, explain: bool, what: &str, no_stdin: bool) -> Result<u8> {
     let id = resolve(paths, explain, what)?;
     let st = state::load_state(paths, &id)?;
     if !lifecycle::running(&st) {
         bail!("cannot attach to a stopped container, start it first");
     }
     let reader = log_from_now(paths, &id)?;
-    attached(paths, explain, &id, what, reader)
+    attached(paths, explain, &id, what, reader, !no_stdin)
 }
 
 /// A `logs --since/--until` time in nanoseconds since the epoch.
@@ -525,23 +566,19 @@ fn start_one(paths: &Paths, explain: bool, id: &str, signals: &Signals) -> Resul
 }
 
 pub fn start(paths: &Paths, explain: bool, args: &StartArgs) -> Result<u8> {
-    if args.interactive {
-        bail!(
-            "start -i: minibox cannot pass input to a container in the background: run it \
-             in the foreground with run -i"
-        );
-    }
-    if args.attach && args.containers.len() > 1 {
+    // `-i` attaches too, as Docker's does.
+    let attach = args.attach || args.interactive;
+    if attach && args.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");
     }
     let signals = Signals::block().context("blocking signals")?;
     for what in &args.containers {
         let id = state::resolve(paths, what)?;
         // Opened before the start, so that nothing the container writes is missed.
-        let reader = args.attach.then(|| log_from_now(paths, &id)).transpose()?;
+        let reader = attach.then(|| log_from_now(paths, &id)).transpose()?;
         start_one(paths, explain, &id, &signals)?;
         match reader {
-            Some(reader) => return attached(paths, explain, &id, what, reader),
+            Some(reader) => return attached(paths, explain, &id, what, reader, args.interactive),
             None => println!("{what}"),
         }
     }

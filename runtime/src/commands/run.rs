@@ -16,7 +16,7 @@ use crate::cli::{Global, RunArgs, ServiceArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::health::{self, Healthcheck};
 use crate::container::lifecycle::{self, fault, Container, End};
-use crate::container::log::{LogFile, LogOptions, Output, Stream};
+use crate::container::log::{LogFile, LogOptions, LogReader, Output, Stream};
 use crate::container::process::{self, Signals};
 use crate::container::restart::Policy;
 use crate::container::spec::{self, Spec};
@@ -549,12 +549,6 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         super::check_tty(&args.process)?;
     }
     let attach = Attach::parse(&args.attach, args.detach)?;
-    if !args.sig_proxy && !args.detach {
-        bail!(
-            "--sig-proxy=false: a foreground container is this minibox's own and gets its \
-             signals; run it with -d to keep it apart"
-        );
-    }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
     let (config, found, lock, storage) = record(paths, global, &args)?;
@@ -570,6 +564,18 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
         println!("{}", config.id);
         return Ok(0);
+    }
+    if !args.sig_proxy {
+        // Its supervisor owns it and this minibox only attaches: a signal to this one (ctrl-c)
+        // leaves the container running, as Docker's --sig-proxy=false does.
+        let what = config.name.clone().unwrap_or_else(|| config.id.clone());
+        let kept = config.log.max_file;
+        let reader = LogReader::open(&state::log_path(paths, &config.id), kept)?.0;
+        start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
+        // Signals act on this process again: ctrl-c ends it, not the container.
+        let _ = signals.set.thread_unblock();
+        let stdin = args.process.interactive && attach.stdin;
+        return super::container::attached(paths, global.explain, &config.id, &what, reader, stdin);
     }
     foreground(
         container,
@@ -654,14 +660,20 @@ fn foreground(
     let log = LogFile::open(&log_path, config.log)?;
     let tty = config.tty();
     let output = Output::new(tty).context("creating a pipe")?;
-    let (pid, started) =
-        match start::setup(&mut container, found, config, signals, output.write_ends()) {
-            Ok(s) => s,
-            Err(e) => {
-                drop(container);
-                return Err(minibox::Error::from(e).into());
-            }
-        };
+    let (pid, started) = match start::setup(
+        &mut container,
+        found,
+        config,
+        signals,
+        output.write_ends(),
+        None,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(container);
+            return Err(minibox::Error::from(e).into());
+        }
+    };
     let raw = (tty && interactive).then(tty::RawMode::enter);
     let relay = match &started.pty {
         Some(master) => Some(tty::Relay::new(
@@ -698,8 +710,16 @@ fn foreground(
                 .unwrap_or_default()
         );
     }
+    // A copy of the lock outlives `finish`, for whoever applies the restart policy.
+    let kept = (config.restart != Policy::No)
+        .then(|| container.lock_clone().ok())
+        .flatten();
+    let (paths, explain) = (container.paths.clone(), container.explain);
     if let Err(e) = container.finish(End::Exited { code, oom }) {
         eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
+    }
+    if let Some(lock) = kept {
+        start::take_over(&paths, explain, &config.id, lock, code);
     }
     Ok(code)
 }

@@ -200,6 +200,7 @@ impl Container {
         self.state.oom_killed = false;
         self.state.restarting = false;
         self.state.unstarted = false;
+        self.state.input = None;
         self.save()?;
         events::record(&self.paths, &self.id, "start", &[]);
         Ok(())
@@ -213,6 +214,11 @@ impl Container {
     /// The lock, to hand over to a supervisor.
     pub fn lock(&self) -> BorrowedFd<'_> {
         self.lock.as_fd()
+    }
+
+    /// Another descriptor of its lock (see [`Lock::try_clone`]).
+    pub fn lock_clone(&self) -> std::io::Result<Lock> {
+        self.lock.try_clone()
     }
 
     /// Ends the container (see [`finish`]), its network teardown finished in the background.

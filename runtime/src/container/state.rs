@@ -261,6 +261,10 @@ pub struct State {
     /// Made by `create` and never started: nobody owns it, and there is nothing to recover.
     #[serde(default)]
     pub unstarted: bool,
+    /// Its input (`-d -i`): the supervisor's pid and its descriptor that writes the container's
+    /// stdin (see [`super::input`]).
+    #[serde(default)]
+    pub input: Option<(i32, i32)>,
 }
 
 /// `ports` as written now, or as version 0 wrote them: `-p` values `IP:HOSTPORT:PORT/PROTO`.
@@ -306,6 +310,11 @@ impl std::os::fd::AsFd for Lock {
 }
 
 impl Lock {
+    /// Another descriptor of the same lock: it stays held while either is open.
+    pub fn try_clone(&self) -> std::io::Result<Lock> {
+        Ok(Lock(self.0.try_clone()?))
+    }
+
     /// Opens the lock file; only `create` makes it (a command must never re-create it in a
     /// directory being removed).
     fn open(path: &Path, create: bool) -> Result<File> {
