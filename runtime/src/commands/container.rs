@@ -433,7 +433,17 @@ pub(super) fn attached(
     what: &str,
     reader: LogReader,
     stdin: bool,
+    lock_file: Option<std::fs::File>,
 ) -> Result<u8> {
+    // Waiting from now on, so that the exit code of a container removed as it exits is kept.
+    let lock_file = match lock_file {
+        Some(f) => Some(f),
+        None => state::lock_file(paths, id).ok(),
+    };
+    let waiter = {
+        let (paths, id) = (paths.clone(), id.to_string());
+        std::thread::spawn(move || lifecycle::wait_from(&paths, explain, &id, lock_file))
+    };
     let st = state::load_state(paths, id)?;
     let to = if stdin { input::open(&st)? } else { None };
     let tty = state::load_config(paths, id).is_ok_and(|c| c.tty());
@@ -461,7 +471,8 @@ pub(super) fn attached(
         eprintln!("minibox: read escape sequence: detached from {what}, which goes on running");
         return Ok(1);
     }
-    lifecycle::wait(paths, explain, id).ok_or_else(|| {
+    let code = waiter.join().ok().flatten();
+    code.ok_or_else(|| {
         anyhow::anyhow!("container {what} was removed as it exited: its exit code is gone")
     })
 }
@@ -475,7 +486,7 @@ pub fn attach(paths: &Paths, explain: bool, what: &str, no_stdin: bool) -> Resul
         bail!("cannot attach to a stopped container, start it first");
     }
     let reader = log_from_now(paths, &id)?;
-    attached(paths, explain, &id, what, reader, !no_stdin)
+    attached(paths, explain, &id, what, reader, !no_stdin, None)
 }
 
 /// A `logs --since/--until` time in nanoseconds since the epoch.
@@ -578,7 +589,9 @@ pub fn start(paths: &Paths, explain: bool, args: &StartArgs) -> Result<u8> {
         let reader = attach.then(|| log_from_now(paths, &id)).transpose()?;
         start_one(paths, explain, &id, &signals)?;
         match reader {
-            Some(reader) => return attached(paths, explain, &id, what, reader, args.interactive),
+            Some(reader) => {
+                return attached(paths, explain, &id, what, reader, args.interactive, None)
+            }
             None => println!("{what}"),
         }
     }

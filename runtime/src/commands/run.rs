@@ -570,12 +570,24 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         // leaves the container running, as Docker's --sig-proxy=false does.
         let what = config.name.clone().unwrap_or_else(|| config.id.clone());
         let kept = config.log.max_file;
-        let reader = LogReader::open(&state::log_path(paths, &config.id), kept)?.0;
+        // The log made now and held open: an `--rm` container's goes as it exits.
+        let log_path = state::log_path(paths, &config.id);
+        drop(LogFile::open(&log_path, config.log)?);
+        let reader = LogReader::open(&log_path, kept)?.0;
+        let lock_file = state::lock_file(paths, &config.id)?;
         start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
         // Signals act on this process again: ctrl-c ends it, not the container.
         let _ = signals.set.thread_unblock();
         let stdin = args.process.interactive && attach.stdin;
-        return super::container::attached(paths, global.explain, &config.id, &what, reader, stdin);
+        return super::container::attached(
+            paths,
+            global.explain,
+            &config.id,
+            &what,
+            reader,
+            stdin,
+            Some(lock_file),
+        );
     }
     foreground(
         container,

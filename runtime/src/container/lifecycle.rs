@@ -524,8 +524,23 @@ pub fn wait_released(paths: &Paths, explain: bool, id: &str, deadline: Option<In
 /// `None` when it was removed as it exited and the code was not recorded. An orphan is
 /// recovered on the way.
 pub fn wait(paths: &Paths, explain: bool, id: &str) -> Option<u8> {
+    wait_from(paths, explain, id, None)
+}
+
+/// [`wait`], first on the lock file opened earlier ([`state::lock_file`]): a container removed
+/// meanwhile (`--rm`) still tells its exit code.
+pub fn wait_from(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    mut opened: Option<std::fs::File>,
+) -> Option<u8> {
     loop {
-        match state::wait_released(paths, id) {
+        let released = match opened.take() {
+            Some(file) => state::released(&file, paths, id),
+            None => state::wait_released(paths, id),
+        };
+        match released {
             Ok(state::Released::Finished(code)) => return code,
             // Recover it, unless someone took it over meanwhile.
             Ok(state::Released::Orphaned) => {
