@@ -4,7 +4,7 @@
 //! prefix, reads their state files, and
 //! changes a container only under its lock.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -528,7 +528,7 @@ pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
     let sig = signal::parse(&args.signal)?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::kill(paths, &id, sig).with_context(|| format!("container {what}"))?;
+        lifecycle::kill(paths, explain, &id, sig).with_context(|| format!("container {what}"))?;
         println!("{what}");
     }
     Ok(0)
@@ -741,6 +741,10 @@ pub(super) fn confirmed(warning: &str, force: bool) -> bool {
         return true;
     }
     eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
+    if !std::io::stdin().is_terminal() {
+        // No echo of the answer ends the line: what follows starts one of its own.
+        eprintln!();
+    }
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     answer.trim_start().starts_with(['y', 'Y'])

@@ -2,6 +2,7 @@
 
 mod container;
 mod cp;
+mod doctor;
 mod events;
 mod exec;
 mod filesystem;
@@ -10,6 +11,7 @@ mod inspect;
 mod network;
 mod ps;
 mod registry;
+mod reset;
 mod run;
 mod stats;
 mod system;
@@ -83,6 +85,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
+        Command::Doctor(args) => doctor::doctor(&paths, explain, &args),
         Command::Update(args) => update::update(&paths, explain, &args),
         Command::Volume(cmd) => volume::volume(&paths, cmd),
         Command::Diff { container } => filesystem::diff(&paths, explain, &container),
@@ -94,7 +97,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             source,
             destination,
         } => cp::cp(&paths, explain, &source, &destination),
-        Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Prune { .. }) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Reset(args)) => reset::reset(&paths, explain, &args),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
         Command::System(SystemCommand::Df { format }) => system::df(&paths, format.as_deref()),
         Command::Top { container, options } => top::top(&paths, explain, &container, &options),

@@ -18,6 +18,13 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         } => {
             let net =
                 minibox_netns::create_network(&store, &name, None, &subnet, gateway.as_deref())?;
+            explainer(global.explain).note(|| {
+                format!(
+                    "network {name} ({}, bridge {}) is recorded only: the host changes when a \
+                     container first joins it (see --explain run --network {name})",
+                    net.subnet, net.bridge
+                )
+            });
             println!("{}", net.id);
         }
         NetworkCommand::Ls => {
@@ -96,7 +103,10 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("Deleted Networks:\n{}", deleted.join("\n"));
             }
         }
-        NetworkCommand::Topology => print!("{}", network::topology(&store)?),
+        NetworkCommand::Topology { format } => {
+            let topology = network::topology::gather(paths, &store)?;
+            print!("{}", network::topology::render(&topology, &format));
+        }
         NetworkCommand::Reload { networks } => {
             let ex = explainer(global.explain);
             for net in minibox_netns::reload(&store, &ex, &networks)? {

@@ -617,16 +617,22 @@ pub fn create(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `--explain`: the container's OCI runtime config, as comment lines ahead of the network's
-/// commands (so the whole stays a script that can be replayed).
+/// `--explain`: the container's side (namespaces, mounts, pivot_root, cgroups, capabilities,
+/// seccomp) as the OCI runtime config the executor follows, in comment lines, apart from the
+/// network's commands that follow (so the whole stays a script that can be replayed).
 fn explain_spec(spec: &Spec) -> Result<()> {
     let json = serde_json::to_string_pretty(spec)?;
-    let mut out = String::from("# The container's OCI runtime config (config.json):\n");
+    let mut out = String::from(
+        "# ---- The container: its OCI runtime config (config.json), which minibox follows as runc\n\
+         # would: namespaces, mounts, pivot_root into root.path, cgroups (linux.resources under\n\
+         # linux.cgroupsPath), capabilities, rlimits and the seccomp profile. Shown, not replayed.\n",
+    );
     for line in json.lines() {
         out.push_str("# ");
         out.push_str(line);
         out.push('\n');
     }
+    out.push_str("# ---- The network, as a script: each line is what minibox does, in order.\n");
     eprint!("{out}");
     Ok(())
 }

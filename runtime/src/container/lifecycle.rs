@@ -31,6 +31,7 @@ use super::process::EXIT_RUNTIME;
 use super::state::{self, Config, Lock, State, Status, Supervisor};
 use super::teardown;
 use super::{events, signal};
+use crate::network;
 use crate::paths::Paths;
 
 /// What can go wrong in a container's life.
@@ -113,6 +114,7 @@ fn finish_as(
     end: End,
     background: bool,
 ) -> Result<()> {
+    let explain = network::explain_if_asked(&state::state_dir(paths, id)) || explain;
     if let End::Exited { code, oom } = end {
         // Recorded first: whoever finishes after a crash from here on keeps how it ended.
         st.exit_code = Some(code);
@@ -380,7 +382,7 @@ fn thaw(st: &State) -> Result<()> {
 /// Sends `sig` to the container's PID 1, verified (never to a process that took its pid since).
 /// As in Docker, SIGKILL or the container's stop signal ends it for good: its restart policy
 /// leaves it stopped.
-pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
+pub fn kill(paths: &Paths, explain: bool, id: &str, sig: Signal) -> Result<()> {
     let st = state::load_state(paths, id)?;
     if st.status != Status::Running {
         return Err(Error::NotRunning);
@@ -392,11 +394,31 @@ pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
         state::set_stopped_by_user(paths, id, true)?;
     }
     thaw(&st)?;
+    let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+    say_signal(explain, &st, sig);
     if !init(&st).signal(sig).map_err(Error::Signal)? {
         return Err(Error::NotRunning);
     }
     events::record(paths, id, "kill", &[("signal", (sig as i32).to_string())]);
+    if explain {
+        // A signal that ends the container: its teardown, explained by its owner, comes soon.
+        wait_released(paths, explain, id, Some(Instant::now() + EXPLAIN_WAIT));
+    }
     Ok(())
+}
+
+/// How long `--explain kill` waits for the teardown a signal may cause, to show it.
+const EXPLAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// `--explain`: the signal as the `kill` command that sends it.
+fn say_signal(explain: bool, st: &State, sig: Signal) {
+    network::explainer(explain).say(|| {
+        format!(
+            "kill -s {} {}  # the container's PID 1",
+            &sig.as_str()[3..],
+            st.pid
+        )
+    });
 }
 
 /// Stops container `id`: `sig` (its stop signal), and SIGKILL after `timeout`; returns once it
@@ -409,12 +431,15 @@ pub fn stop(paths: &Paths, explain: bool, id: &str, sig: Signal, timeout: Durati
     if st.status != Status::Running && !st.restarting {
         return Ok(());
     }
+    let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
     if st.status == Status::Running {
         thaw(&st)?;
+        say_signal(explain, &st, sig);
         let _ = init(&st).signal(sig);
         events::record(paths, id, "kill", &[("signal", (sig as i32).to_string())]);
     }
     if !wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
+        say_signal(explain, &st, Signal::SIGKILL);
         drop(kill_until_released(paths, id)?);
         wait_released(paths, explain, id, Some(Instant::now()));
     }
@@ -473,6 +498,12 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
             // SIGKILL is given up on; the owner's teardown may wait its turn for the network.
             // Marked stopped first, so that its supervisor does not start it again.
             let _ = state::set_stopped_by_user(paths, id, true);
+            let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+            say_signal(
+                explain,
+                &state::load_state(paths, id).unwrap_or_default(),
+                Signal::SIGKILL,
+            );
             match kill_until_released(paths, id)? {
                 Some(lock) => lock,
                 None => return Ok(()),

@@ -3,14 +3,14 @@
 //! it before the container's process execs and undo it after; plus the views the `network`
 //! commands print (Docker's JSON, the topology). The run code calls only what is here.
 
+pub mod doctor;
 mod inspect;
 mod names;
 mod netns;
-mod topology;
+pub mod topology;
 
 pub use inspect::inspect;
 pub use names::{Flags, Names};
-pub use topology::topology;
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -115,6 +115,47 @@ static EXPLAIN_FD: AtomicI32 = AtomicI32::new(libc::STDERR_FILENO);
 /// until it execs the supervisor).
 pub fn explain_to(fd: RawFd) {
     EXPLAIN_FD.store(fd, Ordering::Relaxed);
+}
+
+/// The file by which a command run with `--explain` asks whoever tears container `dir` down (its
+/// supervisor, a foreground `run`) to explain that on the command's stderr too: it holds the
+/// command's pid.
+const EXPLAIN_REQUEST: &str = "explain-to";
+
+/// Asks for the teardown of the container whose volatile state is `dir` to be explained to us;
+/// the returned guard withdraws the request.
+pub fn ask_to_explain(dir: &std::path::Path) -> ExplainRequest {
+    let path = dir.join(EXPLAIN_REQUEST);
+    let _ = std::fs::write(&path, std::process::id().to_string());
+    ExplainRequest(path)
+}
+
+pub struct ExplainRequest(std::path::PathBuf);
+
+impl Drop for ExplainRequest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a command asked for this teardown to be explained (see [`ask_to_explain`]); if so,
+/// the explanation goes to that command's stderr from now on: the very same open file (taken
+/// with pidfd_getfd), so that lines land where the command's own do, in order.
+pub fn explain_if_asked(dir: &std::path::Path) -> bool {
+    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+    let taken = std::fs::read_to_string(dir.join(EXPLAIN_REQUEST))
+        .ok()
+        .and_then(|p| Pid::from_raw(p.trim().parse().ok()?))
+        .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok())
+        .and_then(|pidfd| pidfd_getfd(pidfd, libc::STDERR_FILENO, PidfdGetfdFlags::empty()).ok());
+    match taken {
+        Some(fd) => {
+            // Kept open for as long as this process may explain.
+            explain_to(std::os::fd::IntoRawFd::into_raw_fd(fd));
+            true
+        }
+        None => false,
+    }
 }
 
 pub fn explainer(explain: bool) -> Explain {

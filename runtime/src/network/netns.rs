@@ -22,9 +22,15 @@ pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
-/// `ip netns attach NAME PID`: names the netns that process `pid` lives in.
+/// `ip netns attach NAME PID`: names the netns that process `pid` lives in. Explained as
+/// `ip netns add NAME` (a new netns by that name), which is what a replay on another host needs:
+/// the pid means nothing there.
 pub fn attach(ex: &Explain, name: &str, pid: Pid) -> Result<PathBuf> {
-    ex.say(|| format!("ip netns attach {name} {pid}"));
+    ex.say(|| {
+        format!(
+            "ip netns add {name}  # minibox names the container's own: ip netns attach {name} {pid}"
+        )
+    });
     prepare_dir()?;
     let target = path(name);
     // A stale file from a crash is replaced (a mount left on it goes first).
