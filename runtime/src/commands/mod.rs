@@ -33,14 +33,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let paths = Paths::new(&cli.global.root, &cli.global.runroot);
     let explain = cli.global.explain;
     paths.secure()?;
-    // Commands that list containers or remove images first undo what containers whose owner
-    // died still hold; `run` and `create` recover only the holders of the name, ports and
-    // address they claim (a sweep would grow with the number of containers running); a
-    // command on one container recovers only that one (`resolve`). `system prune` says what
-    // it found.
+    // `ps` and `container prune` first undo what containers whose owner died still hold (`ps`
+    // shows them exited, and leaves nothing of a crash behind); other commands recover only
+    // the containers in their way: `run` and `create` the holders of the name, ports and
+    // address they claim, `rmi` the users of its images, `network` the containers on the
+    // networks it removes or rebuilds, a command on one container that one (`resolve`).
+    // `system prune` says what it found.
     if sweeps(&cli.command) {
         crate::container::lifecycle::recover_all(&paths, explain);
-    } else if matches!(cli.command, Command::Run(_) | Command::Create(_)) {
+    } else if matches!(
+        cli.command,
+        Command::Run(_) | Command::Create(_) | Command::Network(_)
+    ) {
         crate::network::recover(&paths);
     }
     match cli.command {
@@ -50,7 +54,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
             image::list(&paths, &args)
         }
-        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image::remove(&paths, args),
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
+            image::remove(&paths, explain, args)
+        }
         Command::Image(ImageCommand::Inspect { format, images }) => inspect::inspect(
             &paths,
             explain,
@@ -128,10 +134,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 fn sweeps(command: &Command) -> bool {
     matches!(
         command,
-        Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
-    ) || matches!(
-        command,
-        Command::Image(ImageCommand::Rm(_)) | Command::Container(ContainerCommand::Prune { .. })
+        Command::Ps(_) | Command::Container(ContainerCommand::Prune { .. })
     )
 }
 

@@ -65,7 +65,10 @@ pub fn reset(paths: &Paths, explain: bool, args: &ResetArgs) -> Result<u8> {
     let mut failed = Vec::new();
     for id in &ids {
         if let Err(e) = lifecycle::remove(paths, explain, id, true) {
-            failed.push(format!("container {id:.12}: {e:#}"));
+            failed.push(format!(
+                "container {id:.12}: {}",
+                minibox::error::one_line(&e)
+            ));
         }
     }
     let ex = explainer(explain);

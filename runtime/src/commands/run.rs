@@ -333,8 +333,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     // Docker's defaults: the short id, or the host's name with the host's network.
     let hostname = match (&args.hostname, &mode) {
         (Some(h), _) => h.clone(),
-        (None, _) if !own_uts => host_name(&id),
-        (None, Mode::Host) => host_name(&id),
+        (None, _) if !own_uts => state::host_hostname(&id),
+        (None, Mode::Host) => state::host_hostname(&id),
         (None, _) => id[..12].to_string(),
     };
     let user_spec = args
@@ -407,13 +407,6 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     })
 }
 
-/// The host's name (`--uts host`, `--network host`), the short id when it has none.
-fn host_name(id: &str) -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| id[..12].to_string())
-}
-
 /// `run`'s further limits, checked (rlimits are filled in by the caller), and the namespaces
 /// joined from other containers (type, container id).
 fn limits(
@@ -462,7 +455,7 @@ fn limits(
             .devices
             .iter()
             .map(|d| spec::limits::device(d))
-            .collect::<Result<_>>()?,
+            .collect::<spec::Result<_>>()?,
         sysctls: spec::limits::sysctls(&l.sysctls, own_net, &ipc, &uts)?,
         pid,
         ipc,
@@ -498,12 +491,8 @@ fn record(
         image: found.id.clone(),
         image_name: args.image.clone(),
         version: state::SCHEMA,
-        args: spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.args().clone())
-            .unwrap_or_default(),
-        hostname: spec.hostname().clone().unwrap_or_else(|| host_name(&id)),
+        old_args: Vec::new(),
+        old_hostname: String::new(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -734,7 +723,11 @@ fn foreground(
         .flatten();
     let (paths, explain) = (container.paths.clone(), container.explain);
     if let Err(e) = container.finish(End::Exited { code, oom }) {
-        eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
+        eprintln!(
+            "minibox: ending container {:.12}: {}",
+            config.id,
+            minibox::error::one_line(&e)
+        );
     }
     if let Some(lock) = kept {
         start::take_over(&paths, explain, &config.id, lock, code);

@@ -44,16 +44,31 @@ pub enum Error {
     #[error("it is running; stop it first or use rm -f")]
     Running,
     #[error(
+        "cannot join the {typ} namespace of container {id:.12}: it is not running (start it first)"
+    )]
+    NotJoinable { typ: String, id: String },
+    #[error(
         "its process still runs {secs} s after SIGKILL (pid {pid}, cgroup {cgroup}): it is stuck \
          in the kernel, or its cgroup is frozen again; look at its processes, then retry"
     )]
     Resists { secs: u64, pid: i32, cgroup: String },
     #[error("sending the signal")]
     Signal(#[source] std::io::Error),
-    /// Releasing what the container holds (its processes, cgroup, network, root filesystem)
-    /// failed, in a module whose errors are not typed yet.
-    #[error("{0:#}")]
-    Release(anyhow::Error),
+    /// Releasing its processes or its cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroups::Error),
+    #[error("removing the network of {id:.12}")]
+    Network {
+        id: String,
+        #[source]
+        source: Box<crate::network::Error>,
+    },
+    #[error("removing the root filesystem of {id:.12}")]
+    Rootfs {
+        id: String,
+        #[source]
+        source: super::image::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -127,14 +142,14 @@ fn finish_as(
         let code = st.exit_code.unwrap_or(end.code());
         events::record(paths, id, "die", &[("exitCode", code.to_string())]);
     }
-    let released = teardown::release(paths, explain, id, st, background).map_err(Error::Release);
+    let released = teardown::release(paths, explain, id, st, background);
     let config = state::load_config(paths, id).ok();
     let remove = end == End::Removed
         || (st.started_at.is_none() && !st.unstarted)
         || config.as_ref().is_none_or(|c| c.rm);
     if remove {
         events::record(paths, id, "destroy", &[]);
-        teardown::remove(paths, id, st).map_err(Error::Release)?;
+        teardown::remove(paths, id, st)?;
         // `run --rm` and a container that never started take their anonymous volumes along.
         if let Some(c) = config.filter(|c| c.rm || st.started_at.is_none()) {
             super::volume::remove_anonymous(paths, &c.volumes);
@@ -240,7 +255,7 @@ impl Drop for Container {
         if self.armed {
             let (paths, id) = (&self.paths, &self.id);
             if let Err(e) = finish_quickly(paths, self.explain, id, &mut self.state, End::Failed) {
-                tracing::error!("ending container {id:.12}: {e:#}");
+                tracing::error!("ending container {id:.12}: {}", crate::error::one_line(&e));
             }
         }
     }
@@ -322,7 +337,10 @@ pub fn settle(paths: &Paths, explain: bool, id: &str) -> bool {
 pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock) {
     tracing::info!("recovering container {id:.12}: its owner died");
     if let Err(e) = finish(paths, explain, id, &mut st, End::OwnerDied) {
-        tracing::warn!("recovering container {id:.12}: {e:#}");
+        tracing::warn!(
+            "recovering container {id:.12}: {}",
+            crate::error::one_line(&e)
+        );
     }
     drop(lock);
 }
@@ -374,7 +392,7 @@ pub fn running(st: &State) -> bool {
 /// process handles no signal, so every stop, kill and removal thaws first.
 fn thaw(st: &State) -> Result<()> {
     match &st.cgroup {
-        Some(path) => Cgroup::open(path).thaw().map_err(Error::Release),
+        Some(path) => Ok(Cgroup::open(path).thaw()?),
         None => Ok(()),
     }
 }
@@ -611,7 +629,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         };
         let mut st = state::load_state(paths, id).unwrap_or_default();
         if let Err(e) = finish(paths, explain, id, &mut st, End::Removed) {
-            tracing::warn!("removing {id:.12}: {e:#}");
+            tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
         }
         drop(lock);
         pruned.removed.push(id.clone());
@@ -625,7 +643,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         let id = entry.file_name().to_string_lossy().into_owned();
         if !live.contains(&id) {
             if let Err(e) = teardown::remove(paths, &id, &State::default()) {
-                tracing::warn!("removing {id:.12}: {e:#}");
+                tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
             }
             pruned.removed.push(id);
         }

@@ -10,8 +10,9 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use anyhow::Result;
 use minibox_netns::{Attachment, Link, Network, PortMapping, Proto, Store};
+
+use super::Result;
 
 /// One check's outcome.
 pub struct Finding {

@@ -4,18 +4,19 @@
 //! commands print (Docker's JSON, the topology). The run code calls only what is here.
 
 pub mod doctor;
+mod error;
 mod inspect;
 mod names;
 mod netns;
 pub mod topology;
 
+pub use error::{Error, Result};
 pub use inspect::inspect;
 pub use names::{Flags, Names};
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use anyhow::{bail, Context, Result};
 use minibox_netns::{Endpoint, Explain, PortRequest, PortSpec, Store};
 use nix::unistd::Pid;
 
@@ -180,12 +181,14 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
         .collect::<Result<Vec<_>, _>>()?;
     if req.publish_all {
         for e in &req.exposed {
-            specs.push(PortSpec::exposed(e).with_context(|| "the image's EXPOSE")?);
+            specs.push(PortSpec::exposed(e).map_err(Error::Exposed)?);
         }
     }
     match &req.mode {
         Mode::None | Mode::Host if !specs.is_empty() => {
-            bail!("publishing ports needs a bridge network: use --network NAME")
+            return Err(Error::Invalid(
+                "publishing ports needs a bridge network: use --network NAME".into(),
+            ))
         }
         Mode::Bridge(name) => {
             for more in &req.more {
@@ -193,10 +196,10 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
             }
             let net = store(paths).network(name)?;
             if let Some(ip) = req.ip.filter(|ip| !net.subnet.contains(ip)) {
-                bail!(
+                return Err(Error::Invalid(format!(
                     "--ip {ip} is outside {name}'s subnet {}: choose an address inside it",
                     net.subnet
-                );
+                )));
             }
         }
         _ => {}
@@ -230,6 +233,28 @@ pub fn holders(paths: &Paths, req: &Request, ports: &[PortRequest]) -> Result<Ve
     Ok(ids)
 }
 
+/// The containers with an interface on `network` (on any network: `None`).
+pub fn attached(store: &Store, network: Option<&str>) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = store
+        .attachments()?
+        .iter()
+        .filter(|a| network.is_none_or(|n| a.network == n))
+        .map(container_of)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The container an attachment belongs to: an interface beyond eth0 has an id of its own, and
+/// the container's as its DNS group.
+pub fn container_of(a: &minibox_netns::Attachment) -> String {
+    match &a.dns {
+        Some(d) if !d.group.is_empty() => d.group.clone(),
+        _ => a.id.clone(),
+    }
+}
+
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs. The
 /// bridge comes first, then the netns gets its name, then the library connects it: the order
@@ -248,7 +273,7 @@ pub fn attach(
     let store = store(paths);
     let ex = explainer(explain);
     let connected = minibox_netns::ensure_network(&store, &ex, name)
-        .map_err(anyhow::Error::from)
+        .map_err(Error::from)
         .and_then(|_| netns::attach(&ex, &netns::name(id), pid))
         .and_then(|ns| {
             let ep = Endpoint {
@@ -268,7 +293,10 @@ pub fn attach(
         Err(e) => {
             // The library undid its part; the name is ours.
             let _ = netns::delete(&Explain::off(), &netns::name(id));
-            return Err(e.context(format!("connecting to network {name}")));
+            return Err(Error::Connect {
+                network: name.clone(),
+                source: Box::new(e),
+            });
         }
     };
     // A failure here leaves eth0 to the container's teardown, which detaches every network.
@@ -333,8 +361,12 @@ pub fn connect(
         mac: None,
         default_route: false,
     };
-    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, network, &[])
-        .with_context(|| format!("connecting to network {network}"))
+    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, network, &[]).map_err(|e| {
+        Error::Connect {
+            network: network.to_string(),
+            source: Box::new(e.into()),
+        }
+    })
 }
 
 /// Undoes [`connect`] for `network`.
@@ -373,12 +405,46 @@ pub fn detach(paths: &Paths, explain: bool, id: &str, background: bool) -> Resul
         // The rules and the cable first, the namespace last, as the tutorials undo it.
         netns::delete(&ex, &ns)
     })();
-    done.context("disconnecting the network")
+    done.map_err(|e| Error::Disconnect(Box::new(e)))
 }
 
 /// Finishes network teardowns whose background process died (see `recover::check`).
 pub fn recover(paths: &Paths) {
     if let Err(e) = minibox_netns::recover(&store(paths)) {
         eprintln!("minibox: finishing an interrupted network teardown: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `network rm` recovers before it removes a network: the containers with an
+    /// interface there (eth1 and on belong to their container by DNS group), no other.
+    #[test]
+    fn the_containers_attached_to_a_network() {
+        let dir = std::env::temp_dir().join(format!("minibox-attached-{}", std::process::id()));
+        let store = Store::new(&dir.join("defs"), &dir.join("run"));
+        let attachment = |id: &str, network: &str, group: &str| {
+            let a: minibox_netns::Attachment = serde_json::from_value(serde_json::json!({
+                "id": id, "network": network, "bridge": "b", "netns": "/n", "veth": "v",
+                "address": "10.99.0.2", "prefix_len": 24, "gateway": "10.99.0.1",
+                "mac": "02:00:00:00:00:01", "mtu": 1500, "ports": [],
+                "dns": {"names": [], "group": group},
+            }))
+            .unwrap();
+            store.save_attachment(&a).unwrap();
+        };
+        attachment("aaa", "lab", "aaa");
+        attachment("bbb", "minibox", "bbb");
+        attachment("e1-of-bbb", "lab", "bbb");
+        attachment("ccc", "other", "");
+        assert_eq!(attached(&store, Some("lab")).unwrap(), ["aaa", "bbb"]);
+        assert_eq!(
+            attached(&store, Some("none")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(attached(&store, None).unwrap(), ["aaa", "bbb", "ccc"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,10 +10,10 @@ mod svg;
 
 use std::fmt::Write;
 
-use anyhow::Result;
 use minibox_netns::{Attachment, FirewallDriver, Network, Store};
 
 use crate::container::state::{self, Status};
+use crate::network::Result;
 use crate::paths::Paths;
 
 /// How a recorded object the kernel lacks is marked.
