@@ -78,9 +78,14 @@ pub fn forward(to: OwnedFd) -> bool {
             Ok(n) => n,
         };
         let mut out = Vec::with_capacity(n + 1);
+        let mut detach = false;
         for &b in &buf[..n] {
             match (held, b) {
-                (true, b) if b == DETACH[1] => return true,
+                // What came before the keys still goes in.
+                (true, b) if b == DETACH[1] => {
+                    detach = true;
+                    break;
+                }
                 (true, b) if b == DETACH[0] => out.push(DETACH[0]),
                 (true, b) => {
                     out.extend([DETACH[0], b]);
@@ -92,6 +97,9 @@ pub fn forward(to: OwnedFd) -> bool {
         }
         if to.write_all(&out).is_err() {
             return false;
+        }
+        if detach {
+            return true;
         }
     }
 }
