@@ -1,12 +1,31 @@
 //! `import --change`: the Dockerfile instructions that only touch the image config.
 
 use oci_spec::image::Config;
+use serde_json::{Map, Value};
 
 use crate::Error;
 
-/// Applies `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `EXPOSE`, `USER` or `VOLUME` in Dockerfile
-/// syntax.
-pub fn apply(config: &mut Config, change: &str) -> Result<(), Error> {
+/// The fields of an image's `config` that oci-spec's [`Config`] has no place for (Docker's
+/// `Healthcheck`, `Shell`, `OnBuild`, ...), kept as the raw JSON so a new image carries them.
+pub type Extra = Map<String, Value>;
+
+/// The fields of the raw image config `blob`'s `config` that `typed` (parsed from it) dropped.
+pub(crate) fn extra_of(blob: &[u8], typed: &Config) -> Extra {
+    let Ok(Value::Object(mut raw)) = serde_json::from_slice::<Value>(blob) else {
+        return Extra::new();
+    };
+    let Some(Value::Object(mut section)) = raw.remove("config") else {
+        return Extra::new();
+    };
+    if let Ok(Value::Object(kept)) = serde_json::to_value(typed) {
+        section.retain(|k, _| !kept.contains_key(k));
+    }
+    section
+}
+
+/// Applies `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `EXPOSE`, `USER`, `VOLUME`, `STOPSIGNAL` or
+/// `HEALTHCHECK` in Dockerfile syntax; `HEALTHCHECK` goes to `extra`.
+pub fn apply(config: &mut Config, extra: &mut Extra, change: &str) -> Result<(), Error> {
     let change = change.trim();
     let (word, rest) = change
         .split_once(|c: char| c.is_whitespace())
@@ -66,6 +85,12 @@ pub fn apply(config: &mut Config, change: &str) -> Result<(), Error> {
         "STOPSIGNAL" => {
             config.set_stop_signal(Some(unquote_one(rest).map_err(|e| bad(&e))?));
         }
+        "HEALTHCHECK" => {
+            extra.insert(
+                "Healthcheck".into(),
+                healthcheck(rest).map_err(|e| bad(&e))?,
+            );
+        }
         "USER" => {
             config.set_user(Some(unquote_one(rest).map_err(|e| bad(&e))?));
         }
@@ -85,12 +110,67 @@ pub fn apply(config: &mut Config, change: &str) -> Result<(), Error> {
             }
             config.set_volumes(Some(volumes));
         }
-        _ => return Err(bad(
-            "unsupported instruction (supported: CMD, ENTRYPOINT, ENV, EXPOSE, STOPSIGNAL, USER, \
-                 VOLUME, WORKDIR)",
-        )),
+        _ => {
+            return Err(bad(
+                "unsupported instruction (supported: CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, \
+                 STOPSIGNAL, USER, VOLUME, WORKDIR)",
+            ))
+        }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--retries=N] CMD ...` or
+/// `HEALTHCHECK NONE`, as Docker records it: `Test` `["CMD", args...]` (JSON form) or
+/// `["CMD-SHELL", line]`, durations in nanoseconds.
+fn healthcheck(rest: &str) -> Result<Value, String> {
+    let mut check = Map::new();
+    let mut rest = rest;
+    while let Some(option) = rest.strip_prefix("--") {
+        let (word, after) = option
+            .split_once(char::is_whitespace)
+            .unwrap_or((option, ""));
+        rest = after.trim_start();
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("--{word} needs a value (--{word}=VALUE)"))?;
+        let field = match key {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => {
+                let n: u32 = value
+                    .parse()
+                    .map_err(|_| format!("--retries={value} is not a count"))?;
+                check.insert("Retries".into(), n.into());
+                continue;
+            }
+            _ => return Err(format!("unknown HEALTHCHECK option --{key}")),
+        };
+        let d = humantime::parse_duration(value)
+            .map_err(|_| format!("--{key}={value} is not a duration (30s, 1m30s, 200ms)"))?;
+        check.insert(field.into(), (d.as_nanos() as u64).into());
+    }
+    let (kind, command) = rest
+        .split_once(char::is_whitespace)
+        .map_or((rest, ""), |(k, c)| (k, c.trim()));
+    let test = match kind.to_ascii_uppercase().as_str() {
+        "NONE" if command.is_empty() && check.is_empty() => vec!["NONE".to_string()],
+        "CMD" if !command.is_empty() => match self::command(command).as_slice() {
+            [sh, c, line] if sh == "/bin/sh" && c == "-c" && !command.starts_with('[') => {
+                vec!["CMD-SHELL".to_string(), line.clone()]
+            }
+            args => std::iter::once("CMD".to_string())
+                .chain(args.iter().cloned())
+                .collect(),
+        },
+        _ => return Err("want HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE".into()),
+    };
+    let mut all = Map::new();
+    all.insert("Test".into(), test.into());
+    all.extend(check);
+    Ok(Value::Object(all))
 }
 
 /// JSON form `["a","b"]` as is; anything else is shell form, run by `/bin/sh -c`.
@@ -193,9 +273,39 @@ mod tests {
     fn applied(changes: &[&str]) -> Config {
         let mut c = Config::default();
         for ch in changes {
-            apply(&mut c, ch).unwrap();
+            apply(&mut c, &mut Extra::new(), ch).unwrap();
         }
         c
+    }
+
+    #[test]
+    fn healthcheck_as_docker_records_it() {
+        let check = |change: &str| {
+            let mut extra = Extra::new();
+            apply(&mut Config::default(), &mut extra, change).map(|()| extra["Healthcheck"].clone())
+        };
+        assert_eq!(
+            check("HEALTHCHECK --interval=200ms --retries=2 CMD test -e /tmp/ok").unwrap(),
+            serde_json::json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 200_000_000u64,
+                "Retries": 2})
+        );
+        assert_eq!(
+            check(r#"HEALTHCHECK --timeout=1m30s CMD ["/bin/check", "-q"]"#).unwrap(),
+            serde_json::json!({"Test": ["CMD", "/bin/check", "-q"], "Timeout": 90_000_000_000u64})
+        );
+        assert_eq!(
+            check("healthcheck none").unwrap(),
+            serde_json::json!({"Test": ["NONE"]})
+        );
+        for bad in [
+            "HEALTHCHECK --interval=soon CMD true",
+            "HEALTHCHECK --every=1s CMD true",
+            "HEALTHCHECK CMD",
+            "HEALTHCHECK true",
+            "HEALTHCHECK --retries=2 NONE",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -231,9 +341,9 @@ mod tests {
 
     #[test]
     fn refuses_other_instructions() {
-        let mut c = Config::default();
-        assert!(apply(&mut c, "RUN rm -rf /").is_err());
-        assert!(apply(&mut c, "EXPOSE http").is_err());
-        assert!(apply(&mut c, "CMD").is_err());
+        let (mut c, mut e) = (Config::default(), Extra::new());
+        assert!(apply(&mut c, &mut e, "RUN rm -rf /").is_err());
+        assert!(apply(&mut c, &mut e, "EXPOSE http").is_err());
+        assert!(apply(&mut c, &mut e, "CMD").is_err());
     }
 }

@@ -29,8 +29,9 @@ impl Store {
             None => vec![],
         };
         let mut config = Config::default();
+        let mut extra = changes::Extra::new();
         for change in &opts.changes {
-            changes::apply(&mut config, change)?;
+            changes::apply(&mut config, &mut extra, change)?;
         }
         let mut txn = self.begin()?;
         let layer = txn.add_layer(reader, &opts.source, None, None, None)?;
@@ -55,7 +56,7 @@ impl Store {
                 .map_err(|e| Error::invalid(e.to_string()))?])
             .build()
             .map_err(|e| Error::invalid(e.to_string()))?;
-        let bytes = config_bytes(&image_config);
+        let bytes = config_bytes(&image_config, &extra);
         let id = txn.add_image(&bytes, vec![layer.blob], &names)?;
         txn.commit()?;
         self.image(&id)
@@ -63,10 +64,23 @@ impl Store {
 }
 
 /// The config as Go's encoding/json writes it: fields in declaration order (as serde writes
-/// them) and map keys sorted (oci-spec writes its maps from a HashMap, in any order). The same
-/// config then always has the same ID, which re-encoding by Go tools (skopeo) keeps.
-pub(crate) fn config_bytes(config: &ImageConfiguration) -> Vec<u8> {
+/// them) and map keys sorted (oci-spec writes its maps from a HashMap, in any order), with the
+/// `extra` fields oci-spec has no place for after its own. The same config then always has the
+/// same ID, which re-encoding by Go tools (skopeo) keeps.
+pub(crate) fn config_bytes(config: &ImageConfiguration, extra: &changes::Extra) -> Vec<u8> {
     let mut value = serde_json::to_value(config).expect("serializable");
+    if !extra.is_empty() {
+        if let Some(image) = value.as_object_mut() {
+            let section = image
+                .entry("config")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let Some(c) = section.as_object_mut() {
+                for (k, v) in extra {
+                    c.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
     if let Some(c) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
         for map in c.values_mut().filter_map(|v| v.as_object_mut()) {
             map.sort_keys();

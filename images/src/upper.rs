@@ -48,28 +48,69 @@ fn sorted_entries(dir: &Path) -> Result<Vec<OsString>, Error> {
     Ok(names)
 }
 
-/// Whether `rel` is in the image: the top layer that has it, or a whiteout of it, decides.
+/// Whether `rel` is in the image, as overlay merges its layers (top first): the top layer that
+/// has it, or hides it, decides. A whiteout hides its name, an opaque directory what lower layers
+/// hold below it, and a non-directory anything below its name. Nothing is followed: a symlink in
+/// a layer is a non-directory here, never a way out of it.
 fn in_image(image: &Image, rel: &Path) -> bool {
+    let names: Vec<_> = rel.components().collect();
     for layer in image.layers.iter().rev() {
-        if let Ok(meta) = fs::symlink_metadata(layer.join(rel)) {
-            return !is_whiteout(&meta);
+        let mut path = layer.clone();
+        let mut opaque = false;
+        for (i, name) in names.iter().enumerate() {
+            path.push(name);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                if opaque {
+                    return false;
+                }
+                break;
+            };
+            if is_whiteout(&meta) {
+                return false;
+            }
+            if i + 1 == names.len() {
+                return true;
+            }
+            if !meta.is_dir() {
+                return false;
+            }
+            opaque |= is_opaque(&path);
         }
     }
     false
 }
 
+/// The names the image has in its directory `rel`.
+fn image_children(image: &Image, rel: &Path) -> Vec<OsString> {
+    let mut names: Vec<OsString> = image
+        .layers
+        .iter()
+        .flat_map(|layer| sorted_entries(&layer.join(rel)).unwrap_or_default())
+        .collect();
+    names.sort();
+    names.dedup();
+    names.retain(|name| in_image(image, &rel.join(name)));
+    names
+}
+
 /// What the upper directory changed, as Docker's `diff` prints it: `A` added, `C` changed (a
-/// directory whose content changed too), `D` deleted, each path once, in path order.
+/// directory whose content changed too), `D` deleted, each path once, in path order. Whether a
+/// path is new is decided against the image as overlay merges it (lower layers' whiteouts and
+/// opaque directories count). A directory the container emptied and made again (opaque in the
+/// upper) hides all the image had in it: each such name it does not hold again reads `D`.
 pub fn diff(image: &Image, upper: &Path) -> Result<Vec<(char, String)>, Error> {
     let mut out = Vec::new();
-    walk_diff(image, upper, Path::new(""), &mut out)?;
+    walk_diff(image, upper, Path::new(""), false, &mut out)?;
+    out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
 }
 
+/// Walks the upper directory `rel`; `replaced`: it hides what the image has below it.
 fn walk_diff(
     image: &Image,
     upper: &Path,
     rel: &Path,
+    replaced: bool,
     out: &mut Vec<(char, String)>,
 ) -> Result<(), Error> {
     for name in sorted_entries(&upper.join(rel))? {
@@ -81,10 +122,21 @@ fn walk_diff(
             out.push(('D', shown));
             continue;
         }
-        out.push((if in_image(image, &rel) { 'C' } else { 'A' }, shown));
-        if meta.is_dir() {
-            walk_diff(image, upper, &rel, out)?;
+        let old = in_image(image, &rel);
+        out.push((if old { 'C' } else { 'A' }, shown));
+        if !meta.is_dir() {
+            continue;
         }
+        let replaced = replaced || is_opaque(&path);
+        if replaced && old {
+            let kept = sorted_entries(&path)?;
+            for gone in image_children(image, &rel) {
+                if !kept.contains(&gone) {
+                    out.push(('D', format!("/{}", rel.join(gone).display())));
+                }
+            }
+        }
+        walk_diff(image, upper, &rel, replaced, out)?;
     }
     Ok(())
 }
@@ -223,8 +275,10 @@ impl Store {
         };
         let mut config = base.config.clone();
         let mut inner = config.config().clone().unwrap_or_default();
+        // What the base's config holds beyond oci-spec's fields (its HEALTHCHECK) is kept.
+        let mut extra = crate::changes::extra_of(&self.read_blob(&base.id)?, &inner);
         for change in &opts.changes {
-            crate::changes::apply(&mut inner, change)?;
+            crate::changes::apply(&mut inner, &mut extra, change)?;
         }
         config.set_config(Some(inner));
         let mut txn = self.begin()?;
@@ -271,7 +325,7 @@ impl Store {
         config.set_history(Some(history));
         let mut layers = self.read_manifest(&base.manifest)?.layers;
         layers.push(layer.blob);
-        let bytes = crate::import::config_bytes(&config);
+        let bytes = crate::import::config_bytes(&config, &extra);
         let id = txn.add_image(&bytes, layers, &names)?;
         txn.commit()?;
         self.image(&id)

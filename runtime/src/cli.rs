@@ -184,7 +184,7 @@ pub enum Command {
     },
     /// Show a running container's output until it exits, and end with its exit code.
     Attach {
-        /// Input is never passed (accepted for Docker's command lines).
+        /// Do not pass our input to the container (ctrl-p ctrl-q detaches otherwise).
         #[arg(long)]
         no_stdin: bool,
         container: String,
@@ -231,7 +231,7 @@ pub struct StartArgs {
     /// Show the container's output until it exits, and end with its exit code.
     #[arg(short, long)]
     pub attach: bool,
-    /// Pass standard input (refused: a started container's input is its supervisor's).
+    /// Attach, and pass our input to the container (run with -i).
     #[arg(short, long)]
     pub interactive: bool,
     #[arg(required = true)]
@@ -283,6 +283,7 @@ pub enum ObjectType {
     Container,
     Image,
     Network,
+    Volume,
 }
 
 #[derive(Debug, Args)]
@@ -290,7 +291,8 @@ pub struct InspectArgs {
     /// A Go template for each object (e.g. '{{.State.Pid}}', '{{json .Config}}').
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Look only for this kind of object (default: a container, else an image, else a network).
+    /// Look only for this kind of object (default: a container, else an image, a network, a
+    /// volume).
     #[arg(long = "type", value_enum)]
     pub kind: Option<ObjectType>,
     #[arg(required = true)]
@@ -636,6 +638,9 @@ pub enum VolumeCommand {
     },
     /// Show volumes as JSON.
     Inspect {
+        /// A Go template for each volume (e.g. '{{.Mountpoint}}').
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         volumes: Vec<String>,
     },
@@ -894,8 +899,8 @@ pub struct RunArgs {
     /// Attach only these streams: STDIN, STDOUT, STDERR (default: all).
     #[arg(short = 'a', long = "attach", value_name = "STREAM")]
     pub attach: Vec<String>,
-    /// Send the signals minibox receives to the container (the default; false: the foreground
-    /// container is minibox's own, so it is refused).
+    /// Send the signals minibox receives to the container (the default; false: the container
+    /// runs under a supervisor of its own, and a signal ends only this attached minibox).
     #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
     /// Do not show the pull's progress.

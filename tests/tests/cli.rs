@@ -332,6 +332,17 @@ fn ps_filters_formats_and_counts() {
         names(&["--filter", "name=web1", "--filter", "label=tier=db"]),
         ""
     );
+    // before/since: made before or after the named one (stopped ones with -a).
+    assert_eq!(names(&["--filter", "before=job"]), "db1\nweb1\n");
+    assert_eq!(names(&["--filter", "before=db1"]), "web1\n");
+    assert_eq!(names(&["--filter", "since=web1"]), "db1\n");
+    assert_eq!(names(&["-a", "--filter", "since=web1"]), "job\ndb1\n");
+    assert_eq!(
+        names(&["-a", "--filter", "since=web1", "--filter", "before=job"]),
+        "db1\n"
+    );
+    sb.minibox(&["ps", "--filter", "since=nothing"])
+        .fails(1, "nothing");
     assert_eq!(names(&["-l"]), "job\n");
     assert_eq!(names(&["-n", "2"]), "job\ndb1\n");
     assert_eq!(
@@ -791,8 +802,20 @@ fn run_takes_labels_env_files_cidfile_and_attach() {
         .fails(125, "conflicting options");
     sb.minibox(&["run", "--rm", "-a", "stdpipe", "busybox", "true"])
         .fails(125, "STDIN, STDOUT or STDERR");
-    sb.minibox(&["run", "--rm", "--sig-proxy=false", "busybox", "true"])
-        .fails(125, "--sig-proxy=false");
+    // --sig-proxy=false: attached to a container its supervisor owns; its output and code.
+    let out = sb.minibox(&[
+        "run",
+        "--rm",
+        "--sig-proxy=false",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo apart; exit 6",
+    ]);
+    assert_eq!(out.code(), 6, "{out}");
+    assert_eq!(out.stdout(), "apart\n");
     // -q: no pull output (the image is there; nothing to show either way), the output is the
     // container's.
     assert_eq!(
@@ -856,7 +879,9 @@ fn exec_d_start_a_and_attach() {
     let out = sb.minibox(&["start", "-a", "again"]);
     assert_eq!(out.code(), 5, "{out}");
     assert_eq!(out.stdout(), "out\n", "only this start's output");
-    sb.minibox(&["start", "-i", "again"]).fails(1, "start -i");
+    // -i attaches too (a container run without -i takes no input).
+    let out = sb.minibox(&["start", "-i", "again"]);
+    assert_eq!((out.code(), out.stdout()), (5, "out\n".into()), "{out}");
     sb.minibox(&["start", "-a", "again", "box"])
         .fails(1, "cannot start and attach multiple containers");
 

@@ -421,6 +421,15 @@ fn pid_ipc_uts_host_and_another_containers() {
     let pid = st[0]["State"]["Pid"].as_i64().unwrap();
     let first_ipc = ns(&format!("/proc/{pid}/ns/ipc"));
     let first_pid = ns(&format!("/proc/{pid}/ns/pid"));
+    // Its IPC comes with its POSIX shared memory: the same /dev/shm, both ways.
+    sb.minibox(&[
+        "exec",
+        "first",
+        "sh",
+        "-c",
+        "echo from-first > /dev/shm/seg",
+    ])
+    .ok();
     let out = run(
         &sb,
         &[
@@ -431,11 +440,38 @@ fn pid_ipc_uts_host_and_another_containers() {
             "busybox",
             "sh",
             "-c",
-            "for n in pid ipc; do readlink /proc/self/ns/$n; done; cat /proc/1/cmdline | tr '\\0' ' '",
+            "for n in pid ipc; do readlink /proc/self/ns/$n; done; cat /proc/1/cmdline | tr '\\0' ' '; \
+             echo; cat /dev/shm/seg; echo from-second > /dev/shm/back",
         ],
     )
     .ok();
-    assert_eq!(out, format!("{first_pid}\n{first_ipc}\nsleep 1000 "));
+    assert_eq!(
+        out,
+        format!("{first_pid}\n{first_ipc}\nsleep 1000 \nfrom-first\n")
+    );
+    assert_eq!(
+        sb.minibox(&["exec", "first", "cat", "/dev/shm/back"]).ok(),
+        "from-second\n"
+    );
+    // A container made earlier joins the one running when it starts (a restart made it anew).
+    sb.minibox(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "none",
+        "--ipc",
+        "container:first",
+        "busybox",
+        "cat",
+        "/dev/shm/seg",
+    ])
+    .ok();
+    sb.minibox(&["restart", "-t", "0", "first"]).ok();
+    sb.minibox(&["exec", "first", "sh", "-c", "echo anew > /dev/shm/seg"])
+        .ok();
+    assert_eq!(sb.minibox(&["start", "-a", "later"]).ok(), "anew\n");
+    sb.minibox(&["rm", "later"]).ok();
     sb.minibox(&["rm", "-f", "first"]).ok();
     let out = run(&sb, &["--pid", "container:first", "busybox", "true"]);
     out.fails(125, "no such container");

@@ -380,6 +380,14 @@ fn health_goes_starting_healthy_unhealthy_as_the_service_changes() {
     sb.minibox(&["exec", "db", "touch", "/tmp/ok"]).ok();
     eventually("healthy", || health()["Status"] == "healthy");
     assert!(sb.minibox(&["ps"]).ok().contains("(healthy)"));
+    let with_health = |status: &str| {
+        let filter = format!("health={status}");
+        let out = sb.minibox(&["ps", "--filter", &filter, "--format", "{{.Names}}"]);
+        out.ok()
+    };
+    assert_eq!(with_health("healthy"), "db\n");
+    assert_eq!(with_health("unhealthy"), "");
+    assert_eq!(with_health("none"), "");
     let h = health();
     assert_eq!(h["FailingStreak"], 0);
     assert_eq!(h["Log"].as_array().unwrap().last().unwrap()["ExitCode"], 0);
@@ -387,6 +395,9 @@ fn health_goes_starting_healthy_unhealthy_as_the_service_changes() {
     sb.minibox(&["exec", "db", "rm", "/tmp/ok"]).ok();
     eventually("unhealthy", || health()["Status"] == "unhealthy");
     assert!(sb.minibox(&["ps"]).ok().contains("(unhealthy)"));
+    assert_eq!(with_health("unhealthy"), "db\n");
+    sb.minibox(&["ps", "--filter", "health=sick"])
+        .fails(1, "health=sick");
     let h = health();
     assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
     assert_eq!(h["Log"].as_array().unwrap().last().unwrap()["ExitCode"], 1);
@@ -497,5 +508,176 @@ fn create_then_start_and_events_show_the_sequence_live() {
     sb.minibox(&["create", "--pull", "never", "nosuch"])
         .fails(125, "nosuch");
     assert!(sb.minibox(&["ps", "-aq"]).ok().trim().is_empty());
+    sb.finish();
+}
+
+#[test]
+fn the_images_healthcheck_from_import_and_commit_change_drives_its_containers() {
+    let sb = Sandbox::new();
+    let tar = minibox_tests::fixtures::busybox_tarball();
+    sb.minibox(&[
+        "import",
+        tar.to_str().unwrap(),
+        "checked",
+        "--change",
+        "HEALTHCHECK --interval=200ms --retries=2 CMD test -e /tmp/ok",
+    ])
+    .ok();
+    let image: Value =
+        serde_json::from_str(&sb.minibox(&["image", "inspect", "checked"]).ok()).unwrap();
+    assert_eq!(
+        image[0]["Config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 200_000_000u64,
+            "Retries": 2})
+    );
+    let run = |name: &str, image: &str| {
+        sb.minibox(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            image,
+            "sleep",
+            "1000",
+        ])
+        .ok();
+    };
+    // No --health-* flag: the image's check runs.
+    run("db", "checked");
+    let health = |name: &str| inspect(&sb, name)["State"]["Health"]["Status"].clone();
+    assert_eq!(health("db"), "starting");
+    sb.minibox(&["exec", "db", "touch", "/tmp/ok"]).ok();
+    eventually("healthy", || health("db") == "healthy");
+    sb.minibox(&["exec", "db", "rm", "/tmp/ok"]).ok();
+    eventually("unhealthy", || health("db") == "unhealthy");
+    assert_eq!(
+        inspect(&sb, "db")["Config"]["Healthcheck"]["Test"][1],
+        "test -e /tmp/ok"
+    );
+
+    // commit keeps the image's check; --change replaces it, HEALTHCHECK NONE removes it.
+    sb.minibox(&["exec", "db", "touch", "/tmp/ok"]).ok();
+    sb.minibox(&["commit", "db", "checked:kept"]).ok();
+    sb.minibox(&[
+        "commit",
+        "--change",
+        r#"HEALTHCHECK --interval=200ms CMD ["test", "-e", "/tmp/other"]"#,
+        "db",
+        "checked:other",
+    ])
+    .ok();
+    sb.minibox(&[
+        "commit",
+        "--change",
+        "HEALTHCHECK NONE",
+        "db",
+        "checked:none",
+    ])
+    .ok();
+    sb.minibox(&["rm", "-f", "db"]).ok();
+    run("kept", "checked:kept");
+    eventually("healthy from the committed image", || {
+        health("kept") == "healthy"
+    });
+    run("other", "checked:other");
+    assert_eq!(
+        inspect(&sb, "other")["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "test", "-e", "/tmp/other"])
+    );
+    eventually("unhealthy on the new test", || {
+        health("other") == "unhealthy"
+    });
+    run("none", "checked:none");
+    let c = inspect(&sb, "none");
+    assert!(c["State"].get("Health").is_none(), "{c}");
+    assert!(c["Config"].get("Healthcheck").is_none(), "{c}");
+    sb.minibox(&[
+        "import",
+        tar.to_str().unwrap(),
+        "x",
+        "--change",
+        "HEALTHCHECK --every=1s CMD true",
+    ])
+    .fails(1, "unknown HEALTHCHECK option --every");
+    sb.minibox(&["rm", "-f", "kept", "other", "none"]).ok();
+    sb.finish();
+}
+
+#[test]
+fn a_foreground_run_with_a_policy_returns_and_its_container_goes_on_restarting() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    // As `docker run` does: the foreground run ends with the first exit's code, and the
+    // container is restarted in the background by a supervisor of its own.
+    let out = sb.minibox(&[
+        "run",
+        "--name",
+        "fg",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+    ]);
+    assert_eq!(out.code(), 3, "{out}");
+    assert_eq!(out.stdout(), "ran\n");
+    eventually("two restarts", || {
+        let c = inspect(&sb, "fg");
+        c["RestartCount"] == 2
+            && c["State"]["Status"] == "exited"
+            && !c["State"]["Restarting"].as_bool().unwrap()
+    });
+    assert_eq!(logs(&sb, "fg"), "ran\nran\nran\n");
+    assert_eq!(inspect(&sb, "fg")["State"]["ExitCode"], 3);
+    assert_eq!(
+        actions(&sb, "fg")
+            .iter()
+            .filter(|a| *a == "restart")
+            .count(),
+        2
+    );
+
+    // Once restarted it runs on under its supervisor until stopped.
+    let out = sb.minibox(&[
+        "run",
+        "--name",
+        "svc",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "test -e /tmp/again || { touch /tmp/again; exit 1; }; exec sleep 1000",
+    ]);
+    assert_eq!(out.code(), 1, "{out}");
+    eventually("running again", || {
+        inspect(&sb, "svc")["State"]["Status"] == "running"
+    });
+    assert_eq!(inspect(&sb, "svc")["RestartCount"], 1);
+    sb.minibox(&["stop", "-t", "0", "svc"]).ok();
+    assert_eq!(inspect(&sb, "svc")["State"]["Status"], "exited");
+
+    // Without a policy, nothing comes back.
+    sb.minibox(&[
+        "run",
+        "--name",
+        "once",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inspect(&sb, "once")["RestartCount"], 0);
+    sb.minibox(&["rm", "-f", "fg", "svc", "once"]).ok();
     sb.finish();
 }

@@ -73,7 +73,21 @@ fn a_named_volume_outlives_its_containers_and_is_kept_while_in_use() {
         "kept\n"
     );
 
+    // `inspect --type volume` (and `inspect` alone) shows the same document.
+    let by_type: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["inspect", "--type", "volume", "data"]).ok()).unwrap();
+    assert_eq!(by_type, inspect);
+    assert_eq!(
+        sb.minibox(&["inspect", "-f", "{{.Mountpoint}}", "data"])
+            .ok(),
+        format!("{mountpoint}\n")
+    );
+    sb.minibox(&["inspect", "--type", "volume", "nothing"])
+        .fails(1, "no such volume: nothing");
+
     // In use by a container, running or not: refused in one line, the volume kept.
+    let host = sb.root().join("host-dir");
+    let bind = format!("{}:/h:ro", host.display());
     sb.minibox(&[
         "run",
         "-d",
@@ -83,11 +97,40 @@ fn a_named_volume_outlives_its_containers_and_is_kept_while_in_use() {
         "user",
         "-v",
         "data:/data",
+        "-v",
+        &bind,
         "busybox",
         "sleep",
         "1000",
     ])
     .ok();
+    // Its Mounts as Docker's: the volume by name, the bind by path.
+    let c: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["inspect", "user"]).ok()).unwrap();
+    let mounts = c[0]["Mounts"].as_array().unwrap();
+    let vol = mounts.iter().find(|m| m["Destination"] == "/data").unwrap();
+    assert_eq!(vol["Type"], "volume", "{vol}");
+    assert_eq!(vol["Name"], "data");
+    assert_eq!(vol["Source"], mountpoint.as_str());
+    assert_eq!(vol["Driver"], "local");
+    assert_eq!(vol["RW"], true);
+    let b = mounts.iter().find(|m| m["Destination"] == "/h").unwrap();
+    assert_eq!(b["Type"], "bind", "{b}");
+    assert_eq!(b["Source"], host.to_str().unwrap());
+    assert_eq!(b["RW"], false);
+    assert_eq!(
+        c[0]["HostConfig"]["Binds"],
+        serde_json::json!(["data:/data", bind])
+    );
+    // ps finds it by the volume's name or where it is mounted.
+    let users = |filter: &str| {
+        let filter = format!("volume={filter}");
+        sb.minibox(&["ps", "--filter", &filter, "--format", "{{.Names}}"])
+            .ok()
+    };
+    assert_eq!(users("data"), "user\n");
+    assert_eq!(users("/data"), "user\n");
+    assert_eq!(users("other"), "");
     let out = sb.minibox(&["volume", "rm", "data"]);
     assert_eq!(out.code(), 1, "{out}");
     assert_eq!(out.stderr().lines().count(), 1, "one line: {out}");
@@ -381,5 +424,72 @@ fn diff_export_and_commit_read_the_containers_layer() {
     assert_eq!(layers(&inspect)[..layers(&base).len()], layers(&base)[..]);
     sb.minibox(&["rm", "c"]).ok();
     sb.minibox(&["rmi", "snap:1"]).ok();
+    sb.finish();
+}
+
+#[test]
+fn diff_decides_against_the_image_as_overlay_merges_its_layers() {
+    let sb = sandbox();
+    let step = |name: &str, image: &str, script: &str| {
+        sb.minibox(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            name,
+            image,
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    };
+    let diff = |name: &str| -> Vec<String> {
+        let out = sb.minibox(&["diff", name]).ok();
+        out.lines().map(String::from).collect()
+    };
+    // Layer 1 makes /srv/d with two files and /srv/f; layer 2 deletes /srv/d and /srv/f.
+    step(
+        "l1",
+        "busybox",
+        "mkdir -p /srv/d && echo 1 > /srv/d/f && echo 1 > /srv/d/g && echo 1 > /srv/f",
+    );
+    sb.minibox(&["commit", "l1", "layers:1"]).ok();
+    step("l2", "layers:1", "rm -r /srv/d /srv/f");
+    sb.minibox(&["commit", "l2", "layers:2"]).ok();
+    assert_eq!(diff("l2"), ["C /srv", "D /srv/d", "D /srv/f"]);
+
+    // Made again over the image's own whiteouts: added, not changed (layer 1's /srv/d/f is gone).
+    step(
+        "again",
+        "layers:2",
+        "mkdir /srv/d && echo 2 > /srv/d/f && echo 2 > /srv/f",
+    );
+    assert_eq!(
+        diff("again"),
+        ["C /srv", "A /srv/d", "A /srv/d/f", "A /srv/f"]
+    );
+
+    // Emptied and made again (an opaque directory in the container's layer): what the image had
+    // there and the container did not make again reads deleted.
+    step(
+        "remade",
+        "layers:1",
+        "rm -r /srv/d && mkdir /srv/d && echo 2 > /srv/d/f && echo 2 > /srv/d/new",
+    );
+    assert_eq!(
+        diff("remade"),
+        [
+            "C /srv",
+            "C /srv/d",
+            "C /srv/d/f",
+            "D /srv/d/g",
+            "A /srv/d/new"
+        ]
+    );
+    for c in ["l1", "l2", "again", "remade"] {
+        sb.minibox(&["rm", c]).ok();
+    }
+    sb.minibox(&["rmi", "layers:2", "layers:1"]).ok();
     sb.finish();
 }

@@ -5,6 +5,8 @@
 //! changes a container only under its lock.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +20,7 @@ use crate::container::log::LogReader;
 use crate::container::process::Signals;
 use crate::container::spec::DEFAULT_CAPS;
 use crate::container::state::{self, Config, State, Status};
-use crate::container::{clock, events, health, image, signal, start};
+use crate::container::{clock, events, health, image, input, signal, start, tty, volume};
 use crate::paths::Paths;
 use minibox_netns::HostPort;
 
@@ -102,7 +104,7 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         .map_or(0, |(quota, period)| {
             quota * 1_000_000_000 / period.max(1) as i64
         });
-    let mounts = binds(paths, c);
+    let mounts = mounts(paths, c);
     let (cap_add, cap_drop) = cap_changes(c);
     let paused = running
         && st
@@ -110,9 +112,8 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
             .as_deref()
             .is_some_and(|p| Cgroup::open(p).frozen());
     let host_config = json!({
-        "Binds": (!mounts.is_empty()).then(|| mounts.iter().map(|m| {
-            format!("{}:{}{}", m.0, m.1, if m.2 { "" } else { ":ro" })
-        }).collect::<Vec<_>>()),
+        // Docker lists binds and named volumes here; anonymous ones are the image's VOLUMEs.
+        "Binds": binds(&mounts),
         "NetworkMode": c.network,
         "PortBindings": port_bindings(&c.publish),
         "RestartPolicy": {"Name": c.restart.name(), "MaximumRetryCount": c.restart.max_retries()},
@@ -129,13 +130,7 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         "PidsLimit": resources.and_then(|r| r.pids().as_ref()).map_or(0, |p| p.limit()),
         "CgroupParent": c.cgroup_parent,
     });
-    let mounts: Vec<Value> = mounts
-        .into_iter()
-        .map(|(source, destination, rw)| {
-            json!({"Type": "bind", "Source": source, "Destination": destination, "Mode": "",
-                   "RW": rw, "Propagation": "rprivate"})
-        })
-        .collect();
+    let mounts: Vec<Value> = mounts.iter().map(Mount::document).collect();
     let mut doc = json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
@@ -207,10 +202,36 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
     doc
 }
 
-/// The container's bind mounts (`-v`): source, destination, writable. Those of minibox's own
-/// files (/etc/hosts, ...) come from the container's directory and are not the user's.
-fn binds(paths: &Paths, c: &Config) -> Vec<(String, String, bool)> {
+/// A mount of the user's (`-v`, `--mount` of a bind or a volume), as `inspect` shows it.
+pub(super) struct Mount {
+    /// The volume's name; none for a bind.
+    pub volume: Option<String>,
+    /// An anonymous volume (an image's VOLUME, `-v /path`).
+    pub anonymous: bool,
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+}
+
+impl Mount {
+    /// Docker's `Mounts` entry.
+    fn document(&self) -> Value {
+        match &self.volume {
+            Some(name) => json!({"Type": "volume", "Name": name, "Source": self.source,
+                "Destination": self.destination, "Driver": "local", "Mode": "z", "RW": self.rw,
+                "Propagation": ""}),
+            None => json!({"Type": "bind", "Source": self.source,
+                "Destination": self.destination, "Mode": "", "RW": self.rw,
+                "Propagation": "rprivate"}),
+        }
+    }
+}
+
+/// The container's binds and volumes. A volume is a bind of its `_data` directory; minibox's
+/// own files (/etc/hosts, ...) come from the container's directory and are not the user's.
+pub(super) fn mounts(paths: &Paths, c: &Config) -> Vec<Mount> {
     let own = state::dir(paths, &c.id);
+    let volumes = volume::dir(paths);
     let mounts = c.spec.as_ref().and_then(|s| s.mounts().as_ref());
     mounts
         .into_iter()
@@ -218,13 +239,44 @@ fn binds(paths: &Paths, c: &Config) -> Vec<(String, String, bool)> {
         .filter(|m| m.typ().as_deref() == Some("bind"))
         .filter_map(|m| {
             let source = m.source().as_ref()?;
-            let ro = m.options().iter().flatten().any(|o| o == "ro");
-            (!source.starts_with(&own)).then(|| {
-                let dest = m.destination().display().to_string();
-                (source.display().to_string(), dest, !ro)
+            if source.starts_with(&own) {
+                return None;
+            }
+            let volume = source
+                .strip_prefix(&volumes)
+                .ok()
+                .and_then(|rest| rest.parent())
+                .map(|name| name.display().to_string())
+                .filter(|name| c.volumes.contains(name));
+            let anonymous = volume
+                .as_deref()
+                .is_some_and(|name| volume::get(paths, name).is_ok_and(|v| v.anonymous));
+            Some(Mount {
+                volume,
+                anonymous,
+                source: source.display().to_string(),
+                destination: m.destination().display().to_string(),
+                rw: !m.options().iter().flatten().any(|o| o == "ro"),
             })
         })
         .collect()
+}
+
+/// Docker's HostConfig.Binds: `SOURCE:DEST[:ro]`, a named volume's SOURCE its name.
+fn binds(mounts: &[Mount]) -> Option<Vec<String>> {
+    let binds: Vec<String> = mounts
+        .iter()
+        .filter_map(|m| {
+            let source = match &m.volume {
+                Some(_) if m.anonymous => return None,
+                Some(name) => name,
+                None => &m.source,
+            };
+            let ro = if m.rw { "" } else { ":ro" };
+            Some(format!("{source}:{}{ro}", m.destination))
+        })
+        .collect();
+    (!binds.is_empty()).then_some(binds)
 }
 
 /// Docker's CapAdd and CapDrop, from the container's bounding set against the default one.
@@ -352,7 +404,7 @@ pub fn logs(paths: &Paths, args: &LogsArgs) -> Result<u8> {
         print_record(r, args.timestamps)?;
     }
     if args.follow {
-        follow(paths, &id, reader, args.timestamps, within)?;
+        follow(paths, &id, reader, args.timestamps, within, None)?;
     }
     Ok(0)
 }
@@ -363,16 +415,19 @@ fn log_from_now(paths: &Paths, id: &str) -> Result<LogReader> {
     Ok(LogReader::open(&state::log_path(paths, id), kept)?.0)
 }
 
-/// Prints the records `reader` gets (those `within` says) until the container has exited.
+/// Prints the records `reader` gets (those `within` says) until the container has exited, or
+/// until `detached` is set (the user typed the detach keys).
 fn follow(
     paths: &Paths,
     id: &str,
     mut reader: LogReader,
     timestamps: bool,
     within: impl Fn(&String) -> bool,
+    detached: Option<&AtomicBool>,
 ) -> Result<()> {
     loop {
-        let done = state::load_state(paths, id).map_or(true, |s| s.status == Status::Exited);
+        let done = state::load_state(paths, id).map_or(true, |s| s.status == Status::Exited)
+            || detached.is_some_and(|d| d.load(Ordering::Relaxed));
         for r in reader.more()?.into_iter().filter(&within) {
             print_record(&r, timestamps)?;
         }
@@ -383,24 +438,71 @@ fn follow(
     }
 }
 
-/// Shows a running container's output from now on until it exits, and answers with its exit
-/// code (`attach`, `start -a`). Input is not passed: the container's supervisor holds it.
-fn attached(paths: &Paths, explain: bool, id: &str, what: &str, reader: LogReader) -> Result<u8> {
-    follow(paths, id, reader, false, |_| true)?;
-    lifecycle::wait(paths, explain, id).ok_or_else(|| {
+/// Shows a running container's output from `reader` on until it exits, and answers with its
+/// exit code (`attach`, `start -a`, `run --sig-proxy=false`). With `stdin`, the user's input
+/// goes into the container's (when it was run with `-i`) until they type ctrl-p ctrl-q, which
+/// leaves it running, as Docker's detach keys do.
+pub(super) fn attached(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    what: &str,
+    reader: LogReader,
+    stdin: bool,
+    lock_file: Option<std::fs::File>,
+) -> Result<u8> {
+    // Waiting from now on, so that the exit code of a container removed as it exits is kept.
+    let lock_file = match lock_file {
+        Some(f) => Some(f),
+        None => state::lock_file(paths, id).ok(),
+    };
+    let waiter = {
+        let (paths, id) = (paths.clone(), id.to_string());
+        std::thread::spawn(move || lifecycle::wait_from(&paths, explain, &id, lock_file))
+    };
+    let st = state::load_state(paths, id)?;
+    let to = if stdin { input::open(&st)? } else { None };
+    let tty = state::load_config(paths, id).is_ok_and(|c| c.tty());
+    if to.is_some() && tty && !nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return Err(super::NotATty.into());
+    }
+    let detached = Arc::new(AtomicBool::new(false));
+    let _raw = to.as_ref().filter(|_| tty).map(|to| {
+        input::size_terminal(to, tty);
+        tty::RawMode::enter()
+    });
+    if let Some(to) = to {
+        let detached = detached.clone();
+        // Blocked on the user's stdin: left behind when the container exits.
+        std::thread::spawn(move || {
+            if input::forward(to) {
+                detached.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    follow(paths, id, reader, false, |_| true, Some(&detached))?;
+    if detached.load(Ordering::Relaxed) {
+        drop(_raw);
+        // Docker's words and code for a detach.
+        eprintln!("minibox: read escape sequence: detached from {what}, which goes on running");
+        return Ok(1);
+    }
+    let code = waiter.join().ok().flatten();
+    code.ok_or_else(|| {
         anyhow::anyhow!("container {what} was removed as it exited: its exit code is gone")
     })
 }
 
-/// `attach CONTAINER`: its output until it exits, then its exit code.
-pub fn attach(paths: &Paths, explain: bool, what: &str) -> Result<u8> {
+/// `attach CONTAINER`: its output until it exits, then its exit code; its input from ours
+/// unless `no_stdin`.
+pub fn attach(paths: &Paths, explain: bool, what: &str, no_stdin: bool) -> Result<u8> {
     let id = resolve(paths, explain, what)?;
     let st = state::load_state(paths, &id)?;
     if !lifecycle::running(&st) {
         bail!("cannot attach to a stopped container, start it first");
     }
     let reader = log_from_now(paths, &id)?;
-    attached(paths, explain, &id, what, reader)
+    attached(paths, explain, &id, what, reader, !no_stdin, None)
 }
 
 /// A `logs --since/--until` time in nanoseconds since the epoch.
@@ -491,23 +593,21 @@ fn start_one(paths: &Paths, explain: bool, id: &str, signals: &Signals) -> Resul
 }
 
 pub fn start(paths: &Paths, explain: bool, args: &StartArgs) -> Result<u8> {
-    if args.interactive {
-        bail!(
-            "start -i: minibox cannot pass input to a container in the background: run it \
-             in the foreground with run -i"
-        );
-    }
-    if args.attach && args.containers.len() > 1 {
+    // `-i` attaches too, as Docker's does.
+    let attach = args.attach || args.interactive;
+    if attach && args.containers.len() > 1 {
         bail!("you cannot start and attach multiple containers at once");
     }
     let signals = Signals::block().context("blocking signals")?;
     for what in &args.containers {
         let id = state::resolve(paths, what)?;
         // Opened before the start, so that nothing the container writes is missed.
-        let reader = args.attach.then(|| log_from_now(paths, &id)).transpose()?;
+        let reader = attach.then(|| log_from_now(paths, &id)).transpose()?;
         start_one(paths, explain, &id, &signals)?;
         match reader {
-            Some(reader) => return attached(paths, explain, &id, what, reader),
+            Some(reader) => {
+                return attached(paths, explain, &id, what, reader, args.interactive, None)
+            }
             None => println!("{what}"),
         }
     }

@@ -224,10 +224,16 @@ pub fn remove(paths: &Paths, explain: bool, args: RmiArgs) -> Result<u8> {
     Ok(u8::from(failed.is_some()))
 }
 
-/// Docker's `image inspect` document.
-pub(super) fn document(image: &Image) -> Value {
+/// Docker's `image inspect` document. Its `Config` is the stored one, with what oci-spec's
+/// type drops (`Healthcheck`).
+pub(super) fn document(store: &Store, image: &Image) -> Value {
     let c = &image.config;
-    let config = serde_json::to_value(c.config()).unwrap_or(Value::Null);
+    let stored = store
+        .config_blob(image)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|mut v| v.get_mut("config").map(Value::take));
+    let config = stored.unwrap_or_else(|| serde_json::to_value(c.config()).unwrap_or(Value::Null));
     json!({
         "Id": image.id,
         "RepoTags": image.names,

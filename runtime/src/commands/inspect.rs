@@ -1,6 +1,6 @@
-//! `inspect`: containers, images and networks by name, as Docker's JSON documents or each
-//! through a `--format` template. `image inspect` and `network inspect` are the same with the
-//! kind fixed.
+//! `inspect`: containers, images, networks and volumes by name, as Docker's JSON documents or each
+//! through a `--format` template. `image inspect`, `network inspect` and `volume inspect` are
+//! the same with the kind fixed.
 
 use std::io::Write;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::template::Template;
 use crate::cli::ObjectType;
-use crate::container::state;
+use crate::container::{state, volume};
 use crate::paths::Paths;
 
 /// Prints the documents of `names` (of `kind`, or whatever each name names first: a container,
@@ -63,11 +63,13 @@ fn document(paths: &Paths, explain: bool, kind: Option<ObjectType>, name: &str) 
         Some(ObjectType::Container) => container(paths, explain, name),
         Some(ObjectType::Image) => image(paths, name),
         Some(ObjectType::Network) => super::network::document(paths, name),
+        Some(ObjectType::Volume) => super::volume::document(paths, name),
         None => {
             for kind in [
                 ObjectType::Container,
                 ObjectType::Image,
                 ObjectType::Network,
+                ObjectType::Volume,
             ] {
                 match document(paths, explain, Some(kind), name) {
                     Err(e) if names_nothing(&e) => continue,
@@ -91,6 +93,10 @@ fn names_nothing(e: &anyhow::Error) -> bool {
             e.downcast_ref(),
             Some(minibox_netns::Error::UnknownNetwork(_))
         )
+        || matches!(
+            e.downcast_ref(),
+            Some(volume::Error::NoSuchVolume(_) | volume::Error::BadName(_))
+        )
 }
 
 fn container(paths: &Paths, explain: bool, name: &str) -> Result<Value> {
@@ -99,6 +105,7 @@ fn container(paths: &Paths, explain: bool, name: &str) -> Result<Value> {
 }
 
 fn image(paths: &Paths, name: &str) -> Result<Value> {
-    let image = Store::open(&paths.images())?.image(name)?;
-    Ok(super::image::document(&image))
+    let store = Store::open(&paths.images())?;
+    let image = store.image(name)?;
+    Ok(super::image::document(&store, &image))
 }

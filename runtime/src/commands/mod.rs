@@ -120,7 +120,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Image(ImageCommand::Prune(args)) => image::prune(&paths, &args),
         Command::Version { format } => system::version(format.as_deref()),
         Command::Info { format } => system::info(&paths, format.as_deref()),
-        Command::Attach { container, .. } => container::attach(&paths, explain, &container),
+        Command::Attach {
+            container,
+            no_stdin,
+        } => container::attach(&paths, explain, &container, no_stdin),
         Command::Container(ContainerCommand::Prune { force }) => {
             container::container_prune(&paths, explain, force)
         }

@@ -59,14 +59,29 @@ pub fn ps(paths: &Paths, args: &PsArgs) -> Result<u8> {
                 health,
             })
         })
-        .filter(|r| every || r.state.status == Status::Running || r.state.restarting)
-        .filter(|r| filters.matches(r))
         .collect();
     // Newest first; `created` is in seconds, so within one the later start comes first.
     rows.sort_by(|a, b| {
         (b.summary.created.cmp(&a.summary.created))
             .then(b.state.started_at.cmp(&a.state.started_at))
             .then(a.summary.id.cmp(&b.summary.id))
+    });
+    // `before` and `since` name a container: those made before it come after it in this order.
+    for (key, newer) in [("before", true), ("since", false)] {
+        for what in filters.values(key) {
+            let id = super::resolve(paths, false, what)?;
+            let at = rows.iter().position(|r| r.summary.id == id).unwrap_or(0);
+            match newer {
+                true => drop(rows.drain(..=at)),
+                false => rows.truncate(at),
+            }
+        }
+    }
+    let volumes = filters.values("volume");
+    rows.retain(|r| {
+        (every || r.state.status == Status::Running || r.state.restarting)
+            && filters.matches(r)
+            && (volumes.is_empty() || uses_volume(paths, &r.summary.id, volumes))
     });
     if let Some(n) = args.last.or(args.latest.then_some(1)) {
         rows.truncate(n);
@@ -148,9 +163,13 @@ fn row(r: &Row, now: u64, no_trunc: bool) -> Value {
 /// `--filter KEY=VALUE`s: the values of one key are alternatives, the keys must all match.
 struct Filters(Vec<(String, Vec<String>)>);
 
-const KEYS: [&str; 8] = [
-    "name", "id", "label", "status", "ancestor", "network", "publish", "exited",
+const KEYS: [&str; 12] = [
+    "name", "id", "label", "status", "ancestor", "network", "publish", "exited", "before", "since",
+    "health", "volume",
 ];
+
+/// Docker's health filter values (`none`: no health check).
+const HEALTH: [&str; 4] = ["starting", "healthy", "unhealthy", "none"];
 
 impl Filters {
     fn parse(given: &[String]) -> Result<Self> {
@@ -177,6 +196,12 @@ impl Filters {
             {
                 bail!("invalid filter 'status={value}': use created, running, paused or exited");
             }
+            if key == "health" && !HEALTH.contains(&value) {
+                bail!(
+                    "invalid filter 'health={value}': use one of {}",
+                    HEALTH.join(", ")
+                );
+            }
             if key == "exited" && value.parse::<i32>().is_err() {
                 bail!("invalid filter 'exited={value}': give an exit code");
             }
@@ -190,6 +215,13 @@ impl Filters {
 
     fn has(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
+    }
+
+    fn values(&self, key: &str) -> &[String] {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(&[], |(_, v)| v.as_slice())
     }
 
     fn matches(&self, r: &Row) -> bool {
@@ -229,8 +261,23 @@ fn matches(key: &str, value: &str, r: &Row) -> bool {
         "exited" => {
             st.status == Status::Exited && st.exit_code.map(i32::from) == value.parse().ok()
         }
+        "health" => r.health.as_deref().unwrap_or("none") == value,
+        // Decided apart, with the whole list (before, since) or the container's mounts (volume).
+        "before" | "since" | "volume" => true,
         _ => false,
     }
+}
+
+/// Whether the container mounts one of `volumes`, named or by the path it is mounted on.
+fn uses_volume(paths: &Paths, id: &str, volumes: &[String]) -> bool {
+    let Ok(config) = state::load_config(paths, id) else {
+        return false;
+    };
+    super::container::mounts(paths, &config).iter().any(|m| {
+        volumes
+            .iter()
+            .any(|v| m.volume.as_ref() == Some(v) || m.destination == *v)
+    })
 }
 
 /// Docker's name filter is a regular expression; the forms used are a plain substring, maybe

@@ -16,7 +16,7 @@ use crate::cli::{Global, RunArgs, ServiceArgs};
 use crate::container::cgroups::Cgroup;
 use crate::container::health::{self, Healthcheck};
 use crate::container::lifecycle::{self, fault, Container, End};
-use crate::container::log::{LogFile, LogOptions, Output, Stream};
+use crate::container::log::{LogFile, LogOptions, LogReader, Output, Stream};
 use crate::container::process::{self, Signals};
 use crate::container::restart::Policy;
 use crate::container::spec::{self, Spec};
@@ -545,12 +545,6 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         super::check_tty(&args.process)?;
     }
     let attach = Attach::parse(&args.attach, args.detach)?;
-    if !args.sig_proxy && !args.detach {
-        bail!(
-            "--sig-proxy=false: a foreground container is this minibox's own and gets its \
-             signals; run it with -d to keep it apart"
-        );
-    }
     // From here on a signal must not kill minibox halfway: they wait, and go to the container.
     let signals = Signals::block().context("blocking signals")?;
     let (config, found, lock, storage) = record(paths, global, &args)?;
@@ -566,6 +560,30 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
         println!("{}", config.id);
         return Ok(0);
+    }
+    if !args.sig_proxy {
+        // Its supervisor owns it and this minibox only attaches: a signal to this one (ctrl-c)
+        // leaves the container running, as Docker's --sig-proxy=false does.
+        let what = config.name.clone().unwrap_or_else(|| config.id.clone());
+        let kept = config.log.max_file;
+        // The log made now and held open: an `--rm` container's goes as it exits.
+        let log_path = state::log_path(paths, &config.id);
+        drop(LogFile::open(&log_path, config.log)?);
+        let reader = LogReader::open(&log_path, kept)?.0;
+        let lock_file = state::lock_file(paths, &config.id)?;
+        start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
+        // Signals act on this process again: ctrl-c ends it, not the container.
+        let _ = signals.set.thread_unblock();
+        let stdin = args.process.interactive && attach.stdin;
+        return super::container::attached(
+            paths,
+            global.explain,
+            &config.id,
+            &what,
+            reader,
+            stdin,
+            Some(lock_file),
+        );
     }
     foreground(
         container,
@@ -656,14 +674,20 @@ fn foreground(
     let log = LogFile::open(&log_path, config.log)?;
     let tty = config.tty();
     let output = Output::new(tty).context("creating a pipe")?;
-    let (pid, started) =
-        match start::setup(&mut container, found, config, signals, output.write_ends()) {
-            Ok(s) => s,
-            Err(e) => {
-                drop(container);
-                return Err(minibox::Error::from(e).into());
-            }
-        };
+    let (pid, started) = match start::setup(
+        &mut container,
+        found,
+        config,
+        signals,
+        output.write_ends(),
+        None,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(container);
+            return Err(minibox::Error::from(e).into());
+        }
+    };
     let raw = (tty && interactive).then(tty::RawMode::enter);
     let relay = match &started.pty {
         Some(master) => Some(tty::Relay::new(
@@ -700,12 +724,20 @@ fn foreground(
                 .unwrap_or_default()
         );
     }
+    // A copy of the lock outlives `finish`, for whoever applies the restart policy.
+    let kept = (config.restart != Policy::No)
+        .then(|| container.lock_clone().ok())
+        .flatten();
+    let (paths, explain) = (container.paths.clone(), container.explain);
     if let Err(e) = container.finish(End::Exited { code, oom }) {
         eprintln!(
             "minibox: ending container {:.12}: {}",
             config.id,
             minibox::error::one_line(&e)
         );
+    }
+    if let Some(lock) = kept {
+        start::take_over(&paths, explain, &config.id, lock, code);
     }
     Ok(code)
 }

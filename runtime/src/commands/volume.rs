@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::cli::VolumeCommand;
+use crate::cli::{ObjectType, VolumeCommand};
 use crate::container::volume;
 use crate::paths::Paths;
 
@@ -29,13 +29,14 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<u8> {
                 print!("{}", super::table::render(&rows));
             }
         }
-        VolumeCommand::Inspect { volumes } => {
-            let mut all = Vec::new();
-            for name in &volumes {
-                let v = volume::get(paths, name)?;
-                all.push(inspect(paths, &v));
-            }
-            println!("{}", serde_json::to_string_pretty(&all)?);
+        VolumeCommand::Inspect { format, volumes } => {
+            return super::inspect::inspect(
+                paths,
+                false,
+                Some(ObjectType::Volume),
+                &volumes,
+                format.as_deref(),
+            );
         }
         VolumeCommand::Rm { force, volumes } => {
             let _lock = volume::lock(paths)?;
@@ -74,7 +75,8 @@ pub fn volume(paths: &Paths, cmd: VolumeCommand) -> Result<u8> {
 }
 
 /// A volume as Docker's `volume inspect` shows it.
-fn inspect(paths: &Paths, v: &volume::Volume) -> serde_json::Value {
+pub(super) fn document(paths: &Paths, name: &str) -> Result<serde_json::Value> {
+    let v = volume::get(paths, name)?;
     let created = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(v.created),
     );
@@ -82,7 +84,7 @@ fn inspect(paths: &Paths, v: &volume::Volume) -> serde_json::Value {
     if v.anonymous {
         labels.insert("com.docker.volume.anonymous".into(), "".into());
     }
-    serde_json::json!({
+    Ok(serde_json::json!({
         "CreatedAt": created.to_string(),
         "Driver": "local",
         "Labels": labels,
@@ -90,7 +92,7 @@ fn inspect(paths: &Paths, v: &volume::Volume) -> serde_json::Value {
         "Name": v.name,
         "Options": null,
         "Scope": "local",
-    })
+    }))
 }
 
 /// Bytes of file content under `dir` (not following symlinks).

@@ -217,6 +217,7 @@ impl Container {
         self.state.oom_killed = false;
         self.state.restarting = false;
         self.state.unstarted = false;
+        self.state.input = None;
         self.save()?;
         events::record(&self.paths, &self.id, "start", &[]);
         Ok(())
@@ -230,6 +231,11 @@ impl Container {
     /// The lock, to hand over to a supervisor.
     pub fn lock(&self) -> BorrowedFd<'_> {
         self.lock.as_fd()
+    }
+
+    /// Another descriptor of its lock (see [`Lock::try_clone`]).
+    pub fn lock_clone(&self) -> std::io::Result<Lock> {
+        self.lock.try_clone()
     }
 
     /// Ends the container (see [`finish`]), its network teardown finished in the background.
@@ -567,8 +573,23 @@ pub fn wait_released(paths: &Paths, explain: bool, id: &str, deadline: Option<In
 /// `None` when it was removed as it exited and the code was not recorded. An orphan is
 /// recovered on the way.
 pub fn wait(paths: &Paths, explain: bool, id: &str) -> Option<u8> {
+    wait_from(paths, explain, id, None)
+}
+
+/// [`wait`], first on the lock file opened earlier ([`state::lock_file`]): a container removed
+/// meanwhile (`--rm`) still tells its exit code.
+pub fn wait_from(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    mut opened: Option<std::fs::File>,
+) -> Option<u8> {
     loop {
-        match state::wait_released(paths, id) {
+        let released = match opened.take() {
+            Some(file) => state::released(&file, paths, id),
+            None => state::wait_released(paths, id),
+        };
+        match released {
             Ok(state::Released::Finished(code)) => return code,
             // Recover it, unless someone took it over meanwhile.
             Ok(state::Released::Orphaned) => {

@@ -226,6 +226,10 @@ impl LogReader {
             source,
         };
         let mut records = Vec::new();
+        // A log its supervisor had not made yet when this reader was opened.
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
         let Some(file) = &mut self.file else {
             return Ok(records);
         };

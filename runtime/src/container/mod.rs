@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod image;
 pub mod init;
+pub mod input;
 pub mod lifecycle;
 pub mod liveness;
 pub mod log;

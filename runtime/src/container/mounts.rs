@@ -291,7 +291,40 @@ fn new_fs(m: &Mount) -> R<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Clones the mount at `path`. A path into another process's root (`/proc/PID/root/...`: a
+/// container's /dev/shm for `--ipc container:NAME`) is cloned from within that process's mount
+/// namespace, the only place open_tree clones it from; the detached tree then comes back here.
 fn clone_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
+    let Some((pid, inner)) = in_other_root(path) else {
+        return open_tree(path, recursive);
+    };
+    let open = |p: &str| {
+        File::open(p).map_err(|e| SetupError::io(format!("opening the mount namespace {p}"), &e))
+    };
+    let (ours, theirs) = (
+        open("/proc/self/ns/mnt")?,
+        open(&format!("/proc/{pid}/ns/mnt"))?,
+    );
+    let enter = |ns: &File, whose: &str| {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| SetupError::sys(format!("entering {whose} mount namespace"), e))
+    };
+    enter(&theirs, "the other container's")?;
+    let tree = open_tree(&inner, recursive);
+    enter(&ours, "its own")?;
+    tree
+}
+
+/// `/proc/PID/root/REST` as (PID, `/REST`).
+fn in_other_root(path: &Path) -> Option<(u32, PathBuf)> {
+    let rest = path.strip_prefix("/proc").ok()?;
+    let mut parts = rest.components();
+    let pid = parts.next()?.as_os_str().to_str()?.parse().ok()?;
+    let inner = parts.as_path().strip_prefix("root").ok()?;
+    Some((pid, Path::new("/").join(inner)))
+}
+
+fn open_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| SetupError::new(format!("{}: path contains a NUL byte", path.display())))?;
     let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
@@ -771,6 +804,16 @@ mod tests {
         assert_eq!(o.data, "mode=755,size=64k");
         assert!(opts(&["rbind", "ro"]).is_bind() && !opts(&["ro"]).is_bind());
         assert!(opts(&[]).data.is_empty());
+    }
+
+    #[test]
+    fn paths_into_another_root() {
+        assert_eq!(
+            super::in_other_root(Path::new("/proc/42/root/dev/shm")),
+            Some((42, PathBuf::from("/dev/shm")))
+        );
+        assert_eq!(super::in_other_root(Path::new("/proc/self/root/x")), None);
+        assert_eq!(super::in_other_root(Path::new("/srv/proc/42/root")), None);
     }
 
     #[test]

@@ -488,6 +488,13 @@ fn mounts(o: &Options) -> Result<Vec<oci_spec::runtime::Mount>> {
             "/dev/shm",
             &["rbind", "nosuid", "noexec", "nodev"],
         )?,
+        // Another container's IPC namespace comes with its /dev/shm (Docker's shareable IPC).
+        Share::Path(ref ns) => m(
+            "/dev/shm",
+            "bind",
+            &Share::shm_of(ns).to_string_lossy(),
+            &["rbind", "nosuid", "noexec", "nodev"],
+        )?,
         _ => m(
             "/dev/shm",
             "tmpfs",

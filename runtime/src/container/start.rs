@@ -18,8 +18,9 @@ use super::error::SetupError;
 use super::lifecycle::{self, fault, Container};
 use super::log::Output;
 use super::process::{self, Launch, Signals, Started, Stdio};
+use super::spec::Share;
 use super::state::{self, Config, Lock, State};
-use super::{health, image, supervisor, tty};
+use super::{health, image, input, supervisor, tty};
 use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
@@ -121,7 +122,8 @@ fn in_supervisor(
     report: OwnedFd,
 ) -> ! {
     let _ = nix::unistd::setsid();
-    let result = (|| -> Result<(Pid, Started, Output), SetupError> {
+    type Made = (Pid, Started, Output, Option<OwnedFd>);
+    let result = (|| -> Result<Made, SetupError> {
         let fail = SetupError::sys;
         // `--explain` lines are for the user; this process's own stdio goes nowhere.
         let user_stderr =
@@ -138,16 +140,33 @@ fn in_supervisor(
             unsafe { libc::dup2(null.as_raw_fd(), to) };
         }
         let output = Output::new(config.tty()).map_err(|e| fail("creating a pipe", e))?;
-        let (pid, started) = setup(&mut container, found, config, signals, output.write_ends())?;
-        Ok((pid, started, output))
+        let input = input::pipe(config).map_err(|e| fail("creating a pipe", e))?;
+        let (pid, started) = setup(
+            &mut container,
+            found,
+            config,
+            signals,
+            output.write_ends(),
+            input.as_ref().map(|(r, _)| r.as_fd()),
+        )?;
+        Ok((pid, started, output, input.map(|(_, w)| w)))
     })();
     let mut report = std::fs::File::from(report);
     match result {
-        Ok((pid, started, output)) => {
+        Ok((pid, started, output, input)) => {
+            let (out, err) = output.read_ends(started.pty);
+            if let Err(e) = keep_input(&mut container, config, &out, input.as_ref()) {
+                // Undone before the report, as a failed set-up is.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                drop(container);
+                let _ = report.write_all(&e.encode());
+                // SAFETY: leaving the forked process without the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
             let _ = report.write_all(&[0]);
             drop(report);
-            let (out, err) = output.read_ends(started.pty);
-            let failure = hand_over(&container, config, pid, out, err);
+            let failure = hand_over(&container, config, pid, out, err, input);
             // Not reached unless the exec failed: the container must not run unsupervised.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
@@ -175,6 +194,7 @@ pub fn setup(
     config: &Config,
     signals: &Signals,
     output: Option<(BorrowedFd, BorrowedFd)>,
+    input: Option<BorrowedFd>,
 ) -> Result<(Pid, Started), SetupError> {
     let paths = c.paths.clone();
     let spec = &rejoin(&paths, config).map_err(rt)?;
@@ -211,7 +231,7 @@ pub fn setup(
         mount_rootfs: Some(&mount_rootfs),
         signals,
         stdio: Stdio {
-            input: None,
+            input,
             keep_stdin: config.interactive,
             output,
         },
@@ -319,6 +339,7 @@ fn hand_over(
     pid: Pid,
     out: OwnedFd,
     err: Option<OwnedFd>,
+    input: Option<OwnedFd>,
 ) -> SetupError {
     supervisor::exec(&supervisor::Handoff {
         paths: &c.paths,
@@ -330,7 +351,22 @@ fn hand_over(
         err: err.as_ref().map(|e| e.as_fd()),
         log: config.log,
         health: config.healthcheck.as_ref().map(|h| h.interval()),
+        input: input.as_ref().map(|i| i.as_fd()),
     })
+}
+
+/// Records where the container's input is (with `-i`): the pty's master with `-t`, else the
+/// writing side of its stdin's pipe, both kept by the supervisor this process becomes.
+fn keep_input(
+    c: &mut Container,
+    config: &Config,
+    out: &OwnedFd,
+    pipe: Option<&OwnedFd>,
+) -> Result<(), SetupError> {
+    let kept = if config.tty() { Some(out) } else { pipe };
+    c.state.input = input::record(config, kept);
+    c.save()
+        .map_err(|e| SetupError::new(format!("recording the container's input: {e}")))
 }
 
 /// In the supervisor of a container that exited, when its restart policy says so: starts it
@@ -356,22 +392,64 @@ pub fn again(paths: &Paths, explain: bool, id: &str, lock: Lock, mut st: State) 
         Ok(o) => o,
         Err(e) => return SetupError::sys("creating a pipe", e),
     };
+    let pipe = match input::pipe(&config) {
+        Ok(p) => p,
+        Err(e) => return SetupError::sys("creating a pipe", e),
+    };
     let (pid, started) = match setup(
         &mut container,
         &found,
         &config,
         &signals,
         output.write_ends(),
+        pipe.as_ref().map(|(r, _)| r.as_fd()),
     ) {
         Ok(s) => s,
         Err(e) => return e,
     };
     let (out, err) = output.read_ends(started.pty);
-    let failure = hand_over(&container, &config, pid, out, err);
+    let input = pipe.map(|(_, w)| w);
+    let failure = match keep_input(&mut container, &config, &out, input.as_ref()) {
+        Ok(()) => hand_over(&container, &config, pid, out, err, input),
+        Err(e) => e,
+    };
     // Not reached unless the exec failed: the container must not run unsupervised.
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(pid, None);
     failure
+}
+
+/// After a foreground `run`'s container exited, when its restart policy says so: a process of
+/// its own (a new session, no stdio) takes the container's lock over, waits the policy's
+/// backoff and becomes its supervisor, as Docker's daemon goes on restarting a container whose
+/// `docker run` returned. `run` itself ends with the first exit's code.
+pub fn take_over(paths: &Paths, explain: bool, id: &str, lock: Lock, code: u8) {
+    let (Ok(config), Ok(st)) = (state::load_config(paths, id), state::load_state(paths, id)) else {
+        return;
+    };
+    if !config
+        .restart
+        .restarts(code, st.restart_count, state::stopped_by_user(paths, id))
+    {
+        return;
+    }
+    // SAFETY: the foreground `run` is single-threaded.
+    if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
+        let _ = nix::unistd::setsid();
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            for to in 0..3 {
+                // SAFETY: dup2 onto the standard descriptors.
+                unsafe { libc::dup2(null.as_raw_fd(), to) };
+            }
+        }
+        supervisor::restart(paths, explain, id, lock, st, code);
+        // SAFETY: leaving the forked process without the parent's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
 }
 
 /// A failure of the runtime's own steps as a set-up failure (Docker's 125), in its one line.
@@ -416,6 +494,16 @@ fn rejoin(paths: &Paths, config: &Config) -> lifecycle::Result<super::spec::Spec
             .filter(|n| n.typ().to_string() == *typ)
         {
             ns.set_path(Some(path.clone()));
+        }
+        if typ == "ipc" {
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            for m in mounts
+                .iter_mut()
+                .filter(|m| m.destination() == std::path::Path::new("/dev/shm"))
+            {
+                m.set_source(Some(Share::shm_of(&path)));
+            }
+            spec.set_mounts(Some(mounts));
         }
     }
     linux.set_namespaces(Some(namespaces));

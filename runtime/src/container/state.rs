@@ -295,6 +295,10 @@ pub struct State {
     /// Made by `create` and never started: nobody owns it, and there is nothing to recover.
     #[serde(default)]
     pub unstarted: bool,
+    /// Its input (`-d -i`): the supervisor's pid and its descriptor that writes the container's
+    /// stdin (see [`super::input`]).
+    #[serde(default)]
+    pub input: Option<(i32, i32)>,
 }
 
 /// `ports` as written now, or as version 0 wrote them: `-p` values `IP:HOSTPORT:PORT/PROTO`.
@@ -340,6 +344,11 @@ impl std::os::fd::AsFd for Lock {
 }
 
 impl Lock {
+    /// Another descriptor of the same lock: it stays held while either is open.
+    pub fn try_clone(&self) -> std::io::Result<Lock> {
+        Ok(Lock(self.0.try_clone()?))
+    }
+
     /// Opens the lock file; only `create` makes it (a command must never re-create it in a
     /// directory being removed).
     fn open(path: &Path, create: bool) -> Result<File> {
@@ -401,7 +410,17 @@ pub fn record_exit(paths: &Paths, id: &str, code: u8) {
 /// Blocks until nobody is in charge of container `id` (its owner finished, or died), without
 /// polling: a shared lock is granted only once the owner's exclusive one is released.
 pub fn wait_released(paths: &Paths, id: &str) -> Result<Released> {
-    let file = Lock::open(&state_dir(paths, id).join("lock"), false)?;
+    released(&lock_file(paths, id)?, paths, id)
+}
+
+/// Container `id`'s lock file, opened to wait on later ([`released`]): once opened, it tells
+/// the exit code even of a container removed meanwhile.
+pub fn lock_file(paths: &Paths, id: &str) -> Result<File> {
+    Lock::open(&state_dir(paths, id).join("lock"), false)
+}
+
+/// [`wait_released`] on a lock file opened earlier.
+pub fn released(file: &File, paths: &Paths, id: &str) -> Result<Released> {
     // SAFETY: flock on a descriptor we own; the lock goes with the descriptor when it closes.
     while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
         let err = std::io::Error::last_os_error();
@@ -414,7 +433,8 @@ pub fn wait_released(paths: &Paths, id: &str) -> Result<Released> {
         Ok(_) => Ok(Released::Orphaned),
         Err(_) => {
             let mut recorded = String::new();
-            let _ = (&file).read_to_string(&mut recorded);
+            let mut reader: &File = file;
+            let _ = reader.read_to_string(&mut recorded);
             Ok(Released::Finished(recorded.trim().parse().ok()))
         }
     }

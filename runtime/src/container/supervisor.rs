@@ -52,12 +52,15 @@ pub struct Handoff<'a> {
     pub log: LogOptions,
     /// How often to probe the container's health, if it has a check.
     pub health: Option<Duration>,
+    /// The writing side of the container's stdin (`-i` without `-t`), kept open, never used.
+    pub input: Option<BorrowedFd<'a>>,
 }
 
 /// Replaces this process with a fresh supervisor. Returns only on failure.
 pub fn exec(h: &Handoff) -> SetupError {
     let mut fds = vec![h.lock, h.out];
     fds.extend(h.err);
+    fds.extend(h.input);
     for fd in fds {
         if let Err(e) = nix::fcntl::fcntl(
             fd,
@@ -81,6 +84,7 @@ pub fn exec(h: &Handoff) -> SetupError {
         h.log.max_size.to_string().into(),
         h.log.max_file.to_string().into(),
         h.health.map_or(0, |d| d.as_millis()).to_string().into(),
+        raw(h.input).into(),
     ];
     let Ok(argv) = args
         .into_iter()
@@ -111,11 +115,13 @@ struct Args {
     err: Option<OwnedFd>,
     log: LogOptions,
     health: Option<Duration>,
+    /// Held open for the container's stdin (see [`super::input`]), never used.
+    _input: Option<OwnedFd>,
 }
 
 fn parse(args: Vec<OsString>) -> Option<Args> {
-    let [root, runroot, id, pid, lock, out, err, explain, max_size, max_file, health]: [OsString;
-        11] = args.try_into().ok()?;
+    let [root, runroot, id, pid, lock, out, err, explain, max_size, max_file, health, input]: [OsString;
+        12] = args.try_into().ok()?;
     let num = |s: &OsString| s.to_str()?.parse::<i32>().ok();
     let fd = |s: &OsString| {
         // SAFETY: the set-up process passed these descriptors to us, open, for us alone.
@@ -140,6 +146,7 @@ fn parse(args: Vec<OsString>) -> Option<Args> {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
+        _input: fd(&input),
     })
 }
 
@@ -419,13 +426,20 @@ fn finish(a: Args, status: Option<WaitStatus>) {
         );
         return;
     }
-    restart(a, st, code);
+    // The old input, pipes and lock go with this supervisor; a restart makes its own.
+    let Args {
+        paths,
+        explain,
+        id,
+        lock,
+        ..
+    } = a;
+    restart(&paths, explain, &id, lock, st, code);
 }
 
 /// Starts the container again if its restart policy says so, once its backoff is over: this
 /// process then becomes the new container's supervisor. Returns when it is not restarted.
-fn restart(a: Args, mut st: State, code: u8) {
-    let (paths, id) = (&a.paths, a.id.as_str());
+pub fn restart(paths: &Paths, explain: bool, id: &str, lock: Lock, mut st: State, code: u8) {
     let Ok(config) = state::load_config(paths, id) else {
         return; // removed (--rm)
     };
@@ -458,6 +472,6 @@ fn restart(a: Args, mut st: State, code: u8) {
     }
     st.restart_count += 1;
     events::record(paths, id, "restart", &[]);
-    let failure = start::again(paths, a.explain, id, a.lock, st);
+    let failure = start::again(paths, explain, id, lock, st);
     tracing::error!("restarting container {id:.12}: {failure}");
 }

@@ -52,7 +52,7 @@ pub fn open_in_container(rows: u16, cols: u16) -> Result<OwnedFd, SetupError> {
     }
 }
 
-fn set_size(fd: BorrowedFd, rows: u16, cols: u16) {
+pub fn set_size(fd: BorrowedFd, rows: u16, cols: u16) {
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{Error, Result};
 use oci_spec::runtime::{
@@ -58,6 +58,14 @@ impl Share {
                 ))),
             },
         }
+    }
+
+    /// The POSIX shared memory (`/dev/shm`) that goes with an IPC namespace joined by path: that
+    /// of the PID 1 owning `/proc/PID/ns/ipc`, seen through its root, so both containers see
+    /// the same segments as they see the same System V ones.
+    pub fn shm_of(ipc_ns: &Path) -> PathBuf {
+        let proc_pid = ipc_ns.parent().and_then(Path::parent).unwrap_or(ipc_ns);
+        proc_pid.join("root/dev/shm")
     }
 
     /// Whether the container gets a namespace of its own.
