@@ -647,3 +647,278 @@ fn ocirt_preserve_fds_passes_descriptors() {
     remove(&sb, "p2");
     sb.finish();
 }
+
+/// Hands a bundle's rootfs to the host ids a user namespace's root maps to, as its users do.
+fn chown_rootfs(bundle: &Bundle, id: u32) {
+    let status = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{id}:{id}"))
+        .arg(bundle.dir.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The host uid a process runs as (the real uid of /proc/PID/status).
+fn host_uid(pid: i32) -> u32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn ocirt_user_namespace_maps_root_to_an_unprivileged_host_uid() {
+    let sb = Sandbox::new();
+    // A host directory only the host's root may write: the container's root must not.
+    let guarded = sb.root().join("guarded");
+    fs::create_dir_all(&guarded).unwrap();
+    let bundle = Bundle::busybox(&sb, "u1", &["sleep", "100"]);
+    chown_rootfs(&bundle, 100000);
+    let mut config = bundle.config.clone();
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/guarded", "type": "bind", "source": guarded, "options": ["rbind", "rw"]
+    }));
+    Bundle {
+        config,
+        dir: bundle.dir.clone(),
+    }
+    .save();
+    let pid = create_start(&sb, &bundle, "u1");
+    let ns = |pid: &str, t: &str| fs::read_link(format!("/proc/{pid}/ns/{t}")).unwrap();
+    assert_ne!(ns(&pid.to_string(), "user"), ns("self", "user"));
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/uid_map"))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(host_uid(pid), 100000);
+    // Inside it is root, with the mounts a container has (proc, sysfs, /dev) made in its
+    // own namespaces; a file it makes is the host's uid 100000.
+    let inside = sb
+        .runc(&[
+            "exec",
+            "u1",
+            "sh",
+            "-c",
+            "id -u; id -g; touch /tmp/made; awk '$5 ~ /^\\/(proc|dev|sys)$/ { \
+             for (i = 6; i <= NF; i++) if ($i == \"-\") print $5, $(i + 1) }' /proc/self/mountinfo",
+        ])
+        .ok();
+    assert_eq!(inside, "0\n0\n/proc proc\n/dev tmpfs\n/sys sysfs\n");
+    let made = bundle.dir.join("rootfs/tmp/made");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(made).unwrap()),
+        100000
+    );
+    // The attack: its root writes to a host directory of the host's root, and is refused.
+    let attack = sb.runc(&["exec", "u1", "sh", "-c", "echo owned > /guarded/x"]);
+    assert_ne!(
+        attack.code(),
+        0,
+        "the container's root wrote a host root's directory"
+    );
+    assert!(
+        attack.stderr().contains("Permission denied"),
+        "{}",
+        attack.stderr()
+    );
+    assert!(!guarded.join("x").exists());
+
+    // A second container joins its user namespace by path (with new mount and PID ones,
+    // which that user namespace then owns): same namespace, same maps, same host uid.
+    let second = Bundle::busybox(&sb, "u2", &["sleep", "100"]);
+    chown_rootfs(&second, 100000);
+    let mut config = second.config.clone();
+    config["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "cgroup"},
+        {"type": "user", "path": format!("/proc/{pid}/ns/user")},
+        {"type": "network", "path": format!("/proc/{pid}/ns/net")}
+    ]);
+    Bundle {
+        config,
+        dir: second.dir.clone(),
+    }
+    .save();
+    let pid2 = create_start(&sb, &second, "u2");
+    assert_eq!(ns(&pid2.to_string(), "user"), ns(&pid.to_string(), "user"));
+    assert_ne!(ns(&pid2.to_string(), "pid"), ns(&pid.to_string(), "pid"));
+    assert_eq!(host_uid(pid2), 100000);
+    assert_eq!(
+        sb.runc(&[
+            "exec",
+            "u2",
+            "sh",
+            "-c",
+            "id -u; ls /proc/1/ns >/dev/null && echo proc-ok"
+        ])
+        .ok(),
+        "0\nproc-ok\n"
+    );
+    remove(&sb, "u2");
+    remove(&sb, "u1");
+
+    // Mappings without a user namespace: refused, one line, nothing made.
+    let mut config = bundle.config.clone();
+    config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 1}]);
+    Bundle {
+        config,
+        dir: bundle.dir.clone(),
+    }
+    .save();
+    let err = sb
+        .runc(&["create", "--bundle", bundle.path(), "u3"])
+        .fails(1, "no user namespace");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    sb.runc(&["state", "u3"]).fails(1, "does not exist");
+    sb.finish();
+}
+
+#[test]
+fn ocirt_mounts_are_listed_in_order_with_their_propagation() {
+    let sb = Sandbox::new();
+    let shared = sb.root().join("shared-src");
+    fs::create_dir_all(&shared).unwrap();
+    let bundle = Bundle::busybox(&sb, "o1", &["cat", "/proc/self/mountinfo"]);
+    let mut config = bundle.config.clone();
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    for (dest, m) in [
+        (
+            "/m/a",
+            json!({"type": "tmpfs", "source": "tmpfs", "options": ["size=1k"]}),
+        ),
+        (
+            "/m/b",
+            json!({"type": "bind", "source": shared, "options": ["bind", "shared"]}),
+        ),
+        (
+            "/m/c",
+            json!({"type": "tmpfs", "source": "tmpfs", "options": ["private"]}),
+        ),
+        (
+            "/m/d",
+            json!({"type": "bind", "source": "/etc", "options": ["rbind", "ro", "rprivate"]}),
+        ),
+        (
+            "/m/e",
+            json!({"type": "tmpfs", "source": "tmpfs", "options": ["shared"]}),
+        ),
+    ] {
+        let mut m = m;
+        m["destination"] = json!(dest);
+        mounts.push(m);
+    }
+    Bundle {
+        config,
+        dir: bundle.dir.clone(),
+    }
+    .save();
+    let out = sb.runc(&["run", "--bundle", bundle.path(), "o1"]).ok();
+    // The kernel lists mounts in the order they were made: the Spec's.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |dest: &str| {
+        lines
+            .iter()
+            .position(|l| l.split_whitespace().nth(4) == Some(dest))
+            .unwrap_or_else(|| panic!("{dest} not mounted:\n{out}"))
+    };
+    let order: Vec<usize> = ["/proc", "/dev", "/m/a", "/m/b", "/m/c", "/m/d", "/m/e"]
+        .iter()
+        .map(|d| at(d))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{out}");
+    let optional = |dest: &str| lines[at(dest)].split(" - ").next().unwrap().to_string();
+    assert!(optional("/m/b").contains("shared:"), "{out}");
+    assert!(optional("/m/e").contains("shared:"), "{out}");
+    assert!(!optional("/m/c").contains("shared:"), "{out}");
+    assert!(
+        lines[at("/m/d")]
+            .split_whitespace()
+            .nth(5)
+            .unwrap()
+            .starts_with("ro"),
+        "{out}"
+    );
+    sb.finish();
+}
+
+#[test]
+fn ocirt_create_container_hooks_run_in_its_mount_namespace_before_the_pivot() {
+    let sb = Sandbox::new();
+    let bundle = Bundle::busybox(&sb, "k1", &["sleep", "100"]);
+    let out = sb.root().join("hook-out");
+    let rootfs = bundle.dir.join("rootfs");
+    // Resolved in the runtime's view (the host's /bin/sh), run in the container's mount
+    // namespace with its root not entered yet: the rootfs is at its host path, the hook can
+    // put a file in it that the container sees, and the container's /proc is not yet there.
+    let script = format!(
+        "cat > {out}.state; readlink /proc/self/ns/mnt > {out}; \
+         test -d {rootfs}/bin && echo rootfs-at-host-path >> {out}; \
+         echo from-hook > {rootfs}/hooked",
+        out = out.display(),
+        rootfs = rootfs.display()
+    );
+    let mut config = bundle.config.clone();
+    config["hooks"] =
+        json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]});
+    Bundle {
+        config,
+        dir: bundle.dir.clone(),
+    }
+    .save();
+    let pid = create_start(&sb, &bundle, "k1");
+    let seen = fs::read_to_string(&out).unwrap();
+    let container = fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    let host = fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert!(
+        seen.starts_with(&format!("{}\n", container.display())),
+        "{seen}"
+    );
+    assert_ne!(container, host);
+    assert!(seen.contains("rootfs-at-host-path"), "{seen}");
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(format!("{}.state", out.display())).unwrap())
+            .unwrap();
+    assert_eq!(state["pid"], pid);
+    assert_eq!(
+        sb.runc(&["exec", "k1", "cat", "/hooked"]).ok(),
+        "from-hook\n"
+    );
+    remove(&sb, "k1");
+
+    // A failing createContainer hook fails create, and nothing is left.
+    let mut config = bundle.config.clone();
+    config["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]});
+    Bundle {
+        config,
+        dir: bundle.dir.clone(),
+    }
+    .save();
+    sb.runc(&["create", "--bundle", bundle.path(), "k2"])
+        .fails(1, "hook /bin/false");
+    sb.runc(&["state", "k2"]).fails(1, "does not exist");
+    sb.finish();
+}
+
+#[test]
+fn ocirt_no_pivot_enters_the_root_with_move_and_chroot() {
+    let sb = Sandbox::new();
+    let bundle = Bundle::busybox(
+        &sb,
+        "n1",
+        &["sh", "-c", "ls /; grep -c ' / ' /proc/self/mountinfo"],
+    );
+    fs::write(bundle.dir.join("rootfs/marker"), "").unwrap();
+    let out = sb
+        .runc(&["run", "--no-pivot", "--bundle", bundle.path(), "n1"])
+        .ok();
+    assert!(out.lines().any(|l| l == "marker"), "{out}");
+    sb.finish();
+}

@@ -751,9 +751,13 @@ fn the_pty_follows_the_terminal_size() {
     let sb = sandbox();
     let out = sb
         .terminal(
-            "stty rows 30 cols 90; \
-             $MINIBOX run --rm --network none -t busybox sh -c 'stty size; sleep 1; stty size' & \
-             sleep 0.5; stty rows 20 cols 50; kill -WINCH $!; wait",
+            // The container says when it has read the first size (a file in a shared
+            // directory) and then waits for the size to change: no sleeps to race under load.
+            "stty rows 30 cols 90; mkdir -p /run/winch; \
+             $MINIBOX run --rm --network none -t -v /run/winch:/w busybox sh -c \
+               'stty size; touch /w/read; while [ \"$(stty size)\" = \"30 90\" ]; do sleep 0.05; done; stty size' & \
+             until [ -e /run/winch/read ]; do sleep 0.05; done; \
+             stty rows 20 cols 50; kill -WINCH $!; wait",
         )
         .output()
         .unwrap();

@@ -2,11 +2,13 @@
 //! `readonlyPaths` describe it: a private mount tree, pivot_root into the root filesystem, the
 //! mounts in order, the device nodes, the masks.
 //!
-//! Everything after pivot_root happens with the container's rootfs as `/` and the host's tree
-//! detached, so no mount target (symlinks included) can resolve outside the container. Host-side
-//! bind sources are cloned into detached mount trees (open_tree) before the pivot and attached
-//! after. Cgroup mounts wait until the process is in its cgroup and cgroup namespace
-//! ([`cgroups`]).
+//! Every mount is made before pivot_root as a detached mount tree, in the Spec's order (a bind's
+//! source cloned with open_tree, a kernel filesystem made with fsopen/fsmount): the kernel lists
+//! mounts in the order they were made, and proc and sysfs can only be made in a user namespace
+//! while the host's are in view. They are attached after the pivot, with the container's rootfs
+//! as `/` and the host's tree detached, so no mount target (symlinks included) can resolve
+//! outside the container. Cgroup mounts wait until the process is in its cgroup and cgroup
+//! namespace ([`cgroups`]).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -23,9 +25,13 @@ use oci_spec::runtime::{Linux, LinuxDevice, LinuxDeviceType, Mount};
 
 use super::error::{Result as R, SetupError};
 
-/// Bind sources as detached mount trees, cloned before pivot_root (one per mount, `None` for
-/// mounts that are not binds).
-pub struct Sources(Vec<Option<(OwnedFd, bool)>>);
+/// The Spec's mounts as detached mount trees, made before pivot_root: one per mount (with
+/// whether it is a directory; `None` for cgroup mounts), and one per device that is bound from
+/// the host's rather than made (in a user namespace, which cannot make device nodes).
+pub struct Prepared {
+    mounts: Vec<Option<(OwnedFd, bool)>>,
+    devices: Vec<Option<OwnedFd>>,
+}
 
 /// What a mount's options ask for: mount flags, propagation, and the rest as the mount's data.
 struct Options {
@@ -108,10 +114,6 @@ impl Options {
     fn is_bind(&self) -> bool {
         self.flags.contains(MsFlags::MS_BIND)
     }
-
-    fn data(&self) -> Option<&str> {
-        Some(self.data.as_str()).filter(|d| !d.is_empty())
-    }
 }
 
 fn is_bind(m: &Mount) -> bool {
@@ -154,18 +156,23 @@ pub fn bind_root(root: &Path) -> R<()> {
     .map_err(|e| SetupError::sys(format!("bind mounting the root {}", root.display()), e))
 }
 
-/// Clones the source of every bind mount into a detached mount tree (open_tree) with the mount's
-/// attributes (ro, nosuid, nodev, noexec), which [`setup`] attaches inside the container once
-/// the host's tree is gone.
-pub fn open_sources(mounts: &[Mount]) -> R<Sources> {
-    let sources = mounts
+/// Makes every mount of the Spec as a detached tree, in order ([`setup`] attaches them inside
+/// the container once the host's tree is gone): bind sources cloned with their attributes (ro,
+/// nosuid, nodev, noexec, atime), kernel filesystems made with their options. With `bind_devices`
+/// (a user namespace), the devices are cloned from the host's nodes of the same path, as runc
+/// does.
+pub fn prepare(mounts: &[Mount], devices: &[LinuxDevice], bind_devices: bool) -> R<Prepared> {
+    let mounts = mounts
         .iter()
         .map(|m| {
-            if !is_bind(m) {
+            let within = |e: SetupError| e.within(format!("mount {}", m.destination().display()));
+            if m.typ().as_deref() == Some("cgroup") {
                 return Ok(None);
             }
+            if !is_bind(m) {
+                return new_fs(m).map(|fs| Some((fs, true))).map_err(within);
+            }
             let source = m.source().clone().unwrap_or_default();
-            let within = |e: SetupError| e.within(format!("mount {}", m.destination().display()));
             let opts = Options::parse(m.options().as_ref());
             let is_dir = fs::metadata(&source)
                 .map_err(|e| within(SetupError::io(format!("{}", source.display()), &e)))?
@@ -176,7 +183,112 @@ pub fn open_sources(mounts: &[Mount]) -> R<Sources> {
             Ok(Some((tree, is_dir)))
         })
         .collect::<R<Vec<_>>>()?;
-    Ok(Sources(sources))
+    let devices = devices
+        .iter()
+        .map(|d| match bind_devices {
+            true => clone_tree(d.path(), false).map(Some),
+            false => Ok(None),
+        })
+        .collect::<R<Vec<_>>>()?;
+    Ok(Prepared { mounts, devices })
+}
+
+/// The mount attributes (mount_setattr, fsmount) for mount flags.
+fn attributes(flags: MsFlags) -> u64 {
+    let mut attr = 0;
+    for (flag, a) in [
+        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
+    ] {
+        if flags.contains(flag) {
+            attr |= a;
+        }
+    }
+    attr
+}
+
+/// A new kernel filesystem (proc, sysfs, tmpfs, devpts, mqueue...) as a detached mount: its
+/// source, its options (`key=value` and bare flags, as mount(2) would parse them) and
+/// superblock flags through fsconfig, the per-mount flags through fsmount.
+fn new_fs(m: &Mount) -> R<OwnedFd> {
+    let opts = Options::parse(m.options().as_ref());
+    let typ = m.typ().clone().unwrap_or_default();
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| typ.clone());
+    let c = |s: &str| {
+        std::ffi::CString::new(s).map_err(|_| SetupError::new(format!("{s:?} contains a NUL byte")))
+    };
+    // SAFETY: fsopen with a valid C string; the returned fd is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c(&typ)?.as_ptr(), libc::FSOPEN_CLOEXEC) };
+    if fd < 0 {
+        return Err(SetupError::last(format!("making a {typ} filesystem")));
+    }
+    // SAFETY: the kernel just returned this descriptor.
+    let context = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let config = |cmd: libc::c_uint, key: Option<&str>, value: Option<&str>| -> R<()> {
+        let (key, value) = (key.map(c).transpose()?, value.map(c).transpose()?);
+        let ptr =
+            |s: &Option<std::ffi::CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+        // SAFETY: fsconfig on our context with C strings (or null) that outlive the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                context.as_raw_fd(),
+                cmd,
+                ptr(&key),
+                ptr(&value),
+                0,
+            )
+        };
+        if r < 0 {
+            let what = match (&key, &value) {
+                (Some(k), Some(v)) => format!("{}={}", k.to_string_lossy(), v.to_string_lossy()),
+                (Some(k), None) => k.to_string_lossy().into_owned(),
+                _ => "creating it".into(),
+            };
+            return Err(SetupError::last(format!("mounting {typ}: {what}")));
+        }
+        Ok(())
+    };
+    config(libc::FSCONFIG_SET_STRING, Some("source"), Some(&source))?;
+    for (flag, name) in [
+        (MsFlags::MS_RDONLY, "ro"),
+        (MsFlags::MS_SYNCHRONOUS, "sync"),
+        (MsFlags::MS_DIRSYNC, "dirsync"),
+    ] {
+        if opts.flags.contains(flag) {
+            config(libc::FSCONFIG_SET_FLAG, Some(name), None)?;
+        }
+    }
+    for item in opts.data.split(',').filter(|i| !i.is_empty()) {
+        match item.split_once('=') {
+            Some((k, v)) => config(libc::FSCONFIG_SET_STRING, Some(k), Some(v))?,
+            None => config(libc::FSCONFIG_SET_FLAG, Some(item), None)?,
+        }
+    }
+    config(libc::FSCONFIG_CMD_CREATE, None, None)?;
+    // SAFETY: fsmount on our created context; the returned fd is owned below.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            context.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            attributes(opts.flags),
+        )
+    };
+    if fd < 0 {
+        return Err(SetupError::last(format!("mounting {typ}")));
+    }
+    // SAFETY: the kernel just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 fn clone_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
@@ -198,26 +310,22 @@ fn clone_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Sets a detached tree's ro, nosuid, nodev and noexec as `flags` ask (submounts included
-/// when `recursive`).
+/// Sets a detached tree's ro, nosuid, nodev, noexec and atime as `flags` ask (submounts
+/// included when `recursive`).
 fn set_attributes(tree: &OwnedFd, flags: MsFlags, recursive: bool) -> R<()> {
-    let mut attr_set = 0;
-    for (flag, attr) in [
-        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
-        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
-        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
-        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
-    ] {
-        if flags.contains(flag) {
-            attr_set |= attr;
-        }
-    }
-    if attr_set == 0 {
+    let attr_set = attributes(flags);
+    // An atime mode (relatime is 0) replaces the one the source has.
+    let atime = MsFlags::MS_NOATIME | MsFlags::MS_STRICTATIME | MsFlags::MS_RELATIME;
+    let attr_clr = match flags.intersects(atime) {
+        true => libc::MOUNT_ATTR__ATIME,
+        false => 0,
+    };
+    if attr_set == 0 && attr_clr == 0 {
         return Ok(());
     }
     let attr = libc::mount_attr {
         attr_set,
-        attr_clr: 0,
+        attr_clr,
         propagation: 0,
         userns_fd: 0,
     };
@@ -271,8 +379,20 @@ fn open_target(path: &Path) -> R<OwnedFd> {
         .map_err(|e| SetupError::io(format!("opening {}", path.display()), &e))
 }
 
-/// Makes `new_root` the root and detaches the old one.
-pub fn pivot(new_root: &Path) -> R<()> {
+/// Makes `new_root` the root and detaches the old one; with `no_pivot` (runc's `--no-pivot`,
+/// for a root on a ramdisk, which pivot_root refuses), moves it onto `/` and chroots into it
+/// instead: the host's tree then stays underneath, out of sight but in the namespace.
+pub fn pivot(new_root: &Path, no_pivot: bool) -> R<()> {
+    if no_pivot {
+        let fail = |what: &str, e: nix::Error| {
+            SetupError::sys(format!("entering {} ({what})", new_root.display()), e)
+        };
+        nix::unistd::chdir(new_root).map_err(|e| fail("chdir", e))?;
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(|e| fail("moving it onto /", e))?;
+        nix::unistd::chroot(".").map_err(|e| fail("chroot", e))?;
+        return nix::unistd::chdir("/").map_err(|e| SetupError::sys("chdir /", e));
+    }
     let fail = |what: &str, e: nix::Error| {
         SetupError::sys(format!("pivot_root into {}: {what}", new_root.display()), e)
     };
@@ -288,25 +408,34 @@ pub fn pivot(new_root: &Path) -> R<()> {
     nix::unistd::chdir("/").map_err(|e| SetupError::sys("chdir /", e))
 }
 
-/// Makes the Spec's mounts in order (after [`pivot`]; cgroup mounts are left to
-/// [`cgroups`]), then the device nodes and /dev's usual symlinks.
-pub fn setup(mounts: &[Mount], sources: &Sources, devices: &[LinuxDevice]) -> R<()> {
-    for (m, source) in mounts.iter().zip(&sources.0) {
-        if m.typ().as_deref() == Some("cgroup") {
+/// Attaches the prepared mounts in order (after [`pivot`]; cgroup mounts are left to
+/// [`cgroups`]), each with its propagation, then makes (or binds) the device nodes and /dev's
+/// usual symlinks.
+pub fn setup(mounts: &[Mount], prepared: &Prepared, devices: &[LinuxDevice]) -> R<()> {
+    for (m, tree) in mounts.iter().zip(&prepared.mounts) {
+        let Some((tree, is_dir)) = tree else {
             continue;
-        }
+        };
         let dest = m.destination();
         let within = |e: SetupError| e.within(format!("mount {}", dest.display()));
-        match source {
-            Some((tree, is_dir)) => {
-                let target = mount_point(dest, *is_dir).map_err(within)?;
-                attach_tree(tree, &target).map_err(within)?;
-            }
-            None => kernel_fs(m).map_err(within)?,
+        let (target, at) = match is_bind(m) {
+            true => mount_point(dest, *is_dir),
+            false => fs_mount_point(dest),
         }
+        .map_err(within)?;
+        attach_tree(tree, &target).map_err(within)?;
+        let propagation = Options::parse(m.options().as_ref()).propagation;
+        propagate(&at, propagation).map_err(within)?;
     }
-    for d in devices {
-        device(d)?;
+    for (d, bound) in devices.iter().zip(&prepared.devices) {
+        match bound {
+            Some(tree) => {
+                let (target, _) = mount_point(d.path(), false)?;
+                attach_tree(tree, &target)
+                    .map_err(|e| e.within(format!("binding {}", d.path().display())))?;
+            }
+            None => device(d)?,
+        }
     }
     if Path::new("/dev").is_dir() {
         for (link, target) in [
@@ -327,23 +456,12 @@ pub fn setup(mounts: &[Mount], sources: &Sources, devices: &[LinuxDevice]) -> R<
     Ok(())
 }
 
-/// A mount of a kernel filesystem (proc, sysfs, tmpfs, devpts, mqueue...) on its resolved
-/// destination, created when missing.
-fn kernel_fs(m: &Mount) -> R<()> {
-    let opts = Options::parse(m.options().as_ref());
-    let typ = m.typ().clone().unwrap_or_default();
-    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
-    let dest = resolve(m.destination())?;
+/// A kernel filesystem's mount point: its destination resolved in the container, created
+/// when missing, opened; and the resolved path.
+fn fs_mount_point(dest: &Path) -> R<(OwnedFd, PathBuf)> {
+    let dest = resolve(dest)?;
     fs::create_dir_all(&dest).map_err(|e| SetupError::io("creating it", &e))?;
-    mount(
-        Some(&source),
-        &dest,
-        Some(typ.as_str()),
-        opts.flags,
-        opts.data(),
-    )
-    .map_err(|e| SetupError::sys(format!("mounting {typ}"), e))?;
-    propagate(&dest, opts.propagation)
+    Ok((open_target(&dest)?, dest))
 }
 
 fn propagate(dest: &Path, propagation: MsFlags) -> R<()> {
@@ -415,8 +533,26 @@ fn bind(source: &str, target: &str) -> R<()> {
     .map_err(|e| SetupError::sys(format!("bind mounting onto {target}"), e))
 }
 
+/// Remounts `target` read-only with `keep`, and the flags it has: in a user namespace a mount
+/// copied from the host's keeps them locked, and a remount that would clear one fails.
 fn remount_ro(target: &str, keep: MsFlags) -> R<()> {
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let has = statvfs(target)
+        .map(|s| s.flags())
+        .unwrap_or(FsFlags::empty());
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
+    for (f, m) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if has.contains(f) {
+            flags |= m;
+        }
+    }
     mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
         .map_err(|e| SetupError::sys(format!("making {target} read-only"), e))
 }
@@ -515,8 +651,8 @@ fn ensure_file(path: &Path) -> R<()> {
 
 /// Resolves a bind mount's target inside the container, refuses a forbidden one, creates it (a
 /// directory or an empty file, of the source's kind) when missing, checks its kind and opens it
-/// as an O_PATH fd to mount on.
-fn mount_point(path: &Path, is_dir: bool) -> R<OwnedFd> {
+/// as an O_PATH fd to mount on; and the resolved path.
+fn mount_point(path: &Path, is_dir: bool) -> R<(OwnedFd, PathBuf)> {
     let resolved = resolve(path)?;
     if let Some(why) = forbidden_destination(&resolved) {
         return Err(SetupError::new(format!("{}: {why}", resolved.display())));
@@ -541,7 +677,7 @@ fn mount_point(path: &Path, is_dir: bool) -> R<OwnedFd> {
             if is_dir { "directory" } else { "file" }
         )));
     }
-    Ok(target)
+    Ok((target, resolved))
 }
 
 /// Resolves `path` in the container's root, following symlinks the way the container will see
@@ -632,9 +768,9 @@ mod tests {
         ]);
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
-        assert_eq!(o.data(), Some("mode=755,size=64k"));
+        assert_eq!(o.data, "mode=755,size=64k");
         assert!(opts(&["rbind", "ro"]).is_bind() && !opts(&["ro"]).is_bind());
-        assert_eq!(opts(&[]).data(), None);
+        assert!(opts(&[]).data.is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::error::{Kind, SetupError};
 pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
 use super::log::{LogFile, Stream};
 use super::seccomp::{self, Program};
-use super::sync::{Channel, Message, FAIL, GO, PTY, READY};
+use super::sync::{Channel, Message, FAIL, FS_READY, GO, MAPPED, PTY, READY, RESUME};
 use super::{init, mounts, security, tty};
 
 /// Signals `minibox run` forwards to the container's PID 1.
@@ -91,6 +91,11 @@ pub struct Detached {
     pub preserve_fds: u32,
     /// `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,
+    /// `--no-pivot`: enter the root with MS_MOVE and chroot rather than pivot_root.
+    pub no_pivot: bool,
+    /// Stop once the mounts are made, before the root is entered, for the createContainer
+    /// hooks ([`Child::filesystem_ready`], [`Child::resume`]).
+    pub create_container_hooks: bool,
 }
 
 /// Where the container's standard descriptors come from (without a terminal).
@@ -118,30 +123,128 @@ pub struct Started {
 
 /// The namespaces the Spec asks to create (no path) and to join (a path).
 fn namespaces(spec: &Spec) -> Result<(Vec<LinuxNamespaceType>, Vec<&LinuxNamespace>), SetupError> {
-    let all = spec
-        .linux()
-        .as_ref()
+    let linux = spec.linux().as_ref();
+    let all = linux
         .and_then(|l| l.namespaces().as_ref())
         .map(Vec::as_slice)
         .unwrap_or_default();
     let mut new = Vec::new();
     let mut join = Vec::new();
     for ns in all {
-        if matches!(
-            ns.typ(),
-            LinuxNamespaceType::User | LinuxNamespaceType::Time
-        ) {
-            return Err(SetupError::new(format!(
-                "{} namespaces are not supported",
-                ns.typ()
-            )));
+        if ns.typ() == LinuxNamespaceType::Time {
+            return Err(SetupError::new("time namespaces are not supported"));
         }
         match ns.path() {
             Some(_) => join.push(ns),
             None => new.push(ns.typ()),
         }
     }
+    let mapped = linux.is_some_and(|l| l.uid_mappings().is_some() || l.gid_mappings().is_some());
+    let user = all.iter().any(|ns| ns.typ() == LinuxNamespaceType::User);
+    if mapped && !user {
+        return Err(SetupError::new(
+            "linux.uidMappings/gidMappings are given but no user namespace: add one to \
+             linux.namespaces, or remove the mappings",
+        ));
+    }
     Ok((new, join))
+}
+
+/// A new user namespace's maps, as `/proc/PID/uid_map` and `gid_map` take them.
+fn id_maps(spec: &Spec) -> Result<[(&'static str, String); 2], SetupError> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    let text = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let (uid, gid) = (text(linux.uid_mappings()), text(linux.gid_mappings()));
+    if uid.is_empty() || gid.is_empty() {
+        return Err(SetupError::new(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings",
+        ));
+    }
+    Ok([("uid_map", uid), ("gid_map", gid)])
+}
+
+/// Writes a new user namespace's maps from here, its parent namespace (as root, no newuidmap
+/// is needed), then lets the child go on.
+fn write_maps(pid: i32, maps: &[(&str, String)], channel: &Channel) -> Result<(), SetupError> {
+    for (file, text) in maps {
+        fs::write(format!("/proc/{pid}/{file}"), text)
+            .map_err(|e| SetupError::io(format!("writing the user namespace's {file}"), &e))?;
+    }
+    channel
+        .send(&[MAPPED], &[])
+        .map_err(|e| SetupError::sys("reporting the user namespace mapped", e))
+}
+
+/// Namespaces given by path, joined by this process for the child to be born in them (a child
+/// in a new user namespace could no longer join those of the host's), left after the clone.
+/// A user namespace is joined by the process that clones ([`clone_in_user_ns`]).
+struct Joined {
+    own: Vec<(fs::File, LinuxNamespaceType)>,
+    cwd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Joined {
+    /// Joins the namespaces of `join` but a user one (and a PID one unless `pid`).
+    fn enter(join: &[&LinuxNamespace], pid: bool) -> Result<Self, SetupError> {
+        let mut join: Vec<_> = join
+            .iter()
+            .filter(|ns| match ns.typ() {
+                LinuxNamespaceType::User => false,
+                LinuxNamespaceType::Pid => pid,
+                _ => true,
+            })
+            .collect();
+        // The mount namespace last; every descriptor is opened before it changes what paths mean.
+        join.sort_by_key(|ns| ns.typ() == LinuxNamespaceType::Mount);
+        let mut targets = Vec::new();
+        let mut own = Vec::new();
+        for ns in &join {
+            targets.push(open_ns(ns)?);
+            let mine = fs::File::open(format!("/proc/self/ns/{}", ns.typ()))
+                .map_err(|e| SetupError::io(format!("opening our {} namespace", ns.typ()), &e))?;
+            own.push((mine, ns.typ()));
+        }
+        let cwd = join
+            .iter()
+            .any(|ns| ns.typ() == LinuxNamespaceType::Mount)
+            .then(|| {
+                nix::fcntl::open(
+                    ".",
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| SetupError::sys("opening the working directory", e))
+            })
+            .transpose()?;
+        let mut joined = Joined {
+            own: Vec::new(),
+            cwd,
+        };
+        for ((target, (mine, typ)), ns) in targets.iter().zip(own).zip(&join) {
+            if let Err(e) = setns(target, ns.typ()) {
+                joined.leave()?;
+                return Err(e);
+            }
+            joined.own.push((mine, typ));
+        }
+        Ok(joined)
+    }
+
+    fn leave(self) -> Result<(), SetupError> {
+        for (mine, typ) in self.own.iter().rev() {
+            setns(mine, *typ)?;
+        }
+        if let Some(cwd) = &self.cwd {
+            nix::unistd::fchdir(cwd)
+                .map_err(|e| SetupError::sys("returning to our directory", e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Opens a namespace to join: a path from the Spec, checked to be a namespace.
@@ -169,11 +272,16 @@ fn seccomp_program(spec: &Spec, cache: &Path) -> Result<Option<Program>, SetupEr
         .map_err(|e| SetupError::new(e.to_string()))
 }
 
-/// Clones the child into the Spec's new namespaces (a PID namespace given by path is joined
-/// here, for the child to be born in it). The parent must be single-threaded: the child is a
-/// fork-like copy that goes on running Rust code.
+/// Clones the child into the Spec's new namespaces, in the namespaces it gives by path (joined
+/// here first, for the child to be born in them). A new user namespace comes first (the
+/// clone's others are its own) and its maps are written from here. The parent must be
+/// single-threaded: the child is a fork-like copy that goes on running Rust code.
 pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
     let (new, join) = namespaces(launch.spec)?;
+    let maps = match new.contains(&LinuxNamespaceType::User) {
+        true => Some(id_maps(launch.spec)?),
+        false => None,
+    };
     let seccomp = seccomp_program(launch.spec, launch.seccomp_cache)?;
     let (parent_end, child_end) =
         Channel::pair().map_err(|e| SetupError::sys("creating a socket pair", e))?;
@@ -184,50 +292,121 @@ pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
         .fold(CloneFlags::empty(), |f, t| {
             f | CloneFlags::from_bits_truncate(*t as i32)
         });
-    let join_pid = join
-        .iter()
-        .find(|ns| ns.typ() == LinuxNamespaceType::Pid)
-        .map(|ns| open_ns(ns))
-        .transpose()?;
-    let own_pid = match &join_pid {
-        Some(target) => {
-            let own = fs::File::open("/proc/self/ns/pid")
-                .map_err(|e| SetupError::io("opening our PID namespace", &e))?;
-            setns(target, LinuxNamespaceType::Pid)?;
-            Some(own)
-        }
+    let find = |typ| join.iter().find(|ns| ns.typ() == typ).map(|ns| open_ns(ns));
+    let user_ns = find(LinuxNamespaceType::User).transpose()?;
+    // Joined here, a PID namespace would make the helper report the child's pid in it.
+    let helper_pid_ns = match user_ns {
+        Some(_) => find(LinuxNamespaceType::Pid).transpose()?,
         None => None,
     };
-    // SAFETY: a raw clone without a new stack behaves like fork; the process is
-    // single-threaded, so the child inherits no lock held by another thread.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    let joined = Joined::enter(&join, helper_pid_ns.is_none())?;
+    let ret = match &user_ns {
+        None => raw_clone(flags.bits()),
+        Some(ns) => clone_in_user_ns(ns, helper_pid_ns.as_ref(), flags.bits()),
     };
     if ret == 0 {
         drop(parent_end);
         child(launch, &child_end, seccomp.as_ref())
     }
     let failed = SetupError::last("creating the container's process");
-    if let Some(own) = own_pid {
-        setns(&own, LinuxNamespaceType::Pid)?;
+    joined.leave()?;
+    if ret < 0 {
+        return Err(failed);
     }
-    match ret {
-        -1 => Err(failed),
-        pid => Ok(Child {
-            pid: Pid::from_raw(pid as i32),
-            channel: parent_end,
-        }),
+    let child = Child {
+        pid: Pid::from_raw(ret as i32),
+        channel: parent_end,
+    };
+    if let Some(maps) = maps {
+        if let Err(e) = write_maps(ret as i32, &maps, &child.channel) {
+            abort(child.pid);
+            return Err(e);
+        }
+    }
+    Ok(child)
+}
+
+/// clone(2) as fork with `flags`: 0 in the child, its pid (or -1) in the parent.
+fn raw_clone(flags: libc::c_int) -> libc::c_long {
+    // SAFETY: a raw clone without a new stack behaves like fork; the process is
+    // single-threaded, so the child inherits no lock held by another thread.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    }
+}
+
+/// Clones from inside the user namespace `ns` (which owns the clone's new namespaces): a
+/// helper process joins it (and `pid_ns`, for the child to be born there) and clones the child
+/// as this process's own (CLONE_PARENT), reports its pid (as this process sees it: the helper's
+/// own PID namespace is ours) on a pipe and exits. Returns as [`raw_clone`] does.
+fn clone_in_user_ns(ns: &fs::File, pid_ns: Option<&fs::File>, flags: libc::c_int) -> libc::c_long {
+    let Ok((read, write)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        return -1;
+    };
+    match raw_clone(0) {
+        0 => {
+            drop(read);
+            let joined = pid_ns
+                .map_or(Ok(()), |p| setns(p, LinuxNamespaceType::Pid))
+                .and_then(|()| setns(ns, LinuxNamespaceType::User));
+            let ret = match joined {
+                Ok(()) => raw_clone(flags | libc::CLONE_PARENT),
+                Err(_) => -1,
+            };
+            if ret == 0 {
+                drop(write);
+                return 0;
+            }
+            let _ = nix::unistd::write(&write, &(ret as i32).to_le_bytes());
+            // SAFETY: the helper leaves without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => -1,
+        helper => {
+            drop(write);
+            let mut pid = [0u8; 4];
+            let n = nix::unistd::read(&read, &mut pid).unwrap_or(0);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(helper as i32), None);
+            match (n, i32::from_le_bytes(pid)) {
+                (4, pid) if pid > 0 => pid as libc::c_long,
+                _ => {
+                    nix::errno::Errno::set(nix::errno::Errno::EPERM);
+                    -1
+                }
+            }
+        }
     }
 }
 
 impl Child {
+    /// Waits until the child made its mounts and stopped before entering its root
+    /// ([`Detached::create_container_hooks`]).
+    pub fn filesystem_ready(&self) -> Result<(), SetupError> {
+        let msg = self
+            .channel
+            .recv()
+            .map_err(|e| SetupError::sys("waiting for the container's filesystem", e))?;
+        match msg.data.split_first() {
+            Some((&FS_READY, _)) => Ok(()),
+            Some((&FAIL, rest)) => Err(SetupError::decode(rest).unwrap_or_else(|| {
+                SetupError::new("the container reported a failure it could not encode")
+            })),
+            _ => Err(SetupError::new("the container ended its set-up early")),
+        }
+    }
+
+    /// Lets a child stopped at [`Child::filesystem_ready`] go on.
+    pub fn resume(&self) -> nix::Result<()> {
+        self.channel.send(&[RESUME], &[])
+    }
+
     /// Lets the child go on: its network is wired, and it is in its cgroup, or moves itself
     /// in first through `cgroup_tasks` (see [`super::cgroups::Cgroup::entries`]).
     pub fn go(&self, winsize: Option<(u16, u16)>, cgroup_tasks: &[OwnedFd]) -> nix::Result<()> {
@@ -307,8 +486,20 @@ fn setup_and_exec(
     nix::sys::stat::umask(Mode::empty());
 
     let (new, join) = namespaces(spec)?;
-    for ns in join.iter().filter(|ns| ns.typ() != LinuxNamespaceType::Pid) {
-        setns(&open_ns(ns)?, ns.typ())?;
+    let in_user_ns = new.contains(&LinuxNamespaceType::User)
+        || join.iter().any(|ns| ns.typ() == LinuxNamespaceType::User);
+    if new.contains(&LinuxNamespaceType::User) {
+        let mapped = channel
+            .recv()
+            .map_err(|e| SetupError::sys("waiting for the user namespace's maps", e))?;
+        if mapped.data.first() != Some(&MAPPED) {
+            // SAFETY: see `child`; the parent failed and reports it.
+            unsafe { libc::_exit(EXIT_RUNTIME.into()) }
+        }
+    }
+    if in_user_ns {
+        security::become_namespace_root()?;
+        security::die_with_parent()?;
     }
     if !launch.detached.is_some_and(|d| d.no_new_keyring) {
         security::new_session_keyring()?;
@@ -333,15 +524,27 @@ fn setup_and_exec(
     }
     if let (true, Some(root)) = (own_mounts, root) {
         mounts::make_private()?;
-        let sources = mounts::open_sources(mounts)?;
         match launch.mount_rootfs {
             Some(mount_rootfs) => mount_rootfs(root.path())?,
             None => mounts::bind_root(root.path())?,
         }
-        mounts::pivot(root.path())?;
         let devices = linux.devices().clone().unwrap_or_default();
-        mounts::setup(mounts, &sources, &devices)?;
-        drop(sources);
+        let prepared = mounts::prepare(mounts, &devices, in_user_ns)?;
+        if launch.detached.is_some_and(|d| d.create_container_hooks) {
+            channel
+                .send(&[FS_READY], &[])
+                .map_err(|e| SetupError::sys("reporting the filesystem ready", e))?;
+            let resume = channel
+                .recv()
+                .map_err(|e| SetupError::sys("waiting for the createContainer hooks", e))?;
+            if resume.data.first() != Some(&RESUME) {
+                // SAFETY: see `child`; the parent failed and reports it.
+                unsafe { libc::_exit(EXIT_RUNTIME.into()) }
+            }
+        }
+        mounts::pivot(root.path(), launch.detached.is_some_and(|d| d.no_pivot))?;
+        mounts::setup(mounts, &prepared, &devices)?;
+        drop(prepared);
     }
     if new.contains(&LinuxNamespaceType::Network) {
         mounts::loopback_up()?;
@@ -463,6 +666,13 @@ fn finish_and_exec(
         p.map_or(Ok(()), Program::load)
             .map_err(|e| SetupError::new(e.to_string()))
     };
+    let preserved = match end {
+        End::Detached(d) => d.preserve_fds,
+        End::Free(n) => n,
+        End::WithParent(_) => 0,
+    };
+    // Before any filter: a profile that predates close_range (runtime-tools' own) refuses it.
+    security::cloexec_from(3 + preserved)?;
     load(early)?;
     let user = process.user();
     security::switch_user(user, process.capabilities().as_ref())?;
@@ -475,12 +685,6 @@ fn finish_and_exec(
         security::set_no_new_privs()?;
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(user.umask().unwrap_or(0o022)));
-    let preserved = match end {
-        End::Detached(d) => d.preserve_fds,
-        End::Free(n) => n,
-        End::WithParent(_) => 0,
-    };
-    security::cloexec_from(3 + preserved)?;
     if let End::Detached(d) = end {
         // What exec would find wrong later is reported now, to `create`; the wait comes before
         // the filter, as runc's, so that a profile need not allow it.
@@ -522,6 +726,8 @@ pub fn spawn_exec(
             LinuxNamespaceType::Pid => pid_ns = Some(open(typ)?),
             // The mount namespace last: the others are opened by path in the host's /proc.
             LinuxNamespaceType::Mount => {}
+            // The user namespace first: it owns the others.
+            LinuxNamespaceType::User => join.insert(0, (open(typ)?, typ)),
             _ => join.push((open(typ)?, typ)),
         }
     }

@@ -14,6 +14,18 @@ pub fn set_non_dumpable() -> Result<()> {
     prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")
 }
 
+/// Makes the process root of the user namespace it was born in or joined (its uid and gid 0
+/// there), as runc does before the rest of the set-up: files it makes are then owned by the
+/// namespace's root, and it keeps its capabilities there.
+pub fn become_namespace_root() -> Result<()> {
+    let (gid, uid) = (Gid::from_raw(0), Uid::from_raw(0));
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| {
+        SetupError::sys("becoming gid 0 in the user namespace (is gid 0 mapped?)", e)
+    })?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(|e| SetupError::sys("becoming uid 0 in the user namespace (is uid 0 mapped?)", e))
+}
+
 /// Gives the process a new anonymous session keyring, as runc does: the keys of the session
 /// minibox was started from (the host's) are not the container's to read or change.
 pub fn new_session_keyring() -> Result<()> {

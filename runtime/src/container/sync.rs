@@ -11,6 +11,13 @@ use nix::sys::socket::{
 
 /// Parent to child: go on (with the terminal size for `-t`: rows, cols).
 pub const GO: u8 = b'G';
+/// Parent to child: its user namespace's uid and gid maps are written.
+pub const MAPPED: u8 = b'M';
+/// Child to parent (OCI `create` with createContainer hooks): the mounts are made, the root is
+/// not entered yet; it waits for [`RESUME`].
+pub const FS_READY: u8 = b'F';
+/// Parent to child: the createContainer hooks ran, go on.
+pub const RESUME: u8 = b'C';
 /// Child to parent: the pty's master fd.
 pub const PTY: u8 = b'T';
 /// Child to parent (OCI `create`): set up, now waiting for `start` on the exec fifo.

@@ -26,7 +26,7 @@ pub struct Options {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
-    /// Accepted for runc's callers; the root is always entered with pivot_root.
+    /// Enter the root with MS_MOVE and chroot rather than pivot_root (a root on a ramdisk).
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
@@ -96,7 +96,21 @@ fn build(
         .map_err(|e| OciError::Invalid(format!("{e:#}")))?;
     let fifo = root.fifo(id);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+        .and_then(|()| {
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &fifo,
+                Mode::from_bits_truncate(0o622),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        })
         .map_err(|e| OciError::io("creating the exec fifo", e.into()))?;
+    // In a user namespace the process is no longer the host's root: the fifo is its root's,
+    // as runc makes it.
+    if let Some((uid, gid)) = namespace_root(spec) {
+        nix::unistd::chown(&fifo, Some(uid.into()), Some(gid.into()))
+            .map_err(|e| OciError::io("handing the exec fifo to the user namespace", e.into()))?;
+    }
     let fifo_dir: OwnedFd = open(
         &dir,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -128,6 +142,8 @@ fn build(
             fifo_dir: fifo_dir.as_raw_fd(),
             preserve_fds: opts.preserve_fds,
             no_new_keyring: opts.no_new_keyring,
+            no_pivot: opts.no_pivot,
+            create_container_hooks: hooks::any(spec, Point::CreateContainer),
         }),
     };
     let child = process::spawn(&launch)?;
@@ -156,12 +172,16 @@ fn build(
     };
     root.save(&record)?;
     let state = root.document(&record);
-    for point in [
-        Point::Prestart,
-        Point::CreateRuntime,
-        Point::CreateContainer,
-    ] {
+    for point in [Point::Prestart, Point::CreateRuntime] {
         hooks::run(spec, point, &state)?;
+    }
+    // In the container's namespaces, its mounts made and its root not entered yet.
+    if hooks::any(spec, Point::CreateContainer) {
+        child.filesystem_ready()?;
+        hooks::run(spec, Point::CreateContainer, &state)?;
+        child
+            .resume()
+            .map_err(|e| OciError::io("resuming the container", e.into()))?;
     }
     let size = spec
         .process()
@@ -179,6 +199,21 @@ fn build(
         write_pid_file(pid_file, child.pid)?;
     }
     Ok(child.pid)
+}
+
+/// The host's uid and gid that a new user namespace's root maps to.
+fn namespace_root(spec: &Spec) -> Option<(u32, u32)> {
+    let linux = spec.linux().as_ref()?;
+    let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .find_map(|m| (m.container_id() == 0 && m.size() > 0).then_some(m.host_id()))
+    };
+    let user =
+        linux.namespaces().iter().flatten().any(|ns| {
+            ns.typ() == oci_spec::runtime::LinuxNamespaceType::User && ns.path().is_none()
+        });
+    user.then(|| Some((host(linux.uid_mappings())?, host(linux.gid_mappings())?)))?
 }
 
 /// The devices every container has (/dev/null, zero, full, random, urandom, tty) added to the

@@ -20,7 +20,7 @@ pub fn document() -> serde_json::Value {
                          "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
                          "slave", "strictatime", "suid", "sync", "unbindable"],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
             "seccomp": { "enabled": true },

@@ -3,9 +3,11 @@
 //!
 //! prestart, createRuntime and createContainer run at the end of `create`, poststart after
 //! `start`, startContainer in `start` just before the process is released, poststop in
-//! `delete`. startContainer runs in the container's namespaces (mount, network, UTS, IPC,
-//! cgroup; its path resolved in the container's root), as the spec asks; the others in the
-//! runtime's (runc runs createContainer in the container's mount namespace before pivot_root).
+//! `delete`. createContainer and startContainer run in the container's namespaces (mount,
+//! network, UTS, IPC, cgroup), as the spec asks: createContainer once its mounts are made and
+//! before it enters its root (its path resolved in the runtime's view of the filesystem, the
+//! container's mount namespace still holding it), startContainer with the path resolved in
+//! the container's root. The others run in the runtime's namespaces.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -28,6 +30,13 @@ pub enum Point {
     Poststop,
 }
 
+/// Whether the Spec has hooks for `point`.
+pub fn any(spec: &Spec, point: Point) -> bool {
+    spec.hooks()
+        .as_ref()
+        .is_some_and(|h| !list(h, point).is_empty())
+}
+
 fn list(hooks: &Hooks, point: Point) -> &[Hook] {
     #[allow(deprecated)]
     let hooks = match point {
@@ -42,8 +51,8 @@ fn list(hooks: &Hooks, point: Point) -> &[Hook] {
 }
 
 /// Runs the Spec's hooks of `point` in order, each with `state` on its stdin; the first that
-/// fails (or outlives its timeout) stops the rest. startContainer hooks enter the namespaces of
-/// the state's `pid`, the container's process.
+/// fails (or outlives its timeout) stops the rest. createContainer and startContainer hooks
+/// enter the namespaces of the state's `pid`, the container's process.
 pub fn run(spec: &Spec, point: Point, state: &serde_json::Value) -> Result<()> {
     let Some(hooks) = spec.hooks() else {
         return Ok(());
@@ -54,11 +63,11 @@ pub fn run(spec: &Spec, point: Point, state: &serde_json::Value) -> Result<()> {
     }
     let input = serde_json::to_vec(state).expect("a state serialises");
     let namespaces = match point {
-        Point::StartContainer => match state["pid"].as_i64() {
+        Point::CreateContainer | Point::StartContainer => match state["pid"].as_i64() {
             Some(pid) if pid > 0 => container_namespaces(pid)?,
             _ => {
                 return Err(OciError::Hook(
-                    "startContainer: the container has no process".into(),
+                    "the container has no process to run its hooks in".into(),
                 ))
             }
         },
