@@ -35,3 +35,7 @@ b=$("$minibox" inspect demo-b | sed -n 's/.*"IPAddress": *"\([0-9.]*\)".*/\1/p' 
 
 step "the picture"
 "$minibox" network topology
+
+step "what stays on the host, and the way back"
+echo "the image, the bridge minibox0, minibox's firewall chains and ip_forward stay;"
+echo "\`$minibox system reset\` removes them (it says what, and asks), \`--all\` the images too"

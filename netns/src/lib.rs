@@ -155,9 +155,11 @@ fn serve_names(
         tracing::warn!("starting the DNS server of {}: {e}", net.name);
         false
     });
-    ex.say(|| {
+    ex.note(|| {
         format!(
-            "# minibox answers {} on {}:53 (and forwards other names to the host's servers)",
+            "minibox's DNS server for network {} answers {} on {}:53 (and forwards other names \
+             to the host's servers)",
+            net.name,
             names.names.join(", "),
             net.gateway
         )
@@ -167,7 +169,8 @@ fn serve_names(
 
 /// Makes `network`'s bridge, sysctls and firewall rules unless they are known complete: what
 /// [`attach`] does first, for a caller that wants it done before it makes the netns (so that
-/// `--explain` reads bridge, then namespace, then cable).
+/// `--explain` reads bridge, then namespace, then cable). Only here is a network found complete
+/// explained (as in place): a caller that explains calls this before [`attach`].
 pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Network> {
     let net = store.network(network)?;
     let _lock = locked(store)?;
@@ -178,6 +181,7 @@ pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Netw
         &net,
         firewall::Driver::selected()?,
         None,
+        true,
     )?;
     Ok(net)
 }
@@ -198,7 +202,7 @@ fn wire(
         store.save_attachment(att)?;
     }
     let host = Nl::new(None)?;
-    let bridge_mtu = ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id))?;
+    let bridge_mtu = ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id), false)?;
     att.mtu = ep.mtu.unwrap_or(bridge_mtu);
     store.save_attachment(att)?;
 
@@ -235,7 +239,7 @@ fn wire(
     firewall_rules.wait(ex).or_else(|_| {
         // Our chains were removed behind our back: check everything again, then retry once.
         store.clear_ready(&net.name)?;
-        ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id))?;
+        ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id), false)?;
         firewall::publish(&Explain::off(), att.firewall, &published)?.wait(&Explain::off())
     })?;
     tracing::debug!(
@@ -253,6 +257,7 @@ fn wire(
 /// cheap check finds something missing (all under the lock). Returns the MTU for veths: the
 /// bridge's, which was taken from the default route's interface when it was made. A rebuild
 /// of the firewall leaves out the ports of `attaching` (whose caller adds them next).
+/// `say_complete`: a network found complete is explained too (as in place).
 fn ensure_bridge(
     store: &Store,
     nl: &Nl,
@@ -260,42 +265,55 @@ fn ensure_bridge(
     net: &Network,
     driver: firewall::Driver,
     attaching: Option<&str>,
+    say_complete: bool,
 ) -> Result<u32> {
-    let link = match nl.link(&net.bridge)? {
+    let mac = netlink::mac_for(net.gateway);
+    let (bridge, prefix) = (&net.bridge, net.subnet.prefix_len());
+    let link = match nl.link(bridge)? {
         Some(link) if link.kind.as_deref() == Some("bridge") => {
             if store.ready(&net.name) == Some(link.index)
                 && firewall::intact(driver, net, store.forward_drop())?
             {
+                if say_complete {
+                    explain_in_place(ex, driver, net, link.mtu, store.forward_drop());
+                }
                 return Ok(link.mtu);
+            }
+            ex.already(|| netlink::cmd::add_bridge("ip", bridge, mac));
+            let mtu = nl.default_mtu()?;
+            if link.mtu != mtu {
+                nl.set_mtu(ex, bridge, mtu)?;
+            } else {
+                ex.already(|| netlink::cmd::set_mtu("ip", bridge, mtu));
             }
             let has_gw = nl
                 .addrs(link.index)?
                 .iter()
                 .any(|a| a.addr() == net.gateway);
             if !has_gw {
-                check_overlap(nl, net.subnet, Some(&net.bridge))?;
-                nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
-            }
-            let mtu = nl.default_mtu()?;
-            if link.mtu != mtu {
-                nl.set_mtu(ex, &net.bridge, mtu)?;
+                check_overlap(nl, net.subnet, Some(bridge))?;
+                nl.add_addr(ex, bridge, net.gateway, prefix)?;
+            } else {
+                ex.already(|| netlink::cmd::add_addr("ip", bridge, net.gateway, prefix));
             }
             if !link.up {
-                nl.up(ex, &net.bridge, None)?;
+                nl.up(ex, bridge, None)?;
+            } else {
+                ex.already(|| netlink::cmd::up("ip", bridge, None));
             }
-            nl.link(&net.bridge)?
-                .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
+            nl.link(bridge)?
+                .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
         }
-        Some(_) => return Err(Error::BridgeClash(net.bridge.clone())),
+        Some(_) => return Err(Error::BridgeClash(bridge.clone())),
         None => {
             check_overlap(nl, net.subnet, None)?;
             let mtu = nl.default_mtu()?;
-            nl.add_bridge(ex, &net.bridge, netlink::mac_for(net.gateway))?;
-            nl.set_mtu(ex, &net.bridge, mtu)?;
-            nl.add_addr(ex, &net.bridge, net.gateway, net.subnet.prefix_len())?;
-            nl.up(ex, &net.bridge, None)?;
-            nl.link(&net.bridge)?
-                .ok_or_else(|| Error::BridgeClash(net.bridge.clone()))?
+            nl.add_bridge(ex, bridge, mac)?;
+            nl.set_mtu(ex, bridge, mtu)?;
+            nl.add_addr(ex, bridge, net.gateway, prefix)?;
+            nl.up(ex, bridge, None)?;
+            nl.link(bridge)?
+                .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
         }
     };
     reattach(store, nl, ex, net, link.index)?;
@@ -305,19 +323,43 @@ fn ensure_bridge(
     if sysctl::get("net.ipv4.ip_forward")? != "1" {
         store.set_forward_drop()?;
     }
-    firewall::ensure_network(ex, driver, net, store.forward_drop(), || {
+    firewall::ensure_network(store, ex, driver, net, store.forward_drop(), || {
         recorded(store, driver, attaching)
     })?;
-    sysctl::ensure(ex, "net.ipv4.ip_forward", "1")?;
+    sysctl::ensure(Some(store), ex, "net.ipv4.ip_forward", "1")?;
     // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing);
     // the network's rules drop what else arrives from it for 127.0.0.0/8.
-    sysctl::ensure(
-        ex,
-        &format!("net.ipv4.conf.{}.route_localnet", net.bridge),
-        "1",
-    )?;
+    sysctl::ensure(None, ex, &route_localnet(bridge), "1")?;
     store.set_ready(&net.name, link.index)?;
     Ok(if link.mtu > 0 { link.mtu } else { 1500 })
+}
+
+fn route_localnet(bridge: &str) -> String {
+    format!("net.ipv4.conf.{bridge}.route_localnet")
+}
+
+/// `--explain` of a network known complete: all of its host plumbing, said as found in place,
+/// so that the script still builds it on a fresh host.
+fn explain_in_place(
+    ex: &Explain,
+    driver: firewall::Driver,
+    net: &Network,
+    mtu: u32,
+    forward_drop: bool,
+) {
+    if !ex.is_on() {
+        return;
+    }
+    let (bridge, prefix) = (&net.bridge, net.subnet.prefix_len());
+    let mac = netlink::mac_for(net.gateway);
+    ex.already(|| netlink::cmd::add_bridge("ip", bridge, mac));
+    ex.already(|| netlink::cmd::set_mtu("ip", bridge, mtu));
+    ex.already(|| netlink::cmd::add_addr("ip", bridge, net.gateway, prefix));
+    ex.already(|| netlink::cmd::up("ip", bridge, None));
+    firewall::explain_network_in_place(ex, driver, net, forward_drop);
+    for key in ["net.ipv4.ip_forward".to_string(), route_localnet(bridge)] {
+        ex.already(|| format!("sysctl -w {key}=1"));
+    }
 }
 
 /// Puts the veths of running containers back on their bridge when they are not on it (it was
@@ -366,17 +408,18 @@ pub fn reload(store: &Store, ex: &Explain, names: &[String]) -> Result<Vec<Netwo
             nets
         }
     };
-    firewall::rebuild(ex, driver, &recorded(store, driver, None)?)?;
+    firewall::rebuild(store, ex, driver, &recorded(store, driver, None)?)?;
     for net in &nets {
         store.clear_ready(&net.name)?;
-        ensure_bridge(store, &nl, ex, net, driver, None)?;
+        ensure_bridge(store, &nl, ex, net, driver, None, false)?;
     }
     Ok(nets)
 }
 
-/// What of `net`'s firewall rules (and minibox's base rules) the kernel lacks, for views.
-pub fn check_network(net: &Network) -> Result<Vec<String>> {
-    firewall::missing_network(firewall::Driver::selected()?, net)
+/// What of `net`'s firewall rules (and minibox's base rules) under `driver` the kernel lacks,
+/// for views.
+pub fn check_network(driver: FirewallDriver, net: &Network) -> Result<Vec<String>> {
+    firewall::missing_network(driver, net)
 }
 
 /// What the records say the firewall should hold under `driver` (but `except`'s ports).
@@ -861,6 +904,47 @@ pub fn remove_network(store: &Store, ex: &Explain, name: &str) -> Result<()> {
         }
     }
     store.undefine(name)
+}
+
+/// `system reset`: undoes every attachment left (the caller removed its containers first),
+/// removes every network's bridge (and forgets the networks but the default one), minibox's
+/// firewall chains with their jumps, and puts back each host setting minibox changed to the
+/// value it had before (ip_forward first, then the FORWARD policy: the reverse of set-up).
+pub fn reset(store: &Store, ex: &Explain) -> Result<()> {
+    let lock = locked(store)?;
+    let mut results = Vec::new();
+    for att in store.attachments()? {
+        results.push(undo(store, ex, &lock, &att));
+    }
+    results.push(firewall::remove_all(ex));
+    let nl = Nl::new(None)?;
+    for net in store.networks()? {
+        if let Some(link) = nl.link(&net.bridge)? {
+            if link.kind.as_deref() == Some("bridge") {
+                results.push(nl.del_link(ex, &net.bridge));
+            }
+        }
+        results.push(store.clear_ready(&net.name));
+        if net.name != DEFAULT_NETWORK {
+            results.push(store.undefine(&net.name));
+        }
+    }
+    let mut priors = store.priors()?;
+    // The policy last: forwarding goes off before the host forwards with an ACCEPT policy.
+    priors.sort_by_key(|(key, _)| key == firewall::FORWARD_POLICY);
+    for (key, prior) in priors {
+        let done = if key == firewall::FORWARD_POLICY {
+            firewall::set_forward_policy(ex, &prior)
+        } else if sysctl::get(&key).is_err() {
+            Ok(()) // a bridge's, gone with it
+        } else {
+            ex.say(|| format!("sysctl -w {key}={prior}"));
+            sysctl::set(&key, &prior)
+        };
+        results.push(done.and_then(|_| store.forget_prior(&key)));
+    }
+    results.push(store.clear_forward_drop());
+    results.into_iter().collect()
 }
 
 /// The host's links with their IPv4 addresses, for views of the network.

@@ -64,6 +64,32 @@ pub fn mac_for(addr: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
 }
 
+/// The commands [`Nl`]'s operations report themselves as (`ip` is `ip` or `ip -n NS`), also
+/// said for steps found done already.
+pub mod cmd {
+    use std::net::Ipv4Addr;
+
+    pub fn add_bridge(ip: &str, name: &str, mac: [u8; 6]) -> String {
+        format!(
+            "{ip} link add {name} address {} type bridge",
+            super::mac_string(&mac)
+        )
+    }
+
+    pub fn set_mtu(ip: &str, dev: &str, mtu: u32) -> String {
+        format!("{ip} link set {dev} mtu {mtu}")
+    }
+
+    pub fn up(ip: &str, dev: &str, master: Option<&str>) -> String {
+        let master = master.map(|m| format!(" master {m}")).unwrap_or_default();
+        format!("{ip} link set {dev}{master} up")
+    }
+
+    pub fn add_addr(ip: &str, dev: &str, addr: Ipv4Addr, prefix: u8) -> String {
+        format!("{ip} addr add {addr}/{prefix} dev {dev}")
+    }
+}
+
 impl Nl {
     /// Connects in the calling thread's network namespace; `ns` names it for explained commands.
     pub fn new(ns: Option<&str>) -> Result<Self> {
@@ -123,13 +149,7 @@ impl Nl {
 
     /// `ip link add NAME type bridge` with a pinned MAC (so it does not change as ports join).
     pub fn add_bridge(&self, ex: &Explain, name: &str, mac: [u8; 6]) -> Result<()> {
-        ex.say(|| {
-            format!(
-                "{} link add {name} address {} type bridge",
-                self.ip(),
-                mac_string(&mac)
-            )
-        });
+        ex.say(|| cmd::add_bridge(&self.ip(), name, mac));
         let msg = LinkBridge::new(name).address(mac.to_vec()).build();
         self.rt
             .block_on(self.handle.link().add(msg).execute())
@@ -175,7 +195,7 @@ impl Nl {
     /// `ip link set DEV mtu MTU`. On a bridge this also pins the MTU: one set at creation is
     /// only a default that the kernel resets to 1500 when the last port leaves.
     pub fn set_mtu(&self, ex: &Explain, dev: &str, mtu: u32) -> Result<()> {
-        ex.say(|| format!("{} link set {dev} mtu {mtu}", self.ip()));
+        ex.say(|| cmd::set_mtu(&self.ip(), dev, mtu));
         let msg = LinkUnspec::new_with_index(self.index(dev)?)
             .mtu(mtu)
             .build();
@@ -186,12 +206,10 @@ impl Nl {
 
     pub fn up(&self, ex: &Explain, dev: &str, master: Option<&str>) -> Result<()> {
         let mut b = LinkUnspec::new_with_index(self.index(dev)?).up();
-        let mut master_arg = String::new();
         if let Some(m) = master {
             b = b.controller(self.index(m)?);
-            master_arg = format!(" master {m}");
         }
-        ex.say(|| format!("{} link set {dev}{master_arg} up", self.ip()));
+        ex.say(|| cmd::up(&self.ip(), dev, master));
         self.rt
             .block_on(self.handle.link().change(b.build()).execute())
             .map_err(nl(format!("bringing {dev} up")))
@@ -210,7 +228,7 @@ impl Nl {
 
     /// `ip addr add ADDR/LEN dev DEV`; an address already there is fine.
     pub fn add_addr(&self, ex: &Explain, dev: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
-        ex.say(|| format!("{} addr add {addr}/{prefix} dev {dev}", self.ip()));
+        ex.say(|| cmd::add_addr(&self.ip(), dev, addr, prefix));
         let index = self.index(dev)?;
         match self.rt.block_on(
             self.handle

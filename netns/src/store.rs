@@ -265,6 +265,49 @@ impl Store {
         remove_file(&self.ready_path(net))
     }
 
+    // --- Host settings minibox changed (sysctls, the FORWARD policy): the value each had before
+    // minibox first changed it, for `system reset`. Under the runroot, as the kernel forgets
+    // them at a reboot too.
+
+    fn prior_path(&self, key: &str) -> PathBuf {
+        self.run.join("prior").join(key)
+    }
+
+    /// Records `key`'s value before a change, unless one is recorded (the first one counts).
+    pub fn record_prior(&self, key: &str, value: &str) -> Result<()> {
+        let path = self.prior_path(key);
+        fs::create_dir_all(path.parent().unwrap()).map_err(io("creating the prior values' dir"))?;
+        match write_new(&path, value.as_bytes()) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                Err(io(format!("writing {}", path.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `(key, value before minibox changed it)` for every setting minibox changed.
+    pub fn priors(&self) -> Result<Vec<(String, String)>> {
+        let dir = self.run.join("prior");
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io(format!("reading {}", dir.display()))(e)),
+        };
+        for entry in entries.flatten() {
+            let key = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(value) = fs::read_to_string(entry.path()) {
+                out.push((key, value.trim().to_string()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn forget_prior(&self, key: &str) -> Result<()> {
+        remove_file(&self.prior_path(key))
+    }
+
     // --- Whether minibox is what turned forwarding on (then forwarding drops what minibox does
     // not accept, as Docker has it); volatile, as the sysctl is.
 
@@ -279,6 +322,11 @@ impl Store {
     pub fn set_forward_drop(&self) -> Result<()> {
         let path = self.forward_drop_path();
         fs::write(&path, b"").map_err(io(format!("writing {}", path.display())))
+    }
+
+    /// `system reset`: forwarding is back as it was, so a later set-up decides again.
+    pub fn clear_forward_drop(&self) -> Result<()> {
+        remove_file(&self.forward_drop_path())
     }
 
     // --- IPAM: one file per allocated address, named by the address, holding the container id.

@@ -4,6 +4,7 @@ use std::fs;
 
 use crate::error::{io, Result};
 use crate::explain::Explain;
+use crate::store::Store;
 
 fn path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
@@ -16,11 +17,28 @@ pub fn get(key: &str) -> Result<String> {
         .map_err(io(format!("reading {key}")))
 }
 
-/// `sysctl -w KEY=VALUE`.
-pub fn ensure(ex: &Explain, key: &str, value: &str) -> Result<()> {
-    if get(key).is_ok_and(|v| v == value) {
-        return Ok(());
+/// `sysctl -w KEY=VALUE`; with `record`, the value before is recorded in it first (for
+/// `system reset`: a key of a bridge minibox made needs none, it goes with the bridge).
+pub fn ensure(record: Option<&Store>, ex: &Explain, key: &str, value: &str) -> Result<()> {
+    let line = || format!("sysctl -w {key}={value}");
+    match get(key) {
+        Ok(v) if v == value => {
+            ex.already(line);
+            return Ok(());
+        }
+        Ok(prior) => {
+            if let Some(store) = record {
+                store.record_prior(key, &prior)?;
+            }
+        }
+        // A key that is not there yet (a bridge's, just made) had nothing to restore.
+        Err(_) => {}
     }
-    ex.say(|| format!("sysctl -w {key}={value}"));
+    ex.say(line);
+    set(key, value)
+}
+
+/// Writes `value` to `key` without asking (`system reset` restoring what was).
+pub fn set(key: &str, value: &str) -> Result<()> {
     fs::write(path(key), value).map_err(io(format!("setting {key}={value}")))
 }

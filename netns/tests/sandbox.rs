@@ -180,19 +180,19 @@ fn attach_publish_detach_with(firewall: &str) {
         "nftables" => (
             sh("nft list chain inet minibox forward"),
             "policy drop;",
-            "nft 'add element inet minibox anyports4 { tcp . 8080",
+            "\nadd element inet minibox anyports4 { tcp . 8080",
         ),
         _ => (
             sh("iptables -S FORWARD"),
             "-P FORWARD DROP",
-            "iptables -t nat -A MINIBOX-DNAT",
+            "\n-A MINIBOX-DNAT ",
         ),
     };
     assert!(policy.contains(drops), "{policy}");
     let explained = lines.lock().unwrap().join("\n");
     let policy_line = match firewall {
-        "nftables" => "nft 'add chain inet minibox forward { type filter hook forward priority filter; policy drop; }'",
-        _ => "iptables -t filter -P FORWARD DROP",
+        "nftables" => "\nadd chain inet minibox forward { type filter hook forward priority filter; policy drop; }\n",
+        _ => "\n-P FORWARD DROP\n",
     };
     for want in [
         "ip link add minibox0",

@@ -144,6 +144,9 @@ pub enum Command {
     /// Manage minibox itself.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Explain why a published port (or outbound traffic) does not work, each finding with the
+    /// command that fixes it.
+    Doctor(DoctorArgs),
     /// Show the processes of a running container (the host's `ps`, default -ef).
     Top {
         container: String,
@@ -194,7 +197,14 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Undo what containers whose supervisor died still hold.
-    Prune,
+    Prune {
+        /// Do not ask for confirmation (accepted for Docker's users: prune asks nothing).
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Remove everything minibox made on this host: containers, networks (bridges, firewall
+    /// chains and rules), and put back the host settings it changed; asks first.
+    Reset(ResetArgs),
     /// After a reboot: start the containers that should run (--restart always, and
     /// unless-stopped unless the user stopped them). Run by contrib/minibox-restart.service.
     Boot,
@@ -285,6 +295,16 @@ pub struct InspectArgs {
     pub kind: Option<ObjectType>,
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Also remove the store: images, and every record under --root and --runroot.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -462,14 +482,26 @@ pub enum NetworkCommand {
         #[arg(short, long)]
         force: bool,
     },
-    /// Draw bridges, veths, namespaces, addresses and published ports as text.
-    Topology,
+    /// Draw the host, bridges, veth pairs, namespaces, addresses and published ports.
+    Topology {
+        /// text, dot (Graphviz: `| dot -Tsvg`), or svg (drawn by minibox).
+        #[arg(long, default_value = "text", value_parser = ["text", "dot", "svg"])]
+        format: String,
+    },
     /// Rebuild minibox's firewall rules, bridges, veth attachments and sysctls from the records
     /// (after a firewall restart, `iptables -F`, `nft flush ruleset`, a deleted bridge).
     Reload {
         /// Only these networks' bridges (the firewall is rebuilt whole); default: all in use.
         networks: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The container (id, id prefix or name); without one, every network's host side.
+    pub container: Option<String>,
+    /// A published port (host or container side); without one, all of the container's.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -2,11 +2,12 @@
 //! kind means ([`Error::exit_code`]). A front end keeps what it shows users (Docker's codes:
 //! 125 when the runtime failed, 126 and 127 when the command cannot be run) to this one place.
 //!
-//! Modules whose errors are not typed yet (cgroups, mounts, the image and network glue) still
-//! return `anyhow` errors; [`crate::container::lifecycle::Error::Release`] carries them.
+//! The library uses no `anyhow`: that is for the binaries, which add what they were doing.
 
 use crate::container::error::SetupError;
-use crate::container::{lifecycle, log, seccomp, security_opt, state};
+use crate::container::{
+    cgroups, health, image, lifecycle, log, seccomp, security_opt, spec, state,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +22,16 @@ pub enum Error {
     Log(#[from] log::Error),
     #[error(transparent)]
     Paths(#[from] crate::paths::Error),
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::Error),
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+    #[error(transparent)]
+    Health(#[from] health::Error),
     #[error(transparent)]
     Seccomp(#[from] seccomp::Error),
     #[error(transparent)]
@@ -53,6 +64,24 @@ pub fn exit_code(err: &(dyn std::error::Error + 'static)) -> u8 {
     crate::container::error::EXIT_RUNTIME
 }
 
+/// An error and its causes in the one line users see: `what failed: why`. A cause that the
+/// message before it already ends with (an error that shows its source) is not repeated.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +94,31 @@ mod tests {
         assert_eq!(exit_code(&setup), 127);
         assert_eq!(exit_code(&Error::from(lifecycle::Error::Running)), 125);
         assert_eq!(exit_code(&state::Error::NoContainer), 125);
+    }
+
+    #[test]
+    fn one_line_names_each_cause_once() {
+        let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+        // The network library's errors show their source; the runtime's name only their step.
+        let e = lifecycle::Error::Network {
+            id: "0123456789abcdef".into(),
+            source: Box::new(crate::network::Error::Net(minibox_netns::Error::Io {
+                what: "writing the record".into(),
+                source: denied(),
+            })),
+        };
+        assert_eq!(
+            one_line(&e),
+            "removing the network of 0123456789ab: writing the record: \
+             Permission denied (os error 13)"
+        );
+        let e = crate::network::Error::Io {
+            what: "creating /run/netns".into(),
+            source: denied(),
+        };
+        assert_eq!(
+            one_line(&e),
+            "creating /run/netns: Permission denied (os error 13)"
+        );
     }
 }

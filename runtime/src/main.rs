@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("minibox: {}", one_line(&err));
+            eprintln!("minibox: {}", minibox::error::one_line(err.as_ref()));
             ExitCode::from(exit_code(&err, command))
         }
     }
@@ -113,14 +113,6 @@ fn quiet_on_closed_pipe() {
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
-}
-
-/// Joins an error chain into the one line users see: `what failed: why`.
-fn one_line(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 fn init_logging(level: &str) {

@@ -238,6 +238,26 @@ impl Sandbox {
         }
     }
 
+    /// An HTTP GET from the sandbox host (busybox wget: its -T crashes, hence timeout), or from
+    /// inside the network namespace `netns`, that expects an answer: a refused first try is
+    /// retried for a moment (the web demo prints "listen" just before it listens). Empty when
+    /// nothing answered.
+    pub fn http_get(&self, netns: Option<&str>, url: &str) -> String {
+        let wget = format!("timeout 5 busybox wget -qO- http://{url}/");
+        let cmd = match netns {
+            Some(ns) => format!("ip netns exec {ns} {wget}"),
+            None => wget,
+        };
+        for _ in 0..20 {
+            let got = self.sh(&cmd).stdout();
+            if !got.is_empty() {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        String::new()
+    }
+
     /// Imports the busybox fixture as `busybox`.
     pub fn import_busybox(&self) {
         let tar = crate::fixtures::busybox_tarball();

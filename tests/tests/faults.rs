@@ -163,6 +163,30 @@ fn foreground_run_killed_while_the_container_runs() {
     sb.finish();
 }
 
+/// SIGKILLs the supervisor of the running container `name`, and waits for the container to die
+/// with it.
+fn kill_supervisor(sb: &Sandbox, name: &str) {
+    let doc: serde_json::Value =
+        serde_json::from_str(&sb.minibox(&["inspect", name]).ok()).unwrap();
+    let pid = doc[0]["State"]["Pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let supervisor: i32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the container outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn supervisor_killed_while_the_container_runs() {
     let sb = sandbox();
@@ -172,26 +196,7 @@ fn supervisor_killed_while_the_container_runs() {
             args.insert(1, "--rm");
         }
         sb.minibox(&args).ok();
-        let doc: serde_json::Value =
-            serde_json::from_str(&sb.minibox(&["inspect", "svc"]).ok()).unwrap();
-        let pid = doc[0]["State"]["Pid"].as_i64().unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let supervisor: i32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(supervisor),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        // The container dies with its supervisor.
-        let start = Instant::now();
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "the container outlived its supervisor"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        kill_supervisor(&sb, "svc");
         if !rm {
             let ps = sb.minibox(&["ps", "-a"]).ok();
             assert!(ps.contains("Exited (137)"), "{ps}");
@@ -199,6 +204,47 @@ fn supervisor_killed_while_the_container_runs() {
         }
         recovered_and_reusable(&sb, if rm { "--rm" } else { "kept" });
     }
+    sb.finish();
+}
+
+/// Recovery is scoped to what a command needs: `network rm` recovers the dead containers on
+/// that network, `rmi` those made from its image, and neither touches another dead container
+/// (left for `ps`, which shows it exited, or for whatever claims what it holds).
+#[test]
+fn network_rm_and_rmi_recover_only_the_containers_in_their_way() {
+    let sb = sandbox();
+    sb.import_busybox();
+    sb.minibox(&["network", "create", "lab", "--subnet", "10.99.71.0/24"])
+        .ok();
+    let run = |name: &str, args: &[&str]| {
+        let mut all = vec!["run", "-d", "--rm", "--name", name];
+        all.extend(args);
+        let id = sb.minibox(&all).ok().trim().to_string();
+        kill_supervisor(&sb, name);
+        id
+    };
+    let on_lab = run("onlab", &["--network", "lab", "web"]);
+    let of_busybox = run("ofbusybox", &["busybox", "sleep", "600"]);
+    let bystander = run("bystander", &["web"]);
+    // Each is in the way of its command: without recovery both would be refused as in use.
+    sb.minibox(&["network", "rm", "lab"]).ok();
+    sb.minibox(&["rmi", "busybox"]).ok();
+    let left = sb.leftovers();
+    for gone in [&on_lab, &of_busybox] {
+        assert!(
+            left.iter().all(|l| !l.contains(&gone[..12])),
+            "{gone:.12} is left:\n{}",
+            left.join("\n")
+        );
+    }
+    // The bystander was in nobody's way: its records wait for the next command that needs
+    // them, here `ps`, which finds it dead and recovers it.
+    assert!(
+        left.iter().any(|l| l.contains(&bystander[..12])),
+        "{left:?}"
+    );
+    let ps = sb.minibox(&["ps", "-a"]).ok();
+    assert!(!ps.contains("bystander"), "{ps}");
     sb.finish();
 }
 

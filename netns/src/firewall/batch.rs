@@ -1,18 +1,19 @@
 //! One batch of firewall changes applied by one process (`iptables-restore --noflush --wait` or
 //! `nft -f -`) reading it on stdin, so that the caller can do netlink work meanwhile (both
-//! mostly wait on the kernel). Its lines are explained once it is done, so `--explain` reads in
-//! the order a learner would type the commands.
+//! mostly wait on the kernel). It is explained as what is really run, the program with the batch
+//! as a here-document, once it is done, so `--explain` reads in the order a learner would type
+//! the commands and replays as printed.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::explain::Explain;
+use crate::explain::{heredoc, Explain};
 
 pub struct Batch {
     child: Option<Child>,
     program: &'static str,
-    explained: Vec<String>,
+    explained: Option<String>,
 }
 
 impl Batch {
@@ -21,19 +22,12 @@ impl Batch {
         Self {
             child: None,
             program: "",
-            explained: Vec::new(),
+            explained: None,
         }
     }
 
-    /// Starts `program args` on `input`; `explained` builds the commands it stands for (only
-    /// called when someone listens).
-    pub fn start(
-        ex: &Explain,
-        program: &'static str,
-        args: &[&str],
-        input: &str,
-        explained: impl FnOnce() -> Vec<String>,
-    ) -> Result<Self> {
+    /// Starts `program args` on `input`.
+    pub fn start(ex: &Explain, program: &'static str, args: &[&str], input: &str) -> Result<Self> {
         if input.is_empty() {
             return Ok(Self::none());
         }
@@ -49,7 +43,9 @@ impl Batch {
         let batch = Batch {
             child: Some(child),
             program,
-            explained: if ex.is_on() { explained() } else { Vec::new() },
+            explained: ex
+                .is_on()
+                .then(|| heredoc(&format!("{program} {}", args.join(" ")), input)),
         };
         if let Err(e) = written {
             // A program that refused and exited early says why on stderr; a broken pipe less.
@@ -68,8 +64,8 @@ impl Batch {
     }
 
     fn say(&mut self, ex: &Explain) {
-        for line in std::mem::take(&mut self.explained) {
-            ex.say(|| line);
+        if let Some(text) = self.explained.take() {
+            ex.say(|| text);
         }
     }
 

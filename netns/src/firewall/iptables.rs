@@ -1,8 +1,8 @@
 //! The iptables driver: whichever of iptables-nft or iptables-legacy `iptables` is.
 //!
-//! Each setup and each teardown is one `iptables-restore --noflush --wait` batch; every rule is
-//! also reported as the single `iptables` command that adds or deletes it. A set-up reads
-//! nothing; making a network's rules reads the ruleset once (`iptables-save`).
+//! Each setup and each teardown is one `iptables-restore --noflush --wait` batch, explained as
+//! that command with its input. A set-up reads nothing; making a network's rules reads the
+//! ruleset once (`iptables-save`).
 //!
 //! Layout (netavark's design, in minibox's own chains):
 //! - nat `MINIBOX-DNAT`, reached from PREROUTING *and* OUTPUT for local destinations, so the host
@@ -25,11 +25,11 @@
 //! `minibox-network:<name>`, so either can always be found and removed from what the kernel has.
 
 use crate::error::Result;
-use crate::explain::Explain;
+use crate::explain::{heredoc, Explain};
 
 use super::batch::{self, Batch};
 use super::{Published, Recorded};
-use crate::store::Network;
+use crate::store::{Network, Store};
 
 pub const DNAT: &str = "MINIBOX-DNAT";
 pub const POSTROUTING: &str = "MINIBOX-POSTROUTING";
@@ -37,6 +37,8 @@ pub const FORWARD: &str = "MINIBOX-FORWARD";
 pub const INPUT: &str = "MINIBOX-INPUT";
 /// Marks packets that need masquerading after DNAT: hairpin and localhost-originated.
 pub const MARK: &str = "0x2000/0x2000";
+/// The key under which the store keeps the FORWARD policy from before minibox set DROP.
+pub const FORWARD_POLICY: &str = "iptables.filter.FORWARD";
 
 /// One rule: its table, the operation (`-A`, `-I`, `-D`, `-N`) and the rest of its arguments.
 #[derive(Debug, Clone)]
@@ -84,7 +86,6 @@ pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
         "iptables-restore",
         &["--noflush", "--wait"],
         &restore_input(rules),
-        || rules.iter().map(Rule::command).collect(),
     )
 }
 
@@ -152,16 +153,116 @@ const JUMPS: [(&str, &str, &str, &str); 5] = [
 /// recorded container's rules, from `recorded`. With `forward_drop` (minibox turned forwarding
 /// on), the host's FORWARD policy is DROP.
 pub fn ensure_network(
+    store: &Store,
     ex: &Explain,
     net: &Network,
     forward_drop: bool,
     recorded: impl FnOnce() -> Result<Recorded>,
 ) -> Result<()> {
     let saved = save()?;
-    let rules = match base_complete(&saved) {
-        true => additions(&saved, net, forward_drop),
-        false => rebuild_rules(&saved, &recorded()?),
+    if !base_complete(&saved) {
+        return apply_recording(store, ex, &saved, &rebuild_rules(&saved, &recorded()?));
+    }
+    let rules = additions(&saved, net, forward_drop);
+    if ex.is_on() {
+        // What a fresh host would need and this one has: said as in place, ahead of what is done.
+        let done: Vec<String> = rules.iter().map(Rule::command).collect();
+        let in_place: Vec<Rule> = fresh_rules(net, forward_drop)
+            .into_iter()
+            .filter(|r| !done.contains(&r.command()))
+            .collect();
+        explain_in_place(ex, &in_place);
+    }
+    apply_recording(store, ex, &saved, &rules)
+}
+
+/// Applies `rules`; when they set the FORWARD policy to DROP, the policy before (in `saved`) is
+/// recorded first, for `system reset`.
+fn apply_recording(store: &Store, ex: &Explain, saved: &str, rules: &[Rule]) -> Result<()> {
+    if rules.iter().any(|r| r.op == "-P") {
+        // A table never loaded has the kernel's default policy.
+        let policy = forward_policy(saved).unwrap_or("ACCEPT");
+        if policy != "DROP" {
+            store.record_prior(FORWARD_POLICY, policy)?;
+        }
+    }
+    apply(ex, rules)
+}
+
+/// The filter FORWARD chain's policy in a saved ruleset.
+fn forward_policy(saved: &str) -> Option<&str> {
+    saved_rules(saved)
+        .into_iter()
+        .find_map(|(t, l)| {
+            (t == "filter")
+                .then(|| l.strip_prefix(":FORWARD "))
+                .flatten()
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+}
+
+/// Puts the filter FORWARD policy back (`system reset`).
+pub fn set_forward_policy(ex: &Explain, policy: &str) -> Result<()> {
+    apply(
+        ex,
+        &[Rule::new("filter", "-P", format!("FORWARD {policy}"))],
+    )
+}
+
+/// What a fresh host needs for `net`: our chains, their jumps, the base rules and the network's.
+fn fresh_rules(net: &Network, forward_drop: bool) -> Vec<Rule> {
+    let recorded = Recorded {
+        networks: vec![net.clone()],
+        published: Vec::new(),
+        forward_drop,
     };
+    rebuild_rules("", &recorded)
+}
+
+/// Says `net`'s whole layout as found in place (`--explain` of a network known complete).
+pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: bool) {
+    if ex.is_on() {
+        explain_in_place(ex, &fresh_rules(net, forward_drop));
+    }
+}
+
+fn explain_in_place(ex: &Explain, rules: &[Rule]) {
+    if !rules.is_empty() {
+        ex.already(|| heredoc("iptables-restore --noflush --wait", &restore_input(rules)));
+    }
+}
+
+/// Removes all of minibox's chains and the jumps to them, and the nftables driver's accepts in
+/// FORWARD (`system reset`).
+pub fn remove_all(ex: &Explain) -> Result<()> {
+    let saved = save()?;
+    let jump = |l: &str| CHAINS.iter().any(|(_, c)| l.ends_with(&format!("-j {c}")));
+    let gate = |l: &str| {
+        l.starts_with("-A FORWARD ")
+            && ["--comment minibox-network:", "--comment \"minibox-network:"]
+                .iter()
+                .any(|c| l.contains(c))
+    };
+    let mut rules: Vec<Rule> = saved_rules(&saved)
+        .into_iter()
+        .filter(|(_, l)| {
+            let builtin = !CHAINS
+                .iter()
+                .any(|(_, c)| l.starts_with(&format!("-A {c} ")));
+            l.starts_with("-A ") && builtin && (jump(l) || gate(l))
+        })
+        .map(|(t, l)| deletion(t, l))
+        .collect();
+    for (table, chain) in CHAINS {
+        let declared = format!(":{chain} ");
+        if saved_rules(&saved)
+            .iter()
+            .any(|(t, l)| *t == table && l.starts_with(&declared))
+        {
+            rules.push(Rule::new(table, "-F", chain));
+            rules.push(Rule::new(table, "-X", chain));
+        }
+    }
     apply(ex, &rules)
 }
 
@@ -192,8 +293,9 @@ fn legacy_in_use() -> bool {
 }
 
 /// `network reload`: everything made again from the records, in one batch.
-pub fn rebuild(ex: &Explain, recorded: &Recorded) -> Result<()> {
-    apply(ex, &rebuild_rules(&save()?, recorded))
+pub fn rebuild(store: &Store, ex: &Explain, recorded: &Recorded) -> Result<()> {
+    let saved = save()?;
+    apply_recording(store, ex, &saved, &rebuild_rules(&saved, recorded))
 }
 
 /// Whether our chains, their jumps and the masquerade of marked packets are all there.

@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::explain::Explain;
 use crate::ports::PortMapping;
-use crate::store::{Attachment, Network};
+use crate::store::{Attachment, Network, Store};
 
 pub use batch::Batch;
+pub use iptables::{set_forward_policy, FORWARD_POLICY};
 
 /// Which firewall tool minibox drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +165,10 @@ pub fn intact(driver: Driver, net: &Network, forward_drop: bool) -> Result<bool>
 /// Makes whatever of the base layout and `net`'s own rules is missing. A base layout that lost
 /// anything is rebuilt whole, with every recorded container's ports, from `recorded`. With
 /// `forward_drop` (minibox turned forwarding on) forwarding drops what minibox does not accept.
+/// A host setting changed on the way (the iptables FORWARD policy) has its value before
+/// recorded in `store`. What a fresh host would also need is explained as in place.
 pub fn ensure_network(
+    store: &Store,
     ex: &Explain,
     driver: Driver,
     net: &Network,
@@ -173,16 +177,36 @@ pub fn ensure_network(
 ) -> Result<()> {
     match driver {
         Driver::Nftables => nftables::ensure_network(ex, net, forward_drop, recorded),
-        Driver::Iptables => iptables::ensure_network(ex, net, forward_drop, recorded),
+        Driver::Iptables => iptables::ensure_network(store, ex, net, forward_drop, recorded),
+    }
+}
+
+/// `--explain` of a network known complete: its whole firewall said as found in place, so that
+/// the script still builds it on a fresh host.
+pub fn explain_network_in_place(ex: &Explain, driver: Driver, net: &Network, forward_drop: bool) {
+    match driver {
+        Driver::Nftables => nftables::explain_network_in_place(ex, net, forward_drop),
+        Driver::Iptables => iptables::explain_network_in_place(ex, net, forward_drop),
     }
 }
 
 /// `network reload`: every rule of minibox made again from the records, in one batch.
-pub fn rebuild(ex: &Explain, driver: Driver, recorded: &Recorded) -> Result<()> {
+pub fn rebuild(store: &Store, ex: &Explain, driver: Driver, recorded: &Recorded) -> Result<()> {
     match driver {
         Driver::Nftables => nftables::rebuild(ex, recorded),
-        Driver::Iptables => iptables::rebuild(ex, recorded),
+        Driver::Iptables => iptables::rebuild(store, ex, recorded),
     }
+}
+
+/// `system reset`: everything either driver made, whichever tools are installed.
+pub fn remove_all(ex: &Explain) -> Result<()> {
+    if in_path("iptables-save") {
+        iptables::remove_all(ex)?;
+    }
+    if in_path("nft") {
+        nftables::remove_all(ex)?;
+    }
+    Ok(())
 }
 
 /// What of a container's ports and its network's rules the kernel lacks (CNI's CHECK).

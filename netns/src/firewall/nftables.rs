@@ -23,7 +23,7 @@
 //! removed through the iptables driver.
 
 use crate::error::Result;
-use crate::explain::Explain;
+use crate::explain::{heredoc, Explain};
 use crate::ports::PortMapping;
 use crate::store::Network;
 
@@ -42,15 +42,34 @@ fn network_tag(net: &Network) -> String {
     format!("minibox-network:{}", net.name)
 }
 
-/// Applies `commands` as one `nft -f -` transaction, each explained as `nft '<command>'`.
-fn start(ex: &Explain, commands: &[String]) -> Result<Batch> {
-    let input = match commands.is_empty() {
+/// `commands` as `nft -f -` reads them.
+fn input(commands: &[String]) -> String {
+    match commands.is_empty() {
         true => String::new(),
         false => commands.join("\n") + "\n",
-    };
-    Batch::start(ex, "nft", &["-f", "-"], &input, || {
-        commands.iter().map(|c| format!("nft '{c}'")).collect()
-    })
+    }
+}
+
+/// Applies `commands` as one `nft -f -` transaction.
+fn start(ex: &Explain, commands: &[String]) -> Result<Batch> {
+    Batch::start(ex, "nft", &["-f", "-"], &input(commands))
+}
+
+/// Says `commands` as found in place: the batch that would make them on a fresh host.
+fn explain_in_place(ex: &Explain, commands: &[String]) {
+    if !commands.is_empty() {
+        ex.already(|| heredoc("nft -f -", &input(commands)));
+    }
+}
+
+/// Says the table and `net`'s rules as found in place (`--explain` of a network known
+/// complete).
+pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: bool) {
+    if ex.is_on() {
+        let mut commands = base(forward_drop);
+        commands.extend(network_rules(net));
+        explain_in_place(ex, &commands);
+    }
 }
 
 fn apply(ex: &Explain, commands: &[String]) -> Result<()> {
@@ -222,6 +241,9 @@ pub fn ensure_network(
         recorded.forward_drop = forward_drop;
         return rebuild(ex, &recorded);
     }
+    if ex.is_on() {
+        explain_in_place(ex, &base(forward_drop));
+    }
     let tag = network_tag(net);
     let present: Vec<&NftRule> = rules.iter().filter(|r| r.tagged(&tag)).collect();
     let wanted = network_rules(net);
@@ -229,6 +251,8 @@ pub fn ensure_network(
         let mut commands: Vec<String> = present.iter().map(|r| r.deletion()).collect();
         commands.extend(wanted);
         apply(ex, &commands)?;
+    } else if ex.is_on() {
+        explain_in_place(ex, &wanted);
     }
     // A host FORWARD that drops now (Docker came after us) needs every network's accepts.
     for net in recorded()?.networks {
@@ -284,6 +308,17 @@ pub fn missing_network(net: &Network) -> Result<Vec<String>> {
         lacking.push(format!("{} of {wanted} base rules", wanted - have));
     }
     Ok(lacking)
+}
+
+/// Deletes the table with all it holds (`system reset`; the host FORWARD accepts go with the
+/// iptables driver's [`iptables::remove_all`]).
+pub fn remove_all(ex: &Explain) -> Result<()> {
+    let exists = chain_policy(NFPROTO_INET, "minibox", "forward")?.is_some()
+        || !rules(NFPROTO_INET, "minibox", None)?.is_empty();
+    match exists {
+        true => apply(ex, &[format!("delete table {TABLE}")]),
+        false => Ok(()),
+    }
 }
 
 /// Removes a network's rules, by their handles, and its accepts in the host's FORWARD chain.

@@ -359,7 +359,7 @@ fn dispatch(cli: &Cli) -> Result<u8, String> {
 
 /// Puts the operation and the container in front of an error: `kill ID: container not running`.
 fn ctx<'a>(what: &'a str, id: &'a str) -> impl Fn(OciError) -> String + 'a {
-    move |e| format!("{what} {id}: {e}")
+    move |e| format!("{what} {id}: {}", minibox::error::one_line(&e))
 }
 
 fn create_options(a: &CreateArgs) -> oci::create::Options {

@@ -4,7 +4,7 @@
 //! prefix, reads their state files, and
 //! changes a container only under its lock.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -126,8 +126,8 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
     let mut doc = json!({
         "Id": c.id,
         "Created": clock::rfc3339(c.created * 1_000_000_000),
-        "Path": c.args.first().cloned().unwrap_or_default(),
-        "Args": c.args.iter().skip(1).collect::<Vec<_>>(),
+        "Path": c.command().first().cloned().unwrap_or_default(),
+        "Args": c.command().iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": match (paused, st.restarting && !running) {
                 (true, _) => "paused",
@@ -152,12 +152,12 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
         "HostConfig": host_config,
         "Mounts": mounts,
         "Config": {
-            "Hostname": c.hostname,
+            "Hostname": c.hostname(),
             "User": c.user,
             "Tty": c.tty(),
             "OpenStdin": c.interactive,
             "Env": process.and_then(|p| p.env().clone()).unwrap_or_default(),
-            "Cmd": c.args,
+            "Cmd": c.command(),
             "Image": c.image_name,
             "WorkingDir": process.map(|p| p.cwd().clone()).unwrap_or_default(),
             "ExposedPorts": c.exposed.iter().map(|e| (e.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
@@ -426,7 +426,7 @@ pub fn kill(paths: &Paths, explain: bool, args: &KillArgs) -> Result<u8> {
     let sig = signal::parse(&args.signal)?;
     for what in &args.containers {
         let id = resolve(paths, explain, what)?;
-        lifecycle::kill(paths, &id, sig).with_context(|| format!("container {what}"))?;
+        lifecycle::kill(paths, explain, &id, sig).with_context(|| format!("container {what}"))?;
         println!("{what}");
     }
     Ok(0)
@@ -456,7 +456,7 @@ pub fn rm(paths: &Paths, explain: bool, args: &RmArgs) -> Result<u8> {
                 println!("{what}")
             }
             Err(err) if failure.is_none() => failure = Some(err),
-            Err(err) => eprintln!("minibox: {err:#}"),
+            Err(err) => eprintln!("minibox: {}", minibox::error::one_line(err.as_ref())),
         }
     }
     failure.map_or(Ok(0), Err)
@@ -538,7 +538,10 @@ pub fn boot(paths: &Paths, explain: bool) -> Result<u8> {
             Ok(()) => println!("{name}"),
             Err(e) => {
                 // One that cannot start does not keep the others down.
-                eprintln!("minibox: starting container {name}: {e:#}");
+                eprintln!(
+                    "minibox: starting container {name}: {}",
+                    minibox::error::one_line(e.as_ref())
+                );
                 failed += 1;
             }
         }
@@ -641,6 +644,10 @@ pub(super) fn confirmed(warning: &str, force: bool) -> bool {
         return true;
     }
     eprint!("WARNING! {warning}\nAre you sure you want to continue? [y/N] ");
+    if !std::io::stdin().is_terminal() {
+        // No echo of the answer ends the line: what follows starts one of its own.
+        eprintln!();
+    }
     let mut answer = String::new();
     let _ = std::io::stdin().read_line(&mut answer);
     answer.trim_start().starts_with(['y', 'Y'])

@@ -46,7 +46,7 @@ pub fn exec(paths: &Paths, args: ExecArgs) -> Result<u8> {
     };
     process.set_env(Some(spec::environment(
         &base,
-        &config.hostname,
+        &config.hostname(),
         args.process.tty,
         &args.process.env,
     )?));

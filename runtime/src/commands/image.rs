@@ -176,20 +176,39 @@ pub fn list(paths: &Paths, args: &ImagesArgs) -> Result<u8> {
 
 /// Whether a container uses an image. Convention shared with `run`: each container has a
 /// directory `<root>/containers/<id>/` holding a file `image` with the image id (`sha256:...`).
-fn in_use(paths: &Paths) -> impl Fn(&str) -> bool {
-    let mut used = Vec::new();
+/// Each container with the image it was made from.
+fn users(paths: &Paths) -> Vec<(String, String)> {
+    let mut users = Vec::new();
     if let Ok(entries) = fs::read_dir(paths.containers()) {
         for e in entries.flatten() {
-            if let Ok(id) = fs::read_to_string(e.path().join("image")) {
-                used.push(id.trim().to_string());
+            if let Ok(image) = fs::read_to_string(e.path().join("image")) {
+                let id = e.file_name().to_string_lossy().into_owned();
+                users.push((id, image.trim().to_string()));
             }
         }
     }
+    users
+}
+
+fn in_use(paths: &Paths) -> impl Fn(&str) -> bool {
+    let used: Vec<String> = users(paths).into_iter().map(|(_, image)| image).collect();
     move |id: &str| used.iter().any(|u| u == id)
 }
 
-pub fn remove(paths: &Paths, args: RmiArgs) -> Result<u8> {
+pub fn remove(paths: &Paths, explain: bool, args: RmiArgs) -> Result<u8> {
     let store = Store::open(&paths.images())?;
+    // A container whose owner died holds its image until it is recovered (a `--rm` one is
+    // removed then): those of the images named are recovered first.
+    let named: Vec<String> = args
+        .images
+        .iter()
+        .filter_map(|r| store.image(r).ok().map(|i| i.id))
+        .collect();
+    for (id, image) in users(paths) {
+        if named.contains(&image) {
+            crate::container::lifecycle::settle(paths, explain, &id);
+        }
+    }
     let used = in_use(paths);
     let mut failed = None;
     for reference in &args.images {

@@ -31,7 +31,7 @@ pub fn inspect(
             Ok(doc) => docs.push(doc),
             Err(e) => {
                 if failure.is_some() {
-                    eprintln!("minibox: {e:#}");
+                    eprintln!("minibox: {}", minibox::error::one_line(e.as_ref()));
                 } else {
                     failure = Some(e);
                 }

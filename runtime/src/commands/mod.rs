@@ -2,6 +2,7 @@
 
 mod container;
 mod cp;
+mod doctor;
 mod events;
 mod exec;
 mod filesystem;
@@ -10,6 +11,7 @@ mod inspect;
 mod network;
 mod ps;
 mod registry;
+mod reset;
 mod run;
 mod stats;
 mod system;
@@ -31,14 +33,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let paths = Paths::new(&cli.global.root, &cli.global.runroot);
     let explain = cli.global.explain;
     paths.secure()?;
-    // Commands that list containers or remove images first undo what containers whose owner
-    // died still hold; `run` and `create` recover only the holders of the name, ports and
-    // address they claim (a sweep would grow with the number of containers running); a
-    // command on one container recovers only that one (`resolve`). `system prune` says what
-    // it found.
+    // `ps` and `container prune` first undo what containers whose owner died still hold (`ps`
+    // shows them exited, and leaves nothing of a crash behind); other commands recover only
+    // the containers in their way: `run` and `create` the holders of the name, ports and
+    // address they claim, `rmi` the users of its images, `network` the containers on the
+    // networks it removes or rebuilds, a command on one container that one (`resolve`).
+    // `system prune` says what it found.
     if sweeps(&cli.command) {
         crate::container::lifecycle::recover_all(&paths, explain);
-    } else if matches!(cli.command, Command::Run(_) | Command::Create(_)) {
+    } else if matches!(
+        cli.command,
+        Command::Run(_) | Command::Create(_) | Command::Network(_)
+    ) {
         crate::network::recover(&paths);
     }
     match cli.command {
@@ -48,7 +54,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => {
             image::list(&paths, &args)
         }
-        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image::remove(&paths, args),
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
+            image::remove(&paths, explain, args)
+        }
         Command::Image(ImageCommand::Inspect { format, images }) => inspect::inspect(
             &paths,
             explain,
@@ -83,6 +91,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Restart(args) => container::restart(&paths, explain, &args),
         Command::Wait { containers } => container::wait(&paths, explain, &containers),
         Command::Exec(args) => exec::exec(&paths, args),
+        Command::Doctor(args) => doctor::doctor(&paths, explain, &args),
         Command::Update(args) => update::update(&paths, explain, &args),
         Command::Volume(cmd) => volume::volume(&paths, cmd),
         Command::Diff { container } => filesystem::diff(&paths, explain, &container),
@@ -94,7 +103,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             source,
             destination,
         } => cp::cp(&paths, explain, &source, &destination),
-        Command::System(SystemCommand::Prune) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Prune { .. }) => container::prune(&paths, explain),
+        Command::System(SystemCommand::Reset(args)) => reset::reset(&paths, explain, &args),
         Command::System(SystemCommand::Boot) => container::boot(&paths, explain),
         Command::System(SystemCommand::Df { format }) => system::df(&paths, format.as_deref()),
         Command::Top { container, options } => top::top(&paths, explain, &container, &options),
@@ -121,10 +131,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 fn sweeps(command: &Command) -> bool {
     matches!(
         command,
-        Command::Ps(_) | Command::Network(_) | Command::Rmi(_)
-    ) || matches!(
-        command,
-        Command::Image(ImageCommand::Rm(_)) | Command::Container(ContainerCommand::Prune { .. })
+        Command::Ps(_) | Command::Container(ContainerCommand::Prune { .. })
     )
 }
 

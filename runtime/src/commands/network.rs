@@ -18,6 +18,13 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         } => {
             let net =
                 minibox_netns::create_network(&store, &name, None, &subnet, gateway.as_deref())?;
+            explainer(global.explain).note(|| {
+                format!(
+                    "network {name} ({}, bridge {}) is recorded only: the host changes when a \
+                     container first joins it (see --explain run --network {name})",
+                    net.subnet, net.bridge
+                )
+            });
             println!("{}", net.id);
         }
         NetworkCommand::Ls => {
@@ -54,6 +61,7 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         NetworkCommand::Rm { networks } => {
             let ex = explainer(global.explain);
             for name in networks {
+                settle_attached(paths, global.explain, Some(&name))?;
                 minibox_netns::remove_network(&store, &ex, &name)?;
                 println!("{name}");
             }
@@ -65,7 +73,7 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             ip,
         } => connect(paths, global, &network, &container, &alias, ip.as_deref())?,
         NetworkCommand::Disconnect { network, container } => {
-            let id = state::resolve(paths, &container)?;
+            let id = super::resolve(paths, global.explain, &container)?;
             if store.attachment(&id)?.is_some_and(|a| a.network == network) {
                 bail!("container {container} has {network} as its first network (eth0): it stays connected while it runs");
             }
@@ -75,6 +83,7 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
         }
         NetworkCommand::Prune { force: _ } => {
             let ex = explainer(global.explain);
+            settle_attached(paths, global.explain, None)?;
             let used: std::collections::HashSet<String> = store
                 .attachments()?
                 .into_iter()
@@ -96,15 +105,36 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
                 println!("Deleted Networks:\n{}", deleted.join("\n"));
             }
         }
-        NetworkCommand::Topology => print!("{}", network::topology(&store)?),
+        NetworkCommand::Topology { format } => {
+            let topology = network::topology::gather(paths, &store)?;
+            print!("{}", network::topology::render(&topology, &format));
+        }
         NetworkCommand::Reload { networks } => {
             let ex = explainer(global.explain);
+            // What it rebuilds must belong to containers that live.
+            match networks.as_slice() {
+                [] => settle_attached(paths, global.explain, None)?,
+                names => {
+                    for name in names {
+                        settle_attached(paths, global.explain, Some(name))?;
+                    }
+                }
+            }
             for net in minibox_netns::reload(&store, &ex, &networks)? {
                 println!("{}", net.name);
             }
         }
     }
     Ok(0)
+}
+
+/// Recovers the containers on `network` (on any: `None`) whose owner died: what they hold there
+/// is in the way of the command.
+fn settle_attached(paths: &Paths, explain: bool, network: Option<&str>) -> Result<()> {
+    for id in network::attached(&store(paths), network)? {
+        crate::container::lifecycle::settle(paths, explain, &id);
+    }
+    Ok(())
 }
 
 /// `network connect`: the next free `eth<n>` of a running container, with its names (and
@@ -119,7 +149,7 @@ fn connect(
 ) -> Result<()> {
     let store = store(paths);
     let net = store.network(network)?;
-    let id = state::resolve(paths, container)?;
+    let id = super::resolve(paths, global.explain, container)?;
     let checked = network::Flags {
         aliases,
         ..network::Flags::default()

@@ -92,7 +92,7 @@ fn status_of(st: &State) -> &'static str {
 
 fn row(r: &Row, now: u64, no_trunc: bool) -> Value {
     let (c, st) = (&r.summary, &r.state);
-    let mut command = c.args.join(" ");
+    let mut command = c.command().join(" ");
     if !no_trunc && command.chars().count() > 20 {
         command = command.chars().take(19).collect::<String>() + "…";
     }

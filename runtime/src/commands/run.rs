@@ -333,8 +333,8 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     // Docker's defaults: the short id, or the host's name with the host's network.
     let hostname = match (&args.hostname, &mode) {
         (Some(h), _) => h.clone(),
-        (None, _) if !own_uts => host_name(&id),
-        (None, Mode::Host) => host_name(&id),
+        (None, _) if !own_uts => state::host_hostname(&id),
+        (None, Mode::Host) => state::host_hostname(&id),
         (None, _) => id[..12].to_string(),
     };
     let user_spec = args
@@ -407,13 +407,6 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
     })
 }
 
-/// The host's name (`--uts host`, `--network host`), the short id when it has none.
-fn host_name(id: &str) -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| id[..12].to_string())
-}
-
 /// `run`'s further limits, checked (rlimits are filled in by the caller), and the namespaces
 /// joined from other containers (type, container id).
 fn limits(
@@ -462,7 +455,7 @@ fn limits(
             .devices
             .iter()
             .map(|d| spec::limits::device(d))
-            .collect::<Result<_>>()?,
+            .collect::<spec::Result<_>>()?,
         sysctls: spec::limits::sysctls(&l.sysctls, own_net, &ipc, &uts)?,
         pid,
         ipc,
@@ -498,12 +491,8 @@ fn record(
         image: found.id.clone(),
         image_name: args.image.clone(),
         version: state::SCHEMA,
-        args: spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.args().clone())
-            .unwrap_or_default(),
-        hostname: spec.hostname().clone().unwrap_or_else(|| host_name(&id)),
+        old_args: Vec::new(),
+        old_hostname: String::new(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -599,16 +588,22 @@ pub fn create(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `--explain`: the container's OCI runtime config, as comment lines ahead of the network's
-/// commands (so the whole stays a script that can be replayed).
+/// `--explain`: the container's side (namespaces, mounts, pivot_root, cgroups, capabilities,
+/// seccomp) as the OCI runtime config the executor follows, in comment lines, apart from the
+/// network's commands that follow (so the whole stays a script that can be replayed).
 fn explain_spec(spec: &Spec) -> Result<()> {
     let json = serde_json::to_string_pretty(spec)?;
-    let mut out = String::from("# The container's OCI runtime config (config.json):\n");
+    let mut out = String::from(
+        "# ---- The container: its OCI runtime config (config.json), which minibox follows as runc\n\
+         # would: namespaces, mounts, pivot_root into root.path, cgroups (linux.resources under\n\
+         # linux.cgroupsPath), capabilities, rlimits and the seccomp profile. Shown, not replayed.\n",
+    );
     for line in json.lines() {
         out.push_str("# ");
         out.push_str(line);
         out.push('\n');
     }
+    out.push_str("# ---- The network, as a script: each line is what minibox does, in order.\n");
     eprint!("{out}");
     Ok(())
 }
@@ -699,7 +694,11 @@ fn foreground(
         );
     }
     if let Err(e) = container.finish(End::Exited { code, oom }) {
-        eprintln!("minibox: ending container {:.12}: {e:#}", config.id);
+        eprintln!(
+            "minibox: ending container {:.12}: {}",
+            config.id,
+            minibox::error::one_line(&e)
+        );
     }
     Ok(code)
 }

@@ -16,7 +16,10 @@ pub fn update(paths: &Paths, explain: bool, args: &UpdateArgs) -> Result<u8> {
         match update_one(paths, explain, name, args) {
             Ok(()) => println!("{name}"),
             Err(e) => {
-                eprintln!("minibox: updating {name}: {e:#}");
+                eprintln!(
+                    "minibox: updating {name}: {}",
+                    minibox::error::one_line(e.as_ref())
+                );
                 code = 1;
             }
         }

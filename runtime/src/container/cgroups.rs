@@ -4,7 +4,6 @@
 
 mod device_filter;
 
-use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
 use cgroups_rs::blkio::BlkIoController;
@@ -20,6 +19,41 @@ use cgroups_rs::{
 };
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+/// What can go wrong with a cgroup; each reads `what failed: why`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid --cgroup-parent {0:?}")]
+    InvalidParent(String),
+    /// What was being done to which cgroup; cgroups-rs says why.
+    #[error("{what} cgroup {path}")]
+    Op {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: cgroups_rs::error::Error,
+    },
+    #[error("restricting device access in cgroup {path} (--privileged goes without it)")]
+    Devices {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening {path} to move the container in")]
+    Entry {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cgroup {0} stays frozen: something freezes it again as it is thawed")]
+    StaysFrozen(String),
+    #[error("cgroup {0}: its processes survive SIGKILL (stuck in the kernel?)")]
+    Unkillable(String),
+    #[error("cgroup {0} has no freezer")]
+    NoFreezer(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The Spec's device rules in cgroups-rs's terms (the v1 controller's, and the source of the v2
 /// program).
@@ -128,12 +162,22 @@ pub struct Usage {
     pub pids: u64,
 }
 
+impl Error {
+    fn op(what: &'static str, path: &str, source: cgroups_rs::error::Error) -> Self {
+        Error::Op {
+            what,
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
 impl Cgroup {
     /// The path `create` will use, checked (recorded before the cgroup is made).
     pub fn path_for(parent: &str, id: &str) -> Result<String> {
         let parent = parent.trim_matches('/');
         if parent.split('/').any(|c| c == ".." || c == ".") {
-            return Err(anyhow!("invalid --cgroup-parent {parent:?}"));
+            return Err(Error::InvalidParent(parent.to_string()));
         }
         Ok(if parent.is_empty() {
             id.to_string()
@@ -146,7 +190,7 @@ impl Cgroup {
     /// resources (memory, cpu, pids, devices) applied; nothing is left behind on failure.
     pub fn create(path: &str, resources: &LinuxResources) -> Result<Self> {
         let cg = Cg::new(cgroups_rs::hierarchies::auto(), path)
-            .with_context(|| format!("creating cgroup {path}"))?;
+            .map_err(|source| Error::op("creating", path, source))?;
         let this = Self {
             cg,
             path: path.to_string(),
@@ -164,18 +208,16 @@ impl Cgroup {
         }
         if let Err(e) = this.cg.apply(&res) {
             this.delete();
-            return Err(e).with_context(|| format!("setting the limits of cgroup {}", this.path));
+            return Err(Error::op("setting the limits of", &this.path, e));
         }
         if v2_devices {
             let dir = Path::new(UNIFIED_MOUNTPOINT).join(&this.path);
             let rules = devices.as_deref().unwrap_or_default();
-            if let Err(e) = device_filter::attach(&dir, rules) {
+            if let Err(source) = device_filter::attach(&dir, rules) {
                 this.delete();
-                return Err(e).with_context(|| {
-                    format!(
-                        "restricting device access in cgroup {} (--privileged goes without it)",
-                        this.path
-                    )
+                return Err(Error::Devices {
+                    path: this.path.clone(),
+                    source,
                 });
             }
         }
@@ -204,15 +246,12 @@ impl Cgroup {
                 Ok(_) => {
                     freezer
                         .thaw()
-                        .with_context(|| format!("thawing cgroup {}", self.path))?;
+                        .map_err(|e| Error::op("thawing", &self.path, e))?;
                 }
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        Err(anyhow!(
-            "cgroup {} stays frozen: something freezes it again as it is thawed",
-            self.path
-        ))
+        Err(Error::StaysFrozen(self.path.clone()))
     }
 
     /// Kills every process of the cgroup (thawed first) and waits (up to a second) until none
@@ -233,10 +272,7 @@ impl Cgroup {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         thawed?;
-        Err(anyhow!(
-            "cgroup {}: its processes survive SIGKILL (stuck in the kernel?)",
-            self.path
-        ))
+        Err(Error::Unkillable(self.path.clone()))
     }
 
     /// On cgroup v1, the `tasks` file of every hierarchy of the cgroup, opened for a
@@ -264,7 +300,10 @@ impl Cgroup {
                     .write(true)
                     .open(&tasks)
                     .map(std::os::fd::OwnedFd::from)
-                    .with_context(|| format!("opening {}", tasks.display()))
+                    .map_err(|source| Error::Entry {
+                        path: tasks.display().to_string(),
+                        source,
+                    })
             })
             .collect::<Result<_>>()
             .map(Some)
@@ -274,7 +313,7 @@ impl Cgroup {
     pub fn add(&self, pid: Pid) -> Result<()> {
         self.cg
             .add_task_by_tgid(CgroupPid::from(pid.as_raw() as u64))
-            .with_context(|| format!("moving the container into cgroup {}", self.path))
+            .map_err(|e| Error::op("moving the container into", &self.path, e))
     }
 
     /// Changes the memory, cpu and pids limits of a running container (`update`). Memory is
@@ -287,7 +326,7 @@ impl Cgroup {
             res.memory.memory_hard_limit.take(),
             res.memory.memory_swap_limit.take(),
         );
-        let failed = || format!("updating the limits of cgroup {}", self.path);
+        let failed = |e| Error::op("updating the limits of", &self.path, e);
         if let (Some(mem), true) = (
             self.cg.controller_of::<MemController>(),
             limit.is_some() || swap.is_some(),
@@ -299,9 +338,9 @@ impl Cgroup {
             } else {
                 set_swap()
             }
-            .with_context(failed)?;
+            .map_err(failed)?;
         }
-        self.cg.apply(&res).with_context(failed)
+        self.cg.apply(&res).map_err(failed)
     }
 
     /// The processes in the cgroup.
@@ -321,9 +360,9 @@ impl Cgroup {
     pub fn freeze(&self) -> Result<()> {
         self.cg
             .controller_of::<FreezerController>()
-            .ok_or_else(|| anyhow!("cgroup {} has no freezer", self.path))?
+            .ok_or_else(|| Error::NoFreezer(self.path.clone()))?
             .freeze()
-            .with_context(|| format!("freezing cgroup {}", self.path))
+            .map_err(|e| Error::op("freezing", &self.path, e))
     }
 
     /// Whether the cgroup is frozen (or freezing).

@@ -3,11 +3,25 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use minibox_images::{rootfs, Image, Store};
 
 use super::spec::ImageConfig;
 use crate::paths::Paths;
+
+/// What can go wrong; the image library says why.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening the image store")]
+    Store(#[source] minibox_images::Error),
+    #[error("image {0:?}")]
+    Image(String, #[source] minibox_images::Error),
+    #[error("preparing the root filesystem")]
+    Prepare(#[source] minibox_images::Error),
+    #[error("removing the root filesystem")]
+    Remove(#[source] minibox_images::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub struct Found {
     pub id: String,
@@ -19,10 +33,10 @@ pub struct Found {
 pub struct Rootfs(rootfs::Rootfs);
 
 pub fn find(paths: &Paths, reference: &str) -> Result<Found> {
-    let store = Store::open(&paths.images()).context("opening the image store")?;
+    let store = Store::open(&paths.images()).map_err(Error::Store)?;
     let image = store
         .image(reference)
-        .with_context(|| format!("image {reference:?}"))?;
+        .map_err(|e| Error::Image(reference.to_string(), e))?;
     let mut config = ImageConfig::default();
     if let Some(c) = image.config.config() {
         let list = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
@@ -62,7 +76,7 @@ pub fn layers(found: &Found) -> Vec<&Path> {
 pub fn prepare(found: &Found, container_dir: &Path) -> Result<Rootfs> {
     rootfs::prepare(&found.image, container_dir)
         .map(Rootfs)
-        .context("preparing the root filesystem")
+        .map_err(Error::Prepare)
 }
 
 impl Rootfs {
@@ -72,5 +86,5 @@ impl Rootfs {
 }
 
 pub fn remove(container_dir: &Path) -> Result<()> {
-    rootfs::remove(container_dir).context("removing the root filesystem")
+    rootfs::remove(container_dir).map_err(Error::Remove)
 }

@@ -31,6 +31,7 @@ use super::process::EXIT_RUNTIME;
 use super::state::{self, Config, Lock, State, Status, Supervisor};
 use super::teardown;
 use super::{events, signal};
+use crate::network;
 use crate::paths::Paths;
 
 /// What can go wrong in a container's life.
@@ -43,16 +44,31 @@ pub enum Error {
     #[error("it is running; stop it first or use rm -f")]
     Running,
     #[error(
+        "cannot join the {typ} namespace of container {id:.12}: it is not running (start it first)"
+    )]
+    NotJoinable { typ: String, id: String },
+    #[error(
         "its process still runs {secs} s after SIGKILL (pid {pid}, cgroup {cgroup}): it is stuck \
          in the kernel, or its cgroup is frozen again; look at its processes, then retry"
     )]
     Resists { secs: u64, pid: i32, cgroup: String },
     #[error("sending the signal")]
     Signal(#[source] std::io::Error),
-    /// Releasing what the container holds (its processes, cgroup, network, root filesystem)
-    /// failed, in a module whose errors are not typed yet.
-    #[error("{0:#}")]
-    Release(anyhow::Error),
+    /// Releasing its processes or its cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroups::Error),
+    #[error("removing the network of {id:.12}")]
+    Network {
+        id: String,
+        #[source]
+        source: Box<crate::network::Error>,
+    },
+    #[error("removing the root filesystem of {id:.12}")]
+    Rootfs {
+        id: String,
+        #[source]
+        source: super::image::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,6 +129,7 @@ fn finish_as(
     end: End,
     background: bool,
 ) -> Result<()> {
+    let explain = network::explain_if_asked(&state::state_dir(paths, id)) || explain;
     if let End::Exited { code, oom } = end {
         // Recorded first: whoever finishes after a crash from here on keeps how it ended.
         st.exit_code = Some(code);
@@ -125,14 +142,14 @@ fn finish_as(
         let code = st.exit_code.unwrap_or(end.code());
         events::record(paths, id, "die", &[("exitCode", code.to_string())]);
     }
-    let released = teardown::release(paths, explain, id, st, background).map_err(Error::Release);
+    let released = teardown::release(paths, explain, id, st, background);
     let config = state::load_config(paths, id).ok();
     let remove = end == End::Removed
         || (st.started_at.is_none() && !st.unstarted)
         || config.as_ref().is_none_or(|c| c.rm);
     if remove {
         events::record(paths, id, "destroy", &[]);
-        teardown::remove(paths, id, st).map_err(Error::Release)?;
+        teardown::remove(paths, id, st)?;
         // `run --rm` and a container that never started take their anonymous volumes along.
         if let Some(c) = config.filter(|c| c.rm || st.started_at.is_none()) {
             super::volume::remove_anonymous(paths, &c.volumes);
@@ -232,7 +249,7 @@ impl Drop for Container {
         if self.armed {
             let (paths, id) = (&self.paths, &self.id);
             if let Err(e) = finish_quickly(paths, self.explain, id, &mut self.state, End::Failed) {
-                tracing::error!("ending container {id:.12}: {e:#}");
+                tracing::error!("ending container {id:.12}: {}", crate::error::one_line(&e));
             }
         }
     }
@@ -314,7 +331,10 @@ pub fn settle(paths: &Paths, explain: bool, id: &str) -> bool {
 pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock) {
     tracing::info!("recovering container {id:.12}: its owner died");
     if let Err(e) = finish(paths, explain, id, &mut st, End::OwnerDied) {
-        tracing::warn!("recovering container {id:.12}: {e:#}");
+        tracing::warn!(
+            "recovering container {id:.12}: {}",
+            crate::error::one_line(&e)
+        );
     }
     drop(lock);
 }
@@ -366,7 +386,7 @@ pub fn running(st: &State) -> bool {
 /// process handles no signal, so every stop, kill and removal thaws first.
 fn thaw(st: &State) -> Result<()> {
     match &st.cgroup {
-        Some(path) => Cgroup::open(path).thaw().map_err(Error::Release),
+        Some(path) => Ok(Cgroup::open(path).thaw()?),
         None => Ok(()),
     }
 }
@@ -374,7 +394,7 @@ fn thaw(st: &State) -> Result<()> {
 /// Sends `sig` to the container's PID 1, verified (never to a process that took its pid since).
 /// As in Docker, SIGKILL or the container's stop signal ends it for good: its restart policy
 /// leaves it stopped.
-pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
+pub fn kill(paths: &Paths, explain: bool, id: &str, sig: Signal) -> Result<()> {
     let st = state::load_state(paths, id)?;
     if st.status != Status::Running {
         return Err(Error::NotRunning);
@@ -386,11 +406,31 @@ pub fn kill(paths: &Paths, id: &str, sig: Signal) -> Result<()> {
         state::set_stopped_by_user(paths, id, true)?;
     }
     thaw(&st)?;
+    let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+    say_signal(explain, &st, sig);
     if !init(&st).signal(sig).map_err(Error::Signal)? {
         return Err(Error::NotRunning);
     }
     events::record(paths, id, "kill", &[("signal", (sig as i32).to_string())]);
+    if explain {
+        // A signal that ends the container: its teardown, explained by its owner, comes soon.
+        wait_released(paths, explain, id, Some(Instant::now() + EXPLAIN_WAIT));
+    }
     Ok(())
+}
+
+/// How long `--explain kill` waits for the teardown a signal may cause, to show it.
+const EXPLAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// `--explain`: the signal as the `kill` command that sends it.
+fn say_signal(explain: bool, st: &State, sig: Signal) {
+    network::explainer(explain).say(|| {
+        format!(
+            "kill -s {} {}  # the container's PID 1",
+            &sig.as_str()[3..],
+            st.pid
+        )
+    });
 }
 
 /// Stops container `id`: `sig` (its stop signal), and SIGKILL after `timeout`; returns once it
@@ -403,12 +443,15 @@ pub fn stop(paths: &Paths, explain: bool, id: &str, sig: Signal, timeout: Durati
     if st.status != Status::Running && !st.restarting {
         return Ok(());
     }
+    let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
     if st.status == Status::Running {
         thaw(&st)?;
+        say_signal(explain, &st, sig);
         let _ = init(&st).signal(sig);
         events::record(paths, id, "kill", &[("signal", (sig as i32).to_string())]);
     }
     if !wait_released(paths, explain, id, Some(Instant::now() + timeout)) {
+        say_signal(explain, &st, Signal::SIGKILL);
         drop(kill_until_released(paths, id)?);
         wait_released(paths, explain, id, Some(Instant::now()));
     }
@@ -467,6 +510,12 @@ pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()>
             // SIGKILL is given up on; the owner's teardown may wait its turn for the network.
             // Marked stopped first, so that its supervisor does not start it again.
             let _ = state::set_stopped_by_user(paths, id, true);
+            let _asked = explain.then(|| network::ask_to_explain(&state::state_dir(paths, id)));
+            say_signal(
+                explain,
+                &state::load_state(paths, id).unwrap_or_default(),
+                Signal::SIGKILL,
+            );
             match kill_until_released(paths, id)? {
                 Some(lock) => lock,
                 None => return Ok(()),
@@ -559,7 +608,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         };
         let mut st = state::load_state(paths, id).unwrap_or_default();
         if let Err(e) = finish(paths, explain, id, &mut st, End::Removed) {
-            tracing::warn!("removing {id:.12}: {e:#}");
+            tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
         }
         drop(lock);
         pruned.removed.push(id.clone());
@@ -573,7 +622,7 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         let id = entry.file_name().to_string_lossy().into_owned();
         if !live.contains(&id) {
             if let Err(e) = teardown::remove(paths, &id, &State::default()) {
-                tracing::warn!("removing {id:.12}: {e:#}");
+                tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
             }
             pruned.removed.push(id);
         }

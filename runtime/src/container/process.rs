@@ -753,7 +753,7 @@ pub fn spawn_exec(
             run_child(&child_end, || {
                 redirect(&stdio)?;
                 cg.add(nix::unistd::getpid())
-                    .map_err(|e| SetupError::new(format!("{e:#}")))?;
+                    .map_err(|e| SetupError::new(crate::error::one_line(&e)))?;
                 for (fd, typ) in &join {
                     setns(fd, *typ)?;
                 }

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use caps::{Capability, CapsHashSet};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceBuilder,
@@ -19,8 +18,10 @@ pub use oci_spec::runtime::Spec;
 
 use super::user::User;
 
+mod error;
 pub mod limits;
 pub mod storage;
+pub use error::{Error, Result};
 pub use limits::{Limits, Share};
 
 /// The parts of an image's config that `run` uses.
@@ -75,7 +76,7 @@ pub fn command(
     };
     let all: Vec<String> = entry.into_iter().chain(cmd).collect();
     if all.is_empty() {
-        bail!("no command specified: the image has no Cmd or Entrypoint; give one after the image name");
+        return Err(Error::Invalid("no command specified: the image has no Cmd or Entrypoint; give one after the image name".into()));
     }
     Ok(all)
 }
@@ -100,9 +101,17 @@ pub fn environment(
     }
     for e in user_env {
         match e.split_once('=') {
-            Some(("", _)) => bail!("invalid environment variable {e:?}: the name is empty"),
+            Some(("", _)) => {
+                return Err(Error::Invalid(format!(
+                    "invalid environment variable {e:?}: the name is empty"
+                )))
+            }
             Some(_) => set(e.clone()),
-            None if e.is_empty() => bail!("invalid environment variable: the name is empty"),
+            None if e.is_empty() => {
+                return Err(Error::Invalid(
+                    "invalid environment variable: the name is empty".into(),
+                ))
+            }
             None => {
                 if let Ok(v) = std::env::var(e) {
                     set(format!("{e}={v}"));
@@ -120,7 +129,9 @@ pub fn workdir(image: &ImageConfig, workdir: Option<&str>) -> Result<String> {
         return Ok("/".to_string());
     }
     if !dir.starts_with('/') {
-        bail!("invalid working directory {dir:?}: it must be an absolute path");
+        return Err(Error::Invalid(format!(
+            "invalid working directory {dir:?}: it must be an absolute path"
+        )));
     }
     Ok(dir.to_string())
 }
@@ -157,10 +168,14 @@ pub fn size(value: &str) -> Option<u64> {
 /// `--memory`: a [`size`] of at least 6m, as Docker requires.
 pub fn memory(value: &str) -> Result<i64> {
     let bytes = size(value).ok_or_else(|| {
-        anyhow::anyhow!("invalid --memory {value:?}: expected a size such as 64m or 1g")
+        Error::Invalid(format!(
+            "invalid --memory {value:?}: expected a size such as 64m or 1g"
+        ))
     })?;
     if bytes < 6 << 20 {
-        bail!("invalid --memory {value:?}: the minimum is 6m");
+        return Err(Error::Invalid(format!(
+            "invalid --memory {value:?}: the minimum is 6m"
+        )));
     }
     Ok(bytes as i64)
 }
@@ -172,12 +187,14 @@ pub fn cpu_quota(value: &str) -> Result<i64> {
         .parse()
         .ok()
         .filter(|c: &f64| c.is_finite())
-        .with_context(|| {
-            format!("invalid --cpus {value:?}: expected a number of CPUs such as 0.5")
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "invalid --cpus {value:?}: expected a number of CPUs such as 0.5"
+            ))
         })?;
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
     if !(0.01..=available as f64).contains(&cpus) {
-        bail!("invalid --cpus {value:?}: the range is 0.01 to {available}.00, as there are {available} CPUs");
+        return Err(Error::Invalid(format!("invalid --cpus {value:?}: the range is 0.01 to {available}.00, as there are {available} CPUs")));
     }
     Ok((cpus * 100_000.0).round() as i64)
 }
@@ -205,7 +222,7 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
             };
             let cap: Capability = full
                 .parse()
-                .map_err(|_| anyhow::anyhow!("unknown capability {name:?}"))?;
+                .map_err(|_| Error::Invalid(format!("unknown capability {name:?}")))?;
             set.insert(cap);
         }
         Ok((has_all, set))

@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use nix::unistd::Pid;
 
 use super::cgroups::Cgroup;
@@ -33,10 +32,11 @@ pub fn etc_dir(container_dir: &std::path::Path) -> std::path::PathBuf {
 /// Mounts the container's small tmpfs for its /etc files, unless an earlier start did: bound
 /// writable into the container, they cannot grow the host's memory by more than its size. It
 /// lives in the container's directory, whose removal unmounts it.
-fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf> {
+fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf, SetupError> {
     use std::os::unix::fs::MetadataExt;
     let dir = etc_dir(container_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| SetupError::io(format!("creating {}", dir.display()), &e))?;
     let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
     if dev(&dir) == dev(container_dir) {
         nix::mount::mount(
@@ -48,7 +48,7 @@ fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf> {
                 | nix::mount::MsFlags::MS_NOEXEC,
             Some("size=1m,nr_inodes=16,mode=755"),
         )
-        .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+        .map_err(|e| SetupError::sys(format!("mounting a tmpfs on {}", dir.display()), e))?;
     }
     Ok(dir)
 }
@@ -176,9 +176,6 @@ pub fn setup(
     signals: &Signals,
     output: Option<(BorrowedFd, BorrowedFd)>,
 ) -> Result<(Pid, Started), SetupError> {
-    fn rt(e: impl Into<anyhow::Error>) -> SetupError {
-        SetupError::new(format!("{:#}", e.into()))
-    }
     let paths = c.paths.clone();
     let spec = &rejoin(&paths, config).map_err(rt)?;
     let id = config.id.clone();
@@ -205,8 +202,8 @@ pub fn setup(
     // wired (written in place, so the mounts see it).
     let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
-    let etc = etc_files(&dir).map_err(rt)?;
-    state::write_etc(&etc, &config.hostname, host_network, &config.names).map_err(rt)?;
+    let etc = etc_files(&dir)?;
+    state::write_etc(&etc, &config.hostname(), host_network, &config.names).map_err(rt)?;
 
     let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
@@ -229,7 +226,7 @@ pub fn setup(
     // on two cores they overlap) and its network is wired; it waits for `go` before it goes
     // further, moves itself into its cgroup (on v1: see `Cgroup::entries`) and makes its cgroup
     // namespace only then.
-    let prepared = (|| -> Result<Vec<OwnedFd>> {
+    let prepared = (|| -> Result<Vec<OwnedFd>, crate::Error> {
         let cgroup = c.cgroup.insert(Cgroup::create(&cgroup, &resources)?);
         fault("cgroup");
         let tasks = cgroup.entries()?;
@@ -243,7 +240,7 @@ pub fn setup(
         c.save()?;
         let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
-            let names = state::host_names(&config.hostname, config.name.as_deref(), &id);
+            let names = state::host_names(&config.hostname(), config.name.as_deref(), &id);
             let extra = config.names.hosts_lines(gateway);
             state::write_hosts(&etc, &names, address, &extra)?;
             let server = attachment.dns_server();
@@ -337,10 +334,9 @@ fn hand_over(
 /// again from its records, then becomes the new container's supervisor (this process is
 /// replaced). Returns only if that failed; the container is then left exited.
 pub fn again(paths: &Paths, explain: bool, id: &str, lock: Lock, mut st: State) -> SetupError {
-    let rt = |e: anyhow::Error| SetupError::new(format!("{e:#}"));
     let config = match state::load_config(paths, id) {
         Ok(c) => c,
-        Err(e) => return rt(e.into()),
+        Err(e) => return rt(e),
     };
     let found = match image::find(paths, &config.image) {
         Ok(f) => f,
@@ -375,6 +371,11 @@ pub fn again(paths: &Paths, explain: bool, id: &str, lock: Lock, mut st: State) 
     failure
 }
 
+/// A failure of the runtime's own steps as a set-up failure (Docker's 125), in its one line.
+fn rt(e: impl std::error::Error + 'static) -> SetupError {
+    SetupError::new(crate::error::one_line(&e))
+}
+
 /// The ports an attachment published.
 fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
     att.bridge
@@ -385,19 +386,20 @@ fn published(att: &network::Attachment) -> Vec<minibox_netns::PortMapping> {
 
 /// The `typ` namespace (`pid`, `ipc`, `uts`) of container `id`'s PID 1, which must be running
 /// (its pid verified, so a reused pid is never taken for it).
-pub fn namespace_of(paths: &Paths, id: &str, typ: &str) -> Result<std::path::PathBuf> {
+pub fn namespace_of(paths: &Paths, id: &str, typ: &str) -> lifecycle::Result<std::path::PathBuf> {
     let st = state::load_state(paths, id)?;
     if !lifecycle::running(&st) {
-        anyhow::bail!(
-            "cannot join the {typ} namespace of container {id:.12}: it is not running (start it first)"
-        );
+        return Err(lifecycle::Error::NotJoinable {
+            typ: typ.to_string(),
+            id: id.to_string(),
+        });
     }
     Ok(format!("/proc/{}/ns/{typ}", st.pid).into())
 }
 
 /// The Spec with the namespaces joined from other containers (`--pid container:NAME`...) looked
 /// up again: their PID 1 may have changed since the Spec was built (a restart).
-fn rejoin(paths: &Paths, config: &Config) -> Result<super::spec::Spec> {
+fn rejoin(paths: &Paths, config: &Config) -> lifecycle::Result<super::spec::Spec> {
     let mut spec = config.runtime_spec()?.clone();
     if config.joins.is_empty() {
         return Ok(spec);

@@ -78,8 +78,9 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// The version of the records this minibox writes. Version 0 (no `version` field) is what
-/// minibox wrote before records were versioned: it still loads (see the tests below).
-pub const SCHEMA: u32 = 1;
+/// minibox wrote before records were versioned, version 1 kept the command line and hostname
+/// beside the Spec: both still load (see the tests below).
+pub const SCHEMA: u32 = 2;
 
 /// What `config.json` records: what was asked for, enough to start the container again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,10 +92,14 @@ pub struct Config {
     /// The image's id (`sha256:...`) and the reference the user gave.
     pub image: String,
     pub image_name: String,
-    /// The command line and hostname, for listing: the Spec has them too, but a container
-    /// recorded before Specs has only these.
-    pub args: Vec<String>,
-    pub hostname: String,
+    /// The command line and hostname as records before version 2 kept them, beside the Spec
+    /// that has them. Empty in what `run` records now (the Spec is the one truth); kept for a
+    /// container recorded before Specs, which [`Config::command`] and [`Config::hostname`]
+    /// fall back on.
+    #[serde(default, rename = "args", skip_serializing_if = "Vec::is_empty")]
+    pub old_args: Vec<String>,
+    #[serde(default, rename = "hostname", skip_serializing_if = "String::is_empty")]
+    pub old_hostname: String,
     /// Seconds since the epoch.
     pub created: u64,
     /// The container as an OCI runtime Spec, which the executor follows. A container recorded
@@ -160,6 +165,27 @@ impl Config {
             .ok_or_else(|| Error::NoSpec(self.id.clone()))
     }
 
+    /// The command line (the Spec's process args).
+    pub fn command(&self) -> &[String] {
+        let process = self.spec.as_ref().and_then(|s| s.process().as_ref());
+        match process.and_then(|p| p.args().as_deref()) {
+            Some(args) => args,
+            None => &self.old_args,
+        }
+    }
+
+    /// The container's hostname: the Spec's, else (its UTS namespace is the host's or another
+    /// container's) the host's.
+    pub fn hostname(&self) -> String {
+        match &self.spec {
+            None => self.old_hostname.clone(),
+            Some(spec) => spec
+                .hostname()
+                .clone()
+                .unwrap_or_else(|| host_hostname(&self.id)),
+        }
+    }
+
     /// `--memory` in bytes, from the Spec.
     pub fn memory(&self) -> Option<i64> {
         let linux = self.spec.as_ref()?.linux().as_ref()?;
@@ -171,6 +197,14 @@ impl Config {
         let process = self.spec.as_ref().and_then(|s| s.process().as_ref());
         process.and_then(|p| p.terminal()) == Some(true)
     }
+}
+
+/// The host's name (a container in the host's UTS namespace has it), else the container's
+/// short id.
+pub fn host_hostname(id: &str) -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| id[..12.min(id.len())].to_string())
 }
 
 /// An earlier minibox stored its own description under `spec`: that reads as none. It would
@@ -602,10 +636,16 @@ pub fn restore(paths: &Paths, config: &Config) -> Result<()> {
 
 /// Writes the persistent dir: the `image` file (which keeps rmi away) and `config.json`.
 pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
-    let config = &Config {
+    let mut config = Config {
         version: SCHEMA,
         ..config.clone()
     };
+    if config.spec.is_some() {
+        // A version 1 record rewritten keeps them in its Spec alone.
+        config.old_args.clear();
+        config.old_hostname.clear();
+    }
+    let config = &config;
     let dir = dir(paths, &config.id);
     fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
     write_atomic(&dir.join("image"), config.image.as_bytes())?;
@@ -624,11 +664,37 @@ pub struct Summary {
     pub name: Option<String>,
     pub image: String,
     pub image_name: String,
-    pub args: Vec<String>,
+    /// Of the Spec, only the command line is read.
+    #[serde(default)]
+    spec: Option<SpecCommand>,
+    #[serde(default)]
+    args: Vec<String>,
     pub created: u64,
     pub network: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SpecCommand {
+    #[serde(default)]
+    process: Option<ProcessCommand>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProcessCommand {
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+impl Summary {
+    /// The command line, as [`Config::command`] has it.
+    pub fn command(&self) -> &[String] {
+        match self.spec.as_ref().and_then(|s| s.process.as_ref()) {
+            Some(p) => &p.args,
+            None => &self.args,
+        }
+    }
 }
 
 pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {
@@ -823,7 +889,11 @@ mod tests {
     fn version_0_records_load() {
         let config: Config = serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
         assert_eq!(config.version, 0);
-        assert_eq!(config.args, ["sleep", "1000"]);
+        assert_eq!(config.command(), ["sleep", "1000"]);
+        assert_eq!(config.hostname(), "062aa6b14646");
+        let summary: Summary =
+            serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
+        assert_eq!(summary.command(), ["sleep", "1000"]);
         // Its own description of the process is not a Spec: it can be listed and removed.
         assert!(config.spec.is_none());
         assert_eq!(config.publish, ["18080:80"]);
@@ -854,6 +924,37 @@ mod tests {
         // And what is written now reads back.
         let again: State = serde_json::from_value(serde_json::to_value(&exited).unwrap()).unwrap();
         assert_eq!(again.ports, exited.ports);
+    }
+
+    /// Since version 2 the command line and hostname are the Spec's alone.
+    #[test]
+    fn the_command_line_and_hostname_are_the_specs() {
+        let old: Config = serde_json::from_str(include_str!("testdata/v0-config.json")).unwrap();
+        // Rewritten (a rename), a record made before Specs keeps its command line.
+        let again: Config = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
+        assert_eq!(again.command(), ["sleep", "1000"]);
+        let mut config = Config {
+            old_args: Vec::new(),
+            old_hostname: String::new(),
+            ..old
+        };
+        config.spec = Some(
+            serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.0.2",
+                "hostname": "box",
+                "process": {"args": ["web", "-v"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            }))
+            .unwrap(),
+        );
+        let written = serde_json::to_value(&config).unwrap();
+        assert!(written.get("args").is_none() && written.get("hostname").is_none());
+        let again: Config = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(
+            (again.command(), again.hostname().as_str()),
+            (&["web".to_string(), "-v".into()][..], "box")
+        );
+        let summary: Summary = serde_json::from_value(written).unwrap();
+        assert_eq!(summary.command(), ["web", "-v"]);
     }
 
     #[test]

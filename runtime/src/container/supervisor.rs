@@ -412,7 +412,11 @@ fn finish(a: Args, status: Option<WaitStatus>) {
             .is_some_and(|p| Cgroup::open(p).oom_killed());
     let end = lifecycle::End::Exited { code, oom };
     if let Err(e) = lifecycle::finish(&a.paths, a.explain, &a.id, &mut st, end) {
-        tracing::error!("ending container {:.12}: {e:#}", a.id);
+        tracing::error!(
+            "ending container {:.12}: {}",
+            a.id,
+            crate::error::one_line(&e)
+        );
         return;
     }
     restart(a, st, code);

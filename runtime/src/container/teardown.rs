@@ -2,10 +2,9 @@
 //! normally, failed halfway, or died and left the records to someone else. Called by
 //! [`super::lifecycle::finish`] only.
 
-use anyhow::{Context, Result};
-
 use super::cgroups::Cgroup;
 use super::image;
+use super::lifecycle::{Error, Result};
 use super::state::{self, State};
 use crate::network;
 use crate::paths::Paths;
@@ -24,7 +23,7 @@ pub fn release(
 ) -> Result<()> {
     let mut result = Ok(());
     if let Some(path) = &st.cgroup {
-        result = Cgroup::open(path).kill_all();
+        result = Cgroup::open(path).kill_all().map_err(Error::from);
     }
     if st.network.is_some() || st.attachment.is_some() {
         match network::detach(paths, explain, id, background) {
@@ -32,8 +31,11 @@ pub fn release(
                 st.network = None;
                 st.attachment = None;
             }
-            Err(e) => {
-                result = result.and(Err(e).context(format!("removing the network of {id:.12}")))
+            Err(source) => {
+                result = result.and(Err(Error::Network {
+                    id: id.to_string(),
+                    source: Box::new(source),
+                }))
             }
         }
     }
@@ -54,7 +56,10 @@ pub fn remove(paths: &Paths, id: &str, st: &State) -> Result<()> {
     // The name it was given last: `rename` changes the config's under a running container.
     let renamed = state::load_summary(paths, id).ok().and_then(|s| s.name);
     let dir = state::dir(paths, id);
-    image::remove(&dir).with_context(|| format!("removing the root filesystem of {id:.12}"))?;
+    image::remove(&dir).map_err(|source| Error::Rootfs {
+        id: id.to_string(),
+        source,
+    })?;
     state::remove_dir(paths, id);
     super::lifecycle::fault("removing");
     for name in st.name.iter().chain(&renamed) {

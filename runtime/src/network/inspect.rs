@@ -1,8 +1,9 @@
 //! `network inspect`: Docker's JSON for a network, from the network library's records.
 
-use anyhow::Result;
 use minibox_netns::{short, Network, Store};
 use serde_json::{json, Map, Value};
+
+use super::Result;
 
 /// Docker's JSON for one network; containers are named by their short id (the caller knows
 /// their names).
@@ -17,12 +18,7 @@ pub fn inspect(store: &Store, net: &Network) -> Result<Value> {
         .into_iter()
         .filter(|a| a.network == net.name)
     {
-        // A container's interface beyond eth0 has an id of its own; its DNS group is the
-        // container's.
-        let id = match &a.dns {
-            Some(d) if !d.group.is_empty() => d.group.clone(),
-            _ => a.id.clone(),
-        };
+        let id = super::container_of(&a);
         containers.insert(
             id.clone(),
             json!({

@@ -3,19 +3,20 @@
 //! it before the container's process execs and undo it after; plus the views the `network`
 //! commands print (Docker's JSON, the topology). The run code calls only what is here.
 
+pub mod doctor;
+mod error;
 mod inspect;
 mod names;
 mod netns;
-mod topology;
+pub mod topology;
 
+pub use error::{Error, Result};
 pub use inspect::inspect;
 pub use names::{Flags, Names};
-pub use topology::topology;
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use anyhow::{bail, Context, Result};
 use minibox_netns::{Endpoint, Explain, PortRequest, PortSpec, Store};
 use nix::unistd::Pid;
 
@@ -117,6 +118,47 @@ pub fn explain_to(fd: RawFd) {
     EXPLAIN_FD.store(fd, Ordering::Relaxed);
 }
 
+/// The file by which a command run with `--explain` asks whoever tears container `dir` down (its
+/// supervisor, a foreground `run`) to explain that on the command's stderr too: it holds the
+/// command's pid.
+const EXPLAIN_REQUEST: &str = "explain-to";
+
+/// Asks for the teardown of the container whose volatile state is `dir` to be explained to us;
+/// the returned guard withdraws the request.
+pub fn ask_to_explain(dir: &std::path::Path) -> ExplainRequest {
+    let path = dir.join(EXPLAIN_REQUEST);
+    let _ = std::fs::write(&path, std::process::id().to_string());
+    ExplainRequest(path)
+}
+
+pub struct ExplainRequest(std::path::PathBuf);
+
+impl Drop for ExplainRequest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a command asked for this teardown to be explained (see [`ask_to_explain`]); if so,
+/// the explanation goes to that command's stderr from now on: the very same open file (taken
+/// with pidfd_getfd), so that lines land where the command's own do, in order.
+pub fn explain_if_asked(dir: &std::path::Path) -> bool {
+    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+    let taken = std::fs::read_to_string(dir.join(EXPLAIN_REQUEST))
+        .ok()
+        .and_then(|p| Pid::from_raw(p.trim().parse().ok()?))
+        .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok())
+        .and_then(|pidfd| pidfd_getfd(pidfd, libc::STDERR_FILENO, PidfdGetfdFlags::empty()).ok());
+    match taken {
+        Some(fd) => {
+            // Kept open for as long as this process may explain.
+            explain_to(std::os::fd::IntoRawFd::into_raw_fd(fd));
+            true
+        }
+        None => false,
+    }
+}
+
 pub fn explainer(explain: bool) -> Explain {
     if !explain {
         return Explain::off();
@@ -139,12 +181,14 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
         .collect::<Result<Vec<_>, _>>()?;
     if req.publish_all {
         for e in &req.exposed {
-            specs.push(PortSpec::exposed(e).with_context(|| "the image's EXPOSE")?);
+            specs.push(PortSpec::exposed(e).map_err(Error::Exposed)?);
         }
     }
     match &req.mode {
         Mode::None | Mode::Host if !specs.is_empty() => {
-            bail!("publishing ports needs a bridge network: use --network NAME")
+            return Err(Error::Invalid(
+                "publishing ports needs a bridge network: use --network NAME".into(),
+            ))
         }
         Mode::Bridge(name) => {
             for more in &req.more {
@@ -152,10 +196,10 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
             }
             let net = store(paths).network(name)?;
             if let Some(ip) = req.ip.filter(|ip| !net.subnet.contains(ip)) {
-                bail!(
+                return Err(Error::Invalid(format!(
                     "--ip {ip} is outside {name}'s subnet {}: choose an address inside it",
                     net.subnet
-                );
+                )));
             }
         }
         _ => {}
@@ -189,6 +233,28 @@ pub fn holders(paths: &Paths, req: &Request, ports: &[PortRequest]) -> Result<Ve
     Ok(ids)
 }
 
+/// The containers with an interface on `network` (on any network: `None`).
+pub fn attached(store: &Store, network: Option<&str>) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = store
+        .attachments()?
+        .iter()
+        .filter(|a| network.is_none_or(|n| a.network == n))
+        .map(container_of)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The container an attachment belongs to: an interface beyond eth0 has an id of its own, and
+/// the container's as its DNS group.
+pub fn container_of(a: &minibox_netns::Attachment) -> String {
+    match &a.dns {
+        Some(d) if !d.group.is_empty() => d.group.clone(),
+        _ => a.id.clone(),
+    }
+}
+
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs. The
 /// bridge comes first, then the netns gets its name, then the library connects it: the order
@@ -207,7 +273,7 @@ pub fn attach(
     let store = store(paths);
     let ex = explainer(explain);
     let connected = minibox_netns::ensure_network(&store, &ex, name)
-        .map_err(anyhow::Error::from)
+        .map_err(Error::from)
         .and_then(|_| netns::attach(&ex, &netns::name(id), pid))
         .and_then(|ns| {
             let ep = Endpoint {
@@ -227,7 +293,10 @@ pub fn attach(
         Err(e) => {
             // The library undid its part; the name is ours.
             let _ = netns::delete(&Explain::off(), &netns::name(id));
-            return Err(e.context(format!("connecting to network {name}")));
+            return Err(Error::Connect {
+                network: name.clone(),
+                source: Box::new(e),
+            });
         }
     };
     // A failure here leaves eth0 to the container's teardown, which detaches every network.
@@ -292,8 +361,12 @@ pub fn connect(
         mac: None,
         default_route: false,
     };
-    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, network, &[])
-        .with_context(|| format!("connecting to network {network}"))
+    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, network, &[]).map_err(|e| {
+        Error::Connect {
+            network: network.to_string(),
+            source: Box::new(e.into()),
+        }
+    })
 }
 
 /// Undoes [`connect`] for `network`.
@@ -332,12 +405,46 @@ pub fn detach(paths: &Paths, explain: bool, id: &str, background: bool) -> Resul
         // The rules and the cable first, the namespace last, as the tutorials undo it.
         netns::delete(&ex, &ns)
     })();
-    done.context("disconnecting the network")
+    done.map_err(|e| Error::Disconnect(Box::new(e)))
 }
 
 /// Finishes network teardowns whose background process died (see `recover::check`).
 pub fn recover(paths: &Paths) {
     if let Err(e) = minibox_netns::recover(&store(paths)) {
         eprintln!("minibox: finishing an interrupted network teardown: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `network rm` recovers before it removes a network: the containers with an
+    /// interface there (eth1 and on belong to their container by DNS group), no other.
+    #[test]
+    fn the_containers_attached_to_a_network() {
+        let dir = std::env::temp_dir().join(format!("minibox-attached-{}", std::process::id()));
+        let store = Store::new(&dir.join("defs"), &dir.join("run"));
+        let attachment = |id: &str, network: &str, group: &str| {
+            let a: minibox_netns::Attachment = serde_json::from_value(serde_json::json!({
+                "id": id, "network": network, "bridge": "b", "netns": "/n", "veth": "v",
+                "address": "10.99.0.2", "prefix_len": 24, "gateway": "10.99.0.1",
+                "mac": "02:00:00:00:00:01", "mtu": 1500, "ports": [],
+                "dns": {"names": [], "group": group},
+            }))
+            .unwrap();
+            store.save_attachment(&a).unwrap();
+        };
+        attachment("aaa", "lab", "aaa");
+        attachment("bbb", "minibox", "bbb");
+        attachment("e1-of-bbb", "lab", "bbb");
+        attachment("ccc", "other", "");
+        assert_eq!(attached(&store, Some("lab")).unwrap(), ["aaa", "bbb"]);
+        assert_eq!(
+            attached(&store, Some("none")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(attached(&store, None).unwrap(), ["aaa", "bbb", "ccc"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,10 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::Mode;
+use super::{Error, Mode, Result};
 
 /// `--add-host NAME:host-gateway`: the host, as the container reaches it.
 const HOST_GATEWAY: &str = "host-gateway";
@@ -66,30 +65,38 @@ impl Names {
         } = *flags;
         let ip = ip
             .map(|ip| match mode {
-                Mode::Bridge(net) if net != minibox_netns::DEFAULT_NETWORK => ip
-                    .parse::<Ipv4Addr>()
-                    .map_err(|_| anyhow::anyhow!("invalid --ip {ip:?}: expected an IPv4 address")),
-                _ => bail!(
+                Mode::Bridge(net) if net != minibox_netns::DEFAULT_NETWORK => {
+                    ip.parse::<Ipv4Addr>().map_err(|_| {
+                        Error::Invalid(format!("invalid --ip {ip:?}: expected an IPv4 address"))
+                    })
+                }
+                _ => Err(Error::Invalid(format!(
                     "--ip {ip}: a chosen address needs a user-defined network (--network NAME)"
-                ),
+                ))),
             })
             .transpose()?;
         let mac = mac_address
             .map(|m| {
                 parse_mac(m).map(|_| m.to_lowercase()).ok_or_else(|| {
-                    anyhow::anyhow!("invalid --mac-address {m:?}: expected a unicast address like 02:42:0a:00:00:02")
+                    Error::Invalid(format!("invalid --mac-address {m:?}: expected a unicast address like 02:42:0a:00:00:02"))
                 })
             })
             .transpose()?;
         if mac.is_some() && !matches!(mode, Mode::Bridge(_)) {
-            bail!("--mac-address needs a bridge network (not --network none or host)");
+            return Err(Error::Invalid(
+                "--mac-address needs a bridge network (not --network none or host)".into(),
+            ));
         }
         for a in aliases {
             if !matches!(mode, Mode::Bridge(_)) {
-                bail!("--network-alias {a}: aliases need a bridge network (not --network none or host)");
+                return Err(Error::Invalid(format!(
+                    "--network-alias {a}: aliases need a bridge network (not --network none or host)"
+                )));
             }
             if !valid_name(a) {
-                bail!("invalid --network-alias {a:?}: use letters, digits, '.', '-' and '_'");
+                return Err(Error::Invalid(format!(
+                    "invalid --network-alias {a:?}: use letters, digits, '.', '-' and '_'"
+                )));
             }
         }
         let extra_hosts = add_hosts
@@ -101,12 +108,14 @@ impl Names {
                         valid_name(n) && (*a == HOST_GATEWAY || a.parse::<IpAddr>().is_ok())
                     })
                     .ok_or_else(|| {
-                        anyhow::anyhow!(
+                        Error::Invalid(format!(
                             "invalid --add-host {h:?}: expected NAME:IP or NAME:host-gateway"
-                        )
+                        ))
                     })?;
                 if addr == HOST_GATEWAY && *mode == Mode::None {
-                    bail!("--add-host {h}: host-gateway needs a network (not --network none)");
+                    return Err(Error::Invalid(format!(
+                        "--add-host {h}: host-gateway needs a network (not --network none)"
+                    )));
                 }
                 Ok((name.to_string(), addr.to_string()))
             })
@@ -114,8 +123,9 @@ impl Names {
         let dns = dns
             .iter()
             .map(|d| {
-                d.parse()
-                    .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: expected an IP address"))
+                d.parse().map_err(|_| {
+                    Error::Invalid(format!("invalid --dns {d:?}: expected an IP address"))
+                })
             })
             .collect::<Result<_>>()?;
         for (flag, values) in [("--dns-search", dns_search), ("--dns-option", dns_options)] {
@@ -123,7 +133,9 @@ impl Names {
                 .iter()
                 .find(|v| v.is_empty() || v.contains(char::is_whitespace))
             {
-                bail!("invalid {flag} {v:?}: expected one word");
+                return Err(Error::Invalid(format!(
+                    "invalid {flag} {v:?}: expected one word"
+                )));
             }
         }
         Ok(Names {

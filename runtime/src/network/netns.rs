@@ -6,10 +6,11 @@ use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use minibox_netns::Explain;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::Pid;
+
+use super::{Error, Result};
 
 const NETNS_DIR: &str = "/run/netns";
 
@@ -22,9 +23,15 @@ pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
-/// `ip netns attach NAME PID`: names the netns that process `pid` lives in.
+/// `ip netns attach NAME PID`: names the netns that process `pid` lives in. Explained as
+/// `ip netns add NAME` (a new netns by that name), which is what a replay on another host needs:
+/// the pid means nothing there.
 pub fn attach(ex: &Explain, name: &str, pid: Pid) -> Result<PathBuf> {
-    ex.say(|| format!("ip netns attach {name} {pid}"));
+    ex.say(|| {
+        format!(
+            "ip netns add {name}  # minibox names the container's own: ip netns attach {name} {pid}"
+        )
+    });
     prepare_dir()?;
     let target = path(name);
     // A stale file from a crash is replaced (a mount left on it goes first).
@@ -34,7 +41,10 @@ pub fn attach(ex: &Explain, name: &str, pid: Pid) -> Result<PathBuf> {
         .write(true)
         .create_new(true)
         .open(&target)
-        .with_context(|| format!("creating {}", target.display()))?;
+        .map_err(|source| Error::Io {
+            what: format!("creating {}", target.display()),
+            source,
+        })?;
     let source = format!("/proc/{pid}/ns/net");
     let bound = mount(
         Some(source.as_str()),
@@ -45,7 +55,10 @@ pub fn attach(ex: &Explain, name: &str, pid: Pid) -> Result<PathBuf> {
     );
     if let Err(e) = bound {
         let _ = fs::remove_file(&target);
-        return Err(e).with_context(|| format!("bind-mounting {source} on {}", target.display()));
+        return Err(Error::Sys {
+            what: format!("bind-mounting {source} on {}", target.display()),
+            source: e,
+        });
     }
     Ok(target)
 }
@@ -59,12 +72,18 @@ pub fn delete(ex: &Explain, name: &str) -> Result<()> {
     ex.say(|| format!("ip netns delete {name}"));
     match umount2(&target, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-        Err(e) => return Err(e).with_context(|| format!("unmounting {}", target.display())),
+        Err(source) => {
+            return Err(Error::Sys {
+                what: format!("unmounting {}", target.display()),
+                source,
+            })
+        }
     }
     match fs::remove_file(&target) {
-        Err(e) if e.kind() != ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", target.display()))
-        }
+        Err(source) if source.kind() != ErrorKind::NotFound => Err(Error::Io {
+            what: format!("removing {}", target.display()),
+            source,
+        }),
         _ => Ok(()),
     }
 }
@@ -73,7 +92,10 @@ pub fn delete(ex: &Explain, name: &str) -> Result<()> {
 /// (and go away) in every mount namespace that shares it.
 fn prepare_dir() -> Result<()> {
     let dir = Path::new(NETNS_DIR);
-    fs::create_dir_all(dir).with_context(|| format!("creating {NETNS_DIR}"))?;
+    fs::create_dir_all(dir).map_err(|source| Error::Io {
+        what: format!("creating {NETNS_DIR}"),
+        source,
+    })?;
     // Not recursive once it is a mount point: the names below it are made while it is shared,
     // and walking every container's mount on each run would cost more the more there are.
     let shared = mount(
@@ -91,7 +113,10 @@ fn prepare_dir() -> Result<()> {
                 let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
                 mount(None::<&str>, dir, None::<&str>, shared, None::<&str>)
             })
-            .with_context(|| format!("making {NETNS_DIR} a shared mount"))?;
+            .map_err(|source| Error::Sys {
+                what: format!("making {NETNS_DIR} a shared mount"),
+                source,
+            })?;
     }
     Ok(())
 }

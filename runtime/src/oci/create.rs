@@ -93,7 +93,7 @@ fn build(
     default_devices(spec)?;
     let config = serde_json::to_vec(&spec).expect("a Spec serialises");
     write_atomic(&dir.join("config.json"), &config)
-        .map_err(|e| OciError::Invalid(format!("{e:#}")))?;
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))?;
     let fifo = root.fifo(id);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .and_then(|()| {
@@ -123,7 +123,7 @@ fn build(
         .as_ref()
         .and_then(|l| l.resources().clone())
         .unwrap_or_default();
-    let cg = Cgroup::create(cgroup, &resources).map_err(OciError::cgroup)?;
+    let cg = Cgroup::create(cgroup, &resources).map_err(OciError::from)?;
     let cg = made.cgroup.insert(cg);
 
     let signals = Signals::block().map_err(|e| OciError::io("blocking signals", e.into()))?;
@@ -149,7 +149,7 @@ fn build(
     let child = process::spawn(&launch)?;
     made.child = Some(child.pid);
     // A set-up failure reported by the child explains any failure of ours that follows.
-    let placed = cg.add(child.pid).map_err(OciError::cgroup);
+    let placed = cg.add(child.pid).map_err(OciError::from);
     if let Err(e) = placed {
         process::abort(child.pid);
         child.started()?;
@@ -219,10 +219,9 @@ fn namespace_root(spec: &Spec) -> Option<(u32, u32)> {
 /// The devices every container has (/dev/null, zero, full, random, urandom, tty) added to the
 /// bundle's, and allowed in its cgroup after the bundle's own rules, as runc does.
 fn default_devices(spec: &mut Spec) -> Result<()> {
-    let fail = |e: anyhow::Error| OciError::Invalid(format!("{e:#}"));
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut devices = linux.devices().clone().unwrap_or_default();
-    for d in default_spec::devices().map_err(fail)? {
+    for d in default_spec::devices()? {
         if !devices.iter().any(|have| have.path() == d.path()) {
             devices.push(d);
         }
@@ -231,7 +230,7 @@ fn default_devices(spec: &mut Spec) -> Result<()> {
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();
     if !rules.is_empty() {
-        rules.extend(default_spec::allowed_device_rules().map_err(fail)?);
+        rules.extend(default_spec::allowed_device_rules()?);
         resources.set_devices(Some(rules));
         linux.set_resources(Some(resources));
     }
@@ -324,5 +323,6 @@ fn own_cgroup() -> PathBuf {
 pub fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let path = std::path::absolute(path)
         .map_err(|e| OciError::io(format!("pid file {}", path.display()), e))?;
-    write_atomic(&path, pid.to_string().as_bytes()).map_err(|e| OciError::Invalid(format!("{e:#}")))
+    write_atomic(&path, pid.to_string().as_bytes())
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
 }

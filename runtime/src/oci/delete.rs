@@ -26,7 +26,7 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         ));
     }
     let cgroup = Cgroup::open(&record.cgroup);
-    cgroup.kill_all().map_err(OciError::cgroup)?;
+    cgroup.kill_all().map_err(OciError::from)?;
     cgroup.delete();
     let spec = root.config(id).ok();
     let state = root.document(&record);

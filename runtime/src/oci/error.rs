@@ -24,9 +24,11 @@ pub enum OciError {
     /// Bad input (a flag, a config.json, a process.json): what is wrong and what to do.
     #[error("{0}")]
     Invalid(String),
-    /// A cgroup operation failed (cgroups-rs's chain, flattened).
-    #[error("{0}")]
-    Cgroup(String),
+    /// The default devices' Spec entries (see `container::spec`).
+    #[error(transparent)]
+    Spec(#[from] crate::container::spec::Error),
+    #[error(transparent)]
+    Cgroup(#[from] crate::container::cgroups::Error),
     #[error("{0}")]
     Hook(String),
 }
@@ -39,9 +41,5 @@ impl OciError {
             what: what.into(),
             source,
         }
-    }
-
-    pub fn cgroup(e: anyhow::Error) -> Self {
-        Self::Cgroup(format!("{e:#}"))
     }
 }

@@ -37,7 +37,7 @@ pub fn kill(root: &Root, id: &str, signal: Signal, all: bool) -> Result<()> {
             let _ = send(pid, signal);
         }
         if status == Status::Paused && signal == Signal::SIGKILL {
-            cgroup.thaw().map_err(OciError::cgroup)?;
+            cgroup.thaw().map_err(OciError::from)?;
         }
         return Ok(());
     }
@@ -53,7 +53,7 @@ pub fn kill(root: &Root, id: &str, signal: Signal, all: bool) -> Result<()> {
     }
     // A frozen process only acts on a signal once thawed; SIGKILL must not wait for `resume`.
     if status == Status::Paused && signal == Signal::SIGKILL {
-        cgroup.thaw().map_err(OciError::cgroup)?;
+        cgroup.thaw().map_err(OciError::from)?;
     }
     Ok(())
 }

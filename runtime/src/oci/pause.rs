@@ -12,7 +12,7 @@ pub fn pause(root: &Root, id: &str) -> Result<()> {
     }
     Cgroup::open(&record.cgroup)
         .freeze()
-        .map_err(OciError::cgroup)
+        .map_err(OciError::from)
 }
 
 pub fn resume(root: &Root, id: &str) -> Result<()> {
@@ -22,7 +22,5 @@ pub fn resume(root: &Root, id: &str) -> Result<()> {
         Status::Stopped => return Err(OciError::NotRunning),
         _ => return Err(OciError::WrongState("not paused", "nothing to resume")),
     }
-    Cgroup::open(&record.cgroup)
-        .thaw()
-        .map_err(OciError::cgroup)
+    Cgroup::open(&record.cgroup).thaw().map_err(OciError::from)
 }

@@ -87,7 +87,7 @@ impl Root {
 
     /// Checks an id given on the command line (it names a directory).
     pub fn check_id(id: &str) -> Result<()> {
-        check_name(id).map_err(|e| OciError::Invalid(format!("{e:#}")))
+        check_name(id).map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
     }
 
     pub fn load(&self, id: &str) -> Result<Record> {
@@ -107,7 +107,7 @@ impl Root {
     pub fn save(&self, record: &Record) -> Result<()> {
         let data = serde_json::to_vec(record).expect("a record serialises");
         write_atomic(&self.dir(&record.id).join("state.json"), &data)
-            .map_err(|e| OciError::Invalid(format!("{e:#}")))
+            .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
     }
 
     /// The Spec the container was created with.

@@ -29,12 +29,12 @@ pub fn update(root: &Root, id: &str, resources: &LinuxResources) -> Result<()> {
     }
     Cgroup::open(&record.cgroup)
         .update(resources)
-        .map_err(OciError::cgroup)?;
+        .map_err(OciError::from)?;
     let mut spec = root.config(id)?;
     let mut linux = spec.linux().clone().unwrap_or_default();
     linux.set_resources(Some(resources.clone()));
     spec.set_linux(Some(linux));
     let data = serde_json::to_vec(&spec).expect("a Spec serialises");
     write_atomic(&root.dir(id).join("config.json"), &data)
-        .map_err(|e| OciError::Invalid(format!("{e:#}")))
+        .map_err(|e| OciError::Invalid(crate::error::one_line(&e)))
 }

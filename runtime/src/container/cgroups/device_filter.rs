@@ -8,8 +8,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use anyhow::{Context, Result};
-
 use cgroups_rs::devices::{DevicePermissions, DeviceType};
 use cgroups_rs::DeviceResource;
 
@@ -161,7 +159,9 @@ fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
 }
 
 /// Attaches a program allowing exactly what `rules` allow to the cgroup directory `dir`.
-pub fn attach(dir: &Path, rules: &[DeviceResource]) -> Result<()> {
+/// A failure names its step (loading, opening the cgroup, attaching) in the error's text.
+pub fn attach(dir: &Path, rules: &[DeviceResource]) -> io::Result<()> {
+    let step = |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
     let prog = program(rules);
     let license = c"Apache-2.0";
     let load = ProgLoad {
@@ -177,9 +177,11 @@ pub fn attach(dir: &Path, rules: &[DeviceResource]) -> Result<()> {
     };
     // SAFETY: a successful BPF_PROG_LOAD returns a new file descriptor that we own.
     let prog_fd = unsafe {
-        OwnedFd::from_raw_fd(bpf(BPF_PROG_LOAD, &load).context("loading the eBPF program")? as i32)
+        OwnedFd::from_raw_fd(
+            bpf(BPF_PROG_LOAD, &load).map_err(step("loading the eBPF program".into()))? as i32,
+        )
     };
-    let cg = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let cg = std::fs::File::open(dir).map_err(step(format!("opening {}", dir.display())))?;
     bpf(
         BPF_PROG_ATTACH,
         &ProgAttach {
@@ -190,6 +192,6 @@ pub fn attach(dir: &Path, rules: &[DeviceResource]) -> Result<()> {
             replace_bpf_fd: 0,
         },
     )
-    .context("attaching the eBPF program")?;
+    .map_err(step("attaching the eBPF program".into()))?;
     Ok(())
 }

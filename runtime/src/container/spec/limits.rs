@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use super::{Error, Result};
 use oci_spec::runtime::{
     LinuxDevice, LinuxDeviceBuilder, LinuxDeviceType, PosixRlimit, PosixRlimitBuilder,
     PosixRlimitType,
@@ -53,7 +53,9 @@ impl Share {
             "host" => Ok(Share::Host),
             v => match v.strip_prefix("container:") {
                 Some(name) if !name.is_empty() => Ok(Share::Container(name.to_string())),
-                _ => bail!("invalid --{flag} {value:?}: use host, private or container:NAME"),
+                _ => Err(Error::Invalid(format!(
+                    "invalid --{flag} {value:?}: use host, private or container:NAME"
+                ))),
             },
         }
     }
@@ -121,7 +123,7 @@ pub fn rlimits(values: &[String]) -> Result<Vec<PosixRlimit>> {
     let nofile = NOFILE.min(ceiling(PosixRlimitType::RlimitNofile));
     let mut all = vec![(PosixRlimitType::RlimitNofile, nofile, nofile)];
     for value in values {
-        let bad = |why: String| anyhow!("invalid --ulimit {value:?}: {why}");
+        let bad = |why: String| Error::Invalid(format!("invalid --ulimit {value:?}: {why}"));
         let (name, limits) = value
             .split_once('=')
             .ok_or_else(|| bad("expected NAME=SOFT[:HARD], e.g. nofile=1024:2048".into()))?;
@@ -147,13 +149,13 @@ pub fn rlimits(values: &[String]) -> Result<Vec<PosixRlimit>> {
             None => (number(limits)?, number(limits)?),
         };
         if soft > hard {
-            bail!(bad(format!(
+            return Err(bad(format!(
                 "the soft limit {soft} is above the hard limit {hard}"
             )));
         }
         let max = ceiling(typ);
         if hard > max {
-            bail!(bad(format!(
+            return Err(bad(format!(
                 "the hard limit is above minibox's own ({max}), and raising it needs \
                  CAP_SYS_RESOURCE, which minibox does not have here: ask for at most {max}"
             )));
@@ -182,7 +184,9 @@ pub fn memory_swap(
 ) -> Result<Option<i64>> {
     let Some(memory) = memory else {
         if let Some(v) = value {
-            bail!("invalid --memory-swap {v:?}: it needs a --memory limit too");
+            return Err(Error::Invalid(format!(
+                "invalid --memory-swap {v:?}: it needs a --memory limit too"
+            )));
         }
         return Ok(None);
     };
@@ -192,16 +196,18 @@ pub fn memory_swap(
         Some("-1") => -1,
         Some(v) => {
             let bytes = super::size(v).ok_or_else(|| {
-                anyhow!("invalid --memory-swap {v:?}: expected a size such as 128m, or -1")
+                Error::Invalid(format!(
+                    "invalid --memory-swap {v:?}: expected a size such as 128m, or -1"
+                ))
             })? as i64;
             if bytes < memory {
-                bail!("invalid --memory-swap {v:?}: it is memory plus swap, so at least --memory ({memory} bytes)");
+                return Err(Error::Invalid(format!("invalid --memory-swap {v:?}: it is memory plus swap, so at least --memory ({memory} bytes)")));
             }
             bytes
         }
     };
     if !accounted {
-        bail!("invalid --memory-swap: this kernel keeps no swap accounts (swapaccount=1 on its command line turns them on)");
+        return Err(Error::Invalid("invalid --memory-swap: this kernel keeps no swap accounts (swapaccount=1 on its command line turns them on)".into()));
     }
     Ok(Some(swap))
 }
@@ -209,7 +215,9 @@ pub fn memory_swap(
 /// `--cpu-shares`: a relative weight, 2 to 262144 as the kernel takes it (1024 is the default).
 pub fn cpu_shares(value: u64) -> Result<u64> {
     if !(2..=262_144).contains(&value) {
-        bail!("invalid --cpu-shares {value}: the range is 2 to 262144 (1024 is the default)");
+        return Err(Error::Invalid(format!(
+            "invalid --cpu-shares {value}: the range is 2 to 262144 (1024 is the default)"
+        )));
     }
     Ok(value)
 }
@@ -218,7 +226,7 @@ pub fn cpu_shares(value: u64) -> Result<u64> {
 pub fn cpuset(value: &str) -> Result<String> {
     // SAFETY: sysconf has no preconditions.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
-    let bad = |why: String| anyhow!("invalid --cpuset-cpus {value:?}: {why}");
+    let bad = |why: String| Error::Invalid(format!("invalid --cpuset-cpus {value:?}: {why}"));
     for part in value.split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
         let last: u32 = match (a.trim().parse::<u32>(), b.trim().parse()) {
@@ -237,15 +245,18 @@ pub fn cpuset(value: &str) -> Result<String> {
 
 /// `--shm-size`: the size of /dev/shm.
 pub fn shm_size(value: &str) -> Result<u64> {
-    super::size(value)
-        .ok_or_else(|| anyhow!("invalid --shm-size {value:?}: expected a size such as 64m"))
+    super::size(value).ok_or_else(|| {
+        Error::Invalid(format!(
+            "invalid --shm-size {value:?}: expected a size such as 64m"
+        ))
+    })
 }
 
 /// `--device HOST[:CONTAINER[:PERMISSIONS]]`: a host device node, made in the container at the
 /// same major and minor numbers (and mode), with a cgroup rule granting PERMISSIONS (any of
 /// r, w, m; default rwm).
 pub fn device(value: &str) -> Result<(LinuxDevice, String)> {
-    let bad = |why: String| anyhow!("invalid --device {value:?}: {why}");
+    let bad = |why: String| Error::Invalid(format!("invalid --device {value:?}: {why}"));
     let parts: Vec<&str> = value.split(':').collect();
     let perms = |p: &str| {
         (!p.is_empty() && p.chars().all(|c| "rwm".contains(c)))
@@ -315,7 +326,7 @@ pub fn sysctls(
 ) -> Result<HashMap<String, String>> {
     let mut all = HashMap::new();
     for v in values {
-        let bad = |why: &str| anyhow!("invalid --sysctl {v:?}: {why}");
+        let bad = |why: &str| Error::Invalid(format!("invalid --sysctl {v:?}: {why}"));
         let (key, value) = v
             .split_once('=')
             .ok_or_else(|| bad("expected KEY=VALUE, e.g. net.ipv4.ip_forward=1"))?;

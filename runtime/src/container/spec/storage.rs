@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use super::{Error, Result};
 
 /// Where a mount comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub enum Kind {
 
 /// Checks a container path: absolute, not the root, no `..`, not over /proc, /sys or /dev.
 pub fn target(flag: &str, value: &str, target: &str) -> Result<String> {
-    let bad = |why: &str| anyhow!("invalid {flag} {value:?}: {why}");
+    let bad = |why: &str| Error::Invalid(format!("invalid {flag} {value:?}: {why}"));
     if !target.starts_with('/') {
         return Err(bad("the container path must be absolute"));
     }
@@ -67,7 +67,7 @@ pub fn target(flag: &str, value: &str, target: &str) -> Result<String> {
 /// volume); OPTIONS: `ro`, `rw`, `nocopy`, comma-separated.
 pub fn volume(value: &str) -> Result<Wanted> {
     let flag = "volume";
-    let bad = |why: &str| anyhow!("invalid volume {value:?}: {why}");
+    let bad = |why: &str| Error::Invalid(format!("invalid volume {value:?}: {why}"));
     let parts: Vec<&str> = value.split(':').collect();
     let (source, path, options) = match parts.as_slice() {
         [t] => (None, *t, ""),
@@ -106,7 +106,7 @@ pub fn volume(value: &str) -> Result<Wanted> {
 /// `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy]
 /// [,tmpfs-size=…][,tmpfs-mode=…]` (`src`, `dst`/`destination`, `ro` as Docker takes them).
 pub fn mount(value: &str) -> Result<Wanted> {
-    let bad = |why: &str| anyhow!("invalid --mount {value:?}: {why}");
+    let bad = |why: &str| Error::Invalid(format!("invalid --mount {value:?}: {why}"));
     let (mut typ, mut source, mut dest) = ("volume", None, None);
     let (mut readonly, mut nocopy) = (false, false);
     let (mut size, mut mode) = (None, None);
@@ -195,7 +195,11 @@ pub fn tmpfs(value: &str) -> Result<Wanted> {
             {
                 kept.push(o.to_string())
             }
-            o => bail!("invalid --tmpfs {value:?}: unknown option {o:?}"),
+            o => {
+                return Err(Error::Invalid(format!(
+                    "invalid --tmpfs {value:?}: unknown option {o:?}"
+                )))
+            }
         }
     }
     let mut data = tmpfs_options(None, None);
