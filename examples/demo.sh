@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minibox=${MINIBOX:-target/release/minibox}
-tarball=$(target/release/fixture web)
+# The demo image (WEB_TAR: a tarball already built, as the tutorial names it).
+tarball=${WEB_TAR:-$(target/release/fixture web)}
 get() { busybox wget -qO- "http://$1"; }
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -37,5 +38,5 @@ step "the picture"
 "$minibox" network topology
 
 step "what stays on the host, and the way back"
-echo "the image, the bridge minibox0, minibox's firewall chains and ip_forward stay;"
+echo "the image, the bridge minibox0, minibox's firewall rules and ip_forward stay;"
 echo "\`$minibox system reset\` removes them (it says what, and asks), \`--all\` the images too"

@@ -24,6 +24,9 @@ use crate::layout::{
 use crate::store::{stream_error, Txn};
 use crate::{reference, Error, Store};
 
+/// Read buffers: large reads of archives and blobs cost fewer system calls.
+const BUF: usize = 256 * 1024;
+
 /// Layer media types minibox can read (compression is still told by magic).
 const LAYER_TYPES: &[&str] = &[
     "application/vnd.oci.image.layer.v1.tar",
@@ -106,7 +109,7 @@ impl Toc {
         })?;
         let mut f = &self.file;
         f.seek(SeekFrom::Start(offset)).with(|| self.name.clone())?;
-        Ok((BufReader::with_capacity(256 * 1024, f.take(size)), size))
+        Ok((BufReader::with_capacity(BUF, f.take(size)), size))
     }
 
     fn read_small(&self, path: &str) -> Result<Vec<u8>, Error> {
@@ -171,7 +174,7 @@ impl Store {
     ) -> Result<Vec<String>, Error> {
         let mut txn = self.begin()?;
         // Random access is needed: spool pipes and compressed archives to a file first.
-        let (kind, mut head) = compress::sniff(reader, name)?;
+        let (kind, mut head) = compress::sniff(BufReader::with_capacity(BUF, reader), name)?;
         let archive_path: PathBuf = match (kind, path) {
             (Compression::None, Some(p)) => p.to_path_buf(),
             _ => {
@@ -248,6 +251,7 @@ impl Store {
                 let meta = self.layer_meta(chain)?;
                 let path = self.blob_path(&blob.digest)?;
                 let file = File::open(&path).at(&path)?;
+                let file = BufReader::with_capacity(BUF, file);
                 let (kind, head) = compress::sniff(file, &path.display().to_string())?;
                 let dec = compress::decoder(kind, head).map_err(|e| Error::path(&path, e))?;
                 put(&mut tar, &mut written, diff_id, dec, meta.tar_size).map_err(w)?;

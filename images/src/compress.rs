@@ -1,6 +1,6 @@
 //! Layer and archive compression, told apart by magic numbers (never by file name).
 
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, BufRead, Cursor, Read};
 
 use crate::Error;
 
@@ -50,14 +50,15 @@ pub fn sniff<R: Read>(mut reader: R, what: &str) -> Result<(Compression, Prefixe
     Ok((kind, Cursor::new(head).chain(reader)))
 }
 
-/// A reader of the uncompressed stream. Gzip may have several members (pigz, concatenations).
-pub fn decoder<'a, R: Read + 'a>(kind: Compression, reader: R) -> io::Result<Box<dyn Read + 'a>> {
+/// A reader of the uncompressed stream, decoding `reader`'s own buffer in place. Gzip may have
+/// several members (pigz, concatenations).
+pub fn decoder<'a, R: BufRead + 'a>(
+    kind: Compression,
+    reader: R,
+) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match kind {
         Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-            128 * 1024,
-            reader,
-        ))),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
     })
 }

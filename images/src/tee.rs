@@ -8,7 +8,7 @@
 //! faster side wait for the slower one.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -147,17 +147,26 @@ impl<R: Read> BlobTee<R> {
 
 impl<R: Read> Read for BlobTee<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
+        let buf = self.fill_buf()?;
+        let n = out.len().min(buf.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The chunks are the buffer: a decoder reads them in place, with no copy in between.
+impl<R: Read> BufRead for BlobTee<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.chunk.as_ref().is_none_or(|(_, len)| self.pos == *len) && !self.refill()? {
-            return Ok(0);
+            return Ok(&[]);
         }
         let (buf, len) = self.chunk.as_ref().expect("refilled");
-        let n = out.len().min(len - self.pos);
-        out[..n].copy_from_slice(&buf[self.pos..self.pos + n]);
+        Ok(&buf[self.pos..*len])
+    }
+
+    fn consume(&mut self, n: usize) {
         self.pos += n;
-        Ok(n)
     }
 }
 

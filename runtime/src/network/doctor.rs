@@ -6,11 +6,17 @@
 //! br_netfilter with hairpin mode, stale conntrack entries, a host process on the port, and an
 //! address conflict with the bridge's subnet. Each finding comes with the command that fixes it.
 //! It reads only: it changes nothing.
+//!
+//! The firewall checks follow the driver that made the rules: under iptables, each rule of
+//! minibox's chains read from `iptables-save` (with the exact rule that fixes it); under
+//! nftables, each published port's map element (`nft get element`) and the table's base and
+//! network rules as netns counts them, fixed by `minibox network reload`. Under both, iptables'
+//! own FORWARD chain is read: a drop there wins over any accept of minibox's.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use minibox_netns::{Attachment, Link, Network, PortMapping, Proto, Store};
+use minibox_netns::{Attachment, FirewallDriver, Link, Network, PortMapping, Proto, Store};
 
 use super::Result;
 
@@ -43,30 +49,29 @@ fn bad(what: impl Into<String>, fix: &[String]) -> Finding {
 struct Host {
     links: Vec<Link>,
     routes: Vec<minibox_netns::Route>,
-    /// `iptables-save` (empty when it cannot run, or when minibox's rules are nftables').
+    /// The driver of the rules checked.
+    driver: FirewallDriver,
+    /// `iptables-save` (empty when it cannot run).
     saved: String,
 }
 
 impl Host {
-    fn read() -> Result<Self> {
-        let mut saved = Command::new("iptables-save")
+    fn read(driver: FirewallDriver) -> Result<Self> {
+        let saved = Command::new("iptables-save")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        // Under the nftables driver minibox's rules are not iptables': the rule checks, which
-        // read iptables' ruleset, are left out rather than report them all missing.
-        let nft = Command::new("nft")
-            .args(["list", "table", "inet", "minibox"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if nft && !saved.contains(":MINIBOX-DNAT ") {
-            saved.clear();
-        }
         Ok(Self {
             links: minibox_netns::links()?,
             routes: minibox_netns::routes()?,
+            driver,
             saved,
         })
+    }
+
+    /// Whether minibox's rules are iptables' (and `saved` holds them).
+    fn iptables(&self) -> bool {
+        self.driver == FirewallDriver::Iptables && !self.saved.is_empty()
     }
 
     fn link(&self, name: &str) -> Option<&Link> {
@@ -108,11 +113,11 @@ fn sysctl(key: &str) -> Option<String> {
 
 /// The host-side checks of a network: bridge, routes, forwarding, NAT out, FORWARD.
 pub fn check_network(net: &Network) -> Result<Vec<Finding>> {
-    let host = Host::read()?;
-    Ok(network_findings(&host, net))
+    let host = Host::read(FirewallDriver::selected()?)?;
+    network_findings(&host, net)
 }
 
-fn network_findings(host: &Host, net: &Network) -> Vec<Finding> {
+fn network_findings(host: &Host, net: &Network) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let (br, gw, prefix) = (&net.bridge, net.gateway, net.subnet.prefix_len());
     match host.link(br) {
@@ -198,9 +203,61 @@ fn network_findings(host: &Host, net: &Network) -> Vec<Finding> {
             &["sysctl -w net.ipv4.ip_forward=1".into()],
         ),
     });
-    if host.saved.is_empty() {
-        return out;
+    match host.driver {
+        FirewallDriver::Nftables => out.extend(nft_network_findings(host, net)?),
+        FirewallDriver::Iptables if host.iptables() => {
+            out.extend(iptables_network_findings(host, net))
+        }
+        FirewallDriver::Iptables => {}
     }
+    Ok(out)
+}
+
+/// Under nftables: the table's base rules and the network's, and iptables' FORWARD (a drop
+/// there, or a DROP policy without the network's accepts, wins over minibox's table).
+fn nft_network_findings(host: &Host, net: &Network) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let (br, name) = (&net.bridge, &net.name);
+    let lacking = minibox_netns::check_network(FirewallDriver::Nftables, net)?;
+    out.push(match lacking.is_empty() {
+        true => ok(format!(
+            "table inet minibox holds the base rules and network {name}'s (masquerade, forward, input)"
+        )),
+        false => bad(
+            format!("table inet minibox lacks {}", lacking.join(", ")),
+            &["minibox network reload".into()],
+        ),
+    });
+    let tag = format!("minibox-network:{name}");
+    let forward = host.chain("filter", "FORWARD");
+    // minibox's own rules there are tagged (its accepts); any other drop is foreign.
+    let tagged = |l: &str| l.contains("minibox-network:") || l.contains("minibox:");
+    for rule in forward
+        .iter()
+        .filter(|l| (l.ends_with("-j DROP") || l.contains("-j REJECT")) && !tagged(l))
+    {
+        out.push(bad(
+            format!(
+                "a foreign iptables FORWARD rule drops the containers' traffic, whatever minibox's table accepts: {rule}"
+            ),
+            &[format!("iptables -t filter {}", rule.replacen("-A ", "-D ", 1))],
+        ));
+    }
+    let accepts = forward.iter().filter(|l| l.contains(&tag)).count();
+    if host.policy("filter", "FORWARD").as_deref() == Some("DROP") && accepts < 2 {
+        out.push(bad(
+            format!("iptables' FORWARD policy is DROP and nothing there accepts {br}'s traffic"),
+            &["minibox network reload".into()],
+        ));
+    }
+    Ok(out)
+}
+
+/// Under iptables: the network's MASQUERADE, the jumps to minibox's chains, and what in FORWARD
+/// comes before them.
+fn iptables_network_findings(host: &Host, net: &Network) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let br = &net.bridge;
     let masq = host
         .chain("nat", "MINIBOX-POSTROUTING")
         .iter()
@@ -278,7 +335,7 @@ pub fn check_container(
     att: &Attachment,
     port: Option<u16>,
 ) -> Result<Vec<Finding>> {
-    let host = Host::read()?;
+    let host = Host::read(att.firewall)?;
     let net = store.network(&att.network)?;
     let ns = att.netns_label();
     let mut out = Vec::new();
@@ -337,7 +394,7 @@ pub fn check_container(
             )],
         ));
     }
-    if !host.saved.is_empty() && !ports.is_empty() {
+    if host.iptables() && !ports.is_empty() {
         for (chain, matches) in [
             ("PREROUTING", "-m addrtype --dst-type LOCAL "),
             ("OUTPUT", "-m addrtype --dst-type LOCAL "),
@@ -349,7 +406,7 @@ pub fn check_container(
     for m in &ports {
         out.extend(way_in(&host, &net, att, m, name));
     }
-    out.extend(network_findings(&host, &net));
+    out.extend(network_findings(&host, &net)?);
     Ok(out)
 }
 
@@ -440,7 +497,10 @@ fn way_in(
     } else {
         format!("-d {}/32 ", m.host_ip)
     };
-    if !host.saved.is_empty() {
+    if host.driver == FirewallDriver::Nftables {
+        out.push(nft_element(att, m));
+    }
+    if host.iptables() {
         let dnat = host.chain("nat", "MINIBOX-DNAT").iter().any(|l| {
             l.contains(&format!("--dport {hp} "))
                 && l.contains(&format!("--to-destination {addr}:{cp}"))
@@ -456,7 +516,7 @@ fn way_in(
             ),
         });
     }
-    if !host.saved.is_empty() {
+    if host.iptables() {
         // Localhost and hairpin connections are marked for masquerading, or their replies would
         // bypass the DNAT on the way back.
         for (src, who) in [
@@ -518,6 +578,56 @@ fn way_in(
     out.push(stale_conntrack(hp, proto, addr));
     out.push(host_listener(hp, proto));
     out
+}
+
+/// Under nftables: the published port's element in its map, leading to the container.
+fn nft_element(att: &Attachment, m: &PortMapping) -> Finding {
+    let (hp, cp, proto, addr) = (m.host_port, m.container_port, m.proto, att.address);
+    let (map, key) = match m.host_ip.is_unspecified() {
+        true => ("anyports4", format!("{proto} . {hp}")),
+        false => ("ports4", format!("{} . {proto} . {hp}", m.host_ip)),
+    };
+    let found = Command::new("nft")
+        .args([
+            "get",
+            "element",
+            "inet",
+            "minibox",
+            map,
+            &format!("{{ {key} }}"),
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let value = format!(": {addr} . {cp}");
+    let add = format!(
+        "nft 'add element inet minibox {map} {{ {key} comment \"minibox:{}\" {value} }}'",
+        att.short_id()
+    );
+    match found {
+        Some(text) if text.contains(&value) => ok(format!(
+            "{}:{hp}/{proto} is DNAT'd to {addr}:{cp} (element of map {map})",
+            m.host_ip
+        )),
+        Some(_) => bad(
+            format!(
+                "map {map} sends {}:{hp}/{proto} elsewhere than {addr}:{cp}",
+                m.host_ip
+            ),
+            &[
+                format!("nft 'delete element inet minibox {map} {{ {key} }}'"),
+                add,
+            ],
+        ),
+        None => bad(
+            format!(
+                "no map element sends {}:{hp}/{proto} to {addr}:{cp}",
+                m.host_ip
+            ),
+            &[add],
+        ),
+    }
 }
 
 /// Conntrack entries for the port whose replies come from anywhere but the container: flows
