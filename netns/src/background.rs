@@ -1,11 +1,19 @@
-//! Finishing work in a detached process: teardown waits on the kernel (an nf_tables commit that
-//! deletes costs a grace period), and the user need not wait with it. The process keeps holding
-//! the network lock, so whoever needs the same port or address next waits for it.
+//! Work in detached processes. Finishing a teardown: it waits on the kernel (an nf_tables
+//! commit that deletes costs a grace period), and the user need not wait with it; the process
+//! keeps holding the network lock, so whoever needs the same port or address next waits for
+//! it. And minibox's small servers, which run as long as what they serve (see [`claim`]).
 
-use std::os::fd::RawFd;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, setsid, ForkResult};
+use nix::unistd::{fork, setsid, ForkResult, Pid};
+
+use crate::error::{io, Error, Result};
 
 /// Forks a grandchild of this process that is detached from it (its own session, stdio on
 /// /dev/null, every other descriptor closed but those in `keep`). Returns `true` in that
@@ -69,4 +77,78 @@ fn detach_fds(keep: &[RawFd]) {
 pub fn exit(code: i32) -> ! {
     // SAFETY: _exit ends the process at once, which is the point.
     unsafe { libc::_exit(code) }
+}
+
+/// A server of minibox's own (a network's DNS server, a container's `[::1]` proxy): a detached
+/// process that runs for as long as it holds its lock file, with its pid in it. Whether it runs
+/// is whether the lock is held, so that nothing is left to clean up when it dies.
+///
+/// [`claim`] takes the lock unless a server holds it; [`serve`] hands it to a new server.
+pub fn claim(path: &Path) -> Result<Option<Flock<File>>> {
+    let dir = path.parent().unwrap();
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(Some(held)),
+        Err((_, nix::Error::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
+}
+
+/// Runs `serve` in a detached process that keeps `held` (and the descriptors in `keep`, its
+/// sockets bound beforehand so that the first client finds them) until it exits.
+pub fn serve(held: Flock<File>, keep: &[RawFd], serve: impl FnOnce()) -> Result<()> {
+    let mut fds = vec![held.as_raw_fd()];
+    fds.extend_from_slice(keep);
+    match fork_detached(&fds) {
+        Ok(true) => {
+            let _ = held.set_len(0);
+            let _ = (&*held).write_all(std::process::id().to_string().as_bytes());
+            serve();
+            exit(0)
+        }
+        Ok(false) => {
+            // The server holds the lock through its copy of the descriptor.
+            let fd = held.as_raw_fd();
+            std::mem::forget(held);
+            // SAFETY: the descriptor belongs to the forgotten lock and is used nowhere else.
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stops the server that holds the lock at `path`, if one does; returns once it is gone.
+pub fn stop(path: &Path) -> Result<()> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
+    };
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        // Nobody serves: nothing to stop.
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+            return Ok(());
+        }
+        Err((file, nix::Error::EWOULDBLOCK)) => file,
+        Err((_, e)) => return Err(e.into()),
+    };
+    // The lock's holder wrote its pid before serving; the lock proves it is still that process.
+    let mut pid = String::new();
+    let _ = (&file).read_to_string(&mut pid);
+    if let Ok(pid) = pid.trim().parse::<i32>() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    // Returns when the server has exited (its descriptor of the lock closed with it).
+    let _gone = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::from(e))?;
+    let _ = std::fs::remove_file(path);
+    Ok(())
 }

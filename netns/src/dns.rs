@@ -14,19 +14,17 @@
 //! happens under the store's lock, so a server is never stopping while an attach counts on it.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use simple_dns::rdata::{RData, A};
+use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 
-use crate::error::{io, Error, Result};
+use crate::error::{io, Result};
 use crate::store::{Attachment, Lock, Network, Store};
 
 /// What an endpoint asks of the network's DNS: the names it answers to there, and the servers
@@ -64,41 +62,15 @@ fn lock_path(store: &Store, network: &str) -> PathBuf {
 /// Starts `net`'s server unless it runs; `false` when it cannot (port 53 taken on the gateway).
 /// Called under the store's lock.
 pub(crate) fn ensure(store: &Store, _lock: &Lock, net: &Network) -> Result<bool> {
-    let path = lock_path(store, &net.name);
-    let dir = path.parent().unwrap();
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let held = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(held) => held,
-        Err((_, nix::Error::EWOULDBLOCK)) => return Ok(true),
-        Err((_, e)) => return Err(e.into()),
+    let Some(held) = crate::background::claim(&lock_path(store, &net.name))? else {
+        return Ok(true);
     };
     let Some((udp, tcp)) = bind(net.gateway)? else {
         return Ok(false);
     };
-    let fds = [held.as_raw_fd(), udp.as_raw_fd(), tcp.as_raw_fd()];
-    match crate::background::fork_detached(&fds) {
-        Ok(true) => {
-            let _ = held.set_len(0);
-            let _ = (&*held).write_all(std::process::id().to_string().as_bytes());
-            serve(store, net, udp, tcp);
-            crate::background::exit(0)
-        }
-        Ok(false) => {
-            // The server holds the lock through its copy of the descriptor.
-            std::mem::forget(held);
-            // SAFETY: the descriptor belongs to the forgotten lock and is used nowhere else.
-            unsafe { libc::close(fds[0]) };
-            Ok(true)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let fds = [udp.as_raw_fd(), tcp.as_raw_fd()];
+    crate::background::serve(held, &fds, || serve(store, net, udp, tcp))?;
+    Ok(true)
 }
 
 /// Port 53 on the gateway, UDP and TCP. A server of the same network that is exiting may hold
@@ -127,31 +99,7 @@ pub(crate) fn stop_if_unused(store: &Store, _lock: &Lock, network: &str) -> Resu
     if in_use(store, network)? {
         return Ok(());
     }
-    let path = lock_path(store, network);
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
-    };
-    let mut pid = String::new();
-    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        // Nobody serves: nothing to stop.
-        Ok(_) => return Ok(()),
-        Err((file, nix::Error::EWOULDBLOCK)) => file,
-        Err((_, e)) => return Err(e.into()),
-    };
-    // The lock's holder wrote its pid before serving; the lock proves it is still that process.
-    let _ = (&file).read_to_string(&mut pid);
-    if let Ok(pid) = pid.trim().parse::<i32>() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    // Returns when the server has exited (its descriptor of the lock closed with it).
-    let _gone = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::from(e))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(())
+    crate::background::stop(&lock_path(store, network))
 }
 
 fn in_use(store: &Store, network: &str) -> Result<bool> {
@@ -261,7 +209,9 @@ fn answer(store: &Store, net: &Network, from: IpAddr, query: &[u8]) -> Option<Ve
         .trim_end_matches('.')
         .to_lowercase();
     let addresses = if HOST_NAMES.contains(&name.as_str()) {
-        vec![net.gateway]
+        let mut gateways = vec![IpAddr::V4(net.gateway)];
+        gateways.extend(net.ipv6.map(|v6| IpAddr::V6(v6.gateway)));
+        gateways
     } else {
         let IpAddr::V4(from) = from else { return None };
         let atts = store.attachments().ok()?;
@@ -273,17 +223,26 @@ fn answer(store: &Store, net: &Network, from: IpAddr, query: &[u8]) -> Option<Ve
         reply.set_flags(PacketFlag::RECURSION_DESIRED | PacketFlag::RECURSION_AVAILABLE);
     }
     reply.questions.push(question.clone());
-    // A known name has only IPv4 addresses: other types get an empty NOERROR answer, never
-    // NXDOMAIN (which resolvers would take for the whole name).
-    if matches!(question.qtype, QTYPE::TYPE(TYPE::A) | QTYPE::ANY) {
-        for addr in addresses {
-            reply.answers.push(ResourceRecord::new(
-                question.qname.clone(),
-                CLASS::IN,
-                TTL,
-                RData::A(A::from(addr)),
-            ));
-        }
+    // A known name has A records, and AAAA ones on a dual-stack network: other types get an
+    // empty NOERROR answer, never NXDOMAIN (which resolvers would take for the whole name).
+    let (a, aaaa) = match question.qtype {
+        QTYPE::ANY => (true, true),
+        QTYPE::TYPE(TYPE::A) => (true, false),
+        QTYPE::TYPE(TYPE::AAAA) => (false, true),
+        _ => (false, false),
+    };
+    for addr in addresses {
+        let data = match addr {
+            IpAddr::V4(v4) if a => RData::A(A::from(v4)),
+            IpAddr::V6(v6) if aaaa => RData::AAAA(AAAA::from(v6)),
+            _ => continue,
+        };
+        reply.answers.push(ResourceRecord::new(
+            question.qname.clone(),
+            CLASS::IN,
+            TTL,
+            data,
+        ));
     }
     *reply.rcode_mut() = RCODE::NoError;
     reply.build_bytes_vec_compressed().ok()
@@ -292,13 +251,13 @@ fn answer(store: &Store, net: &Network, from: IpAddr, query: &[u8]) -> Option<Ve
 /// The addresses `name` has for the endpoint at `from` on `net`: the endpoints that answer to
 /// it on any network the asker is on (the one asked first). The host (the gateway) sees this
 /// network's names; an endpoint of another network, none (it asks its own network's server).
-/// `None`: no such name for this asker.
+/// `None`: no such name for this asker. Each endpoint's IPv4 address, then its IPv6 one.
 pub(crate) fn lookup(
     atts: &[Attachment],
     net: &Network,
     from: Ipv4Addr,
     name: &str,
-) -> Option<Vec<Ipv4Addr>> {
+) -> Option<Vec<IpAddr>> {
     let network = net.name.as_str();
     let group = |a: &'_ Attachment| -> String {
         match &a.dns {
@@ -328,7 +287,8 @@ pub(crate) fn lookup(
         for a in atts.iter().filter(|a| a.network == net) {
             let Some(dns) = &a.dns else { continue };
             if dns.names.iter().any(|n| n.eq_ignore_ascii_case(name)) && seen.insert(group(a)) {
-                found.push(a.address);
+                found.push(IpAddr::V4(a.address));
+                found.extend(a.ipv6.map(|v6| IpAddr::V6(v6.address)));
             }
         }
     }
@@ -423,6 +383,7 @@ mod tests {
                 names: names.iter().map(|n| n.to_string()).collect(),
                 ..Dns::default()
             }),
+            ipv6: None,
         }
     }
 
@@ -449,6 +410,7 @@ mod tests {
             subnet: "10.0.0.0/8".parse().unwrap(),
             gateway: gateway.into(),
             created: String::new(),
+            ipv6: None,
         };
         let (front, back) = (net("front", [10, 1, 0, 1]), net("back", [10, 2, 0, 1]));
         let ask = |net: &str, from: [u8; 4], name| {

@@ -52,6 +52,8 @@ pub enum Error {
     },
     #[error("{what}: {why}")]
     Firewall { what: String, why: String },
+    #[error("IPv6 is disabled in this kernel (booted with ipv6.disable=1): use a network without --ipv6")]
+    Ipv6Unavailable,
     #[error("{path}: {why}")]
     Record { path: PathBuf, why: String },
 }

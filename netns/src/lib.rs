@@ -24,16 +24,17 @@ mod netlink;
 mod netns;
 mod nfnetlink;
 mod ports;
+mod proxy;
 mod publish;
 mod store;
 mod sysctl;
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use dns::{nameservers, Dns, HOST_NAMES};
 pub use error::{Error, Result};
@@ -43,11 +44,12 @@ pub use netlink::{Link, Route};
 pub use ports::{HostPort, PortMapping, PortRequest, Proto, Range};
 pub use publish::PortSpec;
 pub use store::{
-    short, Attachment, Network, Store, DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET,
+    short, Address6, Attachment, Family, Network, Store, Subnet6, DEFAULT_BRIDGE, DEFAULT_NETWORK,
+    DEFAULT_SUBNET,
 };
 
 use netlink::Nl;
-use store::Lock;
+use store::{ForwardDrop, Lock};
 
 /// Where the veth's inner end goes.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +61,9 @@ pub struct Endpoint<'a> {
     pub ifname: &'a str,
     /// An address chosen elsewhere (a delegated IPAM plugin); `None` takes the next free one.
     pub address: Option<Ipv4Addr>,
+    /// On a dual-stack network, an IPv6 address chosen elsewhere (`--ip6`); `None` takes the
+    /// one matching the IPv4 address (see [`Store::allocate_address6`]).
+    pub address6: Option<Ipv6Addr>,
     /// The veth pair's MTU; `None` takes the bridge's (that of the default route's interface).
     pub mtu: Option<u32>,
     /// Whether the bridge sends a frame back out of the port it came in by, so that the
@@ -101,6 +106,27 @@ pub fn attach(
         Some(addr) => store.reserve_address(&lock, &net, addr, id)?,
         None => store.allocate_address(&lock, &net, id)?,
     };
+    if ep.address6.is_some() && net.ipv6.is_none() {
+        let _ = store.release_address(&net.name, address, id);
+        return Err(Error::InvalidNetwork(format!(
+            "--ip6 needs a network with IPv6: {} has none (network create --ipv6)",
+            net.name
+        )));
+    }
+    let ipv6 = match &net.ipv6 {
+        Some(v6) => match store.allocate_address6(&lock, &net, v6, address, ep.address6, id) {
+            Ok(a) => Some(Address6 {
+                address: a,
+                prefix_len: v6.subnet.prefix_len(),
+                gateway: v6.gateway,
+            }),
+            Err(e) => {
+                let _ = store.release_address(&net.name, address, id);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let mut att = Attachment {
         id: id.to_string(),
         network: net.name.clone(),
@@ -117,6 +143,7 @@ pub fn attach(
         firewall,
         hairpin: ep.hairpin,
         dns: ep.dns.cloned(),
+        ipv6,
     };
     let result = store
         .save_attachment(&att)
@@ -197,8 +224,30 @@ fn wire(
 ) -> Result<()> {
     // Host ports first: a port in use is refused before any kernel object exists.
     for w in ports {
+        let loopback6 = w.host_ip == Some(Ipv6Addr::LOCALHOST.into());
+        if loopback6 && w.proto != Proto::Tcp {
+            return Err(Error::InvalidNetwork(format!(
+                "cannot publish {} on [::1]: only TCP is relayed there; publish it on 127.0.0.1 or [::]",
+                w.proto
+            )));
+        }
+        if w.host_ip.is_some_and(|ip| ip.is_ipv6()) && att.ipv6.is_none() && !loopback6 {
+            return Err(Error::InvalidNetwork(format!(
+                "cannot publish on {}: network {} has no IPv6 (network create --ipv6)",
+                ports::bracketed(w.host_ip.unwrap()),
+                net.name
+            )));
+        }
         let m = claim_port(store, lock, &att.id, w, &att.ports)?;
         att.ports.push(m);
+        // A port published on every address is, on a dual-stack network, published on
+        // every IPv6 address too (as Docker does): the same host port, `[::]`.
+        if w.host_ip.is_none() && att.ipv6.is_some() {
+            att.ports.push(PortMapping {
+                host_ip: Ipv6Addr::UNSPECIFIED.into(),
+                ..m
+            });
+        }
         store.save_attachment(att)?;
     }
     let host = Nl::new(None)?;
@@ -229,11 +278,23 @@ fn wire(
         let inner = Nl::new(Some(&label))?;
         inner.up(ex, "lo", None)?;
         inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
-        inner.up(ex, &att.ifname, None)?;
-        match ep.default_route {
-            true => inner.add_default_route(ex, att.gateway),
-            false => Ok(()),
+        if let Some(v6) = &att.ipv6 {
+            // A namespace may start with IPv6 off (a host whose defaults are inherited); and
+            // no duplicate address detection, which would hold the addresses back for a
+            // second or two (Docker does the same).
+            let conf = format!("net.ipv6.conf.{}", att.ifname);
+            sysctl::ensure_inside(ex, &label, &format!("{conf}.disable_ipv6"), "0")?;
+            sysctl::ensure_inside(ex, &label, &format!("{conf}.accept_dad"), "0")?;
+            inner.add_addr(ex, &att.ifname, v6.address, v6.prefix_len)?;
         }
+        inner.up(ex, &att.ifname, None)?;
+        if ep.default_route {
+            inner.add_default_route(ex, att.gateway)?;
+            if let Some(v6) = &att.ipv6 {
+                inner.add_default_route6(ex, v6.gateway)?;
+            }
+        }
+        Ok(())
     })?;
     let netlink_done = Instant::now();
     firewall_rules.wait(ex).or_else(|_| {
@@ -249,7 +310,7 @@ fn wire(
     for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
         firewall::flush_udp(ex, m.host_port);
     }
-    Ok(())
+    proxy::ensure(store, ex, att)
 }
 
 /// The bridge with its gateway address, the sysctls and the network's firewall rules, made on
@@ -316,17 +377,39 @@ fn ensure_bridge(
                 .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
         }
     };
+    if let Some(v6) = &net.ipv6 {
+        sysctl::ipv6_available()?;
+        sysctl::ensure(
+            None,
+            ex,
+            &format!("net.ipv6.conf.{}.disable_ipv6", net.bridge),
+            "0",
+        )?;
+        if !nl
+            .addrs6(link.index)?
+            .contains(&(v6.gateway, v6.subnet.prefix_len()))
+        {
+            nl.add_addr(ex, &net.bridge, v6.gateway, v6.subnet.prefix_len())?;
+        }
+    }
     reattach(store, nl, ex, net, link.index)?;
     // Turning forwarding on makes the host a router between all its interfaces: as Docker
     // does, the FORWARD policy becomes DROP first (our chain accepts our bridges' traffic). A
     // host that forwarded already keeps its policy.
     if sysctl::get("net.ipv4.ip_forward")? != "1" {
-        store.set_forward_drop()?;
+        store.set_forward_drop(Family::V4)?;
+    }
+    let forward6 = "net.ipv6.conf.all.forwarding";
+    if net.ipv6.is_some() && sysctl::get(forward6)? != "1" {
+        store.set_forward_drop(Family::V6)?;
     }
     firewall::ensure_network(store, ex, driver, net, store.forward_drop(), || {
         recorded(store, driver, attaching)
     })?;
     sysctl::ensure(Some(store), ex, "net.ipv4.ip_forward", "1")?;
+    if net.ipv6.is_some() {
+        sysctl::ensure(Some(store), ex, forward6, "1")?;
+    }
     // Lets 127.0.0.1 sources be routed out of the bridge once DNAT'd (localhost publishing);
     // the network's rules drop what else arrives from it for 127.0.0.0/8.
     sysctl::ensure(None, ex, &route_localnet(bridge), "1")?;
@@ -345,7 +428,7 @@ fn explain_in_place(
     driver: firewall::Driver,
     net: &Network,
     mtu: u32,
-    forward_drop: bool,
+    forward_drop: ForwardDrop,
 ) {
     if !ex.is_on() {
         return;
@@ -413,6 +496,10 @@ pub fn reload(store: &Store, ex: &Explain, names: &[String]) -> Result<Vec<Netwo
         store.clear_ready(&net.name)?;
         ensure_bridge(store, &nl, ex, net, driver, None, false)?;
     }
+    // A proxy of ports on [::1] that was killed.
+    for att in store.attachments()? {
+        proxy::ensure(store, ex, &att)?;
+    }
     Ok(nets)
 }
 
@@ -476,7 +563,7 @@ fn claim_port(
     w: &PortRequest,
     mine: &[PortMapping],
 ) -> Result<PortMapping> {
-    let host_ip = w.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let host_ip = w.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into());
     let mapping = |host_port| PortMapping {
         host_ip,
         host_port,
@@ -489,6 +576,14 @@ fn claim_port(
         by,
     };
     if let HostPort::Fixed(port) = w.host {
+        // One host port serves both families (`-p 0.0.0.0:80:80 -p [::]:80:80`, what a
+        // restart asks again for a port of a dual-stack network): claimed once.
+        let other_family = mine.iter().any(|m| {
+            m.host_port == port && m.proto == w.proto && m.host_ip.is_ipv6() != host_ip.is_ipv6()
+        });
+        if other_family {
+            return Ok(mapping(port));
+        }
         if let Some(holder) = store.port_holder(w.proto, port) {
             let by = if holder == id {
                 "another -p of this container".to_string()
@@ -533,8 +628,8 @@ fn claim_port(
 }
 
 /// Whether no host socket holds the port: try to bind it ourselves.
-fn host_free(ip: Ipv4Addr, proto: Proto, port: u16) -> Result<bool> {
-    let addr = SocketAddrV4::new(ip, port);
+fn host_free(ip: IpAddr, proto: Proto, port: u16) -> Result<bool> {
+    let addr = SocketAddr::new(ip, port);
     let res = match proto {
         Proto::Tcp => TcpListener::bind(addr).map(drop),
         Proto::Udp => UdpSocket::bind(addr).map(drop),
@@ -736,11 +831,17 @@ fn release_records(
     att: &Attachment,
     mut results: Vec<Result<()>>,
 ) -> Result<()> {
+    if att.ports.iter().any(PortMapping::proxied) {
+        results.push(proxy::stop(store, &att.id));
+    }
     if results.iter().all(Result::is_ok) {
         for m in &att.ports {
             results.push(store.release_port(m.proto, m.host_port, &att.id));
         }
         results.push(store.release_address(&att.network, att.address, &att.id));
+        if let Some(v6) = &att.ipv6 {
+            results.push(store.release_address(&att.network, v6.address, &att.id));
+        }
         results.push(store.remove_attachment(&att.id));
         if att.dns.is_some() {
             results.push(dns::stop_if_unused(store, lock, &att.network));
@@ -750,13 +851,17 @@ fn release_records(
 }
 
 /// `network create`: a new bridge network on a subnet no route of the host overlaps.
-/// `bridge` names its bridge; `None` takes the next free `minibox<N>`.
+/// `bridge` names its bridge; `None` takes the next free `minibox<N>`. `subnets` and
+/// `gateways` are Docker's repeatable `--subnet` and `--gateway`: one IPv4 subnet, and with
+/// `ipv6` one IPv6 subnet beside it (a dual-stack network); each gateway goes with the
+/// subnet of its family (default: the subnet's first address).
 pub fn create_network(
     store: &Store,
     name: &str,
     bridge: Option<&str>,
-    subnet: &str,
-    gateway: Option<&str>,
+    subnets: &[String],
+    gateways: &[String],
+    ipv6: bool,
 ) -> Result<Network> {
     let invalid = |why: String| Error::InvalidNetwork(why);
     let valid_name = !name.is_empty()
@@ -770,26 +875,70 @@ pub fn create_network(
             "{name:?}: names are letters, digits, '_', '.', '-'"
         )));
     }
-    let subnet: Ipv4Net = subnet.parse().map_err(|_| {
-        invalid(format!(
-            "{subnet:?} is not an IPv4 CIDR such as 10.88.0.0/16"
-        ))
-    })?;
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for s in subnets {
+        match s.parse::<ipnet::IpNet>() {
+            Ok(ipnet::IpNet::V4(n)) => v4.push(n),
+            Ok(ipnet::IpNet::V6(n)) => v6.push(n),
+            Err(_) => {
+                return Err(invalid(format!(
+                    "{s:?} is not an IPv4 CIDR such as 10.88.0.0/16 (nor an IPv6 one such as fd00:88::/64)"
+                )))
+            }
+        }
+    }
+    let subnet = match v4[..] {
+        [one] => one,
+        [] => {
+            return Err(invalid(
+                "an IPv4 --subnet such as 10.88.0.0/16 is needed (IPv6-only networks are not supported)".into(),
+            ))
+        }
+        _ => return Err(invalid("one IPv4 --subnet at most".into())),
+    };
+    let subnet6 = match (ipv6, &v6[..]) {
+        (false, []) => None,
+        (false, [one, ..]) => {
+            return Err(invalid(format!(
+                "{one} is an IPv6 subnet: add --ipv6 to make a dual-stack network"
+            )))
+        }
+        (true, []) => {
+            return Err(invalid(format!(
+                "--ipv6 needs an IPv6 --subnet beside {subnet}, such as fd00:88::/64"
+            )))
+        }
+        (true, [one]) => Some(*one),
+        (true, _) => return Err(invalid("one IPv6 --subnet at most".into())),
+    };
     if subnet.prefix_len() > 30 {
         return Err(invalid(format!("{subnet} is too small: at most /30")));
     }
     let subnet = subnet.trunc();
-    let gateway = match gateway {
-        None => Ipv4Addr::from(u32::from(subnet.network()) + 1),
-        Some(g) => g
-            .parse::<Ipv4Addr>()
-            .map_err(|_| invalid(format!("gateway {g:?} is not an IPv4 address")))?,
-    };
+    let (mut gateway, mut gateway6) = (None, None);
+    for g in gateways {
+        match g.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) if gateway.is_none() => gateway = Some(a),
+            Ok(IpAddr::V6(a)) if gateway6.is_none() && subnet6.is_some() => gateway6 = Some(a),
+            Ok(IpAddr::V6(_)) if subnet6.is_none() => {
+                return Err(invalid(format!(
+                    "gateway {g} is IPv6 and the network has no IPv6 subnet"
+                )))
+            }
+            Ok(_) => return Err(invalid(format!("gateway {g}: one gateway per subnet"))),
+            Err(_) => return Err(invalid(format!("gateway {g:?} is not an IP address"))),
+        }
+    }
+    let gateway = gateway.unwrap_or(Ipv4Addr::from(u32::from(subnet.network()) + 1));
     if !subnet.contains(&gateway) || gateway == subnet.network() || gateway == subnet.broadcast() {
         return Err(invalid(format!(
             "gateway {gateway} is not a host address of {subnet}"
         )));
     }
+    let ipv6 = match subnet6 {
+        Some(n) => Some(subnet6_of(n, gateway6)?),
+        None => None,
+    };
     let _lock = store.lock()?;
     let nets = store.networks()?;
     if nets.iter().any(|n| n.name == name) {
@@ -804,6 +953,19 @@ pub fn create_network(
             route: other.subnet.to_string(),
             interface: format!("{} (network {})", other.bridge, other.name),
         });
+    }
+    if let Some(v6) = &ipv6 {
+        let overlaps = |o: &Subnet6| o.subnet.contains(&v6.subnet) || v6.subnet.contains(&o.subnet);
+        if let Some((other, o)) = nets
+            .iter()
+            .find_map(|n| n.ipv6.as_ref().filter(|o| overlaps(o)).map(|o| (n, o)))
+        {
+            return Err(Error::Overlap {
+                subnet: v6.subnet.to_string(),
+                route: o.subnet.to_string(),
+                interface: format!("{} (network {})", other.bridge, other.name),
+            });
+        }
     }
     let nl = Nl::new(None)?;
     check_overlap(&nl, subnet, None)?;
@@ -827,9 +989,30 @@ pub fn create_network(
         subnet,
         gateway,
         created: store::now_rfc3339(),
+        ipv6,
     };
     store.define(&net)?;
     Ok(net)
+}
+
+/// A dual-stack network's IPv6 half: a subnet of at least 4 addresses and a host address of it.
+fn subnet6_of(subnet: Ipv6Net, gateway: Option<Ipv6Addr>) -> Result<Subnet6> {
+    sysctl::ipv6_available()?;
+    let invalid = |why: String| Error::InvalidNetwork(why);
+    if subnet.prefix_len() > 126 {
+        return Err(invalid(format!("{subnet} is too small: at most /126")));
+    }
+    let subnet = subnet.trunc();
+    if subnet.network().is_loopback() || subnet.network().is_multicast() {
+        return Err(invalid(format!("{subnet} is not a unicast subnet")));
+    }
+    let gateway = gateway.unwrap_or(Ipv6Addr::from(u128::from(subnet.network()) + 1));
+    if !subnet.contains(&gateway) || gateway == subnet.network() {
+        return Err(invalid(format!(
+            "gateway {gateway} is not a host address of {subnet}"
+        )));
+    }
+    Ok(Subnet6 { subnet, gateway })
 }
 
 /// What of an attachment the kernel lacks (CNI's CHECK): the veth on its bridge, the address
@@ -856,6 +1039,15 @@ pub fn check(store: &Store, att: &Attachment) -> Result<Vec<String>> {
                         if !nl.addrs(link.index)?.contains(&want) {
                             lacking.push(format!("address {want} on {}", att.ifname));
                         }
+                        if let Some(v6) = &att.ipv6 {
+                            let want = (v6.address, v6.prefix_len);
+                            if !nl.addrs6(link.index)?.contains(&want) {
+                                lacking.push(format!(
+                                    "address {}/{} on {}",
+                                    want.0, want.1, att.ifname
+                                ));
+                            }
+                        }
                     }
                     None => lacking.push(format!("interface {}", att.ifname)),
                 }
@@ -865,6 +1057,11 @@ pub fn check(store: &Store, att: &Attachment) -> Result<Vec<String>> {
                     .any(|(dst, _, gw)| dst.prefix_len() == 0 && *gw == Some(att.gateway));
                 if !default {
                     lacking.push(format!("default route via {}", att.gateway));
+                }
+                if let Some(v6) = att.ipv6.filter(|_| default) {
+                    if !nl.has_default_route6(v6.gateway)? {
+                        lacking.push(format!("default route via {}", v6.gateway));
+                    }
                 }
                 Ok(lacking)
             })

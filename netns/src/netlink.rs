@@ -3,7 +3,7 @@
 //! A netlink socket acts in the network namespace it was created in, so an [`Nl`] made on a
 //! thread that entered a container's netns configures that netns (see [`crate::netns::inside`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
@@ -67,7 +67,7 @@ pub fn mac_for(addr: Ipv4Addr) -> [u8; 6] {
 /// The commands [`Nl`]'s operations report themselves as (`ip` is `ip` or `ip -n NS`), also
 /// said for steps found done already.
 pub mod cmd {
-    use std::net::Ipv4Addr;
+    use std::net::IpAddr;
 
     pub fn add_bridge(ip: &str, name: &str, mac: [u8; 6]) -> String {
         format!(
@@ -85,8 +85,10 @@ pub mod cmd {
         format!("{ip} link set {dev}{master} up")
     }
 
-    pub fn add_addr(ip: &str, dev: &str, addr: Ipv4Addr, prefix: u8) -> String {
-        format!("{ip} addr add {addr}/{prefix} dev {dev}")
+    pub fn add_addr(ip: &str, dev: &str, addr: impl Into<IpAddr>, prefix: u8) -> String {
+        let addr = addr.into();
+        let nodad = if addr.is_ipv6() { " nodad" } else { "" };
+        format!("{ip} addr add {addr}/{prefix} dev {dev}{nodad}")
     }
 }
 
@@ -226,26 +228,50 @@ impl Nl {
             .map_err(nl(format!("setting hairpin mode on {dev}")))
     }
 
-    /// `ip addr add ADDR/LEN dev DEV`; an address already there is fine.
-    pub fn add_addr(&self, ex: &Explain, dev: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+    /// `ip addr add ADDR/LEN dev DEV`; an address already there is fine. An IPv6 address is
+    /// added `nodad`, usable at once (Docker does the same): the subnet is the network's own,
+    /// its addresses handed out by minibox alone.
+    pub fn add_addr(
+        &self,
+        ex: &Explain,
+        dev: &str,
+        addr: impl Into<IpAddr>,
+        prefix: u8,
+    ) -> Result<()> {
+        use rtnetlink::packet_route::address::AddressHeaderFlags;
+        let addr = addr.into();
         ex.say(|| cmd::add_addr(&self.ip(), dev, addr, prefix));
         let index = self.index(dev)?;
-        match self.rt.block_on(
-            self.handle
-                .address()
-                .add(index, IpAddr::V4(addr), prefix)
-                .execute(),
-        ) {
+        let mut req = self.handle.address().add(index, addr, prefix);
+        if addr.is_ipv6() {
+            req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        match self.rt.block_on(req.execute()) {
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
             other => other.map_err(nl(format!("adding {addr}/{prefix} to {dev}"))),
         }
     }
 
-    /// IPv4 addresses on a link.
-    pub fn addrs(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+    /// IPv6 addresses on a link (link-local ones included).
+    pub fn addrs6(&self, index: u32) -> Result<Vec<(Ipv6Addr, u8)>> {
         use rtnetlink::packet_route::address::AddressAttribute;
-        let msgs: Vec<_> = self
-            .rt
+        Ok(self
+            .addr_messages(index)?
+            .iter()
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Address(IpAddr::V6(v6)) => Some((*v6, m.header.prefix_len)),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    fn addr_messages(
+        &self,
+        index: u32,
+    ) -> Result<Vec<rtnetlink::packet_route::address::AddressMessage>> {
+        self.rt
             .block_on(
                 self.handle
                     .address()
@@ -254,8 +280,14 @@ impl Nl {
                     .execute()
                     .try_collect(),
             )
-            .map_err(nl("listing addresses"))?;
-        Ok(msgs
+            .map_err(nl("listing addresses"))
+    }
+
+    /// IPv4 addresses on a link.
+    pub fn addrs(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        Ok(self
+            .addr_messages(index)?
             .iter()
             .flat_map(|m| {
                 m.attributes.iter().filter_map(move |a| match a {
@@ -279,6 +311,33 @@ impl Nl {
         self.rt
             .block_on(self.handle.route().add(msg).execute())
             .map_err(nl(format!("adding the default route via {gateway}")))
+    }
+
+    /// `ip -6 route add default via GW`.
+    pub fn add_default_route6(&self, ex: &Explain, gateway: Ipv6Addr) -> Result<()> {
+        ex.say(|| format!("{} -6 route add default via {gateway}", self.ip()));
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+            .protocol(RouteProtocol::Boot)
+            .gateway(gateway)
+            .build();
+        self.rt
+            .block_on(self.handle.route().add(msg).execute())
+            .map_err(nl(format!("adding the default route via {gateway}")))
+    }
+
+    /// Whether a default IPv6 route goes through `gateway`.
+    pub fn has_default_route6(&self, gateway: Ipv6Addr) -> Result<bool> {
+        let msg = RouteMessageBuilder::<Ipv6Addr>::new().build();
+        let msgs: Vec<_> = self
+            .rt
+            .block_on(self.handle.route().get(msg).execute().try_collect())
+            .map_err(nl("listing routes"))?;
+        Ok(msgs.iter().any(|m| {
+            m.header.destination_prefix_length == 0
+                && m.attributes.iter().any(|a| {
+                    matches!(a, RouteAttribute::Gateway(RouteAddress::Inet6(g)) if *g == gateway)
+                })
+        }))
     }
 
     /// `ip link del DEV`; a link already gone is fine.

@@ -1,7 +1,7 @@
 //! Published ports: what is asked for ([`PortRequest`]) and what was made ([`PortMapping`]).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -76,7 +76,8 @@ pub enum HostPort {
 /// what [`crate::attach`] takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRequest {
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None`: every address of the host (see [`crate::PortSpec::host_ip`]).
+    pub host_ip: Option<IpAddr>,
     pub host: HostPort,
     pub container: u16,
     pub proto: Proto,
@@ -85,20 +86,45 @@ pub struct PortRequest {
 /// A published port, host side resolved: what the firewall forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// 0.0.0.0 for every host address.
-    pub host_ip: Ipv4Addr,
+    /// 0.0.0.0 for every IPv4 address of the host, :: for every IPv6 one.
+    pub host_ip: IpAddr,
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
 }
 
+impl PortMapping {
+    /// Whether it is published on `::1`, which only a proxy in user space can do (see the
+    /// `proxy` module): the firewall leaves it out.
+    pub fn proxied(&self) -> bool {
+        self.host_ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    }
+
+    /// Where the host listens, as `docker port` prints it: `0.0.0.0:8080`, `[::]:8080`.
+    pub fn host(&self) -> String {
+        format!("{}:{}", bracketed(self.host_ip), self.host_port)
+    }
+}
+
+/// An address as it goes before `:PORT`: IPv6 ones in brackets.
+pub fn bracketed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
 impl fmt::Display for PortMapping {
-    /// Docker's `ps` form: `0.0.0.0:8080->80/tcp`.
+    /// Docker's `ps` form: `0.0.0.0:8080->80/tcp`, `:::8080->80/tcp`, `[::1]:8080->80/tcp`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = match self.host_ip {
+            IpAddr::V6(v6) if v6.is_unspecified() => "::".to_string(),
+            ip => bracketed(ip),
+        };
         write!(
             f,
-            "{}:{}->{}/{}",
-            self.host_ip, self.host_port, self.container_port, self.proto
+            "{host}:{}->{}/{}",
+            self.host_port, self.container_port, self.proto
         )
     }
 }
@@ -106,11 +132,12 @@ impl fmt::Display for PortMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn display() {
         let m = PortMapping {
-            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_ip: Ipv4Addr::UNSPECIFIED.into(),
             host_port: 8080,
             container_port: 80,
             proto: Proto::Tcp,

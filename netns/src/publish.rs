@@ -2,7 +2,7 @@
 //! as `run -p`, `-P` and EXPOSE write it, turned into the [`PortRequest`]s the core takes. The
 //! core itself never sees this grammar (a CNI plugin hands it requests directly).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 use crate::ports::{HostPort, PortRequest, Proto, Range};
@@ -10,8 +10,9 @@ use crate::ports::{HostPort, PortRequest, Proto, Range};
 /// One parsed `-p` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
-    /// `None` publishes on every host address.
-    pub host_ip: Option<Ipv4Addr>,
+    /// `None` publishes on every host address (IPv6 ones too, on a dual-stack network);
+    /// `0.0.0.0` on every IPv4 one, `::` on every IPv6 one, as in Docker.
+    pub host_ip: Option<IpAddr>,
     pub host: Option<Range>,
     pub container: Range,
     pub proto: Proto,
@@ -29,6 +30,7 @@ impl PortSpec {
             None => (spec, Proto::Tcp),
         };
         // An IPv6 host address comes in brackets; anything else splits on ':'.
+        let bracketed = rest.starts_with('[');
         let (ip, ports): (Option<&str>, &str) = if let Some(after) = rest.strip_prefix('[') {
             let (ip, tail) = after
                 .split_once(']')
@@ -50,9 +52,13 @@ impl PortSpec {
         let host_ip = match ip {
             None | Some("") => None,
             Some(ip) => match ip.parse::<IpAddr>() {
-                Ok(IpAddr::V4(v4)) if v4.is_unspecified() => None,
-                Ok(IpAddr::V4(v4)) => Some(v4),
-                Ok(IpAddr::V6(_)) => return Err(bad("IPv6 host addresses are not supported")),
+                Ok(IpAddr::V4(_)) if bracketed => {
+                    return Err(bad("brackets are for IPv6 host addresses"))
+                }
+                Ok(IpAddr::V6(_)) if !bracketed => {
+                    return Err(bad("IPv6 host addresses go in brackets: [::1]:8080:80"))
+                }
+                Ok(ip) => Some(ip),
                 Err(_) => return Err(bad(&format!("{ip:?} is not an IP address"))),
             },
         };
@@ -139,6 +145,7 @@ fn parse_range(s: &str) -> Result<Range, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn r(first: u16, last: u16) -> Option<Range> {
         Some(Range { first, last })
@@ -165,12 +172,29 @@ mod tests {
         let p = PortSpec::parse("127.0.0.1:8080:80/udp").unwrap();
         assert_eq!(
             (p.host_ip, p.host, p.proto),
-            (Some(Ipv4Addr::LOCALHOST), r(8080, 8080), Proto::Udp)
+            (Some(Ipv4Addr::LOCALHOST.into()), r(8080, 8080), Proto::Udp)
         );
         let p = PortSpec::parse("127.0.0.1::80").unwrap();
-        assert_eq!((p.host_ip, p.host), (Some(Ipv4Addr::LOCALHOST), None));
+        assert_eq!(
+            (p.host_ip, p.host),
+            (Some(Ipv4Addr::LOCALHOST.into()), None)
+        );
+        // Docker's: 0.0.0.0 is every IPv4 address only, [::] every IPv6 one.
         let p = PortSpec::parse("0.0.0.0:9000:90/TCP").unwrap();
-        assert_eq!((p.host_ip, p.proto), (None, Proto::Tcp));
+        assert_eq!(
+            (p.host_ip, p.proto),
+            (Some(Ipv4Addr::UNSPECIFIED.into()), Proto::Tcp)
+        );
+        let p = PortSpec::parse("[::1]:8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host),
+            (Some(Ipv6Addr::LOCALHOST.into()), r(8080, 8080))
+        );
+        let p = PortSpec::parse("[::]::80/udp").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host),
+            (Some(Ipv6Addr::UNSPECIFIED.into()), None)
+        );
         let p = PortSpec::parse("53/sctp").unwrap();
         assert_eq!(p.proto, Proto::Sctp);
     }
@@ -211,8 +235,9 @@ mod tests {
             "80/icmp",
             "82-80",
             "1:2:3:4",
-            "[::1]:80:80",
             "[::1:80:80",
+            "[127.0.0.1]:80:80",
+            "::1:80:80",
             "8080:80-81",
         ] {
             let err = PortSpec::parse(bad).unwrap_err().to_string();

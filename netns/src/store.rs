@@ -5,10 +5,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,24 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     /// RFC 3339.
     pub created: String,
+    /// The IPv6 half of a dual-stack network (`network create --ipv6`); none: IPv4 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Subnet6>,
+}
+
+/// A network's IPv6 subnet and the bridge's address in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet6 {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+}
+
+/// An endpoint's IPv6 address on a dual-stack network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address6 {
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv6Addr,
 }
 
 /// What was wired for one container: enough to undo it all after a crash.
@@ -63,6 +81,24 @@ pub struct Attachment {
     /// Its names on the network's DNS server (records of older versions: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<crate::Dns>,
+    /// Its IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Address6>,
+}
+
+/// An address family, where IPv4 and IPv6 are handled alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// Whether minibox is what turned forwarding on, per family: then forwarding of that family
+/// drops what minibox does not accept, as Docker has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardDrop {
+    pub v4: bool,
+    pub v6: bool,
 }
 
 fn yes() -> bool {
@@ -185,6 +221,7 @@ impl Store {
                     subnet: DEFAULT_SUBNET.parse().unwrap(),
                     gateway: Ipv4Addr::new(10, 77, 0, 1),
                     created: now_rfc3339(),
+                    ipv6: None,
                 };
                 match self.define(&net) {
                     Err(Error::NetworkExists(_)) => self.network(name),
@@ -311,22 +348,29 @@ impl Store {
     // --- Whether minibox is what turned forwarding on (then forwarding drops what minibox does
     // not accept, as Docker has it); volatile, as the sysctl is.
 
-    fn forward_drop_path(&self) -> PathBuf {
-        self.run.join("forward-drop")
+    fn forward_drop_path(&self, family: Family) -> PathBuf {
+        match family {
+            Family::V4 => self.run.join("forward-drop"),
+            Family::V6 => self.run.join("forward-drop6"),
+        }
     }
 
-    pub fn forward_drop(&self) -> bool {
-        self.forward_drop_path().exists()
+    pub fn forward_drop(&self) -> ForwardDrop {
+        ForwardDrop {
+            v4: self.forward_drop_path(Family::V4).exists(),
+            v6: self.forward_drop_path(Family::V6).exists(),
+        }
     }
 
-    pub fn set_forward_drop(&self) -> Result<()> {
-        let path = self.forward_drop_path();
+    pub fn set_forward_drop(&self, family: Family) -> Result<()> {
+        let path = self.forward_drop_path(family);
         fs::write(&path, b"").map_err(io(format!("writing {}", path.display())))
     }
 
     /// `system reset`: forwarding is back as it was, so a later set-up decides again.
     pub fn clear_forward_drop(&self) -> Result<()> {
-        remove_file(&self.forward_drop_path())
+        remove_file(&self.forward_drop_path(Family::V4))?;
+        remove_file(&self.forward_drop_path(Family::V6))
     }
 
     // --- IPAM: one file per allocated address, named by the address, holding the container id.
@@ -405,8 +449,60 @@ impl Store {
         }
     }
 
+    /// The IPv6 address of an endpoint whose IPv4 address is `v4`: `want`, or else the one at
+    /// the same offset in the IPv6 subnet (10.99.0.5 is fd00:99::5, as Docker's allocations
+    /// usually come out), or the next free one after it. Recorded as `id`'s, under the lock.
+    pub fn allocate_address6(
+        &self,
+        _lock: &Lock,
+        net: &Network,
+        v6: &Subnet6,
+        v4: Ipv4Addr,
+        want: Option<Ipv6Addr>,
+        id: &str,
+    ) -> Result<Ipv6Addr> {
+        let dir = self.ipam_dir(&net.name);
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let base = u128::from(v6.subnet.network());
+        let last = u128::from(v6.subnet.broadcast());
+        if let Some(addr) = want {
+            let host = v6.subnet.contains(&addr) && addr != v6.gateway && u128::from(addr) != base;
+            if !host {
+                return Err(Error::InvalidNetwork(format!(
+                    "--ip6 {addr} is not a host address of {}'s subnet {}: choose one inside it",
+                    net.name, v6.subnet
+                )));
+            }
+            return match write_new(&dir.join(addr.to_string()), id.as_bytes()) {
+                Ok(()) => Ok(addr),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::InvalidNetwork(
+                    format!("{addr} is already in use on {}", net.name),
+                )),
+                Err(e) => Err(io(format!("reserving {addr} in {}", dir.display()))(e)),
+            };
+        }
+        // The offset wraps around in a subnet smaller than the IPv4 one.
+        let span = last - base;
+        let offset = u128::from(u32::from(v4) - u32::from(net.subnet.network()));
+        for i in 0..span {
+            let addr = Ipv6Addr::from(base + 1 + (offset - 1 + i) % span);
+            if addr == v6.gateway {
+                continue;
+            }
+            match write_new(&dir.join(addr.to_string()), id.as_bytes()) {
+                Ok(()) => return Ok(addr),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(format!("allocating in {}", dir.display()))(e)),
+            }
+        }
+        Err(Error::Exhausted {
+            network: net.name.clone(),
+            subnet: v6.subnet.to_string(),
+        })
+    }
+
     /// Frees an address if `id` holds it (idempotent).
-    pub fn release_address(&self, net: &str, addr: Ipv4Addr, id: &str) -> Result<()> {
+    pub fn release_address(&self, net: &str, addr: impl std::fmt::Display, id: &str) -> Result<()> {
         let path = self.ipam_dir(net).join(addr.to_string());
         match fs::read_to_string(&path) {
             Ok(holder) if holder.trim() == id => remove_file(&path),

@@ -91,6 +91,7 @@ fn ep(ns: &Path) -> Endpoint<'_> {
         netns: ns,
         ifname: "eth0",
         address: None,
+        address6: None,
         mtu: None,
         hairpin: true,
         dns: None,
@@ -282,10 +283,12 @@ fn refusals_leave_nothing() {
     let err = connect(&s, &id(3), Path::new("/run/netns/absent"), "minibox", &[]).unwrap_err();
     assert!(err.to_string().contains("/run/netns/absent"), "{err}");
     // A subnet overlapping a route.
-    let err = minibox_netns::create_network(&s, "clash", None, "198.18.0.0/16", None).unwrap_err();
+    let err =
+        minibox_netns::create_network(&s, "clash", None, &["198.18.0.0/16".into()], &[], false)
+            .unwrap_err();
     assert!(err.to_string().contains("on uplink0"), "{err}");
     // An exhausted subnet.
-    minibox_netns::create_network(&s, "tiny", None, "10.99.0.0/30", None).unwrap();
+    minibox_netns::create_network(&s, "tiny", None, &["10.99.0.0/30".into()], &[], false).unwrap();
     connect(&s, &id(4), &ns, "tiny", &[]).unwrap();
     let c2 = Holder::new();
     let err = connect(&s, &id(5), &c2.netns("c2"), "tiny", &[]).unwrap_err();

@@ -441,12 +441,17 @@ pub enum NetworkCommand {
     /// Create a bridge network.
     Create {
         name: String,
-        /// The subnet in CIDR form, e.g. 10.88.0.0/16.
+        /// The subnet in CIDR form, e.g. 10.88.0.0/16; with --ipv6, once more for the IPv6
+        /// one, e.g. fd00:88::/64.
+        #[arg(long, required = true)]
+        subnet: Vec<String>,
+        /// The gateway (the bridge's address; default: the subnet's first address); one per
+        /// subnet.
         #[arg(long)]
-        subnet: String,
-        /// The gateway (the bridge's address; default: the subnet's first address).
+        gateway: Vec<String>,
+        /// Dual stack: IPv6 beside IPv4 (an address per container, NAT66, ports on [::]).
         #[arg(long)]
-        gateway: Option<String>,
+        ipv6: bool,
     },
     /// List networks.
     Ls,
@@ -473,6 +478,9 @@ pub enum NetworkCommand {
         /// Its IPv4 address there.
         #[arg(long)]
         ip: Option<String>,
+        /// Its IPv6 address there (a dual-stack network's).
+        #[arg(long)]
+        ip6: Option<String>,
     },
     /// Disconnect a running container from a network it was connected to.
     Disconnect { network: String, container: String },
@@ -780,6 +788,9 @@ pub struct NamesArgs {
     /// The container's IPv4 address on its (user-defined) network.
     #[arg(long = "ip", value_name = "IPV4")]
     pub ip: Option<String>,
+    /// The container's IPv6 address on its (user-defined, dual-stack) network.
+    #[arg(long = "ip6", value_name = "IPV6")]
+    pub ip6: Option<String>,
     /// The container's MAC address (default: one derived from its IPv4 address).
     #[arg(long = "mac-address", value_name = "MAC")]
     pub mac_address: Option<String>,

@@ -366,14 +366,17 @@ impl Sandbox {
         for entry in read_dir(&self.path("/run/minibox/containers")) {
             found.push(format!("state {entry}"));
         }
-        // A network's DNS server runs while it holds its lock (see netns/src/dns.rs).
-        let dns = self.path("/run/minibox/networks/dns");
-        for entry in read_dir(&dns) {
-            let held = fs::File::open(dns.join(&entry)).is_ok_and(|f| {
-                nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
-            });
-            if held {
-                found.push(format!("DNS server {entry}"));
+        // A network's DNS server, and a container's proxy of ports on [::1], run while they
+        // hold their lock (see netns/src/background.rs).
+        for (dir, what) in [("dns", "DNS server"), ("proxy", "[::1] proxy")] {
+            let dir = self.path(&format!("/run/minibox/networks/{dir}"));
+            for entry in read_dir(&dir) {
+                let held = fs::File::open(dir.join(&entry)).is_ok_and(|f| {
+                    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err()
+                });
+                if held {
+                    found.push(format!("{what} {entry}"));
+                }
             }
         }
         // Its seccomp cache is no container.

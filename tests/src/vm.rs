@@ -1,5 +1,6 @@
 //! A throwaway cgroup v2 host: a small qemu VM that boots Debian's kernel with an initramfs holding
-//! busybox, the minibox binary (and its libraries), the busybox image tarball and a test script.
+//! busybox, the minibox and minibox-runc binaries (and their libraries), the busybox image
+//! tarball and a test script.
 //! Its init mounts nothing but cgroup2 at `/sys/fs/cgroup`, so every controller is a v2 one, runs
 //! the script and powers off. The VM has no network at all.
 //!
@@ -279,22 +280,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// The initramfs: busybox, minibox (debug info stripped, to keep the VM small) with the shared
-/// libraries it loads, the modules, the image tarball, `/init` and the script.
+/// The initramfs: busybox, minibox and minibox-runc (debug info stripped, to keep the VM small)
+/// with the shared libraries they load, the modules, the image tarball, `/init` and the script.
 fn write_initramfs(out: &Path, modules: &[PathBuf], script: &str) {
-    let bin = crate::minibox_bin();
-    let stripped = out.with_extension("minibox");
-    let status = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&bin)
-        .status()
-        .expect("run strip (install binutils)");
-    assert!(status.success(), "strip {} failed", bin.display());
-    let minibox = fs::read(&stripped).unwrap();
-    fs::remove_file(&stripped).unwrap();
-
+    let bins = [crate::minibox_bin(), crate::minibox_runc_bin()];
+    let stripped: Vec<Vec<u8>> = bins.iter().map(|bin| strip(bin, out)).collect();
     let mut cpio = Cpio::new(BufWriter::new(File::create(out).unwrap()));
     for d in [
         "bin",
@@ -311,7 +301,8 @@ fn write_initramfs(out: &Path, modules: &[PathBuf], script: &str) {
     cpio.file("init", 0o755, INIT.as_bytes());
     cpio.file("test.sh", 0o644, script.as_bytes());
     cpio.file("bin/busybox", 0o755, &fs::read("/bin/busybox").unwrap());
-    cpio.file("bin/minibox", 0o755, &minibox);
+    cpio.file("bin/minibox", 0o755, &stripped[0]);
+    cpio.file("bin/minibox-runc", 0o755, &stripped[1]);
     cpio.file(
         "image.tar",
         0o644,
@@ -321,7 +312,9 @@ fn write_initramfs(out: &Path, modules: &[PathBuf], script: &str) {
         let name = m.file_name().unwrap().to_string_lossy();
         cpio.file(&format!("lib/modules/{name}"), 0o644, &fs::read(m).unwrap());
     }
-    for lib in shared_libraries(&bin) {
+    let libs: std::collections::BTreeSet<PathBuf> =
+        bins.iter().flat_map(|b| shared_libraries(b)).collect();
+    for lib in libs {
         let inside = lib.strip_prefix("/").unwrap();
         let mut parent = PathBuf::new();
         for c in inside.parent().unwrap().components() {
@@ -332,6 +325,22 @@ fn write_initramfs(out: &Path, modules: &[PathBuf], script: &str) {
         cpio.file(&inside.to_string_lossy(), mode, &fs::read(&lib).unwrap());
     }
     cpio.finish();
+}
+
+/// `bin` without its debug info (through a file next to `out`).
+fn strip(bin: &Path, out: &Path) -> Vec<u8> {
+    let stripped = out.with_extension("stripped");
+    let status = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(bin)
+        .status()
+        .expect("run strip (install binutils)");
+    assert!(status.success(), "strip {} failed", bin.display());
+    let data = fs::read(&stripped).unwrap();
+    fs::remove_file(&stripped).unwrap();
+    data
 }
 
 /// The libraries `bin` loads, its ELF interpreter included, as ldd names them.

@@ -1,6 +1,7 @@
 //! minibox on a cgroup v2 unified host, end to end: this machine mounts cgroups hybrid, so a
 //! small VM (see `minibox_tests::vm`) boots with nothing but cgroup2 at /sys/fs/cgroup and runs
-//! the real binary there. One boot runs every check; each is asserted here with its own message.
+//! the real binaries there (minibox, and minibox-runc on an OCI bundle). One boot runs every
+//! check; each is asserted here with its own message.
 
 use std::time::Duration;
 
@@ -64,6 +65,32 @@ minibox stop -t 1 lim >/dev/null 2>&1; report stop $?
 wait $execpid
 report after-stop "$(find $cg/minibox -mindepth 1 -type d)"
 minibox rm lim >/dev/null 2>&1; report rm $?
+
+# minibox-runc, the OCI runtime, on the v2 host: a busybox bundle with limits in its cgroup.
+b=/tmp/bundle; mkdir -p $b/rootfs; tar -xf /image.tar -C $b/rootfs
+minibox-runc spec --bundle $b
+sed -i -e 's/"terminal": true/"terminal": false/' -e 's/^      "sh"$/      "sleep", "1000"/' \
+    -e 's|"resources": {|"cgroupsPath": "/ocirt", "resources": {"memory": {"limit": 67108864}, "pids": {"limit": 40}, "cpu": {"quota": 50000, "period": 100000},|' \
+    $b/config.json
+status() { minibox-runc state oc1 2>&1 | grep -o '"status": *"[a-z]*"' | grep -o '[a-z]*"$' | tr -d '"'; }
+minibox-runc create --bundle $b --pid-file $b/pid oc1 >/dev/null 2>$b/err; report runc-create "$? $(cat $b/err)"
+report runc-created "$(status)"
+minibox-runc start oc1; report runc-start $?
+report runc-running "$(status)"
+o=$cg/ocirt
+report runc-limits "$(cat $o/memory.max $o/pids.max $o/cpu.max)"
+report runc-cgroup "$(cat /proc/$(cat $b/pid)/cgroup)"
+report runc-exec "$(minibox-runc exec oc1 sh -c 'cat /proc/self/cgroup /sys/fs/cgroup/memory.max' 2>&1)"
+echo '{"memory": {"limit": 100663296}, "pids": {"limit": 30}, "cpu": {"quota": 25000, "period": 100000}}' \
+    | minibox-runc update --resources - oc1; report runc-update $?
+report runc-updated "$(cat $o/memory.max $o/pids.max $o/cpu.max)"
+minibox-runc pause oc1; report runc-paused "$(status) $(cat $o/cgroup.freeze)"
+minibox-runc resume oc1; report runc-resumed "$(status) $(cat $o/cgroup.freeze)"
+minibox-runc kill oc1 KILL; report runc-kill $?
+i=0; while [ "$(status)" != stopped ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+report runc-stopped "$(status)"
+minibox-runc delete oc1; report runc-delete "$? $(test -e $o && echo cgroup-left)"
+report runc-gone "$(minibox-runc state oc1 2>&1)"
 
 report leftover-cgroups "$(find $cg -mindepth 1 -type d)"
 report leftover-mounts "$(grep -v -e '^root / ' -e '^proc ' -e '^sysfs ' -e '^dev ' -e '^run ' \
@@ -220,6 +247,54 @@ fn cgroup_v2_unified_host() {
     expect(&vm, "stop", "stop succeeds", |v| v == "0");
     expect(&vm, "after-stop", "stop removes the cgroup", str::is_empty);
     expect(&vm, "rm", "rm succeeds", |v| v == "0");
+
+    expect(&vm, "runc-create", "minibox-runc create succeeds", |v| {
+        v.trim() == "0"
+    });
+    expect(&vm, "runc-created", "state: created", |v| v == "created");
+    expect(&vm, "runc-start", "minibox-runc start succeeds", |v| {
+        v == "0"
+    });
+    expect(&vm, "runc-running", "state: running", |v| v == "running");
+    expect(
+        &vm,
+        "runc-limits",
+        "config.json's resources in memory.max, pids.max, cpu.max",
+        |v| v == format!("{}\n40\n50000 100000", 64u64 << 20),
+    );
+    expect(&vm, "runc-cgroup", "its process is in cgroupsPath", |v| {
+        v == "0::/ocirt"
+    });
+    expect(
+        &vm,
+        "runc-exec",
+        "exec joins its cgroup namespace and sees its own cgroup2 with its limit",
+        |v| v == format!("0::/\n{}", 64u64 << 20),
+    );
+    expect(&vm, "runc-update", "update --resources - succeeds", |v| {
+        v == "0"
+    });
+    expect(
+        &vm,
+        "runc-updated",
+        "update rewrote memory.max, pids.max, cpu.max",
+        |v| v == format!("{}\n30\n25000 100000", 96u64 << 20),
+    );
+    expect(
+        &vm,
+        "runc-paused",
+        "pause freezes through cgroup.freeze",
+        |v| v == "paused 1",
+    );
+    expect(&vm, "runc-resumed", "resume thaws", |v| v == "running 0");
+    expect(&vm, "runc-kill", "kill succeeds", |v| v == "0");
+    expect(&vm, "runc-stopped", "state: stopped", |v| v == "stopped");
+    expect(&vm, "runc-delete", "delete removes its cgroup", |v| {
+        v.trim() == "0"
+    });
+    expect(&vm, "runc-gone", "state after delete", |v| {
+        v.contains("does not exist")
+    });
 
     expect(
         &vm,

@@ -98,13 +98,14 @@ fn network(store: &Store, conf: &NetConf) -> Result<Network> {
                     ),
                 )
             })?;
-            let gateway = conf.gateway.map(|g| g.to_string());
+            let gateway: Vec<String> = conf.gateway.iter().map(|g| g.to_string()).collect();
             match crate::create_network(
                 store,
                 &conf.name,
                 conf.bridge.as_deref(),
-                &subnet.to_string(),
-                gateway.as_deref(),
+                &[subnet.to_string()],
+                &gateway,
+                false,
             ) {
                 // Another ADD defined it meanwhile.
                 Err(crate::Error::NetworkExists(_)) => Ok(store.network(&conf.name)?),
@@ -124,11 +125,11 @@ fn port_requests(conf: &NetConf) -> Result<Vec<PortRequest>> {
             let bad = |why: String| CniError::new(code::INVALID_CONFIG, why);
             let host_ip = match p.host_ip.as_str() {
                 "" | "0.0.0.0" => None,
-                ip => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
+                ip => Some(std::net::IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| {
                     bad(format!(
-                        "portMappings: hostIP {ip:?} is not an IPv4 address"
+                        "portMappings: hostIP {ip:?} is not an IPv4 address (minibox-cni publishes on IPv4 only)"
                     ))
-                })?),
+                })?)),
             };
             let proto: Proto = p
                 .protocol
@@ -176,6 +177,7 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             netns,
             ifname: &env.ifname,
             address,
+            address6: None,
             mtu: conf.mtu,
             hairpin: conf.hairpin_mode,
             dns: None,

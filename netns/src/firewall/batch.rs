@@ -14,6 +14,8 @@ pub struct Batch {
     child: Option<Child>,
     program: &'static str,
     explained: Option<String>,
+    /// Another batch running at the same time (another family's tables).
+    then: Option<Box<Batch>>,
 }
 
 impl Batch {
@@ -23,6 +25,7 @@ impl Batch {
             child: None,
             program: "",
             explained: None,
+            then: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl Batch {
             explained: ex
                 .is_on()
                 .then(|| heredoc(&format!("{program} {}", args.join(" ")), input)),
+            then: None,
         };
         if let Err(e) = written {
             // A program that refused and exited early says why on stderr; a broken pipe less.
@@ -55,6 +59,18 @@ impl Batch {
                 .unwrap_or_else(|| failed(program, e.to_string())));
         }
         Ok(batch)
+    }
+
+    /// Both batches, waited for together: `other`'s lines are said after this one's.
+    pub fn and(mut self, other: Batch) -> Self {
+        match &mut self.then {
+            Some(next) => {
+                let next = std::mem::replace(next, Box::new(Batch::none()));
+                self.then = Some(Box::new(next.and(other)));
+            }
+            None => self.then = Some(Box::new(other)),
+        }
+        self
     }
 
     /// Explains the batch's lines now rather than when it is waited for.
@@ -67,10 +83,19 @@ impl Batch {
         if let Some(text) = self.explained.take() {
             ex.say(|| text);
         }
+        if let Some(next) = &mut self.then {
+            next.say(ex);
+        }
     }
 
     pub fn wait(mut self, ex: &Explain) -> Result<()> {
         self.say(ex);
+        let mine = self.wait_own();
+        let next = self.then.take().map_or(Ok(()), |next| next.wait(ex));
+        mine.and(next)
+    }
+
+    fn wait_own(&mut self) -> Result<()> {
         let Some(child) = self.child.take() else {
             return Ok(());
         };

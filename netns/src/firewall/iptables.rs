@@ -23,13 +23,18 @@
 //!
 //! Per-container rules carry `-m comment --comment minibox:<id12>`; per-network ones
 //! `minibox-network:<name>`, so either can always be found and removed from what the kernel has.
+//!
+//! IPv6 has the same layout in ip6tables (`ip6tables-restore` batches), made and read only for
+//! dual-stack networks and their containers: the masquerade (NAT66), forwarding's accepts and
+//! isolation, and the ports published on IPv6 addresses. Localhost's defences are IPv4's alone
+//! (there is no `route_localnet` for IPv6: nothing is DNAT'd from `::1`).
 
 use crate::error::Result;
 use crate::explain::{heredoc, Explain};
 
 use super::batch::{self, Batch};
 use super::{Published, Recorded};
-use crate::store::{Network, Store};
+use crate::store::{Family, ForwardDrop, Network, Store};
 
 pub const DNAT: &str = "MINIBOX-DNAT";
 pub const POSTROUTING: &str = "MINIBOX-POSTROUTING";
@@ -57,15 +62,16 @@ impl Rule {
         }
     }
 
-    pub fn command(&self) -> String {
+    pub fn command(&self, fam: Family) -> String {
+        let cmd = tool(fam).2;
         match self.op {
             // A declaration makes the chain, or empties it.
             ":" => {
                 let chain = self.spec.split(' ').next().unwrap_or_default();
                 let t = self.table;
-                format!("iptables -t {t} -N {chain} 2>/dev/null; iptables -t {t} -F {chain}")
+                format!("{cmd} -t {t} -N {chain} 2>/dev/null; {cmd} -t {t} -F {chain}")
             }
-            op => format!("iptables -t {} {op} {}", self.table, self.spec),
+            op => format!("{cmd} -t {} {op} {}", self.table, self.spec),
         }
     }
 
@@ -74,19 +80,57 @@ impl Rule {
     }
 }
 
+/// A family's restore and save programs, and the command that explains a rule.
+fn tool(fam: Family) -> (&'static str, &'static str, &'static str) {
+    match fam {
+        Family::V4 => ("iptables-restore", "iptables-save", "iptables"),
+        Family::V6 => ("ip6tables-restore", "ip6tables-save", "ip6tables"),
+    }
+}
+
+/// The families whose tables a network has rules in.
+fn families(net: &Network) -> &'static [Family] {
+    match net.ipv6 {
+        Some(_) => &[Family::V4, Family::V6],
+        None => &[Family::V4],
+    }
+}
+
 /// Applies rules as one `iptables-restore --noflush --wait` batch, reporting each one.
-pub fn apply(ex: &Explain, rules: &[Rule]) -> Result<()> {
-    start(ex, rules)?.wait(ex)
+pub fn apply(ex: &Explain, fam: Family, rules: &[Rule]) -> Result<()> {
+    start(ex, fam, rules)?.wait(ex)
 }
 
 /// Starts applying rules; [`Batch::wait`] tells how it went.
-pub fn start(ex: &Explain, rules: &[Rule]) -> Result<Batch> {
+pub fn start(ex: &Explain, fam: Family, rules: &[Rule]) -> Result<Batch> {
     Batch::start(
         ex,
-        "iptables-restore",
+        tool(fam).0,
         &["--noflush", "--wait"],
         &restore_input(rules),
     )
+}
+
+/// Starts adding a container's port rules: one batch per family it publishes on.
+pub fn publish(ex: &Explain, p: &Published) -> Result<Batch> {
+    let v4 = start(ex, Family::V4, &container_rules(p, Family::V4))?;
+    Ok(v4.and(start(ex, Family::V6, &container_rules(p, Family::V6))?))
+}
+
+/// Starts removing a container's port rules, one batch per family.
+pub fn unpublish(ex: &Explain, p: &Published) -> Result<Batch> {
+    let undo = |fam| -> Vec<Rule> { container_rules(p, fam).iter().map(Rule::undo).collect() };
+    let v4 = start(ex, Family::V4, &undo(Family::V4))?;
+    Ok(v4.and(start(ex, Family::V6, &undo(Family::V6))?))
+}
+
+/// After a failed removal: removes whatever of a container's rules the kernel still has.
+pub fn unpublish_each(ex: &Explain, p: &Published) -> Result<()> {
+    remove_tagged(ex, Family::V4, &p.tag())?;
+    match p.ports.iter().any(|m| m.host_ip.is_ipv6()) {
+        true => remove_tagged(ex, Family::V6, &p.tag()),
+        false => Ok(()),
+    }
 }
 
 /// The rules as `iptables-restore` input: one section per table, nat first.
@@ -110,8 +154,8 @@ fn restore_input(rules: &[Rule]) -> String {
 }
 
 /// What the kernel has now, as `iptables-save` prints it.
-fn save() -> Result<String> {
-    batch::output("iptables-save", &[])
+fn save(fam: Family) -> Result<String> {
+    batch::output(tool(fam).1, &[])
 }
 
 /// `(table, line)` for every rule line of the saved ruleset.
@@ -156,37 +200,54 @@ pub fn ensure_network(
     store: &Store,
     ex: &Explain,
     net: &Network,
-    forward_drop: bool,
+    forward_drop: ForwardDrop,
     recorded: impl FnOnce() -> Result<Recorded>,
 ) -> Result<()> {
-    let saved = save()?;
-    if !base_complete(&saved) {
-        return apply_recording(store, ex, &saved, &rebuild_rules(&saved, &recorded()?));
+    let mut recorded = Some(recorded);
+    let mut records = None;
+    for &fam in families(net) {
+        let saved = save(fam)?;
+        if !base_complete(&saved) {
+            if let Some(read) = recorded.take() {
+                records = Some(read()?);
+            }
+            let rules = rebuild_rules(&saved, fam, records.as_ref().unwrap());
+            apply_recording(store, ex, fam, &saved, &rules)?;
+            continue;
+        }
+        let rules = additions(&saved, fam, net, forward_drop);
+        if ex.is_on() {
+            // What a fresh host would need and this one has: said as in place, ahead of what
+            // is done.
+            let done: Vec<String> = rules.iter().map(|r| r.command(fam)).collect();
+            let in_place: Vec<Rule> = fresh_rules(net, fam, forward_drop)
+                .into_iter()
+                .filter(|r| !done.contains(&r.command(fam)))
+                .collect();
+            explain_in_place(ex, fam, &in_place);
+        }
+        apply_recording(store, ex, fam, &saved, &rules)?;
     }
-    let rules = additions(&saved, net, forward_drop);
-    if ex.is_on() {
-        // What a fresh host would need and this one has: said as in place, ahead of what is done.
-        let done: Vec<String> = rules.iter().map(Rule::command).collect();
-        let in_place: Vec<Rule> = fresh_rules(net, forward_drop)
-            .into_iter()
-            .filter(|r| !done.contains(&r.command()))
-            .collect();
-        explain_in_place(ex, &in_place);
-    }
-    apply_recording(store, ex, &saved, &rules)
+    Ok(())
 }
 
-/// Applies `rules`; when they set the FORWARD policy to DROP, the policy before (in `saved`) is
-/// recorded first, for `system reset`.
-fn apply_recording(store: &Store, ex: &Explain, saved: &str, rules: &[Rule]) -> Result<()> {
-    if rules.iter().any(|r| r.op == "-P") {
+/// Applies `rules`; when they set the IPv4 FORWARD policy to DROP, the policy before (in
+/// `saved`) is recorded first, for `system reset`.
+fn apply_recording(
+    store: &Store,
+    ex: &Explain,
+    fam: Family,
+    saved: &str,
+    rules: &[Rule],
+) -> Result<()> {
+    if fam == Family::V4 && rules.iter().any(|r| r.op == "-P") {
         // A table never loaded has the kernel's default policy.
         let policy = forward_policy(saved).unwrap_or("ACCEPT");
         if policy != "DROP" {
             store.record_prior(FORWARD_POLICY, policy)?;
         }
     }
-    apply(ex, rules)
+    apply(ex, fam, rules)
 }
 
 /// The filter FORWARD chain's policy in a saved ruleset.
@@ -205,37 +266,52 @@ fn forward_policy(saved: &str) -> Option<&str> {
 pub fn set_forward_policy(ex: &Explain, policy: &str) -> Result<()> {
     apply(
         ex,
+        Family::V4,
         &[Rule::new("filter", "-P", format!("FORWARD {policy}"))],
     )
 }
 
-/// What a fresh host needs for `net`: our chains, their jumps, the base rules and the network's.
-fn fresh_rules(net: &Network, forward_drop: bool) -> Vec<Rule> {
+/// What a fresh host needs for `net` in `fam`'s tables: our chains, their jumps, the base
+/// rules and the network's.
+fn fresh_rules(net: &Network, fam: Family, forward_drop: ForwardDrop) -> Vec<Rule> {
     let recorded = Recorded {
         networks: vec![net.clone()],
         published: Vec::new(),
         forward_drop,
     };
-    rebuild_rules("", &recorded)
+    rebuild_rules("", fam, &recorded)
 }
 
 /// Says `net`'s whole layout as found in place (`--explain` of a network known complete).
-pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: bool) {
+pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: ForwardDrop) {
     if ex.is_on() {
-        explain_in_place(ex, &fresh_rules(net, forward_drop));
+        for &fam in families(net) {
+            explain_in_place(ex, fam, &fresh_rules(net, fam, forward_drop));
+        }
     }
 }
 
-fn explain_in_place(ex: &Explain, rules: &[Rule]) {
+fn explain_in_place(ex: &Explain, fam: Family, rules: &[Rule]) {
     if !rules.is_empty() {
-        ex.already(|| heredoc("iptables-restore --noflush --wait", &restore_input(rules)));
+        let command = format!("{} --noflush --wait", tool(fam).0);
+        ex.already(|| heredoc(&command, &restore_input(rules)));
     }
 }
 
 /// Removes all of minibox's chains and the jumps to them, and the nftables driver's accepts in
-/// FORWARD (`system reset`).
+/// FORWARD (`system reset`), from iptables and, where it has any, ip6tables.
 pub fn remove_all(ex: &Explain) -> Result<()> {
-    let saved = save()?;
+    remove_all_of(ex, Family::V4)?;
+    match save(Family::V6) {
+        Ok(saved) if saved.contains(":MINIBOX-") || saved.contains("minibox-network:") => {
+            remove_all_of(ex, Family::V6)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_all_of(ex: &Explain, fam: Family) -> Result<()> {
+    let saved = save(fam)?;
     let jump = |l: &str| CHAINS.iter().any(|(_, c)| l.ends_with(&format!("-j {c}")));
     let gate = |l: &str| {
         l.starts_with("-A FORWARD ")
@@ -263,7 +339,7 @@ pub fn remove_all(ex: &Explain) -> Result<()> {
             rules.push(Rule::new(table, "-X", chain));
         }
     }
-    apply(ex, &rules)
+    apply(ex, fam, &rules)
 }
 
 /// The cheap check (see [`super::intact`]): under iptables-nft, the jumps to our chains and the
@@ -272,19 +348,27 @@ pub fn intact(net: &Network) -> Result<bool> {
     if legacy_in_use() {
         return Ok(true);
     }
-    let ip = super::nfrules::NFPROTO_IPV4;
-    let rules = |table: &str, chain: &str| super::nfrules::rules(ip, table, Some(chain));
-    for (table, chain, _, target) in JUMPS {
-        if super::nfrules::count_tagged(&rules(table, chain)?, target) == 0 {
+    for &fam in families(net) {
+        let proto = match fam {
+            Family::V4 => super::nfrules::NFPROTO_IPV4,
+            Family::V6 => super::nfrules::NFPROTO_IPV6,
+        };
+        let rules = |table: &str, chain: &str| super::nfrules::rules(proto, table, Some(chain));
+        for (table, chain, _, target) in JUMPS {
+            if super::nfrules::count_tagged(&rules(table, chain)?, target) == 0 {
+                return Ok(false);
+            }
+        }
+        let tag = network_tag(net);
+        let mut have = 0;
+        for (table, chain) in [("nat", POSTROUTING), ("filter", FORWARD), ("filter", INPUT)] {
+            have += super::nfrules::count_tagged(&rules(table, chain)?, &tag);
+        }
+        if have != network_rules(net, fam).len() {
             return Ok(false);
         }
     }
-    let tag = network_tag(net);
-    let mut have = 0;
-    for (table, chain) in [("nat", POSTROUTING), ("filter", FORWARD), ("filter", INPUT)] {
-        have += super::nfrules::count_tagged(&rules(table, chain)?, &tag);
-    }
-    Ok(have == network_rules(net).len())
+    Ok(true)
 }
 
 /// Whether this network namespace's iptables is iptables-legacy (its tables are x_tables').
@@ -293,9 +377,17 @@ fn legacy_in_use() -> bool {
 }
 
 /// `network reload`: everything made again from the records, in one batch.
+/// IPv6's layout only when a network is dual-stack.
 pub fn rebuild(store: &Store, ex: &Explain, recorded: &Recorded) -> Result<()> {
-    let saved = save()?;
-    apply_recording(store, ex, &saved, &rebuild_rules(&saved, recorded))
+    let saved = save(Family::V4)?;
+    let rules = rebuild_rules(&saved, Family::V4, recorded);
+    apply_recording(store, ex, Family::V4, &saved, &rules)?;
+    if recorded.networks.iter().any(|n| n.ipv6.is_some()) {
+        let saved = save(Family::V6)?;
+        let rules = rebuild_rules(&saved, Family::V6, recorded);
+        apply_recording(store, ex, Family::V6, &saved, &rules)?;
+    }
+    Ok(())
 }
 
 /// Whether our chains, their jumps and the masquerade of marked packets are all there.
@@ -319,7 +411,7 @@ fn base_complete(saved: &str) -> bool {
 
 /// The whole layout from the records: our chains made or emptied, the jumps to them replaced,
 /// then the base rules, every network's and every container's.
-fn rebuild_rules(saved: &str, recorded: &Recorded) -> Vec<Rule> {
+fn rebuild_rules(saved: &str, fam: Family, recorded: &Recorded) -> Vec<Rule> {
     let mut rules: Vec<Rule> = CHAINS
         .iter()
         .map(|(t, c)| Rule::new(t, ":", format!("{c} - [0:0]")))
@@ -335,15 +427,23 @@ fn rebuild_rules(saved: &str, recorded: &Recorded) -> Vec<Rule> {
     }
     rules.extend(base_rules());
     for net in &recorded.networks {
-        rules.extend(network_rules(net));
+        rules.extend(network_rules(net, fam));
     }
     for p in &recorded.published {
-        rules.extend(container_rules(p));
+        rules.extend(container_rules(p, fam));
     }
-    if recorded.forward_drop {
+    if drops(recorded.forward_drop, fam) {
         rules.push(Rule::new("filter", "-P", "FORWARD DROP"));
     }
     rules
+}
+
+/// Whether forwarding of `fam` drops what minibox does not accept.
+fn drops(forward_drop: ForwardDrop, fam: Family) -> bool {
+    match fam {
+        Family::V4 => forward_drop.v4,
+        Family::V6 => forward_drop.v6,
+    }
 }
 
 /// The jumps to our chains and the masquerade of marked packets.
@@ -362,13 +462,13 @@ fn base_rules() -> Vec<Rule> {
 
 /// What [`ensure_network`] adds to a complete base layout saved as `saved`: the network's rules
 /// when any is missing, and the FORWARD policy.
-fn additions(saved: &str, net: &Network, forward_drop: bool) -> Vec<Rule> {
+fn additions(saved: &str, fam: Family, net: &Network, forward_drop: ForwardDrop) -> Vec<Rule> {
     let have = saved_rules(saved);
     let mut rules = Vec::new();
     // The network's rules are made and checked as a set: one missing (or a set from an older
     // minibox) and the set is made again.
     let tag = network_tag(net);
-    let wanted = network_rules(net);
+    let wanted = network_rules(net, fam);
     let present: Vec<(&str, &str)> = have
         .iter()
         .filter(|(_, l)| tagged(l, &tag))
@@ -381,7 +481,7 @@ fn additions(saved: &str, net: &Network, forward_drop: bool) -> Vec<Rule> {
     let policy_drops = have
         .iter()
         .any(|(t, l)| *t == "filter" && l.starts_with(":FORWARD DROP"));
-    if forward_drop && !policy_drops {
+    if drops(forward_drop, fam) && !policy_drops {
         rules.push(Rule::new("filter", "-P", "FORWARD DROP"));
     }
     rules
@@ -389,9 +489,12 @@ fn additions(saved: &str, net: &Network, forward_drop: bool) -> Vec<Rule> {
 
 /// A network's own rules. Drops are inserted and accepts appended, so every network's drops
 /// come before any network's accepts, whatever order the networks were made in.
-fn network_rules(net: &Network) -> Vec<Rule> {
+fn network_rules(net: &Network, fam: Family) -> Vec<Rule> {
     let (br, subnet) = (&net.bridge, net.subnet);
     let tag = format!("-m comment --comment {}", network_tag(net));
+    if fam == Family::V6 {
+        return network_rules6(net);
+    }
     vec![
         Rule::new(
             "nat",
@@ -429,6 +532,33 @@ fn network_rules(net: &Network) -> Vec<Rule> {
     ]
 }
 
+/// A dual-stack network's rules in ip6tables: NAT66, and forwarding's as for IPv4.
+fn network_rules6(net: &Network) -> Vec<Rule> {
+    let Some(v6) = &net.ipv6 else {
+        return Vec::new();
+    };
+    let (br, subnet) = (&net.bridge, v6.subnet);
+    let tag = format!("-m comment --comment {}", network_tag(net));
+    vec![
+        Rule::new(
+            "nat",
+            "-A",
+            format!("{POSTROUTING} -s {subnet} ! -o {br} {tag} -j MASQUERADE"),
+        ),
+        Rule::new(
+            "filter",
+            "-I",
+            format!("{FORWARD} -o {br} ! -i {br} -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
+        ),
+        Rule::new("filter", "-A", format!("{FORWARD} -i {br} {tag} -j ACCEPT")),
+        Rule::new(
+            "filter",
+            "-A",
+            format!("{FORWARD} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {tag} -j ACCEPT"),
+        ),
+    ]
+}
+
 /// Under the nftables driver, on a host whose FORWARD policy is DROP (Docker sets it): a
 /// network's accepts in FORWARD itself, since no other table's accept overrides its drop.
 pub fn forward_gate(net: &Network) -> Vec<Rule> {
@@ -446,22 +576,36 @@ pub fn forward_gate(net: &Network) -> Vec<Rule> {
     ]
 }
 
-/// The per-port rules of one container, in the order they are added.
-pub fn container_rules(p: &Published) -> Vec<Rule> {
+/// The per-port rules of one container in `fam`'s tables, in the order they are added.
+fn container_rules(p: &Published, fam: Family) -> Vec<Rule> {
     let tag = format!("-m comment --comment {}", p.tag());
-    let (subnet, addr) = (p.subnet, p.addr);
+    let (sources, to, host_len) = match (fam, p.ipv6) {
+        (Family::V4, _) => (
+            vec![p.subnet.to_string(), "127.0.0.0/8".to_string()],
+            p.addr.to_string(),
+            32,
+        ),
+        (Family::V6, Some((subnet6, addr6))) => {
+            (vec![subnet6.to_string()], format!("[{addr6}]"), 128)
+        }
+        (Family::V6, None) => return Vec::new(),
+    };
     let mut rules = Vec::new();
-    for m in &p.ports {
+    let mine = p
+        .ports
+        .iter()
+        .filter(|m| m.host_ip.is_ipv6() == (fam == Family::V6));
+    for m in mine {
         let dst = if m.host_ip.is_unspecified() {
             String::new()
         } else {
-            format!(" -d {}/32", m.host_ip)
+            format!(" -d {}/{host_len}", m.host_ip)
         };
         let p = m.proto;
         let matches = format!("{dst} -p {p} -m {p} --dport {}", m.host_port);
         // Hairpin (a container reaching a published port through the host) and localhost
         // connections need their source rewritten too, or replies would bypass the DNAT.
-        for src in [subnet.to_string(), "127.0.0.0/8".to_string()] {
+        for src in &sources {
             rules.push(Rule::new(
                 "nat",
                 "-A",
@@ -472,7 +616,7 @@ pub fn container_rules(p: &Published) -> Vec<Rule> {
             "nat",
             "-A",
             format!(
-                "{DNAT}{matches} {tag} -j DNAT --to-destination {addr}:{}",
+                "{DNAT}{matches} {tag} -j DNAT --to-destination {to}:{}",
                 m.container_port
             ),
         ));
@@ -480,60 +624,68 @@ pub fn container_rules(p: &Published) -> Vec<Rule> {
     rules
 }
 
-/// Starts removing a container's rules in one batch.
-pub fn start_removal(ex: &Explain, expected: &[Rule]) -> Result<Batch> {
-    let undo: Vec<Rule> = expected.iter().map(Rule::undo).collect();
-    start(ex, &undo)
-}
-
 /// Which of a container's tagged rules and its network's rules the kernel lacks, by their tags
 /// (what `iptables-save` prints differs in form from what was added).
 pub fn missing(p: &Published, net: &Network) -> Result<Vec<String>> {
-    let saved = save()?;
-    let rules = saved_rules(&saved);
     let mut lacking = Vec::new();
-    let expected = container_rules(p).len();
-    let have = rules.iter().filter(|(_, l)| tagged(l, &p.tag())).count();
-    if have < expected {
-        lacking.push(format!("{} of {expected} port rules", expected - have));
+    for &fam in families(net) {
+        let saved = save(fam)?;
+        let rules = saved_rules(&saved);
+        let expected = container_rules(p, fam).len();
+        let have = rules.iter().filter(|(_, l)| tagged(l, &p.tag())).count();
+        if have < expected {
+            lacking.push(format!(
+                "{} of {expected} {} port rules",
+                expected - have,
+                tool(fam).2
+            ));
+        }
+        lacking.extend(missing_in(&saved, fam, net));
     }
-    lacking.extend(missing_in(&saved, net));
     Ok(lacking)
 }
 
 /// What of a network's rules and of our chains and jumps the kernel lacks.
 pub fn missing_network(net: &Network) -> Result<Vec<String>> {
-    Ok(missing_in(&save()?, net))
+    let mut lacking = Vec::new();
+    for &fam in families(net) {
+        lacking.extend(missing_in(&save(fam)?, fam, net));
+    }
+    Ok(lacking)
 }
 
-fn missing_in(saved: &str, net: &Network) -> Vec<String> {
+fn missing_in(saved: &str, fam: Family, net: &Network) -> Vec<String> {
     let rules = saved_rules(saved);
     let count = |tag: &str| rules.iter().filter(|(_, l)| tagged(l, tag)).count();
     let mut lacking = Vec::new();
-    let wanted = network_rules(net).len();
+    let wanted = network_rules(net, fam).len();
     let have = count(&network_tag(net));
+    let cmd = tool(fam).2;
     if have < wanted {
-        lacking.push(format!("{} of {wanted} network rules", wanted - have));
+        lacking.push(format!("{} of {wanted} {cmd} network rules", wanted - have));
     }
     if !base_complete(saved) {
-        lacking.push("minibox's chains or the jumps to them".into());
+        lacking.push(format!("minibox's {cmd} chains or the jumps to them"));
     }
     lacking
 }
 
 /// Removes a network's own rules.
 pub fn remove_network(ex: &Explain, net: &Network) -> Result<()> {
-    remove_tagged(ex, &network_tag(net))
+    for &fam in families(net) {
+        remove_tagged(ex, fam, &network_tag(net))?;
+    }
+    Ok(())
 }
 
-pub fn remove_tagged(ex: &Explain, tag: &str) -> Result<()> {
-    let saved = save()?;
+pub fn remove_tagged(ex: &Explain, fam: Family, tag: &str) -> Result<()> {
+    let saved = save(fam)?;
     let rules: Vec<Rule> = saved_rules(&saved)
         .into_iter()
         .filter(|(_, l)| tagged(l, tag))
         .map(|(t, l)| deletion(t, l))
         .collect();
-    apply(ex, &rules)
+    apply(ex, fam, &rules)
 }
 
 /// The rule that deletes a saved rule line of `table`.
@@ -568,6 +720,7 @@ mod tests {
                 .parse()
                 .unwrap(),
             created: String::new(),
+            ipv6: None,
         }
     }
 
@@ -583,6 +736,7 @@ mod tests {
             id12: id12.into(),
             subnet: "10.77.0.0/16".parse().unwrap(),
             addr: addr.parse().unwrap(),
+            ipv6: None,
             ports: vec![PortMapping {
                 host_ip: "127.0.0.1".parse().unwrap(),
                 host_port: port,
@@ -598,10 +752,10 @@ mod tests {
         let recorded = Recorded {
             networks: vec![n.clone(), net("lab", "minibox1", "10.99.0.0/24")],
             published: vec![published("0123456789ab", "10.77.0.2", 8080)],
-            forward_drop: false,
+            forward_drop: ForwardDrop::default(),
         };
         assert!(!base_complete(""));
-        let rules = rebuild_rules("", &recorded);
+        let rules = rebuild_rules("", Family::V4, &recorded);
         let all = specs(&rules);
         for want in [
             "nat : MINIBOX-DNAT - [0:0]",
@@ -638,14 +792,17 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            rules[0].command(),
+            rules[0].command(Family::V4),
             "iptables -t nat -N MINIBOX-DNAT 2>/dev/null; iptables -t nat -F MINIBOX-DNAT"
         );
     }
 
     #[test]
     fn network_rules_defend_localhost_and_isolate() {
-        let rules = specs(&network_rules(&net("lab", "minibox1", "10.99.0.0/24")));
+        let rules = specs(&network_rules(
+            &net("lab", "minibox1", "10.99.0.0/24"),
+            Family::V4,
+        ));
         let tag = "-m comment --comment minibox-network:lab";
         assert_eq!(
             rules,
@@ -659,7 +816,7 @@ mod tests {
             ]
         );
         // Every drop is inserted and every accept appended: all networks' drops come first.
-        for r in network_rules(&net("lab", "minibox1", "10.99.0.0/24")) {
+        for r in network_rules(&net("lab", "minibox1", "10.99.0.0/24"), Family::V4) {
             if r.table == "filter" && r.spec.starts_with(FORWARD) {
                 assert_eq!(r.op == "-I", r.spec.ends_with("-j DROP"), "{}", r.spec);
             }
@@ -695,9 +852,12 @@ COMMIT
         let recorded = Recorded {
             networks: vec![n.clone()],
             published: vec![],
-            forward_drop: true,
+            forward_drop: ForwardDrop {
+                v4: true,
+                v6: false,
+            },
         };
-        let all = specs(&rebuild_rules(SAVED, &recorded));
+        let all = specs(&rebuild_rules(SAVED, Family::V4, &recorded));
         let deleted: Vec<&String> = all.iter().filter(|r| r.contains(" -D ")).collect();
         assert_eq!(
             deleted,
@@ -715,7 +875,15 @@ COMMIT
             ":MINIBOX-FORWARD - [0:0]\n:MINIBOX-INPUT - [0:0]\n-A INPUT -j MINIBOX-INPUT\n",
         );
         assert!(base_complete(&complete));
-        let all = specs(&additions(&complete, &n, false));
+        let all = specs(&additions(
+            &complete,
+            Family::V4,
+            &n,
+            ForwardDrop {
+                v4: false,
+                v6: false,
+            },
+        ));
         // The three old network rules go and the six current ones come, in one batch.
         assert_eq!(
             all.iter().filter(|r| r.contains(" -D ")).count(),
@@ -724,18 +892,44 @@ COMMIT
         );
         assert_eq!(all.len(), 9, "{all:#?}");
         let mut full = complete.clone();
-        for r in &network_rules(&n)[1..4] {
+        for r in &network_rules(&n, Family::V4)[1..4] {
             let line = format!("-A {}", r.spec);
             full = full.replace("COMMIT\n*filter", &format!("COMMIT\n*filter\n{line}"));
         }
-        assert!(additions(&full, &n, false).is_empty());
+        assert!(additions(
+            &full,
+            Family::V4,
+            &n,
+            ForwardDrop {
+                v4: false,
+                v6: false
+            }
+        )
+        .is_empty());
         // Minibox turned forwarding on: the policy follows, once.
         assert_eq!(
-            specs(&additions(&full, &n, true)),
+            specs(&additions(
+                &full,
+                Family::V4,
+                &n,
+                ForwardDrop {
+                    v4: true,
+                    v6: false
+                }
+            )),
             ["filter -P FORWARD DROP"]
         );
         let dropping = full.replace(":FORWARD ACCEPT", ":FORWARD DROP");
-        assert!(additions(&dropping, &n, true).is_empty());
+        assert!(additions(
+            &dropping,
+            Family::V4,
+            &n,
+            ForwardDrop {
+                v4: true,
+                v6: false
+            }
+        )
+        .is_empty());
     }
 
     #[test]
@@ -748,7 +942,7 @@ COMMIT
         };
         let mut p = published("0123456789ab", "10.77.0.2", 8080);
         p.ports = vec![m];
-        let rules = container_rules(&p);
+        let rules = container_rules(&p, Family::V4);
         let tag = "-m comment --comment minibox:0123456789ab";
         let matches = "-d 127.0.0.1/32 -p tcp -m tcp --dport 8080";
         assert_eq!(
@@ -760,7 +954,7 @@ COMMIT
             ]
         );
         assert_eq!(
-            rules[2].undo().command(),
+            rules[2].undo().command(Family::V4),
             format!("iptables -t nat -D MINIBOX-DNAT {matches} {tag} -j DNAT --to-destination 10.77.0.2:80")
         );
         // The tag is matched whole, quoted or not.

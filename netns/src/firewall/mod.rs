@@ -21,15 +21,15 @@ pub mod iptables;
 mod nfrules;
 pub mod nftables;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::explain::Explain;
 use crate::ports::PortMapping;
-use crate::store::{Attachment, Network, Store};
+use crate::store::{Attachment, ForwardDrop, Network, Store};
 
 pub use batch::Batch;
 pub use iptables::{set_forward_policy, FORWARD_POLICY};
@@ -91,6 +91,9 @@ pub struct Published {
     pub id12: String,
     pub subnet: Ipv4Net,
     pub addr: Ipv4Addr,
+    /// The subnet and address of its IPv6 half, on a dual-stack network.
+    pub ipv6: Option<(Ipv6Net, Ipv6Addr)>,
+    /// Each of the family of its host address.
     pub ports: Vec<PortMapping>,
 }
 
@@ -102,7 +105,11 @@ impl Published {
                 .unwrap_or_default()
                 .trunc(),
             addr: att.address,
-            ports: att.ports.clone(),
+            ipv6: att.ipv6.map(|v6| {
+                let net = Ipv6Net::new(v6.address, v6.prefix_len).unwrap_or_default();
+                (net.trunc(), v6.address)
+            }),
+            ports: att.ports.iter().filter(|m| !m.proxied()).copied().collect(),
         }
     }
 
@@ -116,14 +123,14 @@ pub struct Recorded {
     pub networks: Vec<Network>,
     pub published: Vec<Published>,
     /// Whether minibox turned forwarding on (so forwarding drops what it does not accept).
-    pub forward_drop: bool,
+    pub forward_drop: ForwardDrop,
 }
 
 /// Starts adding a container's published ports; [`Batch::wait`] tells how it went.
 pub fn publish(ex: &Explain, driver: Driver, p: &Published) -> Result<Batch> {
     match driver {
         Driver::Nftables => nftables::publish(ex, p),
-        Driver::Iptables => iptables::start(ex, &iptables::container_rules(p)),
+        Driver::Iptables => iptables::publish(ex, p),
     }
 }
 
@@ -131,7 +138,7 @@ pub fn publish(ex: &Explain, driver: Driver, p: &Published) -> Result<Batch> {
 pub fn start_unpublish(ex: &Explain, driver: Driver, p: &Published) -> Batch {
     let batch = match driver {
         Driver::Nftables => nftables::unpublish(ex, p),
-        Driver::Iptables => iptables::start_removal(ex, &iptables::container_rules(p)),
+        Driver::Iptables => iptables::unpublish(ex, p),
     };
     // Explained at once: teardown removes the firewall rules first.
     batch.unwrap_or_else(|_| Batch::none()).said(ex)
@@ -145,7 +152,7 @@ pub fn finish_unpublish(ex: &Explain, driver: Driver, p: &Published, batch: Batc
     }
     match driver {
         Driver::Nftables => nftables::unpublish_each(ex, p),
-        Driver::Iptables => iptables::remove_tagged(ex, &p.tag()),
+        Driver::Iptables => iptables::unpublish_each(ex, p),
     }
 }
 
@@ -155,7 +162,7 @@ pub fn finish_unpublish(ex: &Explain, driver: Driver, p: &Published, batch: Batc
 /// minibox's chains but MINIBOX-DNAT under iptables-nft. iptables-legacy is not checked here
 /// (only `iptables-save` could, and reading it is what grows): a batch that fails, a new
 /// bridge, or `network reload` repairs there.
-pub fn intact(driver: Driver, net: &Network, forward_drop: bool) -> Result<bool> {
+pub fn intact(driver: Driver, net: &Network, forward_drop: ForwardDrop) -> Result<bool> {
     match driver {
         Driver::Nftables => nftables::intact(net, forward_drop),
         Driver::Iptables => iptables::intact(net),
@@ -172,7 +179,7 @@ pub fn ensure_network(
     ex: &Explain,
     driver: Driver,
     net: &Network,
-    forward_drop: bool,
+    forward_drop: ForwardDrop,
     recorded: impl FnOnce() -> Result<Recorded>,
 ) -> Result<()> {
     match driver {
@@ -183,7 +190,12 @@ pub fn ensure_network(
 
 /// `--explain` of a network known complete: its whole firewall said as found in place, so that
 /// the script still builds it on a fresh host.
-pub fn explain_network_in_place(ex: &Explain, driver: Driver, net: &Network, forward_drop: bool) {
+pub fn explain_network_in_place(
+    ex: &Explain,
+    driver: Driver,
+    net: &Network,
+    forward_drop: ForwardDrop,
+) {
     match driver {
         Driver::Nftables => nftables::explain_network_in_place(ex, net, forward_drop),
         Driver::Iptables => iptables::explain_network_in_place(ex, net, forward_drop),

@@ -11,6 +11,7 @@ use crate::nfnetlink::{
 
 pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_IPV6: u8 = 10;
 /// NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETCHAIN, NFT_MSG_GETRULE.
 const GET_CHAIN: u16 = 0x0a04;
 const GET_RULE: u16 = 0x0a07;
@@ -127,7 +128,7 @@ pub fn chain_policy(family: u8, table: &str, chain: &str) -> Result<Option<u32>>
 pub fn tagged_elements(tag: &str) -> Result<usize> {
     let needle = format!("{tag}\0");
     let mut count = 0;
-    for map in ["ports4", "anyports4"] {
+    for map in ["ports4", "anyports4", "ports6", "anyports6"] {
         let sock = nfnetlink::socket("nf_tables")?;
         let mut payload = nfnetlink::string_attr(NFTA_SET_ELEM_LIST_TABLE, "minibox");
         payload.extend(nfnetlink::string_attr(NFTA_SET_ELEM_LIST_SET, map));

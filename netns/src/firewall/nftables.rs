@@ -4,6 +4,8 @@
 //!
 //! - maps `ports4` (host address . protocol . port → container address . port) for ports
 //!   published on one address, `anyports4` (protocol . port → …) for those published on all;
+//!   `ports6` and `anyports6` the same for IPv6 (dual-stack networks' ports on `[::]` and on
+//!   an IPv6 address of the host);
 //! - chain `published` DNATs through both maps, jumped to from `prerouting` and `output` (nat
 //!   hooks) for local destinations, so the host itself reaches published ports;
 //! - `postrouting` masquerades DNAT'd connections from 127.0.0.0/8 (localhost publishing) and,
@@ -11,7 +13,9 @@
 //!   the subnet (hairpin): `ct status dnat` does what the iptables driver's mark does;
 //! - `forward` and `input` (filter hooks) hold each network's drops (CVE-2020-8558, isolation
 //!   between networks) inserted before every network's accepts, as in the iptables driver.
-//!   When minibox is what turned forwarding on, `forward`'s policy is DROP for IPv4.
+//!   When minibox is what turned forwarding on, `forward`'s policy is DROP for that family.
+//!   The same rules match both families (an `inet` table), but for the masquerades and
+//!   localhost's defences, which are IPv4's and, on a dual-stack network, IPv6's own.
 //!
 //! A container's set-up adds its elements (`comment "minibox:<id12>"`) in one `nft -f -` batch
 //! and reads nothing; its teardown deletes them by key. Whether the base chains and a
@@ -25,7 +29,7 @@
 use crate::error::Result;
 use crate::explain::{heredoc, Explain};
 use crate::ports::PortMapping;
-use crate::store::Network;
+use crate::store::{Family, ForwardDrop, Network};
 
 use super::batch::{self, Batch};
 use super::nfrules::{
@@ -64,7 +68,7 @@ fn explain_in_place(ex: &Explain, commands: &[String]) {
 
 /// Says the table and `net`'s rules as found in place (`--explain` of a network known
 /// complete).
-pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: bool) {
+pub fn explain_network_in_place(ex: &Explain, net: &Network, forward_drop: ForwardDrop) {
     if ex.is_on() {
         let mut commands = base(forward_drop);
         commands.extend(network_rules(net));
@@ -78,12 +82,18 @@ fn apply(ex: &Explain, commands: &[String]) -> Result<()> {
 
 /// The table, its maps and chains (each `add` leaves an existing one as it is, but sets the
 /// policy), then the rules every network shares.
-fn base(forward_drop: bool) -> Vec<String> {
-    let policy = if forward_drop { "drop" } else { "accept" };
+fn base(forward_drop: ForwardDrop) -> Vec<String> {
+    let policy = if forward_drop.v4 || forward_drop.v6 {
+        "drop"
+    } else {
+        "accept"
+    };
     let mut c: Vec<String> = [
         format!("add table {TABLE}"),
         format!("add map {TABLE} ports4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}"),
         format!("add map {TABLE} anyports4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}"),
+        format!("add map {TABLE} ports6 {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}"),
+        format!("add map {TABLE} anyports6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}"),
         format!("add chain {TABLE} published"),
         format!("add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}"),
         format!("add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}"),
@@ -103,7 +113,7 @@ fn base(forward_drop: bool) -> Vec<String> {
 }
 
 /// The shared rules: (chain, rule).
-fn base_rules(forward_drop: bool) -> Vec<(&'static str, &'static str)> {
+fn base_rules(forward_drop: ForwardDrop) -> Vec<(&'static str, &'static str)> {
     let mut rules = vec![
         ("prerouting", "fib daddr type local jump published"),
         ("output", "fib daddr type local jump published"),
@@ -115,6 +125,14 @@ fn base_rules(forward_drop: bool) -> Vec<(&'static str, &'static str)> {
             "published",
             "meta nfproto ipv4 dnat ip to meta l4proto . th dport map @anyports4",
         ),
+        (
+            "published",
+            "dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6",
+        ),
+        (
+            "published",
+            "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @anyports6",
+        ),
         // Localhost connections to published ports: their replies must come back through
         // the host, and a 127.0.0.1 source cannot leave it anyway.
         (
@@ -122,9 +140,12 @@ fn base_rules(forward_drop: bool) -> Vec<(&'static str, &'static str)> {
             "ip saddr 127.0.0.0/8 ct status dnat masquerade",
         ),
     ];
-    if forward_drop {
-        // The DROP policy is the IPv4 router's, as iptables' FORWARD policy would be.
-        rules.push(("forward", "meta nfproto != ipv4 accept"));
+    // The DROP policy is the router's of the family minibox turned forwarding on for, as
+    // iptables' and ip6tables' FORWARD policies would be.
+    match (forward_drop.v4, forward_drop.v6) {
+        (true, false) => rules.push(("forward", "meta nfproto != ipv4 accept")),
+        (false, true) => rules.push(("forward", "meta nfproto != ipv6 accept")),
+        _ => {}
     }
     rules
 }
@@ -135,7 +156,7 @@ fn network_rules(net: &Network) -> Vec<String> {
     let (br, subnet) = (&net.bridge, net.subnet);
     let tag = format!("comment \"{}\"", network_tag(net));
     let not_reply = "ct state != { established, related } ct status ! dnat";
-    vec![
+    let mut rules = vec![
         format!("add rule {TABLE} postrouting ip saddr {subnet} oifname != \"{br}\" masquerade {tag}"),
         // Hairpin: a container reaching a published port through the host.
         format!("add rule {TABLE} postrouting ip saddr {subnet} ct status dnat masquerade {tag}"),
@@ -152,16 +173,29 @@ fn network_rules(net: &Network) -> Vec<String> {
         format!("add rule {TABLE} forward iifname \"{br}\" accept {tag}"),
         format!("add rule {TABLE} forward oifname \"{br}\" ct state {{ established, related }} accept {tag}"),
         format!("add rule {TABLE} forward oifname \"{br}\" ct status dnat accept {tag}"),
-    ]
+    ];
+    if let Some(v6) = &net.ipv6 {
+        // NAT66 out, and hairpin, as for IPv4; forwarding's rules above match both families.
+        let subnet = v6.subnet;
+        rules.extend([
+            format!("add rule {TABLE} postrouting ip6 saddr {subnet} oifname != \"{br}\" masquerade {tag}"),
+            format!("add rule {TABLE} postrouting ip6 saddr {subnet} ct status dnat masquerade {tag}"),
+        ]);
+    }
+    rules
 }
 
-/// A published port's map and key, and its value.
+/// A published port's map and key, and its value: the maps of its host address's family.
 fn element(p: &Published, m: &PortMapping) -> (&'static str, String, String) {
-    let value = format!("{} . {}", p.addr, m.container_port);
+    let (maps, to) = match (m.host_ip.is_ipv6(), p.ipv6) {
+        (true, Some((_, addr6))) => (["anyports6", "ports6"], addr6.to_string()),
+        _ => (["anyports4", "ports4"], p.addr.to_string()),
+    };
+    let value = format!("{to} . {}", m.container_port);
     match m.host_ip.is_unspecified() {
-        true => ("anyports4", format!("{} . {}", m.proto, m.host_port), value),
+        true => (maps[0], format!("{} . {}", m.proto, m.host_port), value),
         false => (
-            "ports4",
+            maps[1],
             format!("{} . {} . {}", m.host_ip, m.proto, m.host_port),
             value,
         ),
@@ -219,7 +253,7 @@ pub fn unpublish_each(ex: &Explain, p: &Published) -> Result<()> {
 
 /// Whether the base rules and `net`'s rules are all there, as many as made (and, on a host
 /// whose iptables FORWARD drops, `net`'s accepts there).
-pub fn intact(net: &Network, forward_drop: bool) -> Result<bool> {
+pub fn intact(net: &Network, forward_drop: ForwardDrop) -> Result<bool> {
     let rules = rules(NFPROTO_INET, "minibox", None)?;
     let count = |tag: &str| rules.iter().filter(|r| r.tagged(tag)).count();
     let ours = count(BASE_TAG) == base_rules(forward_drop).len()
@@ -231,7 +265,7 @@ pub fn intact(net: &Network, forward_drop: bool) -> Result<bool> {
 pub fn ensure_network(
     ex: &Explain,
     net: &Network,
-    forward_drop: bool,
+    forward_drop: ForwardDrop,
     recorded: impl FnOnce() -> Result<Recorded>,
 ) -> Result<()> {
     let rules = rules(NFPROTO_INET, "minibox", None)?;
@@ -303,7 +337,10 @@ pub fn missing_network(net: &Network) -> Result<Vec<String>> {
     if have < wanted {
         lacking.push(format!("{} of {wanted} network rules", wanted - have));
     }
-    let (have, wanted) = (count_tagged(&rules, BASE_TAG), base_rules(false).len());
+    let (have, wanted) = (
+        count_tagged(&rules, BASE_TAG),
+        base_rules(ForwardDrop::default()).len(),
+    );
     if have < wanted {
         lacking.push(format!("{} of {wanted} base rules", wanted - have));
     }
@@ -331,7 +368,7 @@ pub fn remove_network(ex: &Explain, net: &Network) -> Result<()> {
         .collect();
     apply(ex, &commands)?;
     match host_forward_policy() {
-        Some(_) => iptables::remove_tagged(ex, &tag),
+        Some(_) => iptables::remove_tagged(ex, Family::V4, &tag),
         None => Ok(()),
     }
 }
@@ -366,7 +403,7 @@ fn open_host_forward(ex: &Explain, net: &Network) -> Result<()> {
         .map(|l| iptables::deletion("filter", l))
         .collect();
     rules.extend(wanted);
-    iptables::apply(ex, &rules)
+    iptables::apply(ex, Family::V4, &rules)
 }
 
 /// Whether iptables-nft's FORWARD chain (seen over netlink, at no cost) drops by default and
@@ -396,6 +433,7 @@ mod tests {
             subnet: "10.99.0.0/24".parse().unwrap(),
             gateway: "10.99.0.1".parse().unwrap(),
             created: String::new(),
+            ipv6: None,
         }
     }
 
@@ -405,6 +443,7 @@ mod tests {
             id12: "0123456789ab".into(),
             subnet: "10.99.0.0/24".parse().unwrap(),
             addr: "10.99.0.2".parse().unwrap(),
+            ipv6: None,
             ports: vec![
                 PortMapping {
                     host_ip: "127.0.0.1".parse().unwrap(),
@@ -445,13 +484,27 @@ mod tests {
                 assert_eq!(r.starts_with("insert "), r.contains(" drop "), "{r}");
             }
         }
-        let base = base(true);
+        let base = base(ForwardDrop {
+            v4: true,
+            v6: false,
+        });
         assert!(base.iter().any(|c| c.contains("policy drop")));
         assert_eq!(
             base.iter().filter(|c| c.contains(BASE_TAG)).count(),
-            base_rules(true).len()
+            base_rules(ForwardDrop {
+                v4: true,
+                v6: false
+            })
+            .len()
         );
-        assert!(base_rules(false).len() < base_rules(true).len());
+        assert!(
+            base_rules(ForwardDrop::default()).len()
+                < base_rules(ForwardDrop {
+                    v4: true,
+                    v6: false
+                })
+                .len()
+        );
     }
 
     #[test]

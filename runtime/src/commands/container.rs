@@ -69,11 +69,24 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
                 b.prefix_len,
             )
         });
+    // Docker's IPv6 fields: empty strings and 0 without IPv6.
+    let (ip6, gateway6, prefix6) =
+        bridge
+            .and_then(|b| b.ipv6)
+            .map_or((String::new(), String::new(), 0), |v6| {
+                (
+                    v6.address.to_string(),
+                    v6.gateway.to_string(),
+                    v6.prefix_len,
+                )
+            });
     let mut networks = serde_json::Map::new();
     if let Some(b) = bridge {
         networks.insert(
             b.network.clone(),
-            json!({"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": mac}),
+            json!({"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix, "MacAddress": mac,
+                   "GlobalIPv6Address": ip6, "GlobalIPv6PrefixLen": prefix6,
+                   "IPv6Gateway": gateway6}),
         );
     }
     let process = c.spec.as_ref().and_then(|s| s.process().as_ref());
@@ -170,6 +183,9 @@ fn container_document(paths: &Paths, c: &Config, st: &State) -> Value {
             "IPAddress": ip,
             "IPPrefixLen": prefix,
             "Gateway": gateway,
+            "GlobalIPv6Address": ip6,
+            "GlobalIPv6PrefixLen": prefix6,
+            "IPv6Gateway": gateway6,
             "MacAddress": mac,
             "Ports": ports,
             "Networks": networks,

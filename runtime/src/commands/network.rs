@@ -15,9 +15,9 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             name,
             subnet,
             gateway,
+            ipv6,
         } => {
-            let net =
-                minibox_netns::create_network(&store, &name, None, &subnet, gateway.as_deref())?;
+            let net = minibox_netns::create_network(&store, &name, None, &subnet, &gateway, ipv6)?;
             explainer(global.explain).note(|| {
                 format!(
                     "network {name} ({}, bridge {}) is recorded only: the host changes when a \
@@ -71,7 +71,15 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             container,
             alias,
             ip,
-        } => connect(paths, global, &network, &container, &alias, ip.as_deref())?,
+            ip6,
+        } => connect(
+            paths,
+            global,
+            &network,
+            &container,
+            &alias,
+            (ip.as_deref(), ip6.as_deref()),
+        )?,
         NetworkCommand::Disconnect { network, container } => {
             let id = super::resolve(paths, global.explain, &container)?;
             if store.attachment(&id)?.is_some_and(|a| a.network == network) {
@@ -145,16 +153,17 @@ fn connect(
     network: &str,
     container: &str,
     aliases: &[String],
-    ip: Option<&str>,
+    (ip, ip6): (Option<&str>, Option<&str>),
 ) -> Result<()> {
     let store = store(paths);
     let net = store.network(network)?;
     let id = super::resolve(paths, global.explain, container)?;
     let checked = network::Flags {
         aliases,
+        ip6,
         ..network::Flags::default()
     };
-    network::Names::parse(&checked, &network::Mode::Bridge(network.into()))?;
+    let ip6 = network::Names::parse(&checked, &network::Mode::Bridge(network.into()))?.ip6;
     let Some(first) = store.attachment(&id)? else {
         bail!("container {container} is not running on a bridge network: start it first");
     };
@@ -185,7 +194,7 @@ fn connect(
     let config = state::load_config(paths, &id)?;
     let mut dns = config.names.endpoint(config.name.as_deref(), &id);
     dns.names.extend(aliases.iter().cloned());
-    network::connect(paths, global.explain, &id, network, n, ip, Some(dns))?;
+    network::connect(paths, global.explain, &id, network, n, (ip, ip6), Some(dns))?;
     Ok(())
 }
 
@@ -211,10 +220,7 @@ pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
     match args.port {
         None => {
             for m in &ports {
-                println!(
-                    "{}/{} -> {}:{}",
-                    m.container_port, m.proto, m.host_ip, m.host_port
-                );
+                println!("{}/{} -> {}", m.container_port, m.proto, m.host());
             }
         }
         Some(spec) => {
@@ -236,7 +242,7 @@ pub fn port(paths: &Paths, args: PortArgs) -> Result<u8> {
                 );
             }
             for m in found {
-                println!("{}:{}", m.host_ip, m.host_port);
+                println!("{}", m.host());
             }
         }
     }

@@ -304,6 +304,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         dns_search: &n.dns_search,
         dns_options: &n.dns_option,
         ip: n.ip.as_deref(),
+        ip6: n.ip6.as_deref(),
         mac_address: n.mac_address.as_deref(),
     };
     let names = Names {
@@ -386,6 +387,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         exposed: found.config.exposed.clone(),
         dns: None,
         ip: names.ip,
+        ip6: names.ip6,
         mac: None,
         more,
     };

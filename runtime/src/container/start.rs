@@ -289,12 +289,7 @@ fn request(st: &State, config: &Config) -> Request {
         publish: if reuse {
             st.ports
                 .iter()
-                .map(|m| {
-                    format!(
-                        "{}:{}:{}/{}",
-                        m.host_ip, m.host_port, m.container_port, m.proto
-                    )
-                })
+                .map(|m| format!("{}:{}/{}", m.host(), m.container_port, m.proto))
                 .collect()
         } else {
             config.publish.clone()
@@ -303,6 +298,7 @@ fn request(st: &State, config: &Config) -> Request {
         exposed: config.exposed.clone(),
         dns: Some(config.names.endpoint(config.name.as_deref(), &config.id)),
         ip: config.names.ip,
+        ip6: config.names.ip6,
         mac: config.names.mac_bytes(),
         more: config.names.more_networks.clone(),
     }

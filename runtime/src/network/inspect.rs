@@ -26,7 +26,7 @@ pub fn inspect(store: &Store, net: &Network) -> Result<Value> {
                 "EndpointID": a.veth,
                 "MacAddress": a.mac,
                 "IPv4Address": format!("{}/{}", a.address, a.prefix_len),
-                "IPv6Address": "",
+                "IPv6Address": a.ipv6.map(|v6| format!("{}/{}", v6.address, v6.prefix_len)).unwrap_or_default(),
             }),
         );
     }
@@ -37,17 +37,22 @@ pub fn inspect(store: &Store, net: &Network) -> Result<Value> {
     if let Some(mtu) = mtu {
         options["com.docker.network.driver.mtu"] = mtu.to_string().into();
     }
+    let mut config =
+        vec![json!({"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()})];
+    if let Some(v6) = &net.ipv6 {
+        config.push(json!({"Subnet": v6.subnet.to_string(), "Gateway": v6.gateway.to_string()}));
+    }
     Ok(json!({
         "Name": net.name,
         "Id": net.id,
         "Created": net.created,
         "Scope": "local",
         "Driver": "bridge",
-        "EnableIPv6": false,
+        "EnableIPv6": net.ipv6.is_some(),
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}],
+            "Config": config,
         },
         "Internal": false,
         "Attachable": false,

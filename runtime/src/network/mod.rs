@@ -63,6 +63,8 @@ pub struct Request {
     pub dns: Option<minibox_netns::Dns>,
     /// `--ip`: the address to take on a user-defined network.
     pub ip: Option<std::net::Ipv4Addr>,
+    /// `--ip6`: its IPv6 address on a user-defined dual-stack network.
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// `--mac-address`.
     pub mac: Option<[u8; 6]>,
     /// More `--network`s: eth1, eth2, ...
@@ -201,6 +203,22 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
                     net.subnet
                 )));
             }
+            if let Some(ip) = req.ip6 {
+                match &net.ipv6 {
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "--ip6 {ip}: network {name} has no IPv6 (create it with --ipv6)"
+                        )))
+                    }
+                    Some(v6) if !v6.subnet.contains(&ip) => {
+                        return Err(Error::Invalid(format!(
+                            "--ip6 {ip} is outside {name}'s subnet {}: choose an address inside it",
+                            v6.subnet
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         _ => {}
     }
@@ -280,6 +298,7 @@ pub fn attach(
                 netns: &ns,
                 ifname: "eth0",
                 address: req.ip,
+                address6: req.ip6,
                 mtu: None,
                 hairpin: true,
                 dns: req.dns.as_ref(),
@@ -301,7 +320,15 @@ pub fn attach(
     };
     // A failure here leaves eth0 to the container's teardown, which detaches every network.
     for (n, more) in req.more.iter().enumerate() {
-        connect(paths, explain, id, more, n + 1, None, req.dns.clone())?;
+        connect(
+            paths,
+            explain,
+            id,
+            more,
+            n + 1,
+            (None, None),
+            req.dns.clone(),
+        )?;
     }
     Ok(Attachment {
         address: Some(att.address),
@@ -339,7 +366,7 @@ pub fn connect(
     id: &str,
     network: &str,
     n: usize,
-    ip: Option<std::net::Ipv4Addr>,
+    (ip, ip6): (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     dns: Option<minibox_netns::Dns>,
 ) -> Result<minibox_netns::Attachment> {
     let store = store(paths);
@@ -355,6 +382,7 @@ pub fn connect(
         netns: &ns,
         ifname: &ifname,
         address: ip,
+        address6: ip6,
         mtu: None,
         hairpin: true,
         dns: dns.as_ref(),

@@ -31,6 +31,9 @@ pub struct Names {
     /// `--ip`: the container's address on its user-defined network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<Ipv4Addr>,
+    /// `--ip6`: its IPv6 address there (a dual-stack network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// `--mac-address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
@@ -48,6 +51,7 @@ pub struct Flags<'a> {
     pub dns_search: &'a [String],
     pub dns_options: &'a [String],
     pub ip: Option<&'a str>,
+    pub ip6: Option<&'a str>,
     pub mac_address: Option<&'a str>,
 }
 
@@ -61,6 +65,7 @@ impl Names {
             dns_search,
             dns_options,
             ip,
+            ip6,
             mac_address,
         } = *flags;
         let ip = ip
@@ -72,6 +77,18 @@ impl Names {
                 }
                 _ => Err(Error::Invalid(format!(
                     "--ip {ip}: a chosen address needs a user-defined network (--network NAME)"
+                ))),
+            })
+            .transpose()?;
+        let ip6 = ip6
+            .map(|ip| match mode {
+                Mode::Bridge(net) if net != minibox_netns::DEFAULT_NETWORK => {
+                    ip.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                        Error::Invalid(format!("invalid --ip6 {ip:?}: expected an IPv6 address"))
+                    })
+                }
+                _ => Err(Error::Invalid(format!(
+                    "--ip6 {ip}: a chosen address needs a user-defined network with IPv6 (--network NAME)"
                 ))),
             })
             .transpose()?;
@@ -145,6 +162,7 @@ impl Names {
             dns_search: dns_search.to_vec(),
             dns_options: dns_options.to_vec(),
             ip,
+            ip6,
             mac,
             more_networks: Vec::new(),
         })

@@ -192,6 +192,7 @@ mod tests {
             subnet: "10.77.0.0/16".parse().unwrap(),
             gateway: "10.77.0.1".parse().unwrap(),
             created: String::new(),
+            ipv6: None,
         };
         let att: Attachment = serde_json::from_value(serde_json::json!({
             "id": "0123456789ab0123", "network": "minibox", "bridge": "minibox0",
