@@ -760,6 +760,7 @@ mod tests {
             firewall: Driver::legacy(),
             hairpin: true,
             dns: None,
+            ipv6: None,
         };
         assert!(!s.any_attachment(|_| true).unwrap());
         s.save_attachment(&att("a", "one")).unwrap();
