@@ -103,10 +103,7 @@ pub(crate) fn stop_if_unused(store: &Store, _lock: &Lock, network: &str) -> Resu
 }
 
 fn in_use(store: &Store, network: &str) -> Result<bool> {
-    Ok(store
-        .attachments()?
-        .iter()
-        .any(|a| a.network == network && a.dns.is_some()))
+    store.any_attachment(|a| a.network == network && a.dns.is_some())
 }
 
 /// The server's loop (in its own process): UDP queries here, TCP ones on a thread, forwarded

@@ -606,6 +606,20 @@ impl Store {
         remove_file(&self.attachment_path(id))
     }
 
+    /// Whether some attachment record satisfies `pred`; reads records only until one does, so
+    /// that the common question (is anything left on this network?) costs one read however
+    /// many containers run.
+    pub fn any_attachment(&self, pred: impl Fn(&Attachment) -> bool) -> Result<bool> {
+        for name in read_dir(&self.run.join("attachments"))? {
+            if let Some(id) = name.strip_suffix(".json") {
+                if self.attachment(id)?.is_some_and(|a| pred(&a)) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Every attachment record, oldest first.
     pub fn attachments(&self) -> Result<Vec<Attachment>> {
         let dir = self.run.join("attachments");
@@ -724,6 +738,39 @@ mod tests {
         // Releasing with the wrong id does nothing.
         s.release_address(&net.name, b, "zz").unwrap();
         assert_eq!(s.addresses(&net.name).unwrap().len(), 5);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn any_attachment_stops_at_the_first_match() {
+        let (s, dir) = store();
+        let att = |id: &str, network: &str| Attachment {
+            id: id.to_string(),
+            network: network.to_string(),
+            bridge: "br".into(),
+            netns: "/run/netns/x".into(),
+            veth: format!("mb-{id}"),
+            ifname: eth0(),
+            address: "10.9.0.2".parse().unwrap(),
+            prefix_len: 24,
+            gateway: "10.9.0.1".parse().unwrap(),
+            mac: "02:00:00:00:00:01".into(),
+            mtu: 1500,
+            ports: Vec::new(),
+            firewall: Driver::legacy(),
+            hairpin: true,
+            dns: None,
+            ipv6: None,
+        };
+        assert!(!s.any_attachment(|_| true).unwrap());
+        s.save_attachment(&att("a", "one")).unwrap();
+        s.save_attachment(&att("b", "two")).unwrap();
+        assert!(s.any_attachment(|a| a.network == "two").unwrap());
+        assert!(!s.any_attachment(|a| a.network == "three").unwrap());
+        // A record that cannot be read is an error, as for `attachments`, unless a match
+        // came first.
+        fs::write(s.attachment_path("c"), b"{").unwrap();
+        assert!(s.any_attachment(|a| a.network == "three").is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -176,7 +176,7 @@ fn write_maps(pid: i32, maps: &[(&str, String)], channel: &Channel) -> Result<()
             .map_err(|e| SetupError::io(format!("writing the user namespace's {file}"), &e))?;
     }
     channel
-        .send(&[MAPPED], None)
+        .send(&[MAPPED], &[])
         .map_err(|e| SetupError::sys("reporting the user namespace mapped", e))
 }
 
@@ -404,30 +404,32 @@ impl Child {
 
     /// Lets a child stopped at [`Child::filesystem_ready`] go on.
     pub fn resume(&self) -> nix::Result<()> {
-        self.channel.send(&[RESUME], None)
+        self.channel.send(&[RESUME], &[])
     }
 
-    /// Lets the child go on: it is in its cgroup and its network is wired.
-    pub fn go(&self, winsize: Option<(u16, u16)>) -> nix::Result<()> {
+    /// Lets the child go on: its network is wired, and it is in its cgroup, or moves itself
+    /// in first through `cgroup_tasks` (see [`super::cgroups::Cgroup::entries`]).
+    pub fn go(&self, winsize: Option<(u16, u16)>, cgroup_tasks: &[OwnedFd]) -> nix::Result<()> {
         let (rows, cols) = winsize.unwrap_or((0, 0));
         let mut msg = vec![GO];
         msg.extend(rows.to_le_bytes());
         msg.extend(cols.to_le_bytes());
-        self.channel.send(&msg, None)
+        let fds: Vec<_> = cgroup_tasks.iter().map(|f| f.as_raw_fd()).collect();
+        self.channel.send(&msg, &fds)
     }
 
     /// Waits until the child exec'd (EOF on the channel) or failed.
     pub fn started(&self) -> Result<Started, SetupError> {
         let mut pty = None;
         loop {
-            let Message { data, fd } = self
+            let Message { data, fds } = self
                 .channel
                 .recv()
                 .map_err(|e| SetupError::sys("waiting for the container to start", e))?;
             match data.split_first() {
                 // Exec'd, or (detached) waiting on its exec fifo.
                 None | Some((&READY, _)) => return Ok(Started { pty }),
-                Some((&PTY, _)) => pty = fd,
+                Some((&PTY, _)) => pty = fds.into_iter().next(),
                 Some((&FAIL, rest)) => {
                     return Err(SetupError::decode(rest).unwrap_or_else(|| {
                         SetupError::new("the container reported a failure it could not encode")
@@ -453,7 +455,7 @@ fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, SetupErro
     };
     let mut msg = vec![FAIL];
     msg.extend(failure.encode());
-    let _ = channel.send(&msg, None);
+    let _ = channel.send(&msg, &[]);
     // SAFETY: leaving the forked child without running the parent's exit handlers.
     unsafe { libc::_exit(failure.exit_code().into()) }
 }
@@ -503,8 +505,7 @@ fn setup_and_exec(
         security::new_session_keyring()?;
     }
     let linux = spec.linux().clone().unwrap_or_default();
-    // The filesystem is set up while the parent places this process in its cgroup (a v1
-    // migration waits for an RCU grace period, milliseconds) and wires its network.
+    // The filesystem is set up while the parent makes the cgroup and wires the network.
     if let Some(hostname) = spec.hostname() {
         nix::unistd::sethostname(hostname)
             .map_err(|e| SetupError::sys(format!("setting the hostname {hostname:?}"), e))?;
@@ -531,7 +532,7 @@ fn setup_and_exec(
         let prepared = mounts::prepare(mounts, &devices, in_user_ns)?;
         if launch.detached.is_some_and(|d| d.create_container_hooks) {
             channel
-                .send(&[FS_READY], None)
+                .send(&[FS_READY], &[])
                 .map_err(|e| SetupError::sys("reporting the filesystem ready", e))?;
             let resume = channel
                 .recv()
@@ -566,7 +567,10 @@ fn setup_and_exec(
     }
     let rows = u16::from_le_bytes([go.data[1], go.data[2]]);
     let cols = u16::from_le_bytes([go.data[3], go.data[4]]);
-    // Placed in its cgroup by now: make that cgroup the root of its view, and mount it.
+    super::cgroups::enter(&go.fds)
+        .map_err(|e| SetupError::sys("moving into the container's cgroup", e))?;
+    drop(go);
+    // In its cgroup by now: make that cgroup the root of its view, and mount it.
     if new.contains(&LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| SetupError::sys("creating the cgroup namespace", e))?;
@@ -642,7 +646,7 @@ fn finish_and_exec(
     if tty {
         let master = tty::open_in_container(rows, cols)?;
         channel
-            .send(&[PTY], Some(master.as_raw_fd()))
+            .send(&[PTY], &[master.as_raw_fd()])
             .map_err(|e| SetupError::sys("passing the terminal to the runtime", e))?;
     } else if !keep_stdin {
         redirect_stdin_to_null()?;
@@ -791,7 +795,7 @@ pub const EXEC_FIFO: &str = "exec.fifo";
 /// before pivot_root (close-on-exec: the container never holds it), so no /proc is needed.
 fn wait_for_start(channel: &Channel, dir: std::os::fd::RawFd) -> Result<(), SetupError> {
     channel
-        .send(&[READY], None)
+        .send(&[READY], &[])
         .map_err(|e| SetupError::sys("reporting the container created", e))?;
     // SAFETY: the descriptor stays open in this process until exec.
     let dir = unsafe { BorrowedFd::borrow_raw(dir) };

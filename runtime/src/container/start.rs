@@ -243,12 +243,16 @@ pub fn setup(
     fault("spawned");
 
     // The child sets up its filesystem while its cgroup is made (the two take about as long:
-    // on two cores they overlap), it is placed in it and its network is wired; it waits for
-    // `go` before it goes further (and makes its cgroup namespace only then).
-    let prepared = (|| -> Result<(), crate::Error> {
+    // on two cores they overlap) and its network is wired; it waits for `go` before it goes
+    // further, moves itself into its cgroup (on v1: see `Cgroup::entries`) and makes its cgroup
+    // namespace only then.
+    let prepared = (|| -> Result<Vec<OwnedFd>, crate::Error> {
         let cgroup = c.cgroup.insert(Cgroup::create(&cgroup, &resources)?);
         fault("cgroup");
-        cgroup.add(child.pid)?;
+        let tasks = cgroup.entries()?;
+        if tasks.is_none() {
+            cgroup.add(child.pid)?;
+        }
         c.spawned(child.pid.as_raw());
         if let Mode::Bridge(name) = &request.mode {
             c.state.network = Some(name.clone());
@@ -279,12 +283,14 @@ pub fn setup(
         c.state.attachment = Some(attachment);
         c.save()?;
         fault("attached");
-        // A child that already failed cannot take `go`: its report follows on the channel.
-        if let Err(e) = child.go(if config.tty() { tty::size() } else { None }) {
+        Ok(tasks.unwrap_or_default())
+    })();
+    // A child that already failed cannot take `go`: its report follows on the channel.
+    if let Ok(tasks) = &prepared {
+        if let Err(e) = child.go(if config.tty() { tty::size() } else { None }, tasks) {
             tracing::debug!("sending go: {e}");
         }
-        Ok(())
-    })();
+    }
     if let Err(e) = prepared {
         process::abort(child.pid);
         // A child that failed first (and so broke the step above) has the root cause.

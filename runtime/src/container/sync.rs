@@ -27,10 +27,13 @@ pub const FAIL: u8 = b'E';
 
 pub struct Channel(OwnedFd);
 
-/// A received message: its bytes (empty at EOF) and a passed fd, if any.
+/// At most this many descriptors go with one message.
+const MAX_FDS: usize = 16;
+
+/// A received message: its bytes (empty at EOF) and the descriptors passed with it.
 pub struct Message {
     pub data: Vec<u8>,
-    pub fd: Option<OwnedFd>,
+    pub fds: Vec<OwnedFd>,
 }
 
 impl AsRawFd for Channel {
@@ -65,13 +68,16 @@ impl Channel {
         n == 0
     }
 
-    pub fn send(&self, data: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
-        let fds = fd.map(|f| [f]);
-        let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
+    pub fn send(&self, data: &[u8], fds: &[RawFd]) -> nix::Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(nix::Error::E2BIG);
+        }
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs = if fds.is_empty() { &[][..] } else { &rights[..] };
         sendmsg::<()>(
             self.0.as_raw_fd(),
             &[IoSlice::new(data)],
-            &cmsgs,
+            cmsgs,
             MsgFlags::MSG_NOSIGNAL,
             None,
         )?;
@@ -80,8 +86,8 @@ impl Channel {
 
     pub fn recv(&self) -> nix::Result<Message> {
         let mut buf = vec![0u8; 4096];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let (len, fd) = loop {
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let (len, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
                 self.0.as_raw_fd(),
@@ -90,11 +96,14 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Ok(msg) => {
-                    let fd = msg.cmsgs()?.find_map(|c| match c {
-                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                        _ => None,
-                    });
-                    break (msg.bytes, fd);
+                    let fds: Vec<RawFd> = msg
+                        .cmsgs()?
+                        .flat_map(|c| match c {
+                            ControlMessageOwned::ScmRights(fds) => fds,
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    break (msg.bytes, fds);
                 }
                 // ECONNRESET: the peer exited without reading our last message (a child that
                 // failed before `go`). Reported once; what it sent is still queued behind it.
@@ -103,8 +112,11 @@ impl Channel {
             }
         };
         buf.truncate(len);
-        // SAFETY: the kernel installed this descriptor for us with SCM_RIGHTS.
-        let fd = fd.map(|f| unsafe { OwnedFd::from_raw_fd(f) });
-        Ok(Message { data: buf, fd })
+        // SAFETY: the kernel installed these descriptors for us with SCM_RIGHTS.
+        let fds = fds
+            .into_iter()
+            .map(|f| unsafe { OwnedFd::from_raw_fd(f) })
+            .collect();
+        Ok(Message { data: buf, fds })
     }
 }

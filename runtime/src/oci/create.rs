@@ -188,7 +188,7 @@ fn build(
         .as_ref()
         .and_then(|p| p.console_size())
         .map(|b| (b.height() as u16, b.width() as u16));
-    if let Err(e) = child.go(size) {
+    if let Err(e) = child.go(size, &[]) {
         tracing::debug!("sending go: {e}");
     }
     let started = child.started()?;
