@@ -15,8 +15,12 @@ use minibox::{container, network, paths};
 fn main() -> ExitCode {
     // A container's supervisor: exec'd by `run -d`, kept lean (no command line parsing).
     let mut args = std::env::args_os();
-    if args.nth(1).as_deref() == Some(container::supervisor::FLAG.as_ref()) {
-        container::supervisor::main(args.collect());
+    match args.nth(1) {
+        Some(a) if a == container::supervisor::FLAG => container::supervisor::main(args.collect()),
+        Some(a) if a == container::supervisor::WAIT_FLAG => {
+            container::supervisor::wait_main(args.collect())
+        }
+        _ => {}
     }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,

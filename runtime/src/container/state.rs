@@ -475,7 +475,7 @@ pub fn log_path(paths: &Paths, id: &str) -> PathBuf {
 /// The mark of a container the user stopped (`stop`, `kill`): its restart policy leaves it
 /// stopped, and `unless-stopped` keeps it so across reboots (so it lives in the persistent
 /// dir). `start` removes it.
-fn stopped_mark(paths: &Paths, id: &str) -> PathBuf {
+pub fn stopped_mark(paths: &Paths, id: &str) -> PathBuf {
     dir(paths, id).join("stopped")
 }
 

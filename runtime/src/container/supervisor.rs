@@ -243,6 +243,42 @@ fn supervise(a: Args) {
     finish(a, status)
 }
 
+/// Drops the pages [`clean_pages`] found from this process's page tables.
+#[inline(always)]
+fn drop_pages(clean: &[(usize, usize)]) {
+    for &(start, len) in clean {
+        // SAFETY: the range lies within a read-only private file mapping and holds only
+        // pages identical to the file: dropping them changes no content.
+        let _ =
+            unsafe { rustix::mm::madvise(start as *mut _, len, rustix::mm::Advice::LinuxDontNeed) };
+    }
+}
+
+/// Sleeps for `wait` in short steps, false as soon as the user's stop mark (a `stop` or `rm -f`)
+/// appears. Like [`serve`], it drops the pages [`clean_pages`] found and then makes its system
+/// calls directly, so a crash-looping container's supervisor is as small while it waits.
+#[inline(never)]
+fn sleep_unless_stopped(mark: &std::ffi::CStr, wait: Duration, clean: &[(usize, usize)]) -> bool {
+    use rustix::time::{clock_gettime, ClockId};
+    drop_pages(clean);
+    let start = clock_gettime(ClockId::Monotonic);
+    let step = Timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
+    };
+    loop {
+        let now = clock_gettime(ClockId::Monotonic);
+        let waited = (now.tv_sec - start.tv_sec) * 1_000_000_000 + now.tv_nsec - start.tv_nsec;
+        if waited >= wait.as_nanos() as i64 {
+            return true;
+        }
+        let _ = rustix::event::poll(&mut [], Some(&step));
+        if rustix::fs::access(mark, rustix::fs::Access::EXISTS).is_ok() {
+            return false;
+        }
+    }
+}
+
 /// The supervisor's steady state: drops the pages [`clean_pages`] found, then logs the
 /// container's output until it is gone. Nothing here calls out of this function while the
 /// container runs: what it needs is inlined and the system calls are made directly (rustix, no
@@ -259,12 +295,7 @@ fn serve(
     clean: &[(usize, usize)],
     due: Option<&Timespec>,
 ) -> (Option<WaitStatus>, bool) {
-    for &(start, len) in clean {
-        // SAFETY: the range lies within a read-only private file mapping and holds only
-        // pages identical to the file: dropping them changes no content.
-        let _ =
-            unsafe { rustix::mm::madvise(start as *mut _, len, rustix::mm::Advice::LinuxDontNeed) };
-    }
+    drop_pages(clean);
     let open = |s: &Option<Stream>| s.as_ref().is_some_and(Stream::is_open);
     while status.is_none() || streams.iter().any(open) {
         let mut fds = [
@@ -460,16 +491,94 @@ pub fn restart(paths: &Paths, explain: bool, id: &str, lock: Lock, mut st: State
     if state::save_state(paths, id, &st).is_err() {
         return;
     }
-    // Waits in short steps: a `stop` or `rm -f` meanwhile (the user's mark) cancels it.
-    let until = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20).min(wait));
-        if state::stopped_by_user(paths, id) {
+    // The backoff is waited in a fresh exec of the binary: the pages the teardown (or, after a
+    // foreground run, the whole command) touched are dropped, so a crash-looping container's
+    // supervisor stays as small as a running one's. In place only if that exec fails.
+    let err = exec_waiter(paths, explain, id, &lock, wait);
+    tracing::warn!("waiting to restart container {id:.12} in place: {err}");
+    wait_and_start(paths, explain, id, lock, wait);
+}
+
+/// The first argument of the mode that waits out a restart's backoff, then starts the container.
+pub const WAIT_FLAG: &str = "--restart-after";
+
+fn exec_waiter(paths: &Paths, explain: bool, id: &str, lock: &Lock, wait: Duration) -> SetupError {
+    use std::os::fd::AsFd;
+    if let Err(e) = nix::fcntl::fcntl(
+        lock.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    ) {
+        return SetupError::sys("passing the lock to the restart", e);
+    }
+    let args: Vec<Vec<u8>> = vec![
+        b"minibox".to_vec(),
+        WAIT_FLAG.into(),
+        absolute(&paths.root),
+        absolute(&paths.runroot),
+        id.into(),
+        lock.as_fd().as_raw_fd().to_string().into(),
+        (if explain { "1" } else { "0" }).into(),
+        wait.as_millis().to_string().into(),
+    ];
+    let Ok(argv) = args
+        .into_iter()
+        .map(CString::new)
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return SetupError::new("a path contains a NUL byte");
+    };
+    let err = nix::unistd::execv(c"/proc/self/exe", &argv).unwrap_err();
+    SetupError::sys("waiting to restart", err)
+}
+
+/// The waiting mode's whole life; called from `main` with the arguments after [`WAIT_FLAG`].
+pub fn wait_main(args: Vec<OsString>) -> ! {
+    let _ = std::env::set_current_dir("/");
+    let parsed = (|| {
+        let [root, runroot, id, lock, explain, wait]: [OsString; 6] = args.try_into().ok()?;
+        let lock = lock.to_str()?.parse::<i32>().ok()?;
+        let wait = wait.to_str()?.parse::<u64>().ok()?;
+        Some((
+            root,
+            runroot,
+            String::from_utf8(id.into_vec()).ok()?,
+            lock,
+            explain,
+            wait,
+        ))
+    })();
+    let Some((root, runroot, id, lock, explain, wait)) = parsed else {
+        // SAFETY: plain exit; nothing is left to flush.
+        unsafe { libc::_exit(125) }
+    };
+    // The old container's streams were passed to the supervisor that exec'd us: not ours.
+    let _ = super::security::close_inherited(&[lock]);
+    let paths = Paths::new(root.as_ref(), runroot.as_ref());
+    // SAFETY: the supervisor passed this descriptor to us, open, for us alone.
+    let lock = unsafe { Lock::from_raw_fd(lock) };
+    let explain = explain.as_bytes() == b"1";
+    wait_and_start(&paths, explain, &id, lock, Duration::from_millis(wait));
+    // SAFETY: as above.
+    unsafe { libc::_exit(0) }
+}
+
+/// Waits out the backoff unless the user stops the container meanwhile, then starts it again:
+/// this process becomes its supervisor.
+fn wait_and_start(paths: &Paths, explain: bool, id: &str, lock: Lock, wait: Duration) {
+    let Ok(mark) = CString::new(state::stopped_mark(paths, id).into_os_string().into_vec()) else {
+        return;
+    };
+    let clean = clean_pages();
+    if !sleep_unless_stopped(&mark, wait, &clean) {
+        if let Ok(mut st) = state::load_state(paths, id) {
             st.restarting = false;
             let _ = state::save_state(paths, id, &st);
-            return;
         }
+        return;
     }
+    let Ok(mut st) = state::load_state(paths, id) else {
+        return; // removed meanwhile
+    };
     st.restart_count += 1;
     events::record(paths, id, "restart", &[]);
     let failure = start::again(paths, explain, id, lock, st);
