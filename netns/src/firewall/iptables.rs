@@ -487,35 +487,43 @@ fn additions(saved: &str, fam: Family, net: &Network, forward_drop: ForwardDrop)
     rules
 }
 
-/// A network's own rules. Drops are inserted and accepts appended, so every network's drops
-/// come before any network's accepts, whatever order the networks were made in.
+/// A network's own rules in one family's tables (IPv6 only for a dual-stack network). Drops are
+/// inserted and accepts appended, so every network's drops come before any network's accepts,
+/// whatever order the networks were made in.
 fn network_rules(net: &Network, fam: Family) -> Vec<Rule> {
-    let (br, subnet) = (&net.bridge, net.subnet);
+    let subnet = match (fam, &net.ipv6) {
+        (Family::V4, _) => net.subnet.to_string(),
+        (Family::V6, Some(v6)) => v6.subnet.to_string(),
+        (Family::V6, None) => return Vec::new(),
+    };
+    let br = &net.bridge;
     let tag = format!("-m comment --comment {}", network_tag(net));
-    if fam == Family::V6 {
-        return network_rules6(net);
+    let mut rules = vec![Rule::new(
+        "nat",
+        "-A",
+        format!("{POSTROUTING} -s {subnet} ! -o {br} {tag} -j MASQUERADE"),
+    )];
+    if fam == Family::V4 {
+        rules.extend([
+            // Localhost is not reachable from containers (CVE-2020-8558): route_localnet lets
+            // 127.0.0.0/8 in from the bridge for the host's own published-port replies; anything
+            // else arriving for it is dropped, as kube-proxy does...
+            Rule::new(
+                "filter",
+                "-A",
+                format!("{INPUT} -i {br} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
+            ),
+            // ...and so is a frame for 127.0.0.0/8 that a port published on 127.0.0.1 DNATs to a
+            // container: such ports are for the host's own processes only. (IPv6 has no
+            // route_localnet: ::1 never reaches a bridge.)
+            Rule::new(
+                "filter",
+                "-I",
+                format!("{FORWARD} -i {br} -m conntrack --ctorigdst 127.0.0.0/8 {tag} -j DROP"),
+            ),
+        ]);
     }
-    vec![
-        Rule::new(
-            "nat",
-            "-A",
-            format!("{POSTROUTING} -s {subnet} ! -o {br} {tag} -j MASQUERADE"),
-        ),
-        // Localhost is not reachable from containers (CVE-2020-8558): route_localnet lets
-        // 127.0.0.0/8 in from the bridge for the host's own published-port replies; anything
-        // else arriving for it is dropped, as kube-proxy does...
-        Rule::new(
-            "filter",
-            "-A",
-            format!("{INPUT} -i {br} -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
-        ),
-        // ...and so is a frame for 127.0.0.0/8 that a port published on 127.0.0.1 DNATs to a
-        // container: such ports are for the host's own processes only.
-        Rule::new(
-            "filter",
-            "-I",
-            format!("{FORWARD} -i {br} -m conntrack --ctorigdst 127.0.0.0/8 {tag} -j DROP"),
-        ),
+    rules.extend([
         // Networks are isolated: into the bridge from elsewhere only replies and published
         // (DNAT'd) connections, whatever the FORWARD policy.
         Rule::new(
@@ -529,34 +537,8 @@ fn network_rules(net: &Network, fam: Family) -> Vec<Rule> {
             "-A",
             format!("{FORWARD} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {tag} -j ACCEPT"),
         ),
-    ]
-}
-
-/// A dual-stack network's rules in ip6tables: NAT66, and forwarding's as for IPv4.
-fn network_rules6(net: &Network) -> Vec<Rule> {
-    let Some(v6) = &net.ipv6 else {
-        return Vec::new();
-    };
-    let (br, subnet) = (&net.bridge, v6.subnet);
-    let tag = format!("-m comment --comment {}", network_tag(net));
-    vec![
-        Rule::new(
-            "nat",
-            "-A",
-            format!("{POSTROUTING} -s {subnet} ! -o {br} {tag} -j MASQUERADE"),
-        ),
-        Rule::new(
-            "filter",
-            "-I",
-            format!("{FORWARD} -o {br} ! -i {br} -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {tag} -j DROP"),
-        ),
-        Rule::new("filter", "-A", format!("{FORWARD} -i {br} {tag} -j ACCEPT")),
-        Rule::new(
-            "filter",
-            "-A",
-            format!("{FORWARD} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT {tag} -j ACCEPT"),
-        ),
-    ]
+    ]);
+    rules
 }
 
 /// Under the nftables driver, on a host whose FORWARD policy is DROP (Docker sets it): a
