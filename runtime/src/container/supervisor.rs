@@ -62,10 +62,7 @@ pub fn exec(h: &Handoff) -> SetupError {
     fds.extend(h.err);
     fds.extend(h.input);
     for fd in fds {
-        if let Err(e) = nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        ) {
+        if let Err(e) = inherit(fd) {
             return SetupError::sys("passing fds to the supervisor", e);
         }
     }
@@ -86,6 +83,11 @@ pub fn exec(h: &Handoff) -> SetupError {
         h.health.map_or(0, |d| d.as_millis()).to_string().into(),
         raw(h.input).into(),
     ];
+    exec_self(args, "starting the supervisor")
+}
+
+/// Replaces this process with a fresh run of the binary with `args`. Returns only on failure.
+fn exec_self(args: Vec<Vec<u8>>, what: &str) -> SetupError {
     let Ok(argv) = args
         .into_iter()
         .map(CString::new)
@@ -94,7 +96,16 @@ pub fn exec(h: &Handoff) -> SetupError {
         return SetupError::new("a path contains a NUL byte");
     };
     let err = nix::unistd::execv(c"/proc/self/exe", &argv).unwrap_err();
-    SetupError::sys("starting the supervisor", err)
+    SetupError::sys(what, err)
+}
+
+/// Keeps `fd` open across the exec into the next process of this container.
+fn inherit(fd: BorrowedFd) -> nix::Result<()> {
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map(drop)
 }
 
 /// The supervisor works from `/` (it must not keep the user's directory busy).
@@ -504,10 +515,7 @@ pub const WAIT_FLAG: &str = "--restart-after";
 
 fn exec_waiter(paths: &Paths, explain: bool, id: &str, lock: &Lock, wait: Duration) -> SetupError {
     use std::os::fd::AsFd;
-    if let Err(e) = nix::fcntl::fcntl(
-        lock.as_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-    ) {
+    if let Err(e) = inherit(lock.as_fd()) {
         return SetupError::sys("passing the lock to the restart", e);
     }
     let args: Vec<Vec<u8>> = vec![
@@ -520,15 +528,7 @@ fn exec_waiter(paths: &Paths, explain: bool, id: &str, lock: &Lock, wait: Durati
         (if explain { "1" } else { "0" }).into(),
         wait.as_millis().to_string().into(),
     ];
-    let Ok(argv) = args
-        .into_iter()
-        .map(CString::new)
-        .collect::<Result<Vec<_>, _>>()
-    else {
-        return SetupError::new("a path contains a NUL byte");
-    };
-    let err = nix::unistd::execv(c"/proc/self/exe", &argv).unwrap_err();
-    SetupError::sys("waiting to restart", err)
+    exec_self(args, "waiting to restart")
 }
 
 /// The waiting mode's whole life; called from `main` with the arguments after [`WAIT_FLAG`].
