@@ -865,3 +865,76 @@ fn without_rm_the_record_stays_but_nothing_runs() {
     sb.minibox(&["rm", &id]).ok();
     sb.finish();
 }
+
+/// The super options of the running container `name`'s root mount, from its PID 1's mountinfo.
+fn root_mount_options(sb: &Sandbox, name: &str) -> String {
+    let pid = sb.minibox(&["inspect", "-f", "{{.State.Pid}}", name]).ok();
+    let info = read(Path::new(&format!("/proc/{}/mountinfo", pid.trim())));
+    let root = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no root mount in:\n{info}"));
+    // `... - overlay overlay SUPER_OPTIONS`
+    let (_, after) = root.split_once(" - ").unwrap();
+    assert!(after.starts_with("overlay "), "{root}");
+    after.rsplit(' ').next().unwrap().to_string()
+}
+
+/// A `--rm` container's writable layer is mounted `volatile` (never synced: nothing keeps it
+/// after a crash, and its exit does not wait for the disk); a kept container's is not.
+#[test]
+fn only_an_rm_containers_overlay_is_volatile() {
+    let sb = sandbox();
+    for (name, rm) in [("gone", true), ("kept", false)] {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        if rm {
+            args.push("--rm");
+        }
+        args.extend(["busybox", "sleep", "100"]);
+        sb.minibox(&args).ok();
+        let options = root_mount_options(&sb, name);
+        // `fsync=volatile` since Linux 6.x, `volatile` before.
+        let volatile = options
+            .split(',')
+            .any(|o| o == "volatile" || o == "fsync=volatile");
+        assert_eq!(volatile, rm, "{name}: {options}");
+    }
+    sb.minibox(&["rm", "-f", "gone", "kept"]).ok();
+    sb.finish();
+}
+
+/// The kernel refuses to mount a volatile layer again; a `--rm` container mounted more than once
+/// in a boot (cp into it while created, then its start) still works: the mark goes first.
+#[test]
+fn an_rm_container_created_then_copied_into_then_started() {
+    let sb = sandbox();
+    sb.minibox(&[
+        "create",
+        "--rm",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /in /in2; exec sleep 100",
+    ])
+    .ok();
+    let file = sb.root().join("in");
+    std::fs::write(&file, "copied\n").unwrap();
+    sb.minibox(&["cp", file.to_str().unwrap(), "c:/in"]).ok();
+    sb.minibox(&["cp", file.to_str().unwrap(), "c:/in2"]).ok();
+    sb.minibox(&["start", "c"]).ok();
+    let start = Instant::now();
+    while sb.minibox(&["logs", "c"]).ok() != "copied\ncopied\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the container read nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sb.minibox(&["rm", "-f", "c"]).ok();
+    std::fs::remove_file(file).unwrap();
+    sb.finish();
+}
