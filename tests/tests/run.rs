@@ -938,3 +938,28 @@ fn an_rm_container_created_then_copied_into_then_started() {
     std::fs::remove_file(file).unwrap();
     sb.finish();
 }
+
+/// `run --rm` returns once the container is gone for the user, its removal finishing in the
+/// background: at once its name is free for the next `run --name`, `ps -a` and `logs` no longer
+/// know it, and its published port is free again; its exit code is `run`'s.
+#[test]
+fn an_rm_container_is_gone_when_run_returns() {
+    let sb = sandbox();
+    for round in 0..3 {
+        let out = sb.minibox(&[
+            "run", "--rm", "--name", "x", "-p", "8080:80", "busybox", "sh", "-c", "exit 3",
+        ]);
+        assert_eq!(out.code(), 3, "round {round}: {}", out.stderr());
+        let ps = sb.minibox(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+        assert!(
+            !ps.contains('x'),
+            "round {round}: ps -a still shows it: {ps}"
+        );
+        sb.minibox(&["logs", "x"]).fails(1, "no such container: x");
+    }
+    // Kept this time: the name is free at once for a container that stays.
+    sb.minibox(&["run", "--name", "x", "--network", "none", "busybox", "true"])
+        .ok();
+    sb.minibox(&["rm", "x"]).ok();
+    sb.finish();
+}
