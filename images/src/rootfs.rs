@@ -15,6 +15,8 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fchdir};
+use rustix::fs::{statx, AtFlags, FileType, OFlags, StatxFlags, CWD};
+use rustix::io::Errno;
 
 use crate::error::IoContext;
 use crate::store::write_atomic;
@@ -196,25 +198,12 @@ pub fn upper(container_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Unmounts anything still mounted at or under `container_dir` (in this mount namespace) and
-/// removes what [`prepare`] made. Idempotent.
+/// removes what [`prepare`] made. Idempotent. Nothing is removed while a mount stays there.
 pub fn remove(container_dir: &Path) -> Result<(), Error> {
     let Ok(container_dir) = fs::canonicalize(container_dir) else {
         return Ok(());
     };
-    let mut points = mounts_under(&container_dir)?;
-    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    for p in &points {
-        match umount2(p, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(Error::io(format!("unmounting {}", p.display()), e.into())),
-        }
-    }
-    if !mounts_under(&container_dir)?.is_empty() {
-        return Err(Error::invalid(format!(
-            "{}: still mounted, not removing it",
-            container_dir.display()
-        )));
-    }
+    unmount_under(&container_dir)?;
     let dir = container_dir.join("fs");
     match fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::path(&dir, e)),
@@ -229,35 +218,57 @@ fn boot_time() -> Option<i64> {
     line.trim().parse().ok()
 }
 
-fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let info = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(info).at(info)?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
-        .filter(|p| p.starts_with(dir))
-        .collect())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+/// Detaches every mount at or under `dir`. They are found by walking its directories and
+/// comparing each one's mount with the mount `dir` sits on, never from /proc/self/mountinfo,
+/// whose size (and the time to make and read it) grows with every container running.
+fn unmount_under(dir: &Path) -> Result<(), Error> {
+    let base = mount_of(dir.parent().unwrap_or(Path::new("/"))).at(dir)?;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        // Mounts stacked on one directory come off one by one.
+        let mut stacked = 0;
+        while mount_of(&d).at(&d)? != base {
+            stacked += 1;
+            let done = umount2(&d, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+            if done.is_err() || stacked > 64 {
+                return Err(Error::invalid(format!(
+                    "{}: still mounted ({}), not removing {}: unmount it first",
+                    d.display(),
+                    done.err()
+                        .map_or("stacked too deep".into(), |e| e.to_string()),
+                    dir.display()
+                )));
+            }
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(&d, flags, rustix::fs::Mode::empty()) {
+            Ok(fd) => fd,
+            // Not a directory (a d_type the filesystem did not tell), or gone.
+            Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
+            Err(e) => return Err(e).at(&d),
+        };
+        for entry in rustix::fs::Dir::read_from(&fd).at(&d)? {
+            let entry = entry.at(&d)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                if let FileType::Directory | FileType::Unknown = entry.file_type() {
+                    todo.push(d.join(std::ffi::OsStr::from_bytes(name)));
+                }
+            }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(())
+}
+
+/// The id of the mount `path` is on (its device on kernels before 5.8, which give none).
+fn mount_of(path: &Path) -> io::Result<u64> {
+    let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)?;
+    Ok(
+        match StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::MNT_ID) {
+            true => st.stx_mnt_id,
+            false => u64::from(st.stx_dev_major) << 32 | u64::from(st.stx_dev_minor),
+        },
+    )
 }
 
 fn cpath(p: &Path) -> Result<CString, Error> {

@@ -981,7 +981,9 @@ pub fn wait(
                     continue;
                 };
                 match sig {
-                    Signal::SIGCHLD => {
+                    // Once reaped, a later SIGCHLD (another child of this process, or a
+                    // tracer's second report) has nothing to do with the container.
+                    Signal::SIGCHLD if status.is_none() => {
                         if let Some(st) = reap(pid)? {
                             status = Some(st);
                         }
