@@ -15,6 +15,8 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fchdir};
+use rustix::fs::{statx, AtFlags, FileType, OFlags, StatxFlags, CWD};
+use rustix::io::Errno;
 
 use crate::error::IoContext;
 use crate::store::write_atomic;
@@ -34,8 +36,12 @@ pub struct Rootfs {
 
 #[derive(Debug, Clone)]
 enum How {
-    /// Option data with paths relative to `dir`.
-    Overlay { data: CString },
+    /// Option data with paths relative to `dir`; `plain`: the same without `volatile`, for a
+    /// kernel older than the option (5.10).
+    Overlay {
+        data: CString,
+        plain: Option<CString>,
+    },
     /// A bind mount of this directory.
     Copy { source: CString },
 }
@@ -44,6 +50,35 @@ impl Rootfs {
     /// Whether this root filesystem is an overlay (else a private copy).
     pub fn is_overlay(&self) -> bool {
         matches!(self.how, How::Overlay { .. })
+    }
+
+    /// Mounts the overlay with its `volatile` option: its upper filesystem is never synced, not
+    /// even when the container's mount namespace dies with it, which made most of a short
+    /// container's exit. For a writable layer that nothing keeps after a crash: a `--rm`
+    /// container's. The kernel marks such an upper and refuses to mount it again: a mark made
+    /// since this boot (a start that failed after its mount) is cleared, as unsynced data is
+    /// lost only by a crash; one from before the boot is an error (the layer may be torn).
+    pub fn volatile(mut self) -> Result<Self, Error> {
+        let How::Overlay { data, plain } = &mut self.how else {
+            return Ok(self);
+        };
+        let fs = Path::new(std::ffi::OsStr::from_bytes(self.dir.as_bytes()));
+        let mark = fs.join("work/work/incompat");
+        if let Ok(meta) = fs::symlink_metadata(&mark) {
+            use std::os::unix::fs::MetadataExt;
+            if boot_time().is_some_and(|boot| meta.ctime() < boot) {
+                return Err(Error::invalid(format!(
+                    "{}: the writable layer was mounted volatile (--rm) before the host went \
+                     down, and may have lost writes: remove the container",
+                    fs.display()
+                )));
+            }
+            fs::remove_dir_all(&mark).at(&mark)?;
+        }
+        let mut with = data.as_bytes().to_vec();
+        with.extend_from_slice(b",volatile");
+        *plain = Some(std::mem::replace(data, CString::new(with).expect("no NUL")));
+        Ok(self)
     }
 
     /// Mounts the root filesystem on `target` (an absolute path). Meant for the container's own
@@ -56,7 +91,7 @@ impl Rootfs {
             )
         };
         match &self.how {
-            How::Overlay { data } => {
+            How::Overlay { data, plain } => {
                 // The lowerdir paths are relative to `dir`: chdir there for the call, then back.
                 let cwd = open(
                     ".",
@@ -65,13 +100,19 @@ impl Rootfs {
                 )
                 .with(what)?;
                 chdir(self.dir.as_c_str()).with(what)?;
-                let res = mount(
-                    Some("overlay"),
-                    target,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data.as_c_str()),
-                );
+                let overlay = |data: &CString| {
+                    mount(
+                        Some("overlay"),
+                        target,
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data.as_c_str()),
+                    )
+                };
+                let res = match (overlay(data), plain) {
+                    (Err(nix::errno::Errno::EINVAL), Some(plain)) => overlay(plain),
+                    (res, _) => res,
+                };
                 let back = fchdir(&cwd);
                 res.with(what)?;
                 back.with(what)
@@ -124,6 +165,7 @@ pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
             dir: dir_c,
             how: How::Overlay {
                 data: CString::new(data).expect("no NUL"),
+                plain: None,
             },
         })
     } else {
@@ -156,25 +198,12 @@ pub fn upper(container_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Unmounts anything still mounted at or under `container_dir` (in this mount namespace) and
-/// removes what [`prepare`] made. Idempotent.
+/// removes what [`prepare`] made. Idempotent. Nothing is removed while a mount stays there.
 pub fn remove(container_dir: &Path) -> Result<(), Error> {
     let Ok(container_dir) = fs::canonicalize(container_dir) else {
         return Ok(());
     };
-    let mut points = mounts_under(&container_dir)?;
-    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    for p in &points {
-        match umount2(p, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(Error::io(format!("unmounting {}", p.display()), e.into())),
-        }
-    }
-    if !mounts_under(&container_dir)?.is_empty() {
-        return Err(Error::invalid(format!(
-            "{}: still mounted, not removing it",
-            container_dir.display()
-        )));
-    }
+    unmount_under(&container_dir)?;
     let dir = container_dir.join("fs");
     match fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::path(&dir, e)),
@@ -182,35 +211,64 @@ pub fn remove(container_dir: &Path) -> Result<(), Error> {
     }
 }
 
-fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let info = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(info).at(info)?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
-        .filter(|p| p.starts_with(dir))
-        .collect())
+/// When this boot began, in seconds since the epoch (`btime` of /proc/stat).
+fn boot_time() -> Option<i64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find_map(|l| l.strip_prefix("btime "))?;
+    line.trim().parse().ok()
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+/// Detaches every mount at or under `dir`. They are found by walking its directories and
+/// comparing each one's mount with the mount `dir` sits on, never from /proc/self/mountinfo,
+/// whose size (and the time to make and read it) grows with every container running.
+fn unmount_under(dir: &Path) -> Result<(), Error> {
+    let base = mount_of(dir.parent().unwrap_or(Path::new("/"))).at(dir)?;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        // Mounts stacked on one directory come off one by one.
+        let mut stacked = 0;
+        while mount_of(&d).at(&d)? != base {
+            stacked += 1;
+            let done = umount2(&d, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+            if done.is_err() || stacked > 64 {
+                return Err(Error::invalid(format!(
+                    "{}: still mounted ({}), not removing {}: unmount it first",
+                    d.display(),
+                    done.err()
+                        .map_or("stacked too deep".into(), |e| e.to_string()),
+                    dir.display()
+                )));
+            }
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(&d, flags, rustix::fs::Mode::empty()) {
+            Ok(fd) => fd,
+            // Not a directory (a d_type the filesystem did not tell), or gone.
+            Err(Errno::NOTDIR | Errno::LOOP | Errno::NOENT) => continue,
+            Err(e) => return Err(e).at(&d),
+        };
+        for entry in rustix::fs::Dir::read_from(&fd).at(&d)? {
+            let entry = entry.at(&d)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                if let FileType::Directory | FileType::Unknown = entry.file_type() {
+                    todo.push(d.join(std::ffi::OsStr::from_bytes(name)));
+                }
+            }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(())
+}
+
+/// The id of the mount `path` is on (its device on kernels before 5.8, which give none).
+fn mount_of(path: &Path) -> io::Result<u64> {
+    let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)?;
+    Ok(
+        match StatxFlags::from_bits_retain(st.stx_mask).contains(StatxFlags::MNT_ID) {
+            true => st.stx_mnt_id,
+            false => u64::from(st.stx_dev_major) << 32 | u64::from(st.stx_dev_minor),
+        },
+    )
 }
 
 fn cpath(p: &Path) -> Result<CString, Error> {

@@ -6,6 +6,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
+use caps::{CapSet, Capability};
 use common::{import, Tar};
 use minibox_images::{rootfs, Store};
 use nix::mount::{mount, MsFlags};
@@ -168,4 +169,63 @@ fn remove_unmounts_first() {
     // The layer itself was not touched through the mount.
     assert_eq!(fs::read_to_string(image.layers[0].join("f")).unwrap(), "1");
     rootfs::remove(&cdir).unwrap();
+}
+
+/// The attack the check defends against: a host directory bound under a container's root
+/// filesystem, in a process that cannot unmount it (no CAP_SYS_ADMIN). `remove` finds the mount
+/// without mountinfo, refuses with an error naming it, and deletes nothing: neither the bound
+/// directory's files nor the container's own.
+#[test]
+fn remove_refuses_while_something_stays_mounted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("images")).unwrap();
+    let image = import(&store, &Tar::new().file("f", "1").build(), "one").unwrap();
+    let cdir = tmp.path().join("c");
+    rootfs::prepare(&image, &cdir).unwrap();
+    let victim = tmp.path().join("host-data");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("precious"), "keep").unwrap();
+    let target = cdir.join("fs/upper/deep/x");
+    fs::create_dir_all(&target).unwrap();
+    fs::write(cdir.join("fs/upper/mine"), "c").unwrap();
+    // SAFETY: the child only makes system calls and exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let ok = unshare(CloneFlags::CLONE_NEWNS).is_ok()
+                && mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .is_ok()
+                && mount(
+                    Some(&victim),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .is_ok()
+                && caps::drop(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).is_ok()
+                && rootfs::remove(&cdir).is_err_and(|e| {
+                    e.to_string().contains("still mounted")
+                        && e.to_string().contains(target.to_str().unwrap())
+                })
+                && fs::read_to_string(target.join("precious")).is_ok_and(|s| s == "keep")
+                && cdir.join("fs/upper/mine").exists();
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        ForkResult::Parent { child } => {
+            assert!(matches!(
+                waitpid(child, None).unwrap(),
+                WaitStatus::Exited(_, 0)
+            ));
+        }
+    }
+    assert_eq!(fs::read_to_string(victim.join("precious")).unwrap(), "keep");
+    // Here, where nothing is mounted, it goes.
+    rootfs::remove(&cdir).unwrap();
+    assert!(!cdir.join("fs").exists());
 }

@@ -1,7 +1,8 @@
-//! The netfilter netlink family (`NETLINK_NETFILTER`) by hand, for the two small questions
-//! minibox asks it: ctnetlink's conntrack entries ([`crate::conntrack`]) and nf_tables' rules
-//! and chains ([`crate::firewall`]'s cheap check). Messages are a header, an nfgenmsg and
-//! attributes; replies are read until the dump is done or the request acknowledged.
+//! The netfilter netlink family (`NETLINK_NETFILTER`) by hand, for what minibox asks of it:
+//! ctnetlink's conntrack entries ([`crate::conntrack`]), nf_tables' rules and chains
+//! ([`crate::firewall`]'s cheap check) and the published ports' map elements, changed in
+//! batches. Messages are a header, an nfgenmsg and attributes; replies are read until the dump
+//! is done or the request acknowledged.
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
@@ -12,7 +13,13 @@ const NLMSG_DONE: u16 = 3;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_CREATE: u16 = 0x400;
+const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
+/// NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, and the subsystem a batch is for.
+const BATCH_BEGIN: u16 = 0x10;
+const BATCH_END: u16 = 0x11;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
 /// A connected netfilter netlink socket; `what` names it in errors.
 pub fn socket(what: &str) -> Result<Socket> {
@@ -27,28 +34,62 @@ pub fn socket(what: &str) -> Result<Socket> {
 
 /// A netlink message: header, nfgenmsg (`family`, version 0), payload.
 pub fn message(kind: u16, flags: u16, seq: u32, family: u8, payload: &[u8]) -> Vec<u8> {
-    let len = 16 + 4 + payload.len();
+    with_res_id(kind, flags, seq, family, 0, payload)
+}
+
+fn with_res_id(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, body: &[u8]) -> Vec<u8> {
+    let len = 16 + 4 + body.len();
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes());
     m.extend_from_slice(&kind.to_ne_bytes());
     m.extend_from_slice(&flags.to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[family, 0, 0, 0]);
-    m.extend_from_slice(payload);
+    m.extend_from_slice(&[family, 0]);
+    m.extend_from_slice(&res_id.to_be_bytes());
+    m.extend_from_slice(body);
     m
+}
+
+/// nf_tables `messages` (numbered 1, 2, ...) as one transaction: between a batch's begin
+/// (sequence 0) and end (the next number). The kernel applies all of them or none.
+pub fn batch(messages: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut b = with_res_id(BATCH_BEGIN, NLM_F_REQUEST, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+    let mut seq = 1;
+    for m in messages {
+        b.extend(m);
+        seq += 1;
+    }
+    b.extend(with_res_id(
+        BATCH_END,
+        NLM_F_REQUEST,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        &[],
+    ));
+    b
+}
+
+/// One attribute holding `value`, padded to 4 bytes.
+pub fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+    let len = 4 + value.len();
+    let mut a = Vec::with_capacity((len + 3) & !3);
+    a.extend_from_slice(&(len as u16).to_ne_bytes());
+    a.extend_from_slice(&kind.to_ne_bytes());
+    a.extend_from_slice(value);
+    a.resize((len + 3) & !3, 0);
+    a
 }
 
 /// One attribute holding a NUL-terminated string.
 pub fn string_attr(kind: u16, value: &str) -> Vec<u8> {
-    let len = 4 + value.len() + 1;
-    let mut a = Vec::with_capacity((len + 3) & !3);
-    a.extend_from_slice(&(len as u16).to_ne_bytes());
-    a.extend_from_slice(&kind.to_ne_bytes());
-    a.extend_from_slice(value.as_bytes());
-    a.push(0);
-    a.resize((len + 3) & !3, 0);
-    a
+    attr(kind, &[value.as_bytes(), &[0]].concat())
+}
+
+/// One attribute holding the attributes `inner`.
+pub fn nested(kind: u16, inner: &[u8]) -> Vec<u8> {
+    attr(kind | NLA_F_NESTED, inner)
 }
 
 /// Netlink attributes: (type, value, the whole attribute including its header).
@@ -66,6 +107,35 @@ pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
         buf = &buf[((len + 3) & !3).min(buf.len())..];
         Some(item)
     })
+}
+
+/// Reads the acknowledgements of a batch's `count` acknowledged messages; the first failure
+/// (the message's sequence number and errno) when there is one. A failed batch was applied
+/// not at all, whatever else it acknowledges.
+pub fn failure(sock: &Socket, what: &str, count: usize) -> Result<Option<(u32, i32)>> {
+    let mut acked = 0;
+    while acked < count {
+        let (buf, _) = sock
+            .recv_from_full()
+            .map_err(io(format!("reading from {what}")))?;
+        let mut rest = &buf[..];
+        while rest.len() >= 20 {
+            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+            if len < 20 || len > rest.len() {
+                break;
+            }
+            if kind == NLMSG_ERROR {
+                let seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
+                match i32::from_ne_bytes(rest[16..20].try_into().unwrap()) {
+                    0 => acked += 1,
+                    code => return Ok(Some((seq, -code))),
+                }
+            }
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+        }
+    }
+    Ok(None)
 }
 
 /// Reads replies until the dump is done or the request is acknowledged; `f` gets each

@@ -739,15 +739,22 @@ fn a_refused_step_leaves_nothing() {
     sb.import_busybox();
     // The network itself is set up by a first, normal run.
     sb.minibox(&["run", "--rm", "busybox", "true"]).ok();
-    let tool = match sb.firewall() {
-        "nftables" => "nft",
-        _ => "iptables-restore",
+    let (what, needle) = match sb.firewall() {
+        // The kernel refuses the element: another one has its key, with another value.
+        "nftables" => {
+            sb.sh("nft add element inet minibox anyports4 '{ tcp . 8080 : 10.77.250.250 . 80 }'")
+                .ok();
+            ("a clashing element", "File exists")
+        }
+        _ => {
+            sb.sh(
+                "mkdir -p /run/refuse && printf '#!/bin/sh\\necho \"refused\" >&2\\nexit 4\\n' \
+                 > /run/refuse/iptables-restore && chmod +x /run/refuse/iptables-restore",
+            )
+            .ok();
+            ("a refusing iptables-restore", "refused")
+        }
     };
-    sb.sh(&format!(
-        "mkdir -p /run/refuse && printf '#!/bin/sh\\necho \"{tool}: refused\" >&2\\nexit 4\\n' \
-         > /run/refuse/{tool} && chmod +x /run/refuse/{tool}"
-    ))
-    .ok();
     let path = format!("/run/refuse:{}", std::env::var("PATH").unwrap_or_default());
     let out = sb
         .command(&["run", "--rm", "-p", "8080:80", "busybox", "true"])
@@ -755,10 +762,10 @@ fn a_refused_step_leaves_nothing() {
         .output()
         .unwrap();
     let out = minibox_tests::Out {
-        what: format!("run with a refusing {tool}"),
+        what: format!("run with {what}"),
         output: out,
     };
-    out.fails(125, "refused");
+    out.fails(125, needle);
     sb.settle();
     assert!(sb
         .sh("ls /run/minibox/networks/ports")
@@ -919,4 +926,67 @@ fn repaired_after_firewall_flushes_and_bridge_deletion_under_iptables() {
             ("ip link del minibox0", Repair::Reload),
         ],
     );
+}
+
+/// Under the nftables driver a container's published ports are map elements made and removed
+/// over netlink: no `nft` process runs for `run -p` or `rm` (an `nft` first in PATH notes every
+/// start), yet the kernel holds the element with the container's comment, as `nft list map`
+/// shows it, the port answers, and after `rm` the element is gone.
+#[test]
+fn nftnl_published_ports_are_elements_made_without_nft() {
+    let sb = Sandbox::with_firewall("nftables");
+    sb.import_busybox();
+    sb.sh(
+        "mkdir -p /run/watch && printf '#!/bin/sh\\necho \"nft $*\" >> /run/watch/calls\\n\
+         exec /usr/sbin/nft \"$@\"\\n' > /run/watch/nft && chmod +x /run/watch/nft",
+    )
+    .ok();
+    let path = format!("/run/watch:{}", std::env::var("PATH").unwrap_or_default());
+    let watched = |args: &[&str]| {
+        let output = sb.command(args).env("PATH", &path).output().unwrap();
+        minibox_tests::Out {
+            what: format!("minibox {}", args.join(" ")),
+            output,
+        }
+    };
+    // The network's table and rules are made once, on first use, by `nft -f -`: the watch
+    // sees it.
+    watched(&["run", "--rm", "busybox", "true"]).ok();
+    sb.settle();
+    let calls = sb.sh("cat /run/watch/calls && rm /run/watch/calls").ok();
+    assert!(calls.contains("nft -f -"), "{calls}");
+    let id = watched(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1:8081:80",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /w && echo served > /w/index.html && exec httpd -f -p 80 -h /w",
+    ])
+    .ok();
+    let tag = format!("comment \"minibox:{}\"", &id.trim()[..12]);
+    let any = sb.sh("nft list map inet minibox anyports4").ok();
+    assert!(
+        any.contains(&format!("tcp . 8080 {tag} : 10.77.0.")),
+        "{any}"
+    );
+    let one = sb.sh("nft list map inet minibox ports4").ok();
+    assert!(
+        one.contains(&format!("127.0.0.1 . tcp . 8081 {tag} : 10.77.0.")),
+        "{one}"
+    );
+    assert_eq!(get(&sb, "127.0.0.1:8080").trim(), "served");
+    assert_eq!(get(&sb, "127.0.0.1:8081").trim(), "served");
+    watched(&["rm", "-f", "web"]).ok();
+    sb.settle();
+    let maps = sb.sh("nft list table inet minibox").ok();
+    assert!(!maps.contains("tcp . 808"), "{maps}");
+    assert_eq!(sb.sh("cat /run/watch/calls 2>/dev/null").stdout(), "");
+    sb.finish();
 }

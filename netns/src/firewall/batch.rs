@@ -1,8 +1,8 @@
 //! One batch of firewall changes applied by one process (`iptables-restore --noflush --wait` or
 //! `nft -f -`) reading it on stdin, so that the caller can do netlink work meanwhile (both
-//! mostly wait on the kernel). It is explained as what is really run, the program with the batch
-//! as a here-document, once it is done, so `--explain` reads in the order a learner would type
-//! the commands and replays as printed.
+//! mostly wait on the kernel), or already applied over netlink (a container's map elements).
+//! It is explained as the program with the batch as a here-document, once it is done, so
+//! `--explain` reads in the order a learner would type the commands and replays as printed.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,8 @@ pub struct Batch {
     child: Option<Child>,
     program: &'static str,
     explained: Option<String>,
+    /// How a batch applied without a process went.
+    failure: Option<Error>,
     /// Another batch running at the same time (another family's tables).
     then: Option<Box<Batch>>,
 }
@@ -25,6 +27,24 @@ impl Batch {
             child: None,
             program: "",
             explained: None,
+            failure: None,
+            then: None,
+        }
+    }
+
+    /// A batch already applied, with `outcome`, explained as `program args` reading `input`.
+    pub fn applied(
+        ex: &Explain,
+        program: &'static str,
+        args: &[&str],
+        input: &str,
+        outcome: Result<()>,
+    ) -> Self {
+        Self {
+            child: None,
+            program,
+            explained: ex.is_on().then(|| explained(program, args, input)),
+            failure: outcome.err(),
             then: None,
         }
     }
@@ -46,9 +66,8 @@ impl Batch {
         let batch = Batch {
             child: Some(child),
             program,
-            explained: ex
-                .is_on()
-                .then(|| heredoc(&format!("{program} {}", args.join(" ")), input)),
+            explained: ex.is_on().then(|| explained(program, args, input)),
+            failure: None,
             then: None,
         };
         if let Err(e) = written {
@@ -96,6 +115,9 @@ impl Batch {
     }
 
     fn wait_own(&mut self) -> Result<()> {
+        if let Some(e) = self.failure.take() {
+            return Err(e);
+        }
         let Some(child) = self.child.take() else {
             return Ok(());
         };
@@ -108,6 +130,10 @@ impl Batch {
         let err = String::from_utf8_lossy(&out.stderr);
         Err(failed(self.program, first_error(&err)))
     }
+}
+
+fn explained(program: &str, args: &[&str], input: &str) -> String {
+    heredoc(&format!("{program} {}", args.join(" ")), input)
 }
 
 /// The line of a tool's complaint that says what went wrong (nft prints the offending command

@@ -3,8 +3,9 @@
 //!
 //! - [`Driver::Nftables`]: a table of minibox's own, `inet minibox`, whose published ports are
 //!   elements of two maps. A container's set-up and teardown add or delete only its own
-//!   elements in one `nft -f -` batch, and nothing reads the ruleset on the way, so their cost
-//!   does not grow with the number of containers (see [`nftables`]).
+//!   elements in one nf_tables batch over netlink (see [`elements`]), and nothing reads the
+//!   ruleset on the way, so their cost does not grow with the number of containers (see
+//!   [`nftables`]).
 //! - [`Driver::Iptables`]: minibox's own chains in the nat and filter tables of whichever
 //!   `iptables` is first in PATH (iptables-nft or iptables-legacy), one `iptables-restore`
 //!   batch per change (see [`iptables`]). The fallback where `nft` is absent.
@@ -17,6 +18,7 @@
 //! rules `minibox-network:<name>`; the drivers' base rules `minibox-base` (nftables).
 
 mod batch;
+mod elements;
 pub mod iptables;
 mod nfrules;
 pub mod nftables;

@@ -17,7 +17,8 @@
 //!   The same rules match both families (an `inet` table), but for the masquerades and
 //!   localhost's defences, which are IPv4's and, on a dual-stack network, IPv6's own.
 //!
-//! A container's set-up adds its elements (`comment "minibox:<id12>"`) in one `nft -f -` batch
+//! A container's set-up adds its elements (`comment "minibox:<id12>"`) in one nf_tables batch
+//! over netlink (see [`super::elements`]; explained as the `nft -f -` batch that does the same)
 //! and reads nothing; its teardown deletes them by key. Whether the base chains and a
 //! network's rules are all there is answered by a netlink dump of this table's rules alone
 //! (see [`intact`]): its size depends on the number of networks, never of containers.
@@ -28,10 +29,10 @@
 
 use crate::error::Result;
 use crate::explain::{heredoc, Explain};
-use crate::ports::PortMapping;
 use crate::store::{Family, ForwardDrop, Network};
 
 use super::batch::{self, Batch};
+use super::elements::{self, Change, Element};
 use super::nfrules::{
     chain_policy, count_tagged, rules, tagged_elements, NftRule, NFPROTO_INET, NFPROTO_IPV4,
     NFPROTO_IPV6, NF_DROP,
@@ -185,28 +186,11 @@ fn network_rules(net: &Network) -> Vec<String> {
     rules
 }
 
-/// A published port's map and key, and its value: the maps of its host address's family.
-fn element(p: &Published, m: &PortMapping) -> (&'static str, String, String) {
-    let (maps, to) = match (m.host_ip.is_ipv6(), p.ipv6) {
-        (true, Some((_, addr6))) => (["anyports6", "ports6"], addr6.to_string()),
-        _ => (["anyports4", "ports4"], p.addr.to_string()),
-    };
-    let value = format!("{to} . {}", m.container_port);
-    match m.host_ip.is_unspecified() {
-        true => (maps[0], format!("{} . {}", m.proto, m.host_port), value),
-        false => (
-            maps[1],
-            format!("{} . {} . {}", m.host_ip, m.proto, m.host_port),
-            value,
-        ),
-    }
-}
-
 fn additions(p: &Published) -> Vec<String> {
-    p.ports
+    Element::of(p)
         .iter()
-        .map(|m| {
-            let (map, key, value) = element(p, m);
+        .map(|e| {
+            let (map, key, value) = (e.map, e.key(), e.value());
             format!(
                 "add element {TABLE} {map} {{ {key} comment \"{}\" : {value} }}",
                 p.tag()
@@ -216,39 +200,39 @@ fn additions(p: &Published) -> Vec<String> {
 }
 
 fn deletions(p: &Published) -> Vec<String> {
-    p.ports
+    Element::of(p)
         .iter()
-        .map(|m| {
-            let (map, key, _) = element(p, m);
-            format!("delete element {TABLE} {map} {{ {key} }}")
-        })
+        .map(|e| format!("delete element {TABLE} {} {{ {} }}", e.map, e.key()))
         .collect()
 }
 
-/// Starts adding a container's elements.
+/// Adds a container's elements over netlink, explained as the `nft -f -` batch that does the
+/// same.
 pub fn publish(ex: &Explain, p: &Published) -> Result<Batch> {
-    start(ex, &additions(p))
+    let outcome = elements::apply(Change::Add, &Element::of(p), &p.tag());
+    Ok(applied(ex, &additions(p), outcome))
 }
 
-/// Starts deleting a container's elements, by their keys.
+/// Deletes a container's elements by their keys, over netlink.
 pub fn unpublish(ex: &Explain, p: &Published) -> Result<Batch> {
-    start(ex, &deletions(p))
+    let outcome = elements::apply(Change::Delete, &Element::of(p), &p.tag());
+    Ok(applied(ex, &deletions(p), outcome))
 }
 
-/// After a failed deletion: deletes each of a container's elements that the kernel still has
-/// (found by its tag over netlink) on its own.
+fn applied(ex: &Explain, commands: &[String], outcome: Result<()>) -> Batch {
+    match commands.is_empty() {
+        true => Batch::none(),
+        false => Batch::applied(ex, "nft", &["-f", "-"], &input(commands), outcome),
+    }
+}
+
+/// After a failed deletion: deletes each of a container's elements on its own, those already
+/// gone left out.
 pub fn unpublish_each(ex: &Explain, p: &Published) -> Result<()> {
-    if tagged_elements(&p.tag())? == 0 {
-        return Ok(());
-    }
     for d in deletions(p) {
-        if let Err(e) = apply(ex, std::slice::from_ref(&d)) {
-            if !e.to_string().contains("No such file or directory") {
-                return Err(e);
-            }
-        }
+        ex.say(|| heredoc("nft -f -", &input(std::slice::from_ref(&d))));
     }
-    Ok(())
+    elements::delete_each(&Element::of(p))
 }
 
 /// Whether the base rules and `net`'s rules are all there, as many as made (and, on a host
@@ -442,7 +426,7 @@ fn gate_lacking_nft(net: &Network) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Proto;
+    use crate::ports::{PortMapping, Proto};
 
     fn net() -> Network {
         Network {

@@ -1,8 +1,10 @@
 //! The container's cgroup, through cgroups-rs: v1, hybrid (v1 controllers beside an empty
 //! unified mount, like this VM) and v2 are told apart by cgroups-rs at run time. Device access
 //! goes through the v1 devices controller, or on v2 through an eBPF program ([`device_filter`]).
+//! The v1 controllers' mount points are found without reading mountinfo ([`hierarchy`]).
 
 mod device_filter;
+mod hierarchy;
 
 use std::path::Path;
 
@@ -189,7 +191,7 @@ impl Cgroup {
     /// Creates the cgroup at `path` (relative to the hierarchies' roots) with the Spec's
     /// resources (memory, cpu, pids, devices) applied; nothing is left behind on failure.
     pub fn create(path: &str, resources: &LinuxResources) -> Result<Self> {
-        let cg = Cg::new(cgroups_rs::hierarchies::auto(), path)
+        let cg = Cg::new(hierarchy::auto(), path)
             .map_err(|source| Error::op("creating", path, source))?;
         let this = Self {
             cg,
@@ -227,7 +229,7 @@ impl Cgroup {
     /// The cgroup at `path` (relative to the hierarchies' roots), created earlier, perhaps by a
     /// process that has died since: enough to kill what it holds and remove it.
     pub fn open(path: &str) -> Self {
-        let cg = Cg::load(cgroups_rs::hierarchies::auto(), path);
+        let cg = Cg::load(hierarchy::auto(), path);
         Self {
             cg,
             path: path.to_string(),
