@@ -36,8 +36,12 @@ pub struct Rootfs {
 
 #[derive(Debug, Clone)]
 enum How {
-    /// Option data with paths relative to `dir`.
-    Overlay { data: CString },
+    /// Option data with paths relative to `dir`; `plain`: the same without `volatile`, for a
+    /// kernel older than the option (5.10).
+    Overlay {
+        data: CString,
+        plain: Option<CString>,
+    },
     /// A bind mount of this directory.
     Copy { source: CString },
 }
@@ -46,6 +50,35 @@ impl Rootfs {
     /// Whether this root filesystem is an overlay (else a private copy).
     pub fn is_overlay(&self) -> bool {
         matches!(self.how, How::Overlay { .. })
+    }
+
+    /// Mounts the overlay with its `volatile` option: its upper filesystem is never synced, not
+    /// even when the container's mount namespace dies with it, which made most of a short
+    /// container's exit. For a writable layer that nothing keeps after a crash: a `--rm`
+    /// container's. The kernel marks such an upper and refuses to mount it again: a mark made
+    /// since this boot (a start that failed after its mount) is cleared, as unsynced data is
+    /// lost only by a crash; one from before the boot is an error (the layer may be torn).
+    pub fn volatile(mut self) -> Result<Self, Error> {
+        let How::Overlay { data, plain } = &mut self.how else {
+            return Ok(self);
+        };
+        let fs = Path::new(std::ffi::OsStr::from_bytes(self.dir.as_bytes()));
+        let mark = fs.join("work/work/incompat");
+        if let Ok(meta) = fs::symlink_metadata(&mark) {
+            use std::os::unix::fs::MetadataExt;
+            if boot_time().is_some_and(|boot| meta.ctime() < boot) {
+                return Err(Error::invalid(format!(
+                    "{}: the writable layer was mounted volatile (--rm) before the host went \
+                     down, and may have lost writes: remove the container",
+                    fs.display()
+                )));
+            }
+            fs::remove_dir_all(&mark).at(&mark)?;
+        }
+        let mut with = data.as_bytes().to_vec();
+        with.extend_from_slice(b",volatile");
+        *plain = Some(std::mem::replace(data, CString::new(with).expect("no NUL")));
+        Ok(self)
     }
 
     /// Mounts the root filesystem on `target` (an absolute path). Meant for the container's own
@@ -58,7 +91,7 @@ impl Rootfs {
             )
         };
         match &self.how {
-            How::Overlay { data } => {
+            How::Overlay { data, plain } => {
                 // The lowerdir paths are relative to `dir`: chdir there for the call, then back.
                 let cwd = open(
                     ".",
@@ -67,13 +100,19 @@ impl Rootfs {
                 )
                 .with(what)?;
                 chdir(self.dir.as_c_str()).with(what)?;
-                let res = mount(
-                    Some("overlay"),
-                    target,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data.as_c_str()),
-                );
+                let overlay = |data: &CString| {
+                    mount(
+                        Some("overlay"),
+                        target,
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data.as_c_str()),
+                    )
+                };
+                let res = match (overlay(data), plain) {
+                    (Err(nix::errno::Errno::EINVAL), Some(plain)) => overlay(plain),
+                    (res, _) => res,
+                };
                 let back = fchdir(&cwd);
                 res.with(what)?;
                 back.with(what)
@@ -126,6 +165,7 @@ pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
             dir: dir_c,
             how: How::Overlay {
                 data: CString::new(data).expect("no NUL"),
+                plain: None,
             },
         })
     } else {
@@ -169,6 +209,13 @@ pub fn remove(container_dir: &Path) -> Result<(), Error> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::path(&dir, e)),
         _ => Ok(()),
     }
+}
+
+/// When this boot began, in seconds since the epoch (`btime` of /proc/stat).
+fn boot_time() -> Option<i64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find_map(|l| l.strip_prefix("btime "))?;
+    line.trim().parse().ok()
 }
 
 /// Detaches every mount at or under `dir`. They are found by walking its directories and

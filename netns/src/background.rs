@@ -1,7 +1,8 @@
 //! Work in detached processes. Finishing a teardown: it waits on the kernel (an nf_tables
 //! commit that deletes costs a grace period), and the user need not wait with it; the process
 //! keeps holding the network lock, so whoever needs the same port or address next waits for
-//! it. And minibox's small servers, which run as long as what they serve (see [`claim`]).
+//! it. The runtime forks the same way to remove a `--rm` container once its user has its exit
+//! code. And minibox's small servers, which run as long as what they serve (see [`claim`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

@@ -13,7 +13,7 @@
 //! verifies an attachment; [`links`] and [`routes`] give the host's view for display. Docker's
 //! `-p` grammar ([`PortSpec`]) is a separate helper yielding the [`PortRequest`]s the core takes.
 
-mod background;
+pub mod background;
 pub mod cni;
 mod conntrack;
 mod dns;
@@ -715,6 +715,19 @@ impl Detaching {
                 self.finish(store)
             }
         }
+    }
+
+    /// The descriptor of the network lock, for a caller that forks the process finishing the
+    /// teardown itself ([`background::fork_detached`], with more work of its own): that process
+    /// keeps it, and this one lets go with [`Self::hand_over`].
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        self.lock.fd()
+    }
+
+    /// This process lets go of the network lock without unlocking it: the forked process that
+    /// kept [`Self::lock_fd`] holds it on, and finishes.
+    pub fn hand_over(self) {
+        self.lock.hand_over()
     }
 
     /// Removes the rules, the veth and the records. A netns that is still there (a CNI

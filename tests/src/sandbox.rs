@@ -299,13 +299,21 @@ impl Sandbox {
             .ok();
     }
 
-    /// Waits for network teardowns that minibox finishes in the background: they hold the
-    /// network lock until the rules and records are gone, and the kernel frees the veth of a
-    /// dropped netns shortly after (a veth still there after 2 s is reported as left behind).
+    /// Waits for the work minibox finishes in the background: the removals of `--rm`
+    /// containers (each holds the lock of its record, renamed `.rm-<id>`, until it is done) and
+    /// network teardowns (they hold the network lock until the rules and records are gone; the
+    /// kernel frees the veth of a dropped netns shortly after: a veth still there after 2 s is
+    /// reported as left behind).
     pub fn settle(&self) {
-        let lock = self.path("/run/minibox/networks/lock");
-        if let Ok(file) = fs::File::open(lock) {
-            let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive);
+        let containers = self.path("/run/minibox/containers");
+        let removals = read_dir(&containers)
+            .into_iter()
+            .filter(|e| e.starts_with(".rm-"));
+        let locks = removals.map(|e| containers.join(e).join("lock"));
+        for lock in locks.chain([self.path("/run/minibox/networks/lock")]) {
+            if let Ok(file) = fs::File::open(lock) {
+                let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive);
+            }
         }
         let start = std::time::Instant::now();
         while !self.veths().is_empty() && start.elapsed() < std::time::Duration::from_secs(2) {

@@ -354,3 +354,40 @@ fn background_network_teardown_killed() {
     recovered_and_reusable(&sb, "background teardown");
     sb.finish();
 }
+
+/// The background process that removes a `run --rm` container once `run` returned dies halfway
+/// (after the network and cgroup are released; after the files too): its record is left,
+/// renamed, and the next command finishes the removal: nothing is left, and the name and port
+/// are free.
+#[test]
+fn background_removal_killed_halfway() {
+    let sb = sandbox();
+    for point in ["released", "removing"] {
+        let out = sb
+            .command(&[
+                "run",
+                "--rm",
+                "--name",
+                "svc",
+                "-p",
+                "8080:8081",
+                "web",
+                "sh",
+                "-c",
+                "exit 5",
+            ])
+            .env("MINIBOX_FAULT", point)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(5), "{point}: {out:?}");
+        // The removal's process died (its lock is free): its record is still there.
+        sb.settle();
+        let records = sb.sh("ls -A /run/minibox/containers").stdout();
+        assert!(
+            records.starts_with(".rm-"),
+            "{point}: nothing was left to recover: {records:?}"
+        );
+        recovered_and_reusable(&sb, point);
+    }
+    sb.finish();
+}

@@ -927,3 +927,101 @@ fn scale_run_reads_no_mountinfo_and_keeps_its_limits() {
     }
     sb.finish();
 }
+
+/// The super options of the running container `name`'s root mount, from its PID 1's mountinfo.
+fn root_mount_options(sb: &Sandbox, name: &str) -> String {
+    let pid = sb.minibox(&["inspect", "-f", "{{.State.Pid}}", name]).ok();
+    let info = read(Path::new(&format!("/proc/{}/mountinfo", pid.trim())));
+    let root = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no root mount in:\n{info}"));
+    // `... - overlay overlay SUPER_OPTIONS`
+    let (_, after) = root.split_once(" - ").unwrap();
+    assert!(after.starts_with("overlay "), "{root}");
+    after.rsplit(' ').next().unwrap().to_string()
+}
+
+/// A `--rm` container's writable layer is mounted `volatile` (never synced: nothing keeps it
+/// after a crash, and its exit does not wait for the disk); a kept container's is not.
+#[test]
+fn only_an_rm_containers_overlay_is_volatile() {
+    let sb = sandbox();
+    for (name, rm) in [("gone", true), ("kept", false)] {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        if rm {
+            args.push("--rm");
+        }
+        args.extend(["busybox", "sleep", "100"]);
+        sb.minibox(&args).ok();
+        let options = root_mount_options(&sb, name);
+        // `fsync=volatile` since Linux 6.x, `volatile` before.
+        let volatile = options
+            .split(',')
+            .any(|o| o == "volatile" || o == "fsync=volatile");
+        assert_eq!(volatile, rm, "{name}: {options}");
+    }
+    sb.minibox(&["rm", "-f", "gone", "kept"]).ok();
+    sb.finish();
+}
+
+/// The kernel refuses to mount a volatile layer again; a `--rm` container mounted more than once
+/// in a boot (cp into it while created, then its start) still works: the mark goes first.
+#[test]
+fn an_rm_container_created_then_copied_into_then_started() {
+    let sb = sandbox();
+    sb.minibox(&[
+        "create",
+        "--rm",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /in /in2; exec sleep 100",
+    ])
+    .ok();
+    let file = sb.root().join("in");
+    std::fs::write(&file, "copied\n").unwrap();
+    sb.minibox(&["cp", file.to_str().unwrap(), "c:/in"]).ok();
+    sb.minibox(&["cp", file.to_str().unwrap(), "c:/in2"]).ok();
+    sb.minibox(&["start", "c"]).ok();
+    let start = Instant::now();
+    while sb.minibox(&["logs", "c"]).ok() != "copied\ncopied\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the container read nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sb.minibox(&["rm", "-f", "c"]).ok();
+    std::fs::remove_file(file).unwrap();
+    sb.finish();
+}
+
+/// `run --rm` returns once the container is gone for the user, its removal finishing in the
+/// background: at once its name is free for the next `run --name`, `ps -a` and `logs` no longer
+/// know it, and its published port is free again; its exit code is `run`'s.
+#[test]
+fn an_rm_container_is_gone_when_run_returns() {
+    let sb = sandbox();
+    for round in 0..3 {
+        let out = sb.minibox(&[
+            "run", "--rm", "--name", "x", "-p", "8080:80", "busybox", "sh", "-c", "exit 3",
+        ]);
+        assert_eq!(out.code(), 3, "round {round}: {}", out.stderr());
+        let ps = sb.minibox(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+        assert!(
+            !ps.contains('x'),
+            "round {round}: ps -a still shows it: {ps}"
+        );
+        sb.minibox(&["logs", "x"]).fails(1, "no such container: x");
+    }
+    // Kept this time: the name is free at once for a container that stays.
+    sb.minibox(&["run", "--name", "x", "--network", "none", "busybox", "true"])
+        .ok();
+    sb.minibox(&["rm", "x"]).ok();
+    sb.finish();
+}

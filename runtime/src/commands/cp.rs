@@ -60,7 +60,8 @@ fn in_root(
     let config = state::load_config(paths, &id)?;
     let found = image::find(paths, &config.image)?;
     let dir = state::dir(paths, &id);
-    let rootfs = image::prepare(&found, &dir)?;
+    // As the container mounts it: a volatile layer may not be mounted otherwise.
+    let rootfs = image::prepare(&found, &dir, config.rm)?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .context("creating a mount namespace")?;
     nix::mount::mount(
@@ -71,7 +72,9 @@ fn in_root(
         None::<&str>,
     )
     .context("making the mounts private")?;
+    // A container never started (`create`, then `cp` before `start`) has no mount point yet.
     let target = dir.join("rootfs");
+    std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
     rootfs.mount(&target).map_err(anyhow::Error::msg)?;
     let root = copy::open_root(&target)?;
     Ok(f(&root)?)

@@ -73,15 +73,19 @@ pub fn layers(found: &Found) -> Vec<&Path> {
         .collect()
 }
 
-pub fn prepare(found: &Found, container_dir: &Path) -> Result<Rootfs> {
-    rootfs::prepare(&found.image, container_dir)
-        .map(Rootfs)
-        .map_err(Error::Prepare)
+/// The container's root filesystem, made ready to mount; `volatile` (a `--rm` container's, which
+/// nothing keeps after a crash): its writable layer is never synced (see `Rootfs::volatile`).
+pub fn prepare(found: &Found, container_dir: &Path, volatile: bool) -> Result<Rootfs> {
+    let fs = rootfs::prepare(&found.image, container_dir).map_err(Error::Prepare)?;
+    match volatile {
+        true => fs.volatile().map(Rootfs).map_err(Error::Prepare),
+        false => Ok(Rootfs(fs)),
+    }
 }
 
 impl Rootfs {
     pub fn mount(&self, target: &Path) -> Result<(), String> {
-        self.0.mount(target).map_err(|e| e.to_string())
+        self.0.mount(target).map_err(|e| crate::error::one_line(&e))
     }
 }
 

@@ -103,31 +103,32 @@ impl End {
 
 /// Ends container `id`, whose lock the caller holds: releases what it holds on the host, then
 /// removes its records (when it has `--rm`, never started, or is being removed) or keeps them
-/// as exited. `background`: the network's kernel teardown may finish in a background process
-/// (a user waits on this end: the foreground `run`). Every step is tried; the first failure is
-/// returned once all are done.
+/// as exited. Every step is tried; the first failure is returned once all are done.
 pub fn finish(paths: &Paths, explain: bool, id: &str, st: &mut State, end: End) -> Result<()> {
-    finish_as(paths, explain, id, st, end, false)
+    finish_as(paths, explain, id, st, end, None)
 }
 
-/// [`finish`] with the network's teardown finished in the background.
+/// [`finish`] for a user waiting on the container's end: the network's teardown finished in
+/// the background, and a removal too, by a process that keeps `lock` (see [`teardown`]).
 pub fn finish_quickly(
     paths: &Paths,
     explain: bool,
     id: &str,
     st: &mut State,
     end: End,
+    lock: &Lock,
 ) -> Result<()> {
-    finish_as(paths, explain, id, st, end, true)
+    finish_as(paths, explain, id, st, end, Some(lock))
 }
 
+/// `background`: the lock that a background process finishing the end keeps.
 fn finish_as(
     paths: &Paths,
     explain: bool,
     id: &str,
     st: &mut State,
     end: End,
-    background: bool,
+    background: Option<&Lock>,
 ) -> Result<()> {
     let explain = network::explain_if_asked(&state::state_dir(paths, id)) || explain;
     if let End::Exited { code, oom } = end {
@@ -142,18 +143,18 @@ fn finish_as(
         let code = st.exit_code.unwrap_or(end.code());
         events::record(paths, id, "die", &[("exitCode", code.to_string())]);
     }
-    let released = teardown::release(paths, explain, id, st, background);
     let config = state::load_config(paths, id).ok();
     let remove = end == End::Removed
         || (st.started_at.is_none() && !st.unstarted)
         || config.as_ref().is_none_or(|c| c.rm);
+    if let (true, Some(lock), false) = (remove, background, explain) {
+        events::record(paths, id, "destroy", &[]);
+        return teardown::remove_in_background(paths, id, st, config.as_ref(), lock);
+    }
+    let released = teardown::release(paths, explain, id, st, background.is_some());
     if remove {
         events::record(paths, id, "destroy", &[]);
-        teardown::remove(paths, id, st)?;
-        // `run --rm` and a container that never started take their anonymous volumes along.
-        if let Some(c) = config.filter(|c| c.rm || st.started_at.is_none()) {
-            super::volume::remove_anonymous(paths, &c.volumes);
-        }
+        teardown::remove(paths, id, st, config.as_ref())?;
     } else if st.unstarted {
         // A start of a created container failed: it stays created.
         st.status = Status::Created;
@@ -238,10 +239,11 @@ impl Container {
         self.lock.try_clone()
     }
 
-    /// Ends the container (see [`finish`]), its network teardown finished in the background.
+    /// Ends the container (see [`finish_quickly`]).
     pub fn finish(mut self, end: End) -> Result<()> {
         self.armed = false;
-        finish_quickly(&self.paths, self.explain, &self.id, &mut self.state, end)
+        let (paths, id) = (&self.paths, &self.id);
+        finish_quickly(paths, self.explain, id, &mut self.state, end, &self.lock)
     }
 
     /// Forgets the container without undoing anything: someone else is in charge now.
@@ -254,7 +256,8 @@ impl Drop for Container {
     fn drop(&mut self) {
         if self.armed {
             let (paths, id) = (&self.paths, &self.id);
-            if let Err(e) = finish_quickly(paths, self.explain, id, &mut self.state, End::Failed) {
+            let (st, lock) = (&mut self.state, &self.lock);
+            if let Err(e) = finish_quickly(paths, self.explain, id, st, End::Failed, lock) {
                 tracing::error!("ending container {id:.12}: {}", crate::error::one_line(&e));
             }
         }
@@ -307,6 +310,13 @@ pub fn recover_all(paths: &Paths, explain: bool) -> Vec<String> {
             }
             continue;
         }
+        // A removal whose process died is finished; one under way is left to its process.
+        if let Some(id) = teardown::removal_of(&name) {
+            if teardown::settle(paths, id, false) {
+                recovered.push(id.to_string());
+            }
+            continue;
+        }
         if settle(paths, explain, &name) {
             recovered.push(name);
         }
@@ -314,8 +324,12 @@ pub fn recover_all(paths: &Paths, explain: bool) -> Vec<String> {
     recovered
 }
 
-/// Recovers container `id` if its owner died; true if it did.
+/// Recovers container `id` if its owner died, or waits for its removal under way (finishing it
+/// if that died); true if it did.
 pub fn settle(paths: &Paths, explain: bool, id: &str) -> bool {
+    if teardown::settle(paths, id, true) {
+        return true;
+    }
     let st = state::load_state(paths, id).unwrap_or_default();
     // Cheap first look without the lock: most containers are alive or exited.
     if verdict(&st, true) == Verdict::Leave {
@@ -641,8 +655,10 @@ pub fn prune(paths: &Paths, explain: bool) -> Pruned {
         .flatten()
     {
         let id = entry.file_name().to_string_lossy().into_owned();
-        if !live.contains(&id) {
-            if let Err(e) = teardown::remove(paths, &id, &State::default()) {
+        // One being removed in the background is its removal's (recover_all finished those
+        // whose process died).
+        if !live.contains(&id) && !teardown::under_way(paths, &id) {
+            if let Err(e) = teardown::remove(paths, &id, &State::default(), None) {
                 tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
             }
             pruned.removed.push(id);

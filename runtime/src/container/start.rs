@@ -203,7 +203,7 @@ pub fn setup(
     let target = dir.join("rootfs");
     std::fs::create_dir_all(&target)
         .map_err(|e| SetupError::io(format!("creating {}", target.display()), &e))?;
-    let rootfs = image::prepare(found, &dir).map_err(rt)?;
+    let rootfs = image::prepare(found, &dir, config.rm).map_err(rt)?;
     fault("rootfs");
     let linux = spec.linux().clone().unwrap_or_default();
     let cgroup = linux

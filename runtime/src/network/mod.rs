@@ -476,6 +476,57 @@ pub fn detach(paths: &Paths, explain: bool, id: &str, background: bool) -> Resul
     done.map_err(|e| Error::Disconnect(Box::new(e)))
 }
 
+/// A teardown of a container's network that a process forked later finishes (the one that
+/// removes a `--rm` container): begun by [`start_detach`], which holds the network lock from
+/// then on and marks the teardown as under way (redone from its record, should that process
+/// die), so that whoever needs its ports or address next waits for it.
+pub struct Detach {
+    store: Store,
+    ns: String,
+    teardown: minibox_netns::Detaching,
+}
+
+/// Begins [`detach`] for a container whose processes are gone: the networks it was connected to
+/// are undone here, its first one by [`Detach::finish`]. `None` when nothing is recorded there.
+pub fn start_detach(paths: &Paths, id: &str) -> Result<Option<Detach>> {
+    let store = store(paths);
+    let begun = (|| {
+        for (_, att) in more_networks(&store, id)? {
+            minibox_netns::detach(&store, &Explain::off(), &att.id)?;
+        }
+        Ok::<_, Error>(minibox_netns::start_detach(&store, id)?)
+    })();
+    match begun.map_err(|e| Error::Disconnect(Box::new(e)))? {
+        Some(teardown) => Ok(Some(Detach {
+            store,
+            ns: netns::name(id),
+            teardown,
+        })),
+        None => Ok(None),
+    }
+}
+
+impl Detach {
+    /// The network lock's descriptor, for the forked process to keep.
+    pub fn lock_fd(&self) -> RawFd {
+        self.teardown.lock_fd()
+    }
+
+    /// This process lets go of the network lock; the forked one holds it on.
+    pub fn hand_over(self) {
+        self.teardown.hand_over()
+    }
+
+    /// Drops the netns (the kernel frees the veth pair with it, asynchronously), then removes
+    /// the rules and records, and lets go of the lock.
+    pub fn finish(self) -> Result<()> {
+        fault("detaching");
+        let done = netns::delete(&Explain::off(), &self.ns)
+            .and_then(|()| Ok(self.teardown.finish(&self.store)?));
+        done.map_err(|e| Error::Disconnect(Box::new(e)))
+    }
+}
+
 /// Finishes network teardowns whose background process died (see `recover::check`).
 pub fn recover(paths: &Paths) {
     if let Err(e) = minibox_netns::recover(&store(paths)) {
