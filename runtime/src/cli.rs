@@ -62,6 +62,7 @@ pub struct Global {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create an image from a rootfs tarball (FILE or - for stdin).
     Import(ImportArgs),
@@ -195,6 +196,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SystemCommand {
     /// Undo what containers whose supervisor died still hold.
     Prune {
@@ -217,6 +219,7 @@ pub enum SystemCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCommand {
     /// Remove every stopped container.
     Prune {
@@ -439,6 +442,7 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a bridge network.
     Create {
@@ -627,6 +631,7 @@ pub struct StorageArgs {
 
 /// `volume` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume (a random name when none is given).
     Create { name: Option<String> },
@@ -753,6 +758,7 @@ pub enum PullPolicy {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Show images as JSON (or by --format).
     Inspect {
@@ -943,4 +949,69 @@ pub struct ServiceArgs {
     /// Disable the image's HEALTHCHECK.
     #[arg(long)]
     pub no_healthcheck: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, NetworkCommand};
+
+    /// Each subcommand's arguments are only built when it is used (`defer`): building them all
+    /// still yields a consistent command line.
+    #[test]
+    fn every_subcommand_builds() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deferred_subcommands_parse_their_options_and_the_global_ones() {
+        let cli = Cli::try_parse_from([
+            "minibox",
+            "--root",
+            "/r",
+            "run",
+            "--runroot",
+            "/x",
+            "--rm",
+            "-p",
+            "8080:80",
+            "busybox",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.root.to_str(), Some("/r"));
+        assert_eq!(cli.global.runroot.to_str(), Some("/x"));
+        let Command::Run(run) = cli.command else {
+            panic!("not run: {:?}", cli.command)
+        };
+        assert!(run.rm);
+        assert_eq!(run.publish, ["8080:80"]);
+        assert_eq!(run.image, "busybox");
+        let cli = Cli::try_parse_from([
+            "minibox",
+            "network",
+            "create",
+            "--subnet",
+            "10.9.0.0/24",
+            "n1",
+        ])
+        .unwrap();
+        let Command::Network(NetworkCommand::Create { name, subnet, .. }) = cli.command else {
+            panic!("not network create: {:?}", cli.command)
+        };
+        assert_eq!(
+            (name.as_str(), subnet),
+            ("n1", vec!["10.9.0.0/24".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_deferred_subcommand_shows_its_options_in_its_help() {
+        let err = Cli::try_parse_from(["minibox", "run", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(err.to_string().contains("--publish"), "{err}");
+        let err = Cli::try_parse_from(["minibox", "run", "--publsh", "80", "x"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
 }

@@ -27,7 +27,7 @@ use super::error::{Kind, SetupError};
 pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
 use super::log::{LogFile, Stream};
 use super::seccomp::{self, Program};
-use super::sync::{Channel, Message, FAIL, FS_READY, GO, MAPPED, PTY, READY, RESUME};
+use super::sync::{Channel, Message, FAIL, FS_READY, GO, MAPPED, PTY, READY, RESUME, RUNNING};
 use super::{init, mounts, security, tty};
 
 /// Signals `minibox run` forwards to the container's PID 1.
@@ -317,6 +317,10 @@ pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
         pid: Pid::from_raw(ret as i32),
         channel: parent_end,
     };
+    if let Err(e) = child.running() {
+        abort(child.pid);
+        return Err(e);
+    }
     if let Some(maps) = maps {
         if let Err(e) = write_maps(ret as i32, &maps, &child.channel) {
             abort(child.pid);
@@ -386,6 +390,23 @@ fn clone_in_user_ns(ns: &fs::File, pid_ns: Option<&fs::File>, flags: libc::c_int
 }
 
 impl Child {
+    /// Waits for the child's first message. A new child is queued on the CPU of the parent,
+    /// which would keep running its own share of the set-up (the cgroup, the network) for a
+    /// millisecond or more before the child gets a turn; sleeping here hands the CPU over, and
+    /// the child's message wakes the parent where a CPU is idle, so the two work side by side.
+    fn running(&self) -> Result<(), SetupError> {
+        let msg = self
+            .channel
+            .recv()
+            .map_err(|e| SetupError::sys("waiting for the container's process", e))?;
+        match msg.data.first() {
+            Some(&RUNNING) => Ok(()),
+            _ => Err(SetupError::new(
+                "the container's process ended before its set-up",
+            )),
+        }
+    }
+
     /// Waits until the child made its mounts and stopped before entering its root
     /// ([`Detached::create_container_hooks`]).
     pub fn filesystem_ready(&self) -> Result<(), SetupError> {
@@ -443,6 +464,8 @@ impl Child {
 
 /// The child: runs the setup and reports a failure; never returns.
 fn child(launch: &Launch, channel: &Channel, seccomp: Option<&Program>) -> ! {
+    // First of all (see `Child::running`); a failed send shows to the parent as the channel's end.
+    let _ = channel.send(&[RUNNING], &[]);
     run_child(channel, || setup_and_exec(launch, channel, seccomp))
 }
 

@@ -9,6 +9,8 @@ use nix::sys::socket::{
     SockFlag, SockType,
 };
 
+/// Child to parent: running, the first thing it does (see [`super::process::spawn`]).
+pub const RUNNING: u8 = b'S';
 /// Parent to child: go on (with the terminal size for `-t`: rows, cols).
 pub const GO: u8 = b'G';
 /// Parent to child: its user namespace's uid and gid maps are written.
