@@ -866,6 +866,68 @@ fn without_rm_the_record_stays_but_nothing_runs() {
     sb.finish();
 }
 
+/// Set-up reads nothing whose size grows with the containers running: beside running
+/// containers (each with its /run/netns pin and /etc tmpfs in the host's mount namespace), a
+/// `run --rm -p` with limits never opens a mountinfo (the cgroup controllers and the mounts
+/// under the container's directory are found without it), and the container still gets its
+/// limits, read from its own cgroup.
+#[test]
+fn scale_run_reads_no_mountinfo_and_keeps_its_limits() {
+    let sb = sandbox();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let port = format!("{}:80", 18090 + i);
+            let out = sb.minibox(&["run", "-d", "-p", &port, "busybox", "sleep", "100"]);
+            out.ok().trim().to_string()
+        })
+        .collect();
+    let trace = sb.root().join("run.trace");
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let limits = match v2 {
+        true => "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max",
+        false => "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+    };
+    let mut strace = sb.exec(
+        "strace",
+        ["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"],
+    );
+    strace.arg(&trace).arg(minibox_tests::minibox_bin()).args([
+        "run",
+        "--rm",
+        "-p",
+        "18099:80",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sh",
+        "-c",
+        limits,
+    ]);
+    let out = Out {
+        what: "strace minibox run --rm -p".into(),
+        output: strace.output().unwrap(),
+    };
+    assert_eq!(
+        out.ok().split_whitespace().collect::<Vec<_>>(),
+        ["67108864", "50"]
+    );
+    let opened = read(&trace);
+    // The trace saw the set-up: the memory limit was written through it.
+    let limit_file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert!(opened.contains(limit_file), "{opened}");
+    assert!(!opened.contains("mountinfo"), "{opened}");
+    for id in &ids {
+        sb.minibox(&["rm", "-f", id]).ok();
+    }
+    sb.finish();
+}
+
 /// The super options of the running container `name`'s root mount, from its PID 1's mountinfo.
 fn root_mount_options(sb: &Sandbox, name: &str) -> String {
     let pid = sb.minibox(&["inspect", "-f", "{{.State.Pid}}", name]).ok();
