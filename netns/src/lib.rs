@@ -286,6 +286,12 @@ fn wire(
             sysctl::ensure_inside(ex, &label, &format!("{conf}.disable_ipv6"), "0")?;
             sysctl::ensure_inside(ex, &label, &format!("{conf}.accept_dad"), "0")?;
             inner.add_addr(ex, &att.ifname, v6.address, v6.prefix_len)?;
+        } else if sysctl::ipv6_available().is_ok() {
+            // An IPv4-only network: no IPv6 on its interface (as Docker does), so that its
+            // coming up floods no IPv6 multicast (DAD, router solicitation, MLD) to every
+            // port of the bridge.
+            let key = format!("net.ipv6.conf.{}.disable_ipv6", att.ifname);
+            sysctl::ensure_inside(ex, &label, &key, "1")?;
         }
         inner.up(ex, &att.ifname, None)?;
         if ep.default_route {
