@@ -676,6 +676,29 @@ fn same_port_back_to_back() {
     sb.finish();
 }
 
+/// A container on an IPv4-only network has no IPv6 on its interface, as Docker's: bringing it up
+/// sends no IPv6 multicast that the bridge would flood to every other container. A dual-stack
+/// network's interface keeps it (ipv6.rs), and loopback keeps ::1 either way.
+#[test]
+fn an_ipv4_only_network_gives_its_interface_no_ipv6() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let inside = sb
+        .minibox(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr",
+        ])
+        .ok();
+    assert!(inside.starts_with("1\n"), "{inside}");
+    assert!(inside.contains("inet6 ::1/128"), "{inside}");
+    assert!(!inside.contains("fe80:"), "{inside}");
+    sb.finish();
+}
+
 /// The bridge keeps the uplink's MTU after its last container leaves (the kernel would reset an
 /// MTU given only at creation to 1500), so the next container gets it too.
 #[test]
