@@ -46,6 +46,22 @@ pub fn fork_detached(keep: &[RawFd]) -> nix::Result<bool> {
     }
 }
 
+/// [`fork_detached`] for a caller that exits next (the end of a foreground `run`): one fork, and
+/// nothing waited for, which halves what the caller pays. The child, detached the same way, is
+/// the caller's until the caller exits, then init's: the caller must wait for no child after
+/// this (it would reap this one).
+pub fn fork_detached_at_exit(keep: &[RawFd]) -> nix::Result<bool> {
+    // SAFETY: as in `fork_detached`.
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => Ok(false),
+        ForkResult::Child => {
+            let _ = setsid();
+            detach_fds(keep);
+            Ok(true)
+        }
+    }
+}
+
 /// Stdio to /dev/null (no reader of our output waits for this process), the rest closed (no
 /// lock of the caller's outlives it here). A kept descriptor on a stdio number (a caller
 /// started with stdio closed) stays where it is.

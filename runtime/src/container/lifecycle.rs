@@ -109,7 +109,8 @@ pub fn finish(paths: &Paths, explain: bool, id: &str, st: &mut State, end: End) 
 }
 
 /// [`finish`] for a user waiting on the container's end: the network's teardown finished in
-/// the background, and a removal too, by a process that keeps `lock` (see [`teardown`]).
+/// the background, and a removal too, by a process that keeps `lock` (see [`teardown`]). The
+/// caller exits next, waiting for no child of its own: the removal's process is its child.
 pub fn finish_quickly(
     paths: &Paths,
     explain: bool,

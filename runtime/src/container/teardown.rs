@@ -146,7 +146,8 @@ pub fn remove_in_background(
     };
     let mut keep: Vec<RawFd> = vec![lock.as_fd().as_raw_fd()];
     keep.extend(net.as_ref().map(network::Detach::lock_fd));
-    match minibox_netns::background::fork_detached(&keep) {
+    // The caller returns to the user, and exits (see `lifecycle::finish_quickly`).
+    match minibox_netns::background::fork_detached_at_exit(&keep) {
         Ok(true) => {
             let done = finish_removal(paths, id, st, config, net);
             minibox_netns::background::exit(i32::from(done.is_err()))
