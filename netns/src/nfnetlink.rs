@@ -4,6 +4,8 @@
 //! batches. Messages are a header, an nfgenmsg and attributes; replies are read until the dump
 //! is done or the request acknowledged.
 
+use std::os::fd::AsRawFd;
+
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::error::{io, Result};
@@ -69,6 +71,33 @@ pub fn batch(messages: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
         &[],
     ));
     b
+}
+
+/// Sends a batch, which the kernel takes in one piece (its begin and end in one send): the
+/// socket's send buffer is grown for a big one (thousands of ports), as nft does.
+pub fn send_batch(sock: &Socket, batch: &[u8]) -> Result<()> {
+    const DEFAULT_SNDBUF: usize = 64 << 10;
+    if batch.len() > DEFAULT_SNDBUF {
+        let size = batch.len() as libc::c_int;
+        // SAFETY: an int option on a socket this process owns.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io("growing an nf_tables socket's send buffer")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    sock.send(batch, 0)
+        .map_err(io("sending an nf_tables batch"))?;
+    Ok(())
 }
 
 /// One attribute holding `value`, padded to 4 bytes.

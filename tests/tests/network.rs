@@ -990,3 +990,33 @@ fn nftnl_published_ports_are_elements_made_without_nft() {
     assert_eq!(sb.sh("cat /run/watch/calls 2>/dev/null").stdout(), "");
     sb.finish();
 }
+
+/// A wide range of published ports (more elements than one netlink message can list) is added
+/// and removed whole, in one transaction, as `nft -f -` did it.
+#[test]
+fn nftnl_a_wide_port_range_is_published_and_removed_whole() {
+    let sb = Sandbox::with_firewall("nftables");
+    sb.import_busybox();
+    let id = sb
+        .minibox(&[
+            "run",
+            "-d",
+            "-p",
+            "20000-21199:20000-21199",
+            "busybox",
+            "sleep",
+            "60",
+        ])
+        .ok();
+    let tagged = |sb: &Sandbox| {
+        let listing = sb.sh("nft list map inet minibox anyports4").ok();
+        listing
+            .matches(&format!("comment \"minibox:{}\"", &id.trim()[..12]))
+            .count()
+    };
+    assert_eq!(tagged(&sb), 1200);
+    sb.minibox(&["rm", "-f", id.trim()]).ok();
+    sb.settle();
+    assert_eq!(tagged(&sb), 0);
+    sb.finish();
+}

@@ -1023,5 +1023,8 @@ fn an_rm_container_is_gone_when_run_returns() {
     sb.minibox(&["run", "--name", "x", "--network", "none", "busybox", "true"])
         .ok();
     sb.minibox(&["rm", "x"]).ok();
+    // Its image is free at once too (`rmi` waits for what the removal still holds).
+    run(&sb, &["busybox", "true"]).ok();
+    sb.minibox(&["rmi", "busybox"]).ok();
     sb.finish();
 }

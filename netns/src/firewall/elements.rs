@@ -116,10 +116,15 @@ pub(super) enum Change {
     Delete,
 }
 
-/// The messages of a change of `elements`: one per map, in the order the maps first appear,
-/// each acknowledged. An addition carries values and the `tag` comment; a deletion only keys.
-/// NLM_F_CREATE without NLM_F_EXCL, as nft's `add element`: adding an element that is there
-/// with the same value succeeds, with another value fails (EEXIST).
+/// How many elements one message carries at most: an attribute's length is 16 bits, and the
+/// list of a wide range of ports (`-p 20000-25000:...`) would overflow it.
+const PER_MESSAGE: usize = 256;
+
+/// The messages of a change of `elements`: per map, in the order the maps first appear, one
+/// for each [`PER_MESSAGE`] elements, each acknowledged. An addition carries values and the
+/// `tag` comment; a deletion only keys. NLM_F_CREATE without NLM_F_EXCL, as nft's `add
+/// element`: adding an element that is there with the same value succeeds, with another value
+/// fails (EEXIST).
 fn messages(change: Change, elements: &[Element], tag: &str) -> Vec<(&'static str, Vec<u8>)> {
     let mut maps: Vec<&'static str> = Vec::new();
     for e in elements {
@@ -128,11 +133,16 @@ fn messages(change: Change, elements: &[Element], tag: &str) -> Vec<(&'static st
         }
     }
     let comment = [&[UDATA_COMMENT, tag.len() as u8 + 1], tag.as_bytes(), &[0]].concat();
-    maps.into_iter()
-        .zip(1..)
-        .map(|(map, seq)| {
+    let (kind, flags) = match change {
+        Change::Add => (NEW_SETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
+        Change::Delete => (DEL_SETELEM, NLM_F_REQUEST | NLM_F_ACK),
+    };
+    let mut messages = Vec::new();
+    for map in maps {
+        let of_map: Vec<&Element> = elements.iter().filter(|e| e.map == map).collect();
+        for chunk in of_map.chunks(PER_MESSAGE) {
             let mut list = Vec::new();
-            for e in elements.iter().filter(|e| e.map == map) {
+            for e in chunk {
                 let value = |v: Vec<u8>| attr(NFTA_DATA_VALUE, &v);
                 let mut elem = nested(NFTA_SET_ELEM_KEY, &value(e.key_bytes()));
                 if change == Change::Add {
@@ -144,14 +154,14 @@ fn messages(change: Change, elements: &[Element], tag: &str) -> Vec<(&'static st
             let mut body = string_attr(NFTA_SET_ELEM_LIST_TABLE, "minibox");
             body.extend(string_attr(NFTA_SET_ELEM_LIST_SET, map));
             body.extend(nested(NFTA_SET_ELEM_LIST_ELEMENTS, &list));
-            let (kind, flags) = match change {
-                Change::Add => (NEW_SETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
-                Change::Delete => (DEL_SETELEM, NLM_F_REQUEST | NLM_F_ACK),
-            };
-            let m = nfnetlink::message(kind, flags, seq, NFPROTO_INET, &body);
-            (map, m)
-        })
-        .collect()
+            let seq = messages.len() as u32 + 1;
+            messages.push((
+                map,
+                nfnetlink::message(kind, flags, seq, NFPROTO_INET, &body),
+            ));
+        }
+    }
+    messages
 }
 
 /// Applies a change of `elements` as one transaction: all of it or, on an error, none. The
@@ -185,9 +195,10 @@ fn send(change: Change, elements: &[Element], tag: &str) -> Result<Option<(&'sta
     let messages = messages(change, elements, tag);
     let maps: Vec<&'static str> = messages.iter().map(|(map, _)| *map).collect();
     let sock = nfnetlink::socket("nf_tables")?;
-    let batch = nfnetlink::batch(messages.into_iter().map(|(_, m)| m));
-    sock.send(&batch, 0)
-        .map_err(crate::error::io("sending an nf_tables batch"))?;
+    nfnetlink::send_batch(
+        &sock,
+        &nfnetlink::batch(messages.into_iter().map(|(_, m)| m)),
+    )?;
     let failure = nfnetlink::failure(&sock, "nf_tables", maps.len())?;
     // Sequence numbers count from 1 (the batch's begin is 0); one outside names no map.
     Ok(failure.map(|(seq, errno)| {
@@ -333,6 +344,24 @@ mod tests {
         // The sctp port's key: its protocol number, then the port, each in its own register.
         assert_eq!(elements[2].key_bytes(), [132, 0, 0, 0, 0x1f, 0x91, 0, 0]);
         assert!(messages(Change::Delete, &[], "").is_empty());
+    }
+
+    #[test]
+    fn a_wide_range_is_split_into_messages_of_one_transaction() {
+        let ports: Vec<(&str, u16, u16, Proto)> = (0..5001)
+            .map(|i| ("0.0.0.0", 20000 + i, 20000 + i, Proto::Tcp))
+            .collect();
+        let p = published(&ports);
+        let messages = messages(Change::Add, &Element::of(&p), &p.tag());
+        assert_eq!(messages.len(), 5001usize.div_ceil(PER_MESSAGE));
+        let mut elements = 0;
+        for ((_, m), seq) in messages.iter().zip(1..) {
+            assert!(m.len() < u16::MAX as usize);
+            assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), seq);
+            let list = attrs(&m[20..]).find(|(t, _, _)| *t == NFTA_SET_ELEM_LIST_ELEMENTS);
+            elements += attrs(list.unwrap().1).count();
+        }
+        assert_eq!(elements, 5001);
     }
 
     #[test]

@@ -206,7 +206,7 @@ pub fn remove(paths: &Paths, explain: bool, args: RmiArgs) -> Result<u8> {
         .collect();
     for (id, image) in users(paths) {
         if named.contains(&image) {
-            crate::container::lifecycle::settle(paths, explain, &id);
+            crate::container::lifecycle::settle_removed(paths, explain, &id);
         }
     }
     let used = in_use(paths);

@@ -325,10 +325,17 @@ pub fn recover_all(paths: &Paths, explain: bool) -> Vec<String> {
     recovered
 }
 
-/// Recovers container `id` if its owner died, or waits for its removal under way (finishing it
-/// if that died); true if it did.
+/// [`settle`], and for a container being removed in the background, waits until it is gone:
+/// for a command that needs what its files hold (`rmi`, its image). The others need only what
+/// that removal frees at once (its name) or under the network lock (its ports and address).
+pub fn settle_removed(paths: &Paths, explain: bool, id: &str) -> bool {
+    teardown::settle(paths, id, true) || settle(paths, explain, id)
+}
+
+/// Recovers container `id` if its owner died, or finishes its removal if the process doing it
+/// died; true if it did.
 pub fn settle(paths: &Paths, explain: bool, id: &str) -> bool {
-    if teardown::settle(paths, id, true) {
+    if teardown::settle(paths, id, false) {
         return true;
     }
     let st = state::load_state(paths, id).unwrap_or_default();
