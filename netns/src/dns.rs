@@ -6,20 +6,22 @@
 //! resolv.conf, loopback ones included: the server runs in the host's namespaces).
 //!
 //! No daemon and no state of its own: the first [`attach`](crate::attach) with [`Dns`] on a
-//! network starts the server (a detached process forked from the caller, sockets bound before
-//! the fork so that the container's first query finds them), and the detach of the network's
-//! last endpoint stops it. It reads the attachment records on every query, so names appear and
+//! network claims the server's lock and binds its sockets, so that the container's first query
+//! finds them, and hands its caller a [`Server`] to start (a detached process forked from the
+//! caller) once the container is on its way; the detach of the network's last endpoint stops it. It reads the attachment records on every query, so names appear and
 //! disappear with the records, at no cost to set-up however many endpoints there are. Whether a
 //! server runs is whether its lock (`dns/<network>.lock`, holding its pid) is held; all of it
 //! happens under the store's lock, so a server is never stopping while an attach counts on it.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
@@ -59,18 +61,60 @@ fn lock_path(store: &Store, network: &str) -> PathBuf {
     store.run_dir().join("dns").join(format!("{network}.lock"))
 }
 
-/// Starts `net`'s server unless it runs; `false` when it cannot (port 53 taken on the gateway).
+/// A network's DNS server made ready by an attach: its lock claimed and port 53 bound (queries
+/// already wait in the sockets). [`Server::start`] runs it; dropping it closes both, and the
+/// next attach on the network starts a server, as after a crash of its caller.
+#[must_use = "a DNS server that is not started closes its sockets"]
+pub struct Server {
+    held: Flock<File>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    store: Store,
+    net: Network,
+}
+
+impl Server {
+    /// Forks the server. A failure (no process left to fork) only loses the names until the
+    /// network's next attach, which finds the lock free and starts one.
+    pub fn start(self) {
+        let Server {
+            held,
+            udp,
+            tcp,
+            store,
+            net,
+        } = self;
+        let fds = [udp.as_raw_fd(), tcp.as_raw_fd()];
+        if let Err(e) = crate::background::serve(held, &fds, || serve(&store, &net, udp, tcp)) {
+            tracing::warn!("starting the DNS server of {}: {e}", net.name);
+        }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Server({})", self.net.name)
+    }
+}
+
+/// Readies `net`'s server unless one runs or is readied: whether the network is served (not
+/// when port 53 is taken on the gateway), and the server to start when this call readied it.
 /// Called under the store's lock.
-pub(crate) fn ensure(store: &Store, _lock: &Lock, net: &Network) -> Result<bool> {
+pub(crate) fn ensure(store: &Store, _lock: &Lock, net: &Network) -> Result<(bool, Option<Server>)> {
     let Some(held) = crate::background::claim(&lock_path(store, &net.name))? else {
-        return Ok(true);
+        return Ok((true, None));
     };
     let Some((udp, tcp)) = bind(net.gateway)? else {
-        return Ok(false);
+        return Ok((false, None));
     };
-    let fds = [udp.as_raw_fd(), tcp.as_raw_fd()];
-    crate::background::serve(held, &fds, || serve(store, net, udp, tcp))?;
-    Ok(true)
+    let server = Server {
+        held,
+        udp,
+        tcp,
+        store: store.clone(),
+        net: net.clone(),
+    };
+    Ok((true, Some(server)))
 }
 
 /// Port 53 on the gateway, UDP and TCP. A server of the same network that is exiting may hold

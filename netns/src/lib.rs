@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-pub use dns::{nameservers, Dns, HOST_NAMES};
+pub use dns::{nameservers, Dns, Server as DnsServer, HOST_NAMES};
 pub use error::{Error, Result};
 pub use explain::Explain;
 pub use firewall::{Driver as FirewallDriver, DRIVER_ENV as FIREWALL_DRIVER_ENV};
@@ -79,6 +79,26 @@ pub struct Endpoint<'a> {
     pub default_route: bool,
 }
 
+/// What [`attach`] made: the attachment, and the network's DNS server when this attach readied
+/// it (its sockets bound, its lock held). The caller starts it once its container is on its
+/// way, so that the server's fork is not on the container's path to its `exec`.
+#[derive(Debug)]
+#[must_use = "the network's DNS server must be started (or dropped, closing it)"]
+pub struct Attached {
+    pub attachment: Attachment,
+    pub server: Option<DnsServer>,
+}
+
+impl Attached {
+    /// Starts the DNS server now, for a caller with nothing to start first.
+    pub fn serve(self) -> Attachment {
+        if let Some(server) = self.server {
+            server.start();
+        }
+        self.attachment
+    }
+}
+
 /// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
 /// rules on first use. Everything is recorded before it is made; on any failure what was made
 /// is undone and nothing is left behind.
@@ -89,7 +109,7 @@ pub fn attach(
     ep: &Endpoint,
     network: &str,
     ports: &[PortRequest],
-) -> Result<Attachment> {
+) -> Result<Attached> {
     let started = Instant::now();
     let net = store.network(network)?;
     let firewall = firewall::Driver::selected()?;
@@ -150,12 +170,15 @@ pub fn attach(
         .and_then(|_| wire(store, ex, &lock, &net, (&ns_file, ep), ports, &mut att))
         .and_then(|_| serve_names(store, ex, &lock, &net, &mut att));
     match result {
-        Ok(()) => {
+        Ok(server) => {
             tracing::debug!(
                 "attached {id12} in {:?} ({waited:?} waiting for the lock)",
                 started.elapsed()
             );
-            Ok(att)
+            Ok(Attached {
+                attachment: att,
+                server,
+            })
         }
         Err(e) => {
             if let Err(undo) = undo(store, &Explain::off(), &lock, &att) {
@@ -166,22 +189,24 @@ pub fn attach(
     }
 }
 
-/// Starts the network's DNS server for an endpoint with names. A server that cannot start
-/// (port 53 taken on the gateway) fails nothing: the endpoint's record says it is not served.
+/// Readies the network's DNS server for an endpoint with names (see [`Attached`]). A server
+/// that cannot start (port 53 taken on the gateway) fails nothing: the endpoint's record says
+/// it is not served.
 fn serve_names(
     store: &Store,
     ex: &Explain,
     lock: &Lock,
     net: &Network,
     att: &mut Attachment,
-) -> Result<()> {
+) -> Result<Option<DnsServer>> {
     let Some(names) = &mut att.dns else {
-        return Ok(());
+        return Ok(None);
     };
-    names.served = dns::ensure(store, lock, net).unwrap_or_else(|e| {
+    let (served, server) = dns::ensure(store, lock, net).unwrap_or_else(|e| {
         tracing::warn!("starting the DNS server of {}: {e}", net.name);
-        false
+        (false, None)
     });
+    names.served = served;
     ex.note(|| {
         format!(
             "minibox's DNS server for network {} answers {} on {}:53 (and forwards other names \
@@ -191,7 +216,8 @@ fn serve_names(
             net.gateway
         )
     });
-    store.save_attachment(att)
+    store.save_attachment(att)?;
+    Ok(server)
 }
 
 /// Makes `network`'s bridge, sysctls and firewall rules unless they are known complete: what

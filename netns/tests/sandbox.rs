@@ -108,7 +108,7 @@ fn connect(
     network: &str,
     specs: &[&str],
 ) -> minibox_netns::Result<Attachment> {
-    attach(s, &Explain::off(), id, &ep(ns), network, &ports(specs))
+    attach(s, &Explain::off(), id, &ep(ns), network, &ports(specs)).map(|a| a.serve())
 }
 
 impl Drop for Holder {
@@ -163,7 +163,9 @@ fn attach_publish_detach_with(firewall: &str) {
     let l2 = lines.clone();
     let ex = Explain::to(move |l| l2.lock().unwrap().push(l.to_string()));
     let requests = ports(&["8080:80", "127.0.0.1:9090:80"]);
-    let att = attach(&s, &ex, &id(1), &ep(&ns), "minibox", &requests).unwrap();
+    let att = attach(&s, &ex, &id(1), &ep(&ns), "minibox", &requests)
+        .unwrap()
+        .serve();
     assert_eq!(att.address.to_string(), "10.77.0.2");
     assert_eq!(att.netns_label(), "c1");
     let inside = sh("ip -n c1 -o addr; ip -n c1 route; ip -n c1 -o link");

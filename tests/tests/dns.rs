@@ -537,3 +537,67 @@ fn three_containers_on_two_networks_and_connect_live() {
     stop_upstreams(&sb);
     sb.finish();
 }
+
+/// Whether something listens on UDP port 53 of `gateway` on the sandbox host.
+fn served_at(sb: &Sandbox, gateway: &str) -> bool {
+    sb.sh("ss -Hlnu 'sport = :53'")
+        .ok()
+        .contains(&format!("{gateway}:53"))
+}
+
+/// The network's DNS server starts after the container got its go, not before: still, it
+/// answers the first container's own name as soon as `run -d` has returned.
+#[test]
+fn the_server_answers_as_soon_as_run_returns() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&["network", "create", "fresh", "--subnet", "10.123.2.0/24"])
+        .ok();
+    assert!(!served_at(&sb, "10.123.2.1"));
+    start(&sb, "first", &["--network", "fresh"]);
+    assert_eq!(lookup(&sb, "first", "first"), vec![address(&sb, "first")]);
+    sb.minibox(&["rm", "-f", "first"]).ok();
+    assert!(
+        !served_at(&sb, "10.123.2.1"),
+        "the server outlived its network's last container"
+    );
+    sb.minibox(&["network", "rm", "fresh"]).ok();
+    sb.finish();
+}
+
+/// A `run` killed between its attach (which bound the network's port 53 and claimed its server)
+/// and its container's go: no server runs, and the network's next container starts one.
+#[test]
+fn a_run_killed_after_its_attach_leaves_a_network_that_still_gets_a_server() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&["network", "create", "fresh", "--subnet", "10.123.2.0/24"])
+        .ok();
+    let killed = sb
+        .command(&[
+            "run",
+            "--name",
+            "lost",
+            "--network",
+            "fresh",
+            "busybox",
+            "sleep",
+            "600",
+        ])
+        .env("MINIBOX_FAULT", "attached")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(killed.status.signal(), Some(9), "{killed:?}");
+    // Its sockets and its claim on the server died with it.
+    assert!(!served_at(&sb, "10.123.2.1"));
+    start(&sb, "next", &["--network", "fresh"]);
+    assert!(served_at(&sb, "10.123.2.1"));
+    assert_eq!(lookup(&sb, "next", "next"), vec![address(&sb, "next")]);
+    sb.minibox(&["rm", "-f", "next"]).ok();
+    // The next command recovers the dead run's container (and with it the server).
+    sb.minibox(&["ps", "-a"]).ok();
+    assert!(!served_at(&sb, "10.123.2.1"));
+    sb.minibox(&["network", "rm", "fresh"]).ok();
+    sb.finish();
+}

@@ -184,14 +184,7 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             mac: None,
             default_route: true,
         };
-        Ok(crate::attach(
-            store,
-            &Explain::off(),
-            &id,
-            &ep,
-            &net.name,
-            &publish,
-        )?)
+        Ok(crate::attach(store, &Explain::off(), &id, &ep, &net.name, &publish)?.serve())
     })();
     match made {
         Ok(att) => Ok(result_for(conf, &net, &att, netns.display().to_string())),

@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use minibox_netns::DnsServer;
 use nix::unistd::Pid;
 
 use super::cgroups::Cgroup;
@@ -246,7 +247,7 @@ pub fn setup(
     // on two cores they overlap) and its network is wired; it waits for `go` before it goes
     // further, moves itself into its cgroup (on v1: see `Cgroup::entries`) and makes its cgroup
     // namespace only then.
-    let prepared = (|| -> Result<Vec<OwnedFd>, crate::Error> {
+    let mut prepared = (|| -> Result<(Vec<OwnedFd>, Vec<DnsServer>), crate::Error> {
         let cgroup = c.cgroup.insert(Cgroup::create(&cgroup, &resources)?);
         fault("cgroup");
         let tasks = cgroup.entries()?;
@@ -258,7 +259,7 @@ pub fn setup(
             c.state.network = Some(name.clone());
         }
         c.save()?;
-        let attachment = network::attach(&paths, c.explain, &id, child.pid, &request)?;
+        let (attachment, servers) = network::attach(&paths, c.explain, &id, child.pid, &request)?;
         if let (Some(address), Some(gateway)) = (attachment.address, attachment.gateway()) {
             let names = state::host_names(&config.hostname(), config.name.as_deref(), &id);
             let mut extra = String::new();
@@ -283,12 +284,17 @@ pub fn setup(
         c.state.attachment = Some(attachment);
         c.save()?;
         fault("attached");
-        Ok(tasks.unwrap_or_default())
+        Ok((tasks.unwrap_or_default(), servers))
     })();
     // A child that already failed cannot take `go`: its report follows on the channel.
-    if let Ok(tasks) = &prepared {
+    if let Ok((tasks, servers)) = prepared.as_mut() {
         if let Err(e) = child.go(if config.tty() { tty::size() } else { None }, tasks) {
             tracing::debug!("sending go: {e}");
+        }
+        // Its networks' DNS servers (port 53 bound since the attach, so no query is lost) fork
+        // while the container goes on to its exec, rather than before it.
+        for server in servers.drain(..) {
+            server.start();
         }
     }
     if let Err(e) = prepared {

@@ -17,7 +17,7 @@ pub use names::{Flags, Names};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use minibox_netns::{Endpoint, Explain, PortRequest, PortSpec, Store};
+use minibox_netns::{Attached, DnsServer, Endpoint, Explain, PortRequest, PortSpec, Store};
 use nix::unistd::Pid;
 
 use crate::container::lifecycle::fault;
@@ -276,17 +276,19 @@ pub fn container_of(a: &minibox_netns::Attachment) -> String {
 /// Wires the network of the container whose process is `pid` (already in its own network
 /// namespace when the mode asks for one). Called by the parent before the child execs. The
 /// bridge comes first, then the netns gets its name, then the library connects it: the order
-/// in which `--explain` teaches it.
+/// in which `--explain` teaches it. Returns with the DNS servers of its networks that this
+/// attach readied, for the caller to start once the container is on its way (see
+/// `minibox_netns::Attached`).
 pub fn attach(
     paths: &Paths,
     explain: bool,
     id: &str,
     pid: Pid,
     req: &Request,
-) -> Result<Attachment> {
+) -> Result<(Attachment, Vec<DnsServer>)> {
     let ports = check(paths, req)?;
     let Mode::Bridge(name) = &req.mode else {
-        return Ok(Attachment::default());
+        return Ok((Attachment::default(), Vec::new()));
     };
     let store = store(paths);
     let ex = explainer(explain);
@@ -307,8 +309,11 @@ pub fn attach(
             };
             Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
         });
-    let att = match connected {
-        Ok(att) => att,
+    let Attached {
+        attachment: att,
+        server,
+    } = match connected {
+        Ok(attached) => attached,
         Err(e) => {
             // The library undid its part; the name is ours.
             let _ = netns::delete(&Explain::off(), &netns::name(id));
@@ -318,9 +323,11 @@ pub fn attach(
             });
         }
     };
-    // A failure here leaves eth0 to the container's teardown, which detaches every network.
+    let mut servers: Vec<DnsServer> = server.into_iter().collect();
+    // A failure here leaves eth0 to the container's teardown, which detaches every network
+    // (the servers readied so far are dropped first: their networks' next attach starts them).
     for (n, more) in req.more.iter().enumerate() {
-        connect(
+        let attached = join(
             paths,
             explain,
             id,
@@ -329,11 +336,13 @@ pub fn attach(
             (None, None),
             req.dns.clone(),
         )?;
+        servers.extend(attached.server);
     }
-    Ok(Attachment {
+    let attachment = Attachment {
         address: Some(att.address),
         bridge: Some(att),
-    })
+    };
+    Ok((attachment, servers))
 }
 
 /// `--link NAME[:ALIAS]` as /etc/hosts lines (Docker keeps its legacy links there too): each
@@ -406,9 +415,22 @@ pub fn connect(
     id: &str,
     network: &str,
     n: usize,
-    (ip, ip6): (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    addresses: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     dns: Option<minibox_netns::Dns>,
 ) -> Result<minibox_netns::Attachment> {
+    Ok(join(paths, explain, id, network, n, addresses, dns)?.serve())
+}
+
+/// [`connect`], with the network's DNS server left to the caller to start.
+fn join(
+    paths: &Paths,
+    explain: bool,
+    id: &str,
+    network: &str,
+    n: usize,
+    (ip, ip6): (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    dns: Option<minibox_netns::Dns>,
+) -> Result<Attached> {
     let store = store(paths);
     let ex = explainer(explain);
     let ns = netns::path(&netns::name(id));
