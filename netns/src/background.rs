@@ -112,7 +112,12 @@ pub fn claim(path: &Path) -> Result<Option<Flock<File>>> {
         .open(path)
         .map_err(io(format!("opening {}", path.display())))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(held) => Ok(Some(held)),
+        Ok(held) => {
+            // The pid of a server that is gone: [`stop`] must not take it for the holder's (and
+            // kill whatever has that pid now) until a new server writes its own.
+            let _ = held.set_len(0);
+            Ok(Some(held))
+        }
         Err((_, nix::Error::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(e.into()),
     }
