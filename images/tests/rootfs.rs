@@ -14,15 +14,9 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
-/// Forks; the child enters a new mount namespace, mounts the rootfs on `target` and checks that
-/// `file` reads `expect` there (and that `absent` is absent). Returns whether all held.
-fn check_in_child(
-    fs: &rootfs::Rootfs,
-    target: &Path,
-    file: &Path,
-    expect: &str,
-    absent: &Path,
-) -> bool {
+/// Forks; the child enters a mount namespace of its own (private, as the runtime's) and exits
+/// with whether `check` held there. Returns that.
+fn in_own_mount_ns(check: impl FnOnce() -> bool) -> bool {
     // SAFETY: the child only makes system calls and exits.
     match unsafe { fork() }.unwrap() {
         ForkResult::Child => {
@@ -35,16 +29,30 @@ fn check_in_child(
                     None::<&str>,
                 )
                 .is_ok()
-                && fs.mount(target).is_ok()
-                && fs::read_to_string(target.join(file)).is_ok_and(|s| s == expect)
-                && !target.join(absent).exists()
-                && fs::write(target.join("written"), "x").is_ok();
+                && check();
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
         ForkResult::Parent { child } => {
             matches!(waitpid(child, None).unwrap(), WaitStatus::Exited(_, 0))
         }
     }
+}
+
+/// In a child's own mount namespace: mounts the rootfs on `target` and checks that `file` reads
+/// `expect` there (and that `absent` is absent). Returns whether all held.
+fn check_in_child(
+    fs: &rootfs::Rootfs,
+    target: &Path,
+    file: &Path,
+    expect: &str,
+    absent: &Path,
+) -> bool {
+    in_own_mount_ns(|| {
+        fs.mount(target).is_ok()
+            && fs::read_to_string(target.join(file)).is_ok_and(|s| s == expect)
+            && !target.join(absent).exists()
+            && fs::write(target.join("written"), "x").is_ok()
+    })
 }
 
 fn run(driver: Option<&str>) {
@@ -188,42 +196,23 @@ fn remove_refuses_while_something_stays_mounted() {
     let target = cdir.join("fs/upper/deep/x");
     fs::create_dir_all(&target).unwrap();
     fs::write(cdir.join("fs/upper/mine"), "c").unwrap();
-    // SAFETY: the child only makes system calls and exits.
-    match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            let ok = unshare(CloneFlags::CLONE_NEWNS).is_ok()
-                && mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .is_ok()
-                && mount(
-                    Some(&victim),
-                    &target,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .is_ok()
-                && caps::drop(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).is_ok()
-                && rootfs::remove(&cdir).is_err_and(|e| {
-                    e.to_string().contains("still mounted")
-                        && e.to_string().contains(target.to_str().unwrap())
-                })
-                && fs::read_to_string(target.join("precious")).is_ok_and(|s| s == "keep")
-                && cdir.join("fs/upper/mine").exists();
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-        }
-        ForkResult::Parent { child } => {
-            assert!(matches!(
-                waitpid(child, None).unwrap(),
-                WaitStatus::Exited(_, 0)
-            ));
-        }
-    }
+    assert!(in_own_mount_ns(|| {
+        mount(
+            Some(&victim),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .is_ok()
+            && caps::drop(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).is_ok()
+            && rootfs::remove(&cdir).is_err_and(|e| {
+                e.to_string().contains("still mounted")
+                    && e.to_string().contains(target.to_str().unwrap())
+            })
+            && fs::read_to_string(target.join("precious")).is_ok_and(|s| s == "keep")
+            && cdir.join("fs/upper/mine").exists()
+    }));
     assert_eq!(fs::read_to_string(victim.join("precious")).unwrap(), "keep");
     // Here, where nothing is mounted, it goes.
     rootfs::remove(&cdir).unwrap();
