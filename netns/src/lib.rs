@@ -321,9 +321,9 @@ fn wire(
         }
         inner.up(ex, &att.ifname, None)?;
         if ep.default_route {
-            inner.add_default_route(ex, att.gateway)?;
+            inner.add_default_route(ex, att.gateway.into())?;
             if let Some(v6) = &att.ipv6 {
-                inner.add_default_route6(ex, v6.gateway)?;
+                inner.add_default_route(ex, v6.gateway.into())?;
             }
         }
         Ok(())

@@ -300,26 +300,21 @@ impl Nl {
             .collect())
     }
 
-    /// `ip route add default via GW`.
-    pub fn add_default_route(&self, ex: &Explain, gateway: Ipv4Addr) -> Result<()> {
-        ex.say(|| format!("{} route add default via {gateway}", self.ip()));
+    /// `ip route add default via GW`, or `ip -6 route ...` for an IPv6 gateway.
+    pub fn add_default_route(&self, ex: &Explain, gateway: IpAddr) -> Result<()> {
+        let family = if gateway.is_ipv6() { " -6" } else { "" };
+        ex.say(|| format!("{}{family} route add default via {gateway}", self.ip()));
         // Protocol "boot", as `ip route add` sets it, so both read back alike.
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .protocol(RouteProtocol::Boot)
-            .gateway(gateway)
-            .build();
-        self.rt
-            .block_on(self.handle.route().add(msg).execute())
-            .map_err(nl(format!("adding the default route via {gateway}")))
-    }
-
-    /// `ip -6 route add default via GW`.
-    pub fn add_default_route6(&self, ex: &Explain, gateway: Ipv6Addr) -> Result<()> {
-        ex.say(|| format!("{} -6 route add default via {gateway}", self.ip()));
-        let msg = RouteMessageBuilder::<Ipv6Addr>::new()
-            .protocol(RouteProtocol::Boot)
-            .gateway(gateway)
-            .build();
+        let msg = match gateway {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .protocol(RouteProtocol::Boot)
+                .gateway(v4)
+                .build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .protocol(RouteProtocol::Boot)
+                .gateway(v6)
+                .build(),
+        };
         self.rt
             .block_on(self.handle.route().add(msg).execute())
             .map_err(nl(format!("adding the default route via {gateway}")))
