@@ -326,25 +326,22 @@ fn rm_killed_halfway_is_finished_by_prune() {
     sb.finish();
 }
 
+/// `run --rm --name svc -p 8080:8081 web CMD` with the fault point `fault` armed.
+fn run_svc_with_fault(sb: &Sandbox, fault: &str, cmd: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--rm", "--name", "svc", "-p", "8080:8081", "web"];
+    args.extend_from_slice(cmd);
+    sb.command(&args)
+        .env("MINIBOX_FAULT", fault)
+        .output()
+        .unwrap()
+}
+
 /// The process that finishes a foreground run's network teardown in the background dies before
 /// it does: the next command finds the teardown unfinished and finishes it.
 #[test]
 fn background_network_teardown_killed() {
     let sb = sandbox();
-    let out = sb
-        .command(&[
-            "run",
-            "--rm",
-            "--name",
-            "svc",
-            "-p",
-            "8080:8081",
-            "web",
-            "true",
-        ])
-        .env("MINIBOX_FAULT", "detaching")
-        .output()
-        .unwrap();
+    let out = run_svc_with_fault(&sb, "detaching", &["true"]);
     assert!(out.status.success(), "{out:?}");
     let rules = sb.firewall_rules();
     assert!(
@@ -363,22 +360,7 @@ fn background_network_teardown_killed() {
 fn background_removal_killed_halfway() {
     let sb = sandbox();
     for point in ["released", "removing"] {
-        let out = sb
-            .command(&[
-                "run",
-                "--rm",
-                "--name",
-                "svc",
-                "-p",
-                "8080:8081",
-                "web",
-                "sh",
-                "-c",
-                "exit 5",
-            ])
-            .env("MINIBOX_FAULT", point)
-            .output()
-            .unwrap();
+        let out = run_svc_with_fault(&sb, point, &["sh", "-c", "exit 5"]);
         assert_eq!(out.status.code(), Some(5), "{point}: {out:?}");
         // The removal's process died (its lock is free): its record is still there.
         sb.settle();
