@@ -2,11 +2,12 @@
 //! work dir, or, where the store's filesystem refuses overlay, a private copy of the layers.
 //!
 //! Everything lives under `<container_dir>/fs/`: `upper/`, `work/`, `l/<n>` (short symlinks to
-//! the layer dirs, so the option data stays within a page for hundreds of layers) or `copy/`.
+//! the layer dirs, so that the overlay's options stay short for many layers) or `copy/`.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,10 @@ use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fchdir};
 use rustix::fs::{statx, AtFlags, FileType, OFlags, StatxFlags, CWD};
 use rustix::io::Errno;
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+    open_tree, FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+};
 
 use crate::error::IoContext;
 use crate::store::write_atomic;
@@ -36,12 +41,9 @@ pub struct Rootfs {
 
 #[derive(Debug, Clone)]
 enum How {
-    /// Option data with paths relative to `dir`; `plain`: the same without `volatile`, for a
-    /// kernel older than the option (5.10).
-    Overlay {
-        data: CString,
-        plain: Option<CString>,
-    },
+    /// The lower dirs (`l/N:...`, relative to `dir`), top first; with `volatile` (see
+    /// [`Rootfs::volatile`]).
+    Overlay { lower: String, volatile: bool },
     /// A bind mount of this directory.
     Copy { source: CString },
 }
@@ -59,7 +61,7 @@ impl Rootfs {
     /// since this boot (a start that failed after its mount) is cleared, as unsynced data is
     /// lost only by a crash; one from before the boot is an error (the layer may be torn).
     pub fn volatile(mut self) -> Result<Self, Error> {
-        let How::Overlay { data, plain } = &mut self.how else {
+        let How::Overlay { volatile, .. } = &mut self.how else {
             return Ok(self);
         };
         let fs = Path::new(std::ffi::OsStr::from_bytes(self.dir.as_bytes()));
@@ -75,14 +77,79 @@ impl Rootfs {
             }
             fs::remove_dir_all(&mark).at(&mark)?;
         }
-        let mut with = data.as_bytes().to_vec();
-        with.extend_from_slice(b",volatile");
-        *plain = Some(std::mem::replace(data, CString::new(with).expect("no NUL")));
+        *volatile = true;
         Ok(self)
     }
 
-    /// Mounts the root filesystem on `target` (an absolute path). Meant for the container's own
-    /// mount namespace, before pivot_root: one mount call, nothing allocated for short targets.
+    /// Mounts the root filesystem on `target` (an absolute path), in this mount namespace.
+    pub fn mount(&self, target: &Path) -> Result<(), Error> {
+        self.open()?.mount(target)
+    }
+
+    /// Makes the root filesystem as a detached mount, while the store is in view: it can then
+    /// be mounted in a mount namespace that does not hold the store ([`Source::mount`]).
+    pub fn open(&self) -> Result<Source, Error> {
+        let dir = Path::new(std::ffi::OsStr::from_bytes(self.dir.as_bytes()));
+        let tree = match &self.how {
+            How::Overlay { lower, volatile } => {
+                // The lower dirs are relative to `dir`: work from there for the calls.
+                let cwd = open(
+                    ".",
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .at(dir)?;
+                chdir(dir).at(dir)?;
+                let made = match overlay(lower, *volatile) {
+                    // A kernel older than `volatile` (5.10) refuses it.
+                    Err(Errno::INVAL) if *volatile => overlay(lower, false),
+                    made => made,
+                };
+                let back = fchdir(&cwd);
+                let tree = made.with(|| format!("mounting the overlay of {}", dir.display()))?;
+                back.at(dir)?;
+                tree
+            }
+            How::Copy { source } => {
+                let flags = OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_RECURSIVE;
+                open_tree(CWD, source.as_c_str(), flags).at(dir)?
+            }
+        };
+        Ok(Source(tree))
+    }
+}
+
+/// The overlay as a detached mount, its dirs relative to the working directory. An option's
+/// value may be at most 256 bytes: more layers than fit (about 50) are given one by one, as
+/// kernels from 6.8 take them.
+fn overlay(lower: &str, volatile: bool) -> rustix::io::Result<OwnedFd> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_set_string(&fs, "source", "overlay")?;
+    match lower.len() {
+        0..=256 => fsconfig_set_string(&fs, "lowerdir", lower)?,
+        _ => {
+            for layer in lower.split(':') {
+                fsconfig_set_string(&fs, "lowerdir+", layer)?;
+            }
+        }
+    }
+    fsconfig_set_string(&fs, "upperdir", "upper")?;
+    fsconfig_set_string(&fs, "workdir", "work")?;
+    if volatile {
+        fsconfig_set_flag(&fs, "volatile")?;
+    }
+    fsconfig_create(&fs)?;
+    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+}
+
+/// A root filesystem made by [`Rootfs::open`]: a detached mount.
+#[derive(Debug)]
+pub struct Source(OwnedFd);
+
+impl Source {
+    /// Mounts the root filesystem on `target` (an absolute path), in this mount namespace.
     pub fn mount(&self, target: &Path) -> Result<(), Error> {
         let what = || {
             format!(
@@ -90,42 +157,18 @@ impl Rootfs {
                 target.display()
             )
         };
-        match &self.how {
-            How::Overlay { data, plain } => {
-                // The lowerdir paths are relative to `dir`: chdir there for the call, then back.
-                let cwd = open(
-                    ".",
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .with(what)?;
-                chdir(self.dir.as_c_str()).with(what)?;
-                let overlay = |data: &CString| {
-                    mount(
-                        Some("overlay"),
-                        target,
-                        Some("overlay"),
-                        MsFlags::empty(),
-                        Some(data.as_c_str()),
-                    )
-                };
-                let res = match (overlay(data), plain) {
-                    (Err(nix::errno::Errno::EINVAL), Some(plain)) => overlay(plain),
-                    (res, _) => res,
-                };
-                let back = fchdir(&cwd);
-                res.with(what)?;
-                back.with(what)
-            }
-            How::Copy { source } => mount(
-                Some(source.as_c_str()),
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .with(what),
-        }
+        move_mount(
+            &self.0,
+            c"",
+            CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .with(what)?;
+        // A copy's clone stays a peer of the store's mount when that is shared: private, so
+        // that nothing mounted in the container shows on the host.
+        let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+        mount(None::<&str>, target, None::<&str>, private, None::<&str>).with(what)
     }
 }
 
@@ -160,12 +203,12 @@ pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
             let p = dir.join(d);
             fs::create_dir_all(&p).at(&p)?;
         }
-        let data = format!("lowerdir={},upperdir=upper,workdir=work", lower.join(":"));
+        let lower = lower.join(":");
         Ok(Rootfs {
             dir: dir_c,
             how: How::Overlay {
-                data: CString::new(data).expect("no NUL"),
-                plain: None,
+                lower,
+                volatile: false,
             },
         })
     } else {

@@ -83,6 +83,11 @@ impl Paths {
         self.runroot.join("networks")
     }
 
+    /// Where the base of containers' mount namespaces is pinned (see `container::mntns`).
+    pub fn mount_ns_base(&self) -> PathBuf {
+        self.runroot.join("mntns")
+    }
+
     /// Compiled seccomp programs, one per profile (volatile: libseccomp may change on upgrade).
     pub fn seccomp_cache(&self) -> PathBuf {
         self.runroot.join("seccomp")

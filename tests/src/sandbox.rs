@@ -387,9 +387,9 @@ impl Sandbox {
                 }
             }
         }
-        // Its seccomp cache is no container.
+        // Its seccomp cache and its base mount namespace are no containers.
         for entry in read_dir(&self.path(crate::oci::ROOT)) {
-            if entry != "seccomp" {
+            if entry != "seccomp" && entry != "mntns" {
                 found.push(format!("OCI container {entry}"));
             }
         }

@@ -556,3 +556,52 @@ fn port_finds_containers_as_every_command_does() {
         .fails(1, "no such container");
     sb.finish();
 }
+
+/// Containers' mount namespaces are copies of a base one, pinned under the runroot: made by the
+/// first set-up and kept, made again when its pin is gone (a crash between the pin's file and
+/// its mount leaves the file alone), and unpinned by `system reset`.
+#[test]
+fn the_base_mount_namespace_is_kept_remade_after_a_crash_and_reset_removes_it() {
+    let sb = sandbox();
+    let pin = "/run/minibox/mntns/base";
+    let pinned = || -> Option<String> {
+        let fs = sb.sh(&format!("stat -f -c %T {pin}")).stdout();
+        (fs.trim() == "nsfs").then(|| sb.sh(&format!("stat -L -c %i {pin}")).ok())
+    };
+    let run = || {
+        let out = sb.minibox(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "cat",
+            "/etc/hostname",
+        ]);
+        assert!(!out.ok().is_empty(), "{out}");
+    };
+    assert_eq!(pinned(), None);
+    run();
+    let first = pinned().expect("the first run pins a base namespace");
+    run();
+    assert_eq!(
+        pinned().as_ref(),
+        Some(&first),
+        "a second run makes another"
+    );
+
+    sb.sh(&format!("umount {pin}")).ok();
+    assert!(sb.path(pin).exists());
+    assert_eq!(pinned(), None);
+    run();
+    assert!(
+        pinned().is_some(),
+        "a run after the pin went pins a new one"
+    );
+
+    sb.minibox(&["system", "reset", "-f"]).ok();
+    assert!(!sb.path("/run/minibox/mntns").exists());
+    let mounts = sb.sh("grep -c mntns /proc/self/mountinfo || true").stdout();
+    assert_eq!(mounts.trim(), "0");
+    sb.finish();
+}

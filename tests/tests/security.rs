@@ -1337,3 +1337,68 @@ fn setuid_works_for_a_non_root_user_unless_no_new_privileges() {
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     sb.finish();
 }
+
+/// A volume whose host directory is a shared mount. The container's mounts are clones of the
+/// host's, which would stay peers of a shared mount: what the container (with CAP_SYS_ADMIN)
+/// mounts in the volume must not show on the host, nor what the host mounts there later show in
+/// the container (Docker's rprivate).
+#[test]
+fn mounts_made_in_a_volume_never_reach_the_host() {
+    let sb = sandbox();
+    let dir = sb.root().join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    sb.sh(&format!(
+        "mount -t tmpfs shared {d} && mount --make-shared {d} && mkdir {d}/in {d}/out"
+    ))
+    .ok();
+    let id = sb
+        .minibox(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--cap-add",
+            "SYS_ADMIN",
+            "-v",
+            &format!("{d}:/data"),
+            "busybox",
+            "sh",
+            "-c",
+            "mount -t tmpfs inner /data/in && touch /data/in/mark && sleep 1000",
+        ])
+        .ok();
+    let id = id.trim();
+    let start = Instant::now();
+    while sb
+        .minibox(&["exec", id, "test", "-e", "/data/in/mark"])
+        .code()
+        != 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the container's mount never came"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sb.sh(&format!("mount -t tmpfs outer {d}/out")).ok();
+
+    let host = sb.sh("cat /proc/self/mountinfo").ok();
+    assert!(
+        !host.contains(&format!(" {d}/in ")),
+        "the container's mount reached the host"
+    );
+    assert!(!dir.join("in/mark").exists());
+    let inside = sb
+        .minibox(&["exec", id, "cat", "/proc/self/mountinfo"])
+        .ok();
+    assert!(inside.contains(" /data/in "), "{inside}");
+    assert!(
+        !inside.contains(" /data/out "),
+        "the host's mount reached the container"
+    );
+
+    sb.minibox(&["rm", "-f", id]).ok();
+    sb.sh(&format!("umount {d}/out {d}")).ok();
+    sb.finish();
+}

@@ -75,6 +75,9 @@ pub fn reset(paths: &Paths, explain: bool, args: &ResetArgs) -> Result<u8> {
     if let Err(e) = minibox_netns::reset(&store, &ex) {
         failed.push(format!("{e}"));
     }
+    if let Err(e) = minibox::container::mntns::remove(&paths.mount_ns_base()) {
+        failed.push(format!("unpinning the base mount namespace: {e}"));
+    }
     if args.all && failed.is_empty() {
         ex.say(|| {
             format!(

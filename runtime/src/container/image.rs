@@ -85,6 +85,23 @@ pub fn prepare(found: &Found, container_dir: &Path, volatile: bool) -> Result<Ro
 
 impl Rootfs {
     pub fn mount(&self, target: &Path) -> Result<(), String> {
+        self.open()?.mount(target)
+    }
+
+    /// Opens what it is mounted from, while the store is in view (see `rootfs::Rootfs::open`).
+    pub fn open(&self) -> Result<Source, String> {
+        self.0
+            .open()
+            .map(Source)
+            .map_err(|e| crate::error::one_line(&e))
+    }
+}
+
+/// An opened root filesystem, mounted where the store may be out of view.
+pub struct Source(rootfs::Source);
+
+impl Source {
+    pub fn mount(&self, target: &Path) -> Result<(), String> {
         self.0.mount(target).map_err(|e| crate::error::one_line(&e))
     }
 }

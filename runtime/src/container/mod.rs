@@ -12,6 +12,7 @@ pub mod input;
 pub mod lifecycle;
 pub mod liveness;
 pub mod log;
+pub mod mntns;
 pub mod mounts;
 pub mod process;
 pub mod restart;

@@ -143,17 +143,19 @@ pub fn make_private() -> R<()> {
     .map_err(|e| SetupError::sys("making the mount tree private", e))
 }
 
-/// Mounts the root filesystem given as a directory (an OCI bundle's `root.path`) on itself, so
-/// that it is a mount point pivot_root accepts.
-pub fn bind_root(root: &Path) -> R<()> {
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| SetupError::sys(format!("bind mounting the root {}", root.display()), e))
+/// Clones the root filesystem given as a directory (an OCI bundle's `root.path`), to be
+/// attached where pivot_root takes it ([`attach_root`]).
+pub fn clone_root(root: &Path) -> R<OwnedFd> {
+    let within = |e: SetupError| e.within(format!("the root {}", root.display()));
+    let tree = open_tree(root, true).map_err(within)?;
+    set_attributes(&tree, MsFlags::empty(), true).map_err(within)?;
+    Ok(tree)
+}
+
+/// Attaches the root's tree on `target`, a mount point for pivot_root.
+pub fn attach_root(tree: &OwnedFd, target: &Path) -> R<()> {
+    attach_tree(tree, &open_target(target)?)
+        .map_err(|e| e.within(format!("mounting the root on {}", target.display())))
 }
 
 /// Makes every mount of the Spec as a detached tree, in order ([`setup`] attaches them inside
@@ -344,7 +346,8 @@ fn open_tree(path: &Path, recursive: bool) -> R<OwnedFd> {
 }
 
 /// Sets a detached tree's ro, nosuid, nodev, noexec and atime as `flags` ask (submounts
-/// included when `recursive`).
+/// included when `recursive`), and makes it private: a clone of a shared mount of the host's
+/// would stay its peer, and what the container mounts in it would show on the host.
 fn set_attributes(tree: &OwnedFd, flags: MsFlags, recursive: bool) -> R<()> {
     let attr_set = attributes(flags);
     // An atime mode (relatime is 0) replaces the one the source has.
@@ -353,13 +356,10 @@ fn set_attributes(tree: &OwnedFd, flags: MsFlags, recursive: bool) -> R<()> {
         true => libc::MOUNT_ATTR__ATIME,
         false => 0,
     };
-    if attr_set == 0 && attr_clr == 0 {
-        return Ok(());
-    }
     let attr = libc::mount_attr {
         attr_set,
         attr_clr,
-        propagation: 0,
+        propagation: libc::MS_PRIVATE,
         userns_fd: 0,
     };
     let mut at = libc::AT_EMPTY_PATH;

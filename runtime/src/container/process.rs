@@ -28,7 +28,7 @@ pub use super::error::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_RUNTIME};
 use super::log::{LogFile, Stream};
 use super::seccomp::{self, Program};
 use super::sync::{Channel, Message, FAIL, FS_READY, GO, MAPPED, PTY, READY, RESUME, RUNNING};
-use super::{init, mounts, security, tty};
+use super::{image, init, mntns, mounts, security, tty};
 
 /// Signals `minibox run` forwards to the container's PID 1.
 pub const FORWARDED: [Signal; 6] = [
@@ -59,16 +59,15 @@ impl Signals {
     }
 }
 
-/// Mounts the root filesystem on `root.path`, in the child's mount namespace.
-pub type MountRootfs<'a> = &'a dyn Fn(&Path) -> Result<(), SetupError>;
-
 /// What the child needs besides the Spec: how its root and stdio come about, and minibox's
 /// `--init`.
 pub struct Launch<'a> {
     pub spec: &'a Spec,
-    /// Mounts the root filesystem (an image's); without, `root.path` is a directory that is
-    /// bound onto itself (an OCI bundle's rootfs).
-    pub mount_rootfs: Option<MountRootfs<'a>>,
+    /// The root filesystem (an image's); without, `root.path` is a directory that is bound
+    /// (an OCI bundle's rootfs).
+    pub rootfs: Option<&'a image::Rootfs>,
+    /// Where the base of containers' mount namespaces is pinned (see [`mntns`]).
+    pub mount_ns_base: &'a Path,
     pub signals: &'a Signals,
     pub stdio: Stdio<'a>,
     /// minibox's `--init`: PID 1 stays a small init that forks the command.
@@ -283,12 +282,20 @@ pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
         false => None,
     };
     let seccomp = seccomp_program(launch.spec, launch.seccomp_cache)?;
+    // Without a base (a kernel that refuses its pin), the host's namespace is copied as before.
+    let base = match from_base(launch, &new, &join) {
+        true => mntns::base(launch.mount_ns_base)
+            .inspect_err(|e| tracing::warn!("{e}: copying the host's mount namespace instead"))
+            .ok(),
+        false => None,
+    };
     let (parent_end, child_end) =
         Channel::pair().map_err(|e| SetupError::sys("creating a socket pair", e))?;
     // The cgroup namespace is made once the child is in its cgroup (after `go`).
     let flags = new
         .iter()
         .filter(|t| **t != LinuxNamespaceType::Cgroup)
+        .filter(|t| base.is_none() || **t != LinuxNamespaceType::Mount)
         .fold(CloneFlags::empty(), |f, t| {
             f | CloneFlags::from_bits_truncate(*t as i32)
         });
@@ -306,7 +313,7 @@ pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
     };
     if ret == 0 {
         drop(parent_end);
-        child(launch, &child_end, seccomp.as_ref())
+        child(launch, &child_end, seccomp.as_ref(), base.as_ref())
     }
     let failed = SetupError::last("creating the container's process");
     joined.leave()?;
@@ -328,6 +335,20 @@ pub fn spawn(launch: &Launch) -> Result<Child, SetupError> {
         }
     }
     Ok(child)
+}
+
+/// Whether the child's mount namespace is made from the base one ([`mntns`]) rather than
+/// cloned with the host's: when it is a new one with a root, and none of what needs the host's
+/// tree inside it is asked for: a user namespace (which may not enter the base: it is owned by
+/// the host's), or createContainer hooks (which run in the namespace, the host's tree in view).
+fn from_base(launch: &Launch, new: &[LinuxNamespaceType], join: &[&LinuxNamespace]) -> bool {
+    new.contains(&LinuxNamespaceType::Mount)
+        && !new.contains(&LinuxNamespaceType::User)
+        && join
+            .iter()
+            .all(|ns| ns.typ() != LinuxNamespaceType::User && ns.typ() != LinuxNamespaceType::Mount)
+        && launch.spec.root().is_some()
+        && !launch.detached.is_some_and(|d| d.create_container_hooks)
 }
 
 /// clone(2) as fork with `flags`: 0 in the child, its pid (or -1) in the parent.
@@ -463,10 +484,15 @@ impl Child {
 }
 
 /// The child: runs the setup and reports a failure; never returns.
-fn child(launch: &Launch, channel: &Channel, seccomp: Option<&Program>) -> ! {
+fn child(
+    launch: &Launch,
+    channel: &Channel,
+    seccomp: Option<&Program>,
+    base: Option<&fs::File>,
+) -> ! {
     // First of all (see `Child::running`); a failed send shows to the parent as the channel's end.
     let _ = channel.send(&[RUNNING], &[]);
-    run_child(channel, || setup_and_exec(launch, channel, seccomp))
+    run_child(channel, || setup_and_exec(launch, channel, seccomp, base))
 }
 
 fn run_child(channel: &Channel, f: impl FnOnce() -> Result<Infallible, SetupError>) -> ! {
@@ -487,6 +513,7 @@ fn setup_and_exec(
     launch: &Launch,
     channel: &Channel,
     seccomp: Option<&Program>,
+    base: Option<&fs::File>,
 ) -> Result<Infallible, SetupError> {
     let spec = launch.spec;
     security::set_non_dumpable()?;
@@ -500,6 +527,7 @@ fn setup_and_exec(
     }
     redirect(&launch.stdio)?;
     let mut keep = vec![channel.as_raw_fd()];
+    keep.extend(base.map(|b| b.as_raw_fd()));
     if let Some(d) = &launch.detached {
         keep.push(d.fifo_dir);
         keep.extend((0..d.preserve_fds as i32).map(|i| 3 + i));
@@ -546,13 +574,29 @@ fn setup_and_exec(
             .map_err(|e| SetupError::sys(format!("chroot to {}", root.path().display()), e))?;
     }
     if let (true, Some(root)) = (own_mounts, root) {
-        mounts::make_private()?;
-        match launch.mount_rootfs {
-            Some(mount_rootfs) => mount_rootfs(root.path())?,
-            None => mounts::bind_root(root.path())?,
-        }
+        // The root and the mounts are opened while the host's tree is in view; then the mount
+        // namespace becomes the container's own: a copy of the base one, or (cloned with the
+        // host's) made private.
+        let source = match launch.rootfs {
+            Some(fs) => Root::Image(fs.open().map_err(SetupError::new)?),
+            None => Root::Tree(mounts::clone_root(root.path())?),
+        };
         let devices = linux.devices().clone().unwrap_or_default();
         let prepared = mounts::prepare(mounts, &devices, in_user_ns)?;
+        let target = match base {
+            Some(base) => {
+                mntns::enter(base)?;
+                Path::new(mntns::ROOT)
+            }
+            None => {
+                mounts::make_private()?;
+                root.path()
+            }
+        };
+        match &source {
+            Root::Image(fs) => fs.mount(target).map_err(SetupError::new)?,
+            Root::Tree(tree) => mounts::attach_root(tree, target)?,
+        }
         if launch.detached.is_some_and(|d| d.create_container_hooks) {
             channel
                 .send(&[FS_READY], &[])
@@ -565,7 +609,7 @@ fn setup_and_exec(
                 unsafe { libc::_exit(EXIT_RUNTIME.into()) }
             }
         }
-        mounts::pivot(root.path(), launch.detached.is_some_and(|d| d.no_pivot))?;
+        mounts::pivot(target, launch.detached.is_some_and(|d| d.no_pivot))?;
         mounts::setup(mounts, &prepared, &devices)?;
         drop(prepared);
     }
@@ -615,6 +659,14 @@ fn setup_and_exec(
         None => End::WithParent(init),
     };
     finish_and_exec(spec, channel, (rows, cols), keep_stdin, end, seccomp)
+}
+
+/// The container's root filesystem, opened before its mount namespace is entered.
+enum Root {
+    /// An image's (an overlay of its layers, or a copy).
+    Image(image::Source),
+    /// A clone of a directory's tree (an OCI bundle's rootfs).
+    Tree(OwnedFd),
 }
 
 /// How the process ends its set-up.

@@ -226,10 +226,10 @@ pub fn setup(
     let etc = etc_files(&dir)?;
     state::write_etc(&etc, &config.hostname(), host_network, &config.names).map_err(rt)?;
 
-    let mount_rootfs = |t: &std::path::Path| rootfs.mount(t).map_err(SetupError::new);
     let launch = Launch {
         spec,
-        mount_rootfs: Some(&mount_rootfs),
+        rootfs: Some(&rootfs),
+        mount_ns_base: &paths.mount_ns_base(),
         signals,
         stdio: Stdio {
             input,

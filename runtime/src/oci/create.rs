@@ -129,7 +129,8 @@ fn build(
     let signals = Signals::block().map_err(|e| OciError::io("blocking signals", e.into()))?;
     let launch = Launch {
         spec,
-        mount_rootfs: None,
+        rootfs: None,
+        mount_ns_base: &root.mount_ns_base(),
         signals: &signals,
         stdio: Stdio {
             input: None,

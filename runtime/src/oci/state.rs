@@ -81,6 +81,11 @@ impl Root {
         self.0.join("seccomp")
     }
 
+    /// Where the base of containers' mount namespaces is pinned (see `container::mntns`).
+    pub fn mount_ns_base(&self) -> PathBuf {
+        self.0.join("mntns")
+    }
+
     pub fn fifo(&self, id: &str) -> PathBuf {
         self.dir(id).join(EXEC_FIFO)
     }
