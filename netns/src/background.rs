@@ -5,8 +5,9 @@
 //! code. And minibox's small servers, which run as long as what they serve (see [`claim`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -163,14 +164,79 @@ pub fn stop(path: &Path) -> Result<()> {
         Err((file, nix::Error::EWOULDBLOCK)) => file,
         Err((_, e)) => return Err(e.into()),
     };
-    // The lock's holder wrote its pid before serving; the lock proves it is still that process.
-    let mut pid = String::new();
-    let _ = (&file).read_to_string(&mut pid);
-    if let Ok(pid) = pid.trim().parse::<i32>() {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    // The lock's holder writes its pid before serving; the lock proves it is still that
+    // process. A server forked a moment ago may not have written it yet: wait for it (or for
+    // the server's end), else the wait below would outlast a server that serves on.
+    let start = std::time::Instant::now();
+    let mut file = file;
+    loop {
+        let mut pid = [0u8; 16];
+        let n = file.read_at(&mut pid, 0).unwrap_or(0);
+        let pid = std::str::from_utf8(&pid[..n]).ok();
+        if let Some(pid) = pid.and_then(|p| p.trim().parse::<i32>().ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            break;
+        }
+        file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(path);
+                return Ok(());
+            }
+            Err((file, nix::Error::EWOULDBLOCK)) if start.elapsed().as_secs() < 10 => file,
+            Err((_, nix::Error::EWOULDBLOCK)) => {
+                let what = format!("stopping the server of {}: it gave no pid", path.display());
+                return Err(io(what)(ErrorKind::TimedOut.into()));
+            }
+            Err((_, e)) => return Err(e.into()),
+        };
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // Returns when the server has exited (its descriptor of the lock closed with it).
     let _gone = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::from(e))?;
     let _ = std::fs::remove_file(path);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// A server stopped before it wrote its pid (one forked a moment ago) is stopped all the
+    /// same: `stop` waits for the pid, not for the end of a server that would serve on.
+    #[test]
+    fn stop_waits_for_a_new_servers_pid() {
+        let dir = std::env::temp_dir().join(format!("minibox-background-{}", std::process::id()));
+        let path = dir.join("server.lock");
+        let held = super::claim(&path).unwrap().expect("nobody serves yet");
+        // SAFETY: the child only sleeps, writes and pauses (async-signal-safe calls).
+        let server = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => unsafe {
+                libc::usleep(300_000);
+                let pid = std::process::id().to_string();
+                libc::pwrite(held.as_raw_fd(), pid.as_ptr().cast(), pid.len(), 0);
+                loop {
+                    libc::pause();
+                }
+            },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        // The child holds the lock through its copy of the descriptor (an unlock would free it).
+        let fd = held.as_raw_fd();
+        std::mem::forget(held);
+        // SAFETY: the descriptor belongs to the forgotten lock and is used nowhere else.
+        unsafe { libc::close(fd) };
+        let (done, stopped) = std::sync::mpsc::channel();
+        let stopping = path.clone();
+        std::thread::spawn(move || done.send(super::stop(&stopping).is_ok()));
+        let result = stopped.recv_timeout(Duration::from_secs(5));
+        let _ = nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(server, None);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            result,
+            Ok(true),
+            "stop did not stop a server that had no pid yet"
+        );
+    }
 }

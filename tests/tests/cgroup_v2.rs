@@ -93,8 +93,12 @@ minibox-runc delete oc1; report runc-delete "$? $(test -e $o && echo cgroup-left
 report runc-gone "$(minibox-runc state oc1 2>&1)"
 
 report leftover-cgroups "$(find $cg -mindepth 1 -type d)"
+# The base mount namespaces' pins stay, as the bridge does (`system reset` takes minibox's).
+report base-pins "$(grep -c -e '^nsfs /run/minibox/mntns/base ' -e '^nsfs /run/minibox-runc/mntns/base ' \
+    /proc/mounts)"
 report leftover-mounts "$(grep -v -e '^root / ' -e '^proc ' -e '^sysfs ' -e '^dev ' -e '^run ' \
-    -e '^tmp ' -e '^cgroup2 ' /proc/mounts)"
+    -e '^tmp ' -e '^cgroup2 ' -e ' /run/minibox/mntns/base ' -e ' /run/minibox-runc/mntns/base ' \
+    /proc/mounts)"
 report leftover-state "$(minibox ps -a -q 2>&1
     find /run/minibox/containers /var/lib/minibox/containers /run/netns -mindepth 1 2>/dev/null)"
 report leftover-processes "$(ps -o pid,comm | grep -e sleep -e tail -e minibox)"
@@ -302,6 +306,9 @@ fn cgroup_v2_unified_host() {
         "only the parent cgroup stays",
         |v| v == "/sys/fs/cgroup/minibox",
     );
+    expect(&vm, "base-pins", "the base mount namespaces pinned", |v| {
+        v == "2"
+    });
     expect(&vm, "leftover-mounts", "no mount left", str::is_empty);
     expect(&vm, "leftover-state", "no container left", str::is_empty);
     expect(&vm, "leftover-processes", "no process left", str::is_empty);
