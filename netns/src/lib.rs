@@ -99,32 +99,56 @@ impl Attached {
     }
 }
 
-/// Connects `ep` to `network` under `id`, publishing `ports`; makes the network's bridge and
-/// rules on first use. Everything is recorded before it is made; on any failure what was made
-/// is undone and nothing is left behind.
+/// A network made ready by [`ensure_network`]: its bridge, sysctls and firewall rules checked
+/// (and made where missing) under the network lock, which it goes on holding, so that
+/// [`attach`] wires an endpoint to it without checking them again.
+pub struct Ready {
+    net: Network,
+    lock: Lock,
+    /// A netlink connection in the caller's (the host's) namespace, used again by [`attach`].
+    nl: Nl,
+    firewall: firewall::Driver,
+    bridge: Bridge,
+}
+
+impl Ready {
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+}
+
+/// A network's bridge as [`ensure_bridge`] leaves it: its index (for the messages that put
+/// veths on it) and its MTU (for the veths).
+#[derive(Debug, Clone, Copy)]
+struct Bridge {
+    index: u32,
+    mtu: u32,
+}
+
+/// Connects `ep` to the `network` that [`ensure_network`] readied under `id`, publishing
+/// `ports`. Everything is recorded before it is made; on any failure what was made is undone
+/// and nothing is left behind. The network lock goes with `network`, at the end.
 pub fn attach(
     store: &Store,
     ex: &Explain,
     id: &str,
     ep: &Endpoint,
-    network: &str,
+    network: Ready,
     ports: &[PortRequest],
 ) -> Result<Attached> {
     let started = Instant::now();
-    let net = store.network(network)?;
-    let firewall = firewall::Driver::selected()?;
+    let ready = &network;
+    let (net, lock) = (&ready.net, &ready.lock);
     // Opened first: a netns that is not there is refused before anything is made.
     let ns_file = std::fs::File::open(ep.netns)
         .map_err(error::io(format!("opening {}", ep.netns.display())))?;
-    let lock = locked(store)?;
     if store.attachment(id)?.is_some() {
         return Err(Error::Attached(id.to_string()));
     }
-    let waited = started.elapsed();
     let id12 = short(id).to_string();
     let address = match ep.address {
-        Some(addr) => store.reserve_address(&lock, &net, addr, id)?,
-        None => store.allocate_address(&lock, &net, id)?,
+        Some(addr) => store.reserve_address(lock, net, addr, id)?,
+        None => store.allocate_address(lock, net, id)?,
     };
     if ep.address6.is_some() && net.ipv6.is_none() {
         let _ = store.release_address(&net.name, address, id);
@@ -134,7 +158,7 @@ pub fn attach(
         )));
     }
     let ipv6 = match &net.ipv6 {
-        Some(v6) => match store.allocate_address6(&lock, &net, v6, address, ep.address6, id) {
+        Some(v6) => match store.allocate_address6(lock, net, v6, address, ep.address6, id) {
             Ok(a) => Some(Address6 {
                 address: a,
                 prefix_len: v6.subnet.prefix_len(),
@@ -160,28 +184,25 @@ pub fn attach(
         mac: netlink::mac_string(&ep.mac.unwrap_or(netlink::mac_for(address))),
         mtu: 0,
         ports: Vec::new(),
-        firewall,
+        firewall: ready.firewall,
         hairpin: ep.hairpin,
         dns: ep.dns.cloned(),
         ipv6,
     };
     let result = store
         .save_attachment(&att)
-        .and_then(|_| wire(store, ex, &lock, &net, (&ns_file, ep), ports, &mut att))
-        .and_then(|_| serve_names(store, ex, &lock, &net, &mut att));
+        .and_then(|_| wire(store, ex, ready, (&ns_file, ep), ports, &mut att))
+        .and_then(|_| serve_names(store, ex, lock, net, &mut att));
     match result {
         Ok(server) => {
-            tracing::debug!(
-                "attached {id12} in {:?} ({waited:?} waiting for the lock)",
-                started.elapsed()
-            );
+            tracing::debug!("attached {id12} in {:?}", started.elapsed());
             Ok(Attached {
                 attachment: att,
                 server,
             })
         }
         Err(e) => {
-            if let Err(undo) = undo(store, &Explain::off(), &lock, &att) {
+            if let Err(undo) = undo(store, &Explain::off(), lock, &att) {
                 tracing::warn!("undoing a failed attach of {id12}: {undo}");
             }
             Err(e)
@@ -220,35 +241,77 @@ fn serve_names(
     Ok(server)
 }
 
-/// Makes `network`'s bridge, sysctls and firewall rules unless they are known complete: what
-/// [`attach`] does first, for a caller that wants it done before it makes the netns (so that
-/// `--explain` reads bridge, then namespace, then cable). Only here is a network found complete
-/// explained (as in place): a caller that explains calls this before [`attach`].
-pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Network> {
+/// Takes the network lock and makes `network`'s bridge, sysctls and firewall rules unless they
+/// are known complete (every set-up checks them): the first half of a set-up, which
+/// [`attach`] finishes under the same lock. A caller may make the netns in between (so that
+/// `--explain` reads bridge, then namespace, then cable). A network found complete is
+/// explained too (as in place).
+pub fn ensure_network(store: &Store, ex: &Explain, network: &str) -> Result<Ready> {
+    let started = Instant::now();
     let net = store.network(network)?;
-    let _lock = locked(store)?;
-    ensure_bridge(
-        store,
-        &Nl::new(None)?,
-        ex,
-        &net,
-        firewall::Driver::selected()?,
-        None,
-        true,
-    )?;
-    Ok(net)
+    let firewall = firewall::Driver::selected()?;
+    let lock = locked(store)?;
+    tracing::debug!("waited {:?} for the network lock", started.elapsed());
+    let nl = Nl::new(None)?;
+    let bridge = ensure_bridge(store, &nl, ex, &net, firewall, None, true)?;
+    Ok(Ready {
+        net,
+        lock,
+        nl,
+        firewall,
+        bridge,
+    })
 }
 
 fn wire(
     store: &Store,
     ex: &Explain,
-    lock: &Lock,
-    net: &Network,
+    ready: &Ready,
     (ns_file, ep): (&std::fs::File, &Endpoint),
     ports: &[PortRequest],
     att: &mut Attachment,
 ) -> Result<()> {
-    // Host ports first: a port in use is refused before any kernel object exists.
+    let (net, host) = (&ready.net, &ready.nl);
+    let label = att.netns_label();
+    // What the inside needs is settled before the host side adds the ports.
+    let settled = att.clone();
+    let (firewall_rules, ()) = netns::inside_after(
+        ns_file,
+        || host_side(store, ex, ready, (ns_file, ep), ports, att),
+        || Nl::new(Some(&label)),
+        |nl| inside(&nl, ex, &label, &settled, ep.default_route),
+    )?;
+    let netlink_done = Instant::now();
+    let published = firewall::Published::of(att);
+    firewall_rules.wait(ex).or_else(|_| {
+        // Our chains were removed behind our back: check everything again, then retry once.
+        store.clear_ready(&net.name)?;
+        ensure_bridge(store, host, ex, net, att.firewall, Some(&att.id), false)?;
+        firewall::publish(&Explain::off(), att.firewall, &published)?.wait(&Explain::off())
+    })?;
+    tracing::debug!(
+        "attach: {:?} more waiting for the firewall batch after the netlink work",
+        netlink_done.elapsed()
+    );
+    for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
+        firewall::flush_udp(ex, m.host_port);
+    }
+    proxy::ensure(store, ex, att)
+}
+
+/// The host's side of [`wire`]: the host ports, the container's DNAT rules (sent, their batch
+/// returned to be waited for after the netlink work), the veth on its bridge.
+fn host_side(
+    store: &Store,
+    ex: &Explain,
+    ready: &Ready,
+    (ns_file, ep): (&std::fs::File, &Endpoint),
+    ports: &[PortRequest],
+    att: &mut Attachment,
+) -> Result<firewall::Batch> {
+    let (net, lock, host) = (&ready.net, &ready.lock, &ready.nl);
+    // Host ports first: a port in use is refused before any of the endpoint's kernel objects
+    // exists.
     for w in ports {
         let loopback6 = w.host_ip == Some(Ipv6Addr::LOCALHOST.into());
         if loopback6 && w.proto != Proto::Tcp {
@@ -276,9 +339,7 @@ fn wire(
         }
         store.save_attachment(att)?;
     }
-    let host = Nl::new(None)?;
-    let bridge_mtu = ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id), false)?;
-    att.mtu = ep.mtu.unwrap_or(bridge_mtu);
+    att.mtu = ep.mtu.unwrap_or(ready.bridge.mtu);
     store.save_attachment(att)?;
 
     // The container's DNAT rules go in while the netlink work is done.
@@ -295,61 +356,57 @@ fn wire(
         ns_file.as_raw_fd(),
         att.mtu,
         mac,
+        (&net.bridge, ready.bridge.index),
     )?;
-    host.up(ex, &att.veth, Some(&net.bridge))?;
     if ep.hairpin {
         host.hairpin(ex, &att.veth)?;
     }
-    netns::inside(ns_file, || {
-        let inner = Nl::new(Some(&label))?;
-        inner.up(ex, "lo", None)?;
-        inner.add_addr(ex, &att.ifname, att.address, att.prefix_len)?;
-        if let Some(v6) = &att.ipv6 {
-            // A namespace may start with IPv6 off (a host whose defaults are inherited); and
-            // no duplicate address detection, which would hold the addresses back for a
-            // second or two (Docker does the same).
-            let conf = format!("net.ipv6.conf.{}", att.ifname);
-            sysctl::ensure_inside(ex, &label, &format!("{conf}.disable_ipv6"), "0")?;
-            sysctl::ensure_inside(ex, &label, &format!("{conf}.accept_dad"), "0")?;
-            inner.add_addr(ex, &att.ifname, v6.address, v6.prefix_len)?;
-        } else if sysctl::ipv6_available().is_ok() {
-            // An IPv4-only network: no IPv6 on its interface (as Docker does), so that its
-            // coming up floods no IPv6 multicast (DAD, router solicitation, MLD) to every
-            // port of the bridge.
-            let key = format!("net.ipv6.conf.{}.disable_ipv6", att.ifname);
-            sysctl::ensure_inside(ex, &label, &key, "1")?;
-        }
-        inner.up(ex, &att.ifname, None)?;
-        if ep.default_route {
-            inner.add_default_route(ex, att.gateway.into())?;
-            if let Some(v6) = &att.ipv6 {
-                inner.add_default_route(ex, v6.gateway.into())?;
-            }
-        }
-        Ok(())
-    })?;
-    let netlink_done = Instant::now();
-    firewall_rules.wait(ex).or_else(|_| {
-        // Our chains were removed behind our back: check everything again, then retry once.
-        store.clear_ready(&net.name)?;
-        ensure_bridge(store, &host, ex, net, att.firewall, Some(&att.id), false)?;
-        firewall::publish(&Explain::off(), att.firewall, &published)?.wait(&Explain::off())
-    })?;
-    tracing::debug!(
-        "attach: {:?} more waiting for the firewall batch after the netlink work",
-        netlink_done.elapsed()
-    );
-    for m in att.ports.iter().filter(|m| m.proto == Proto::Udp) {
-        firewall::flush_udp(ex, m.host_port);
+    Ok(firewall_rules)
+}
+
+/// The inside of [`wire`], on `inner`, a connection in the endpoint's netns (`label`): lo up,
+/// the interface's addresses and sysctls, the interface up, the default routes.
+fn inside(
+    inner: &Nl,
+    ex: &Explain,
+    label: &str,
+    att: &Attachment,
+    default_route: bool,
+) -> Result<()> {
+    inner.up(ex, "lo", None)?;
+    let eth = (att.ifname.as_str(), inner.index(&att.ifname)?);
+    inner.add_addr(ex, eth, att.address, att.prefix_len)?;
+    if let Some(v6) = &att.ipv6 {
+        // A namespace may start with IPv6 off (a host whose defaults are inherited); and
+        // no duplicate address detection, which would hold the addresses back for a
+        // second or two (Docker does the same).
+        let conf = format!("net.ipv6.conf.{}", att.ifname);
+        sysctl::ensure_inside(ex, label, &format!("{conf}.disable_ipv6"), "0")?;
+        sysctl::ensure_inside(ex, label, &format!("{conf}.accept_dad"), "0")?;
+        inner.add_addr(ex, eth, v6.address, v6.prefix_len)?;
+    } else if sysctl::ipv6_available().is_ok() {
+        // An IPv4-only network: no IPv6 on its interface (as Docker does), so that its
+        // coming up floods no IPv6 multicast (DAD, router solicitation, MLD) to every
+        // port of the bridge.
+        let key = format!("net.ipv6.conf.{}.disable_ipv6", att.ifname);
+        sysctl::ensure_inside(ex, label, &key, "1")?;
     }
-    proxy::ensure(store, ex, att)
+    inner.up(ex, &att.ifname, None)?;
+    if default_route {
+        inner.add_default_route(ex, att.gateway.into())?;
+        if let Some(v6) = &att.ipv6 {
+            inner.add_default_route(ex, v6.gateway.into())?;
+        }
+    }
+    Ok(())
 }
 
 /// The bridge with its gateway address, the sysctls and the network's firewall rules, made on
 /// first use and checked whenever the bridge is not the one last found complete or the firewall's
-/// cheap check finds something missing (all under the lock). Returns the MTU for veths: the
-/// bridge's, which was taken from the default route's interface when it was made. A rebuild
-/// of the firewall leaves out the ports of `attaching` (whose caller adds them next).
+/// cheap check finds something missing (all under the lock). Returns the bridge's index and the
+/// MTU for veths: the bridge's, which was taken from the default route's interface when it was
+/// made. A rebuild of the firewall leaves out the ports of `attaching` (whose caller adds them
+/// next).
 /// `say_complete`: a network found complete is explained too (as in place).
 fn ensure_bridge(
     store: &Store,
@@ -359,7 +416,7 @@ fn ensure_bridge(
     driver: firewall::Driver,
     attaching: Option<&str>,
     say_complete: bool,
-) -> Result<u32> {
+) -> Result<Bridge> {
     let mac = netlink::mac_for(net.gateway);
     let (bridge, prefix) = (&net.bridge, net.subnet.prefix_len());
     let link = match nl.link(bridge)? {
@@ -370,7 +427,10 @@ fn ensure_bridge(
                 if say_complete {
                     explain_in_place(ex, driver, net, link.mtu, store.forward_drop());
                 }
-                return Ok(link.mtu);
+                return Ok(Bridge {
+                    index: link.index,
+                    mtu: link.mtu,
+                });
             }
             ex.already(|| netlink::cmd::add_bridge("ip", bridge, mac));
             let mtu = nl.default_mtu()?;
@@ -385,7 +445,7 @@ fn ensure_bridge(
                 .any(|a| a.addr() == net.gateway);
             if !has_gw {
                 check_overlap(nl, net.subnet, Some(bridge))?;
-                nl.add_addr(ex, bridge, net.gateway, prefix)?;
+                nl.add_addr(ex, (bridge, link.index), net.gateway, prefix)?;
             } else {
                 ex.already(|| netlink::cmd::add_addr("ip", bridge, net.gateway, prefix));
             }
@@ -403,7 +463,7 @@ fn ensure_bridge(
             let mtu = nl.default_mtu()?;
             nl.add_bridge(ex, bridge, mac)?;
             nl.set_mtu(ex, bridge, mtu)?;
-            nl.add_addr(ex, bridge, net.gateway, prefix)?;
+            nl.add_addr(ex, (bridge, nl.index(bridge)?), net.gateway, prefix)?;
             nl.up(ex, bridge, None)?;
             nl.link(bridge)?
                 .ok_or_else(|| Error::BridgeClash(bridge.clone()))?
@@ -421,7 +481,12 @@ fn ensure_bridge(
             .addrs6(link.index)?
             .contains(&(v6.gateway, v6.subnet.prefix_len()))
         {
-            nl.add_addr(ex, &net.bridge, v6.gateway, v6.subnet.prefix_len())?;
+            nl.add_addr(
+                ex,
+                (&net.bridge, link.index),
+                v6.gateway,
+                v6.subnet.prefix_len(),
+            )?;
         }
     }
     reattach(store, nl, ex, net, link.index)?;
@@ -446,7 +511,10 @@ fn ensure_bridge(
     // the network's rules drop what else arrives from it for 127.0.0.0/8.
     sysctl::ensure(None, ex, &route_localnet(bridge), "1")?;
     store.set_ready(&net.name, link.index)?;
-    Ok(if link.mtu > 0 { link.mtu } else { 1500 })
+    Ok(Bridge {
+        index: link.index,
+        mtu: if link.mtu > 0 { link.mtu } else { 1500 },
+    })
 }
 
 fn route_localnet(bridge: &str) -> String {
@@ -487,7 +555,7 @@ fn reattach(store: &Store, nl: &Nl, ex: &Explain, net: &Network, bridge: u32) ->
     {
         match nl.link(&att.veth)? {
             Some(veth) if veth.controller != Some(bridge) || !veth.up => {
-                nl.up(ex, &att.veth, Some(&net.bridge))?;
+                nl.up(ex, &att.veth, Some((&net.bridge, bridge)))?;
                 if att.hairpin {
                     nl.hairpin(ex, &att.veth)?;
                 }

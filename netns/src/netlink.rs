@@ -142,7 +142,7 @@ impl Nl {
         }
     }
 
-    fn index(&self, name: &str) -> Result<u32> {
+    pub fn index(&self, name: &str) -> Result<u32> {
         self.link(name)?.map(|l| l.index).ok_or_else(|| Error::Io {
             what: format!("looking up {name}"),
             source: std::io::Error::from_raw_os_error(libc::ENODEV),
@@ -158,8 +158,10 @@ impl Nl {
             .map_err(nl(format!("creating bridge {name}")))
     }
 
-    /// `ip link add HOST type veth peer name PEER netns NS`: the peer is born inside the netns
-    /// (its fd travels in the peer's attributes), so it never shows up on the host.
+    /// `ip link add HOST type veth peer name PEER netns NS`, then `ip link set HOST master
+    /// BRIDGE up`, in one message: the peer is born inside the netns (its fd travels in the
+    /// peer's attributes), so it never shows up on the host, and the host end joins `bridge`
+    /// (name, index) up.
     #[allow(clippy::too_many_arguments)]
     pub fn add_veth(
         &self,
@@ -170,6 +172,7 @@ impl Nl {
         netns_fd: RawFd,
         mtu: u32,
         peer_mac: [u8; 6],
+        bridge: (&str, u32),
     ) -> Result<()> {
         ex.say(|| {
             format!(
@@ -178,6 +181,7 @@ impl Nl {
                 mac_string(&peer_mac)
             )
         });
+        ex.say(|| cmd::up(&self.ip(), host, Some(bridge.0)));
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .mtu(mtu)
@@ -186,6 +190,8 @@ impl Nl {
             .build();
         let msg = LinkVeth::new(host, peer)
             .mtu(mtu)
+            .controller(bridge.1)
+            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
         self.rt
@@ -193,25 +199,24 @@ impl Nl {
             .map_err(nl(format!("creating veth pair {host}/{peer}")))
     }
 
-    /// `ip link set DEV [master BRIDGE] up`.
     /// `ip link set DEV mtu MTU`. On a bridge this also pins the MTU: one set at creation is
     /// only a default that the kernel resets to 1500 when the last port leaves.
     pub fn set_mtu(&self, ex: &Explain, dev: &str, mtu: u32) -> Result<()> {
         ex.say(|| cmd::set_mtu(&self.ip(), dev, mtu));
-        let msg = LinkUnspec::new_with_index(self.index(dev)?)
-            .mtu(mtu)
-            .build();
+        // Links are named in the message itself, as `ip` would name them: no lookup first.
+        let msg = LinkUnspec::new_with_name(dev).mtu(mtu).build();
         self.rt
             .block_on(self.handle.link().change(msg).execute())
             .map_err(nl(format!("setting the MTU of {dev}")))
     }
 
-    pub fn up(&self, ex: &Explain, dev: &str, master: Option<&str>) -> Result<()> {
-        let mut b = LinkUnspec::new_with_index(self.index(dev)?).up();
-        if let Some(m) = master {
-            b = b.controller(self.index(m)?);
+    /// `ip link set DEV [master BRIDGE] up`; `master`: the bridge's name and index.
+    pub fn up(&self, ex: &Explain, dev: &str, master: Option<(&str, u32)>) -> Result<()> {
+        let mut b = LinkUnspec::new_with_name(dev).up();
+        if let Some((_, index)) = master {
+            b = b.controller(index);
         }
-        ex.say(|| cmd::up(&self.ip(), dev, master));
+        ex.say(|| cmd::up(&self.ip(), dev, master.map(|m| m.0)));
         self.rt
             .block_on(self.handle.link().change(b.build()).execute())
             .map_err(nl(format!("bringing {dev} up")))
@@ -222,26 +227,26 @@ impl Nl {
     /// br_netfilter bridges the DNAT'd frame instead of routing it.
     pub fn hairpin(&self, ex: &Explain, dev: &str) -> Result<()> {
         ex.say(|| format!("{} link set {dev} type bridge_slave hairpin on", self.ip()));
-        let msg = LinkBridgePort::new(self.index(dev)?).hairpin(true).build();
+        let msg = LinkBridgePort::new(0).name(dev).hairpin(true).build();
         self.rt
             .block_on(self.handle.link().change(msg).execute())
             .map_err(nl(format!("setting hairpin mode on {dev}")))
     }
 
-    /// `ip addr add ADDR/LEN dev DEV`; an address already there is fine. An IPv6 address is
-    /// added `nodad`, usable at once (Docker does the same): the subnet is the network's own,
-    /// its addresses handed out by minibox alone.
+    /// `ip addr add ADDR/LEN dev DEV`, DEV given by name and index (an address names its link
+    /// by index alone); an address already there is fine. An IPv6 address is added `nodad`,
+    /// usable at once (Docker does the same): the subnet is the network's own, its addresses
+    /// handed out by minibox alone.
     pub fn add_addr(
         &self,
         ex: &Explain,
-        dev: &str,
+        (dev, index): (&str, u32),
         addr: impl Into<IpAddr>,
         prefix: u8,
     ) -> Result<()> {
         use rtnetlink::packet_route::address::AddressHeaderFlags;
         let addr = addr.into();
         ex.say(|| cmd::add_addr(&self.ip(), dev, addr, prefix));
-        let index = self.index(dev)?;
         let mut req = self.handle.address().add(index, addr, prefix);
         if addr.is_ipv6() {
             req.message_mut().header.flags |= AddressHeaderFlags::Nodad;

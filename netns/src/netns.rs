@@ -31,13 +31,45 @@ pub fn inside<T: Send>(ns: &File, f: impl FnOnce() -> Result<T> + Send) -> Resul
             f()
         })
         .join()
-        .unwrap_or_else(|_| {
-            Err(Error::Io {
-                what: "netns thread".into(),
-                source: std::io::Error::other("panicked"),
-            })
-        })
+        .unwrap_or_else(|_| Err(panicked()))
     })
+}
+
+/// [`inside`], with the thread started while `outer` runs on this one: it enters `ns` and
+/// runs `prepare` at once (a thread's start and a netlink connection take a while), then,
+/// once `outer` succeeded, `then` with what `prepare` made. A failed `outer` stops it there,
+/// and is the error returned.
+pub fn inside_after<O, P, T: Send>(
+    ns: &File,
+    outer: impl FnOnce() -> Result<O>,
+    prepare: impl FnOnce() -> Result<P> + Send,
+    then: impl FnOnce(P) -> Result<T> + Send,
+) -> Result<(O, T)> {
+    std::thread::scope(|s| {
+        let (go, wait) = std::sync::mpsc::channel();
+        let thread = s.spawn(move || {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::Io {
+                what: "entering the network namespace".into(),
+                source: e.into(),
+            })?;
+            let prepared = prepare();
+            match wait.recv() {
+                Ok(true) => then(prepared?).map(Some),
+                _ => Ok(None),
+            }
+        });
+        let outer = outer();
+        let _ = go.send(outer.is_ok());
+        let inner = thread.join().unwrap_or_else(|_| Err(panicked()));
+        Ok((outer?, inner?.ok_or_else(panicked)?))
+    })
+}
+
+fn panicked() -> Error {
+    Error::Io {
+        what: "netns thread".into(),
+        source: std::io::Error::other("panicked"),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use minibox_netns::{attach, detach, Attachment, Endpoint, Explain, PortRequest, PortSpec, Store};
+use minibox_netns::{
+    attach, detach, ensure_network, Attachment, Endpoint, Explain, PortRequest, PortSpec, Store,
+};
 
 const IN_SANDBOX: &str = "MINIBOX_NETNS_SANDBOX";
 
@@ -108,7 +110,8 @@ fn connect(
     network: &str,
     specs: &[&str],
 ) -> minibox_netns::Result<Attachment> {
-    attach(s, &Explain::off(), id, &ep(ns), network, &ports(specs)).map(|a| a.serve())
+    let ready = ensure_network(s, &Explain::off(), network)?;
+    attach(s, &Explain::off(), id, &ep(ns), ready, &ports(specs)).map(|a| a.serve())
 }
 
 impl Drop for Holder {
@@ -163,7 +166,8 @@ fn attach_publish_detach_with(firewall: &str) {
     let l2 = lines.clone();
     let ex = Explain::to(move |l| l2.lock().unwrap().push(l.to_string()));
     let requests = ports(&["8080:80", "127.0.0.1:9090:80"]);
-    let att = attach(&s, &ex, &id(1), &ep(&ns), "minibox", &requests)
+    let ready = ensure_network(&s, &ex, "minibox").unwrap();
+    let att = attach(&s, &ex, &id(1), &ep(&ns), ready, &requests)
         .unwrap()
         .serve();
     assert_eq!(att.address.to_string(), "10.77.0.2");
@@ -303,8 +307,8 @@ fn refusals_leave_nothing() {
     detach(&s, &Explain::off(), &id(4)).unwrap();
     minibox_netns::remove_network(&s, &Explain::off(), "tiny").unwrap();
     assert!(!sh("ip -o link").contains("minibox1"));
-    // A bridge name clash.
-    sh("ip link add minibox0 type veth peer name minibox0p");
+    // A bridge name clash (the network's bridge, made by the attaches above, goes first).
+    sh("ip link del minibox0; ip link add minibox0 type veth peer name minibox0p");
     let err = connect(&s, &id(6), &ns, "minibox", &[]).unwrap_err();
     assert!(
         err.to_string()

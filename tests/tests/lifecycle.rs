@@ -311,6 +311,30 @@ fn kill_sends_the_signal_and_wait_gets_the_code_of_an_rm_container() {
     sb.finish();
 }
 
+/// A foreground `run --rm` container renamed while it runs gives back the name it has at its
+/// end: that end reads the name again from the config, where `rename` changed it.
+#[test]
+fn a_foreground_rm_container_renamed_while_it_runs_frees_its_new_name() {
+    let sb = sandbox();
+    std::thread::scope(|s| {
+        let fg = s.spawn(|| {
+            let args = ["--network", "none", "busybox", "sh", "-c", "sleep 1"];
+            sb.minibox(&[&["run", "--rm", "--name", "before"][..], &args].concat())
+        });
+        eventually("the foreground container to run", || {
+            sb.minibox(&["ps", "-q"]).stdout().lines().count() == 1
+        });
+        sb.minibox(&["rename", "before", "after"]).ok();
+        fg.join().unwrap().ok();
+    });
+    for name in ["before", "after"] {
+        let args = ["--network", "none", "busybox", "true"];
+        sb.minibox(&[&["run", "--rm", "--name", name][..], &args].concat())
+            .ok();
+    }
+    sb.finish();
+}
+
 #[test]
 fn published_ports_show_in_ps_and_inspect_and_answer() {
     let sb = Sandbox::new();

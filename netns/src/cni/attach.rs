@@ -184,7 +184,8 @@ pub fn add(store: &Store, env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Val
             mac: None,
             default_route: true,
         };
-        Ok(crate::attach(store, &Explain::off(), &id, &ep, &net.name, &publish)?.serve())
+        let ready = crate::ensure_network(store, &Explain::off(), &net.name)?;
+        Ok(crate::attach(store, &Explain::off(), &id, &ep, ready, &publish)?.serve())
     })();
     match made {
         Ok(att) => Ok(result_for(conf, &net, &att, netns.display().to_string())),

@@ -200,11 +200,25 @@ fn send(change: Change, elements: &[Element], tag: &str) -> Result<Option<(&'sta
         &nfnetlink::batch(messages.into_iter().map(|(_, m)| m)),
     )?;
     let failure = nfnetlink::failure(&sock, "nf_tables", maps.len())?;
+    if change == Change::Delete {
+        linger(sock);
+    }
     // Sequence numbers count from 1 (the batch's begin is 0); one outside names no map.
     Ok(failure.map(|(seq, errno)| {
         let map = (seq as usize).checked_sub(1).and_then(|i| maps.get(i));
         (map.copied().unwrap_or_default(), errno)
     }))
+}
+
+/// Keeps the socket of a batch that deleted open until the next such batch, or until the
+/// process exits. Releasing a netfilter socket after an nf_tables commit that deleted waits
+/// for the kernel to free what was deleted (a grace period, 10-20 ms here), and the caller
+/// usually holds the network lock, which the next container's set-up waits for. What the
+/// batch deleted is gone once its acknowledgements are read.
+fn linger(sock: netlink_sys::Socket) {
+    static LAST: std::sync::Mutex<Option<netlink_sys::Socket>> = std::sync::Mutex::new(None);
+    let previous = LAST.lock().map(|mut last| last.replace(sock));
+    drop(previous);
 }
 
 fn failed(change: Change, map: &str, errno: i32) -> Error {

@@ -555,7 +555,7 @@ pub fn run(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
         drop(container);
         return Err(e);
     }
-    events::record(paths, &config.id, "create", &[]);
+    events::record_as(paths, &config.id, &config.actor(), "create", &[]);
     if args.detach {
         start::detach(container, &found, &config, &signals).map_err(minibox::Error::from)?;
         println!("{}", config.id);
@@ -607,7 +607,7 @@ pub fn create(paths: &Paths, global: &Global, args: RunArgs) -> Result<u8> {
     }
     container.state.unstarted = true;
     container.save()?;
-    events::record(paths, &config.id, "create", &[]);
+    events::record_as(paths, &config.id, &config.actor(), "create", &[]);
     container.disarm();
     println!("{}", config.id);
     Ok(0)

@@ -24,15 +24,39 @@ pub fn files(paths: &Paths) -> [PathBuf; 2] {
     ]
 }
 
+/// Whom an event is about: the container's image and name, as its attributes show them.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub image: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Actor {
+    /// Read from the container's config (without its Spec).
+    pub fn of(paths: &Paths, id: &str) -> Self {
+        state::load_summary(paths, id)
+            .map(|c| Actor {
+                image: Some(c.image_name),
+                name: c.name,
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Records `action` on container `id` (its name and image come from its config), with `extra`
 /// attributes (`exitCode`, `signal`). Best effort: an event that cannot be written is dropped.
 pub fn record(paths: &Paths, id: &str, action: &str, extra: &[(&str, String)]) {
+    record_as(paths, id, &Actor::of(paths, id), action, extra)
+}
+
+/// [`record`] by a caller that has the container's config at hand (`actor`).
+pub fn record_as(paths: &Paths, id: &str, actor: &Actor, action: &str, extra: &[(&str, String)]) {
     let mut attributes = Map::new();
-    if let Ok(c) = state::load_summary(paths, id) {
-        attributes.insert("image".into(), c.image_name.into());
-        if let Some(name) = c.name {
-            attributes.insert("name".into(), name.into());
-        }
+    if let Some(image) = &actor.image {
+        attributes.insert("image".into(), image.clone().into());
+    }
+    if let Some(name) = &actor.name {
+        attributes.insert("name".into(), name.clone().into());
     }
     for (k, v) in extra {
         attributes.insert((*k).into(), v.clone().into());

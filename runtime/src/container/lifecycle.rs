@@ -28,7 +28,7 @@ use nix::sys::signal::Signal;
 use super::cgroups::Cgroup;
 use super::liveness::{self, Init};
 use super::process::EXIT_RUNTIME;
-use super::state::{self, Config, Lock, State, Status, Supervisor};
+use super::state::{self, Config, Ending, Lock, State, Status, Supervisor};
 use super::teardown;
 use super::{events, signal};
 use crate::network;
@@ -140,21 +140,22 @@ fn finish_as(
         state::save_state(paths, id, st)?;
         fault("finishing");
     }
+    let config = state::load_ending(paths, id).ok();
+    let actor = config.as_ref().map(Ending::actor).unwrap_or_default();
     if matches!(end, End::Exited { .. } | End::OwnerDied) && st.status == Status::Running {
         let code = st.exit_code.unwrap_or(end.code());
-        events::record(paths, id, "die", &[("exitCode", code.to_string())]);
+        events::record_as(paths, id, &actor, "die", &[("exitCode", code.to_string())]);
     }
-    let config = state::load_config(paths, id).ok();
     let remove = end == End::Removed
         || (st.started_at.is_none() && !st.unstarted)
         || config.as_ref().is_none_or(|c| c.rm);
     if let (true, Some(lock), false) = (remove, background, explain) {
-        events::record(paths, id, "destroy", &[]);
+        events::record_as(paths, id, &actor, "destroy", &[]);
         return teardown::remove_in_background(paths, id, st, config.as_ref(), lock);
     }
     let released = teardown::release(paths, explain, id, st, background.is_some());
     if remove {
-        events::record(paths, id, "destroy", &[]);
+        events::record_as(paths, id, &actor, "destroy", &[]);
         teardown::remove(paths, id, st, config.as_ref())?;
     } else if st.unstarted {
         // A start of a created container failed: it stays created.
@@ -180,6 +181,8 @@ pub struct Container {
     pub id: String,
     pub state: State,
     pub cgroup: Option<Cgroup>,
+    /// Whom its events are about, from the config it was made with.
+    actor: events::Actor,
     lock: Lock,
     armed: bool,
 }
@@ -194,6 +197,7 @@ impl Container {
             id: config.id.clone(),
             state,
             cgroup: None,
+            actor: config.actor(),
             lock,
             armed: true,
         }
@@ -221,7 +225,7 @@ impl Container {
         self.state.unstarted = false;
         self.state.input = None;
         self.save()?;
-        events::record(&self.paths, &self.id, "start", &[]);
+        events::record_as(&self.paths, &self.id, &self.actor, "start", &[]);
         Ok(())
     }
 

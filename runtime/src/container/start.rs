@@ -7,6 +7,7 @@
 //! The start path is kept lean (no process spawned, no thread, no async runtime): the clone needs
 //! a single-threaded parent, and the whole start aims at a few milliseconds.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -492,11 +493,13 @@ pub fn namespace_of(paths: &Paths, id: &str, typ: &str) -> lifecycle::Result<std
 
 /// The Spec with the namespaces joined from other containers (`--pid container:NAME`...) looked
 /// up again: their PID 1 may have changed since the Spec was built (a restart).
-fn rejoin(paths: &Paths, config: &Config) -> lifecycle::Result<super::spec::Spec> {
-    let mut spec = config.runtime_spec()?.clone();
+fn rejoin<'a>(paths: &Paths, config: &'a Config) -> lifecycle::Result<Cow<'a, super::spec::Spec>> {
+    let spec = config.runtime_spec()?;
     if config.joins.is_empty() {
-        return Ok(spec);
+        // Borrowed: a Spec is big (its seccomp profile), and most containers join nothing.
+        return Ok(Cow::Borrowed(spec));
     }
+    let mut spec = spec.clone();
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     for (typ, id) in &config.joins {
@@ -520,5 +523,5 @@ fn rejoin(paths: &Paths, config: &Config) -> lifecycle::Result<super::spec::Spec
     }
     linux.set_namespaces(Some(namespaces));
     spec.set_linux(Some(linux));
-    Ok(spec)
+    Ok(Cow::Owned(spec))
 }

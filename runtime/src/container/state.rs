@@ -158,6 +158,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whom its events are about.
+    pub fn actor(&self) -> super::events::Actor {
+        super::events::Actor {
+            image: Some(self.image_name.clone()),
+            name: self.name.clone(),
+        }
+    }
+
     /// The container's Spec, or why there is none.
     pub fn runtime_spec(&self) -> Result<&Spec> {
         self.spec
@@ -719,6 +727,36 @@ impl Summary {
 
 pub fn load_summary(paths: &Paths, id: &str) -> Result<Summary> {
     load_config_as(paths, id)
+}
+
+/// What a container's end needs of its config, read without the Spec (the bulk of it, and
+/// the end has read it already): whether it goes with its end (`--rm`), its name (which
+/// `rename` changes under a running container), its image (for its events) and the volumes
+/// it mounts.
+#[derive(Debug, Default, Deserialize)]
+pub struct Ending {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub image_name: Option<String>,
+    #[serde(default)]
+    pub rm: bool,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+}
+
+pub fn load_ending(paths: &Paths, id: &str) -> Result<Ending> {
+    load_config_as(paths, id)
+}
+
+impl Ending {
+    /// Whom its events are about.
+    pub fn actor(&self) -> super::events::Actor {
+        super::events::Actor {
+            image: self.image_name.clone(),
+            name: self.name.clone(),
+        }
+    }
 }
 
 fn load_config_as<T: serde::de::DeserializeOwned>(paths: &Paths, id: &str) -> Result<T> {

@@ -16,7 +16,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::cgroups::Cgroup;
 use super::image;
 use super::lifecycle::{fault, Error, Result};
-use super::state::{self, Config, Lock, State};
+use super::state::{self, Ending, Lock, State};
 use crate::network;
 use crate::paths::Paths;
 
@@ -62,8 +62,8 @@ fn network_error(id: &str, source: network::Error) -> Error {
 
 /// Removes the container's records: its anonymous volumes when it goes with them, its root
 /// filesystem and persistent dir, its name, and last its volatile dir (which holds the lock).
-/// `config`: its config, read before (the files take it along).
-pub fn remove(paths: &Paths, id: &str, st: &State, config: Option<&Config>) -> Result<()> {
+/// `config`: what its end needs of its config, read before (the files take it along).
+pub fn remove(paths: &Paths, id: &str, st: &State, config: Option<&Ending>) -> Result<()> {
     if let Some(code) = st.exit_code {
         state::record_exit(paths, id, code);
     }
@@ -75,7 +75,7 @@ pub fn remove(paths: &Paths, id: &str, st: &State, config: Option<&Config>) -> R
 
 /// Frees the container's name, and the one it was given last: `rename` changes the config's
 /// under a running container.
-fn release_names(paths: &Paths, id: &str, st: &State, config: Option<&Config>) {
+fn release_names(paths: &Paths, id: &str, st: &State, config: Option<&Ending>) {
     for name in st.name.iter().chain(config.and_then(|c| c.name.as_ref())) {
         state::release_name(paths, name, id);
     }
@@ -110,14 +110,14 @@ pub fn removal_of(name: &str) -> Option<&str> {
 
 /// Removes container `id` (released or not), whose `lock` the caller holds, as a user waiting on
 /// it sees it: gone when this returns, the rest finished by a detached process that keeps the
-/// lock (see the module's docs). `config`: its config, if it could be read (for its anonymous
-/// volumes). Falls back to removing it here when the record cannot be renamed or no process
-/// can be forked.
+/// lock (see the module's docs). `config`: what its end needs of its config, if it could be
+/// read (for its anonymous volumes). Falls back to removing it here when the record cannot be
+/// renamed or no process can be forked.
 pub fn remove_in_background(
     paths: &Paths,
     id: &str,
     st: &mut State,
-    config: Option<&Config>,
+    config: Option<&Ending>,
     lock: &Lock,
 ) -> Result<()> {
     if let Some(code) = st.exit_code {
@@ -172,7 +172,7 @@ fn finish_removal(
     paths: &Paths,
     id: &str,
     st: &mut State,
-    config: Option<&Config>,
+    config: Option<&Ending>,
     net: Option<network::Detach>,
 ) -> Result<()> {
     let mut result = Ok(());
@@ -194,14 +194,14 @@ fn finish_removal(
 
 /// The container's files, after its anonymous volumes (its config names them, and the files
 /// take it along).
-fn remove_with_volumes(paths: &Paths, id: &str, st: &State, config: Option<&Config>) -> Result<()> {
+fn remove_with_volumes(paths: &Paths, id: &str, st: &State, config: Option<&Ending>) -> Result<()> {
     remove_volumes(paths, st, config);
     remove_files(paths, id)
 }
 
 /// The container's anonymous volumes, when it goes with them: `run --rm`, or a container that
 /// never started.
-fn remove_volumes(paths: &Paths, st: &State, config: Option<&Config>) {
+fn remove_volumes(paths: &Paths, st: &State, config: Option<&Ending>) {
     if let Some(c) = config.filter(|c| c.rm || st.started_at.is_none()) {
         super::volume::remove_anonymous(paths, &c.volumes);
     }
@@ -226,7 +226,7 @@ pub fn settle(paths: &Paths, id: &str, wait: bool) -> bool {
     if abandoned {
         tracing::info!("finishing the removal of container {id:.12}: its process died");
         let mut st = state::load_state(paths, &record).unwrap_or_default();
-        let config = state::load_config(paths, id).ok();
+        let config = state::load_ending(paths, id).ok();
         if let Err(e) = finish_removal(paths, id, &mut st, config.as_ref(), None) {
             tracing::warn!("removing {id:.12}: {}", crate::error::one_line(&e));
         }

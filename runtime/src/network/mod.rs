@@ -294,8 +294,8 @@ pub fn attach(
     let ex = explainer(explain);
     let connected = minibox_netns::ensure_network(&store, &ex, name)
         .map_err(Error::from)
-        .and_then(|_| netns::attach(&ex, &netns::name(id), pid))
-        .and_then(|ns| {
+        .and_then(|ready| Ok((ready, netns::attach(&ex, &netns::name(id), pid)?)))
+        .and_then(|(ready, ns)| {
             let ep = Endpoint {
                 netns: &ns,
                 ifname: "eth0",
@@ -307,7 +307,7 @@ pub fn attach(
                 mac: req.mac,
                 default_route: true,
             };
-            Ok(minibox_netns::attach(&store, &ex, id, &ep, name, &ports)?)
+            Ok(minibox_netns::attach(&store, &ex, id, &ep, ready, &ports)?)
         });
     let Attached {
         attachment: att,
@@ -439,7 +439,7 @@ fn join(
         group: id.to_string(),
         ..d
     });
-    minibox_netns::ensure_network(&store, &ex, network)?;
+    let ready = minibox_netns::ensure_network(&store, &ex, network)?;
     let ep = Endpoint {
         netns: &ns,
         ifname: &ifname,
@@ -451,7 +451,7 @@ fn join(
         mac: None,
         default_route: false,
     };
-    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, network, &[]).map_err(|e| {
+    minibox_netns::attach(&store, &ex, &more_id(id, n), &ep, ready, &[]).map_err(|e| {
         Error::Connect {
             network: network.to_string(),
             source: Box::new(e.into()),
