@@ -5,15 +5,18 @@
 //! for pivot_root to detach them all again: with a thousand containers running that was most
 //! of a set-up. So a container's namespace is copied instead from a base namespace that holds one
 //! empty, read-only tmpfs, made once and pinned under the runroot. Whatever the container needs
-//! from the host's tree is opened before it enters its copy: the root filesystem's layers (as
-//! a working directory) or tree, and the Spec's mounts (detached trees, see `mounts::prepare`).
+//! from the host's tree is made before it enters its copy, as detached mounts: its root
+//! filesystem (an image's overlay made with fsmount, or a directory's clone) and the Spec's
+//! mounts (see `mounts::prepare`).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{sched_getaffinity, sched_setaffinity, setns, unshare, CloneFlags, CpuSet};
+use nix::unistd::Pid;
 
 use super::error::{Result as R, SetupError};
 
@@ -29,78 +32,66 @@ pub fn base(dir: &Path) -> R<File> {
     if let Some(ns) = open_pinned(&pin) {
         return Ok(ns);
     }
-    let fail = |what: &str, e: nix::Error| {
-        SetupError::sys(
-            format!(
-                "making the base mount namespace in {}: {what}",
-                dir.display()
-            ),
-            e,
-        )
-    };
-    let io = |what: &str, e: std::io::Error| {
-        fail(
-            what,
-            nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        )
-    };
-    fs::create_dir_all(dir).map_err(|e| io("creating it", e))?;
-    // Set-ups that find none at once make one, one after the other.
+    make_pinned(dir, &pin).map_err(|e| {
+        e.within(format!(
+            "making the base mount namespace in {}",
+            dir.display()
+        ))
+    })
+}
+
+fn make_pinned(dir: &Path, pin: &Path) -> R<File> {
+    fs::create_dir_all(dir).map_err(|e| SetupError::io("creating it", &e))?;
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(dir.join("lock"))
-        .map_err(|e| io("its lock", e))?;
-    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| fail("locking it", e))
-        .and_then(|_locked| {
-            if let Some(ns) = open_pinned(&pin) {
-                return Ok(ns);
-            }
-            if !is_mount_root(dir) {
-                mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| fail("binding it onto itself", e))?;
-            }
-            mount(
-                None::<&str>,
-                dir,
-                None::<&str>,
-                MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .map_err(|e| fail("making it private", e))?;
-            File::create(&pin).map_err(|e| io("creating its pin", e))?;
-            // A namespace may only be pinned in one made before it, by id; this kernel hands
-            // out ids in per-CPU batches (6.18), so one made on another CPU than the caller's
-            // was may rank lower. Then it is made again, on each CPU in turn.
-            let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-                .map_err(|e| fail("reading its CPUs", e))?;
-            let mut on =
-                (0..nix::sched::CpuSet::count()).filter(|&c| cpus.is_set(c).unwrap_or(false));
-            let mut cpu = None;
-            loop {
-                match make(dir, &pin, cpu) {
-                    Err(("pinning it", nix::Error::EINVAL)) => match on.next() {
-                        Some(next) => cpu = Some(next),
-                        None => return Err(fail("pinning it", nix::Error::EINVAL)),
-                    },
-                    made => break made.map_err(|(step, e)| fail(step, e))?,
-                }
-            }
-            open_pinned(&pin).ok_or_else(|| fail("opening it", nix::Error::ENOENT))
-        })
+        .map_err(|e| SetupError::io("its lock", &e))?;
+    // Set-ups that find none at once make one, one after the other.
+    let _locked = Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, e)| SetupError::sys("locking it", e))?;
+    if let Some(ns) = open_pinned(pin) {
+        return Ok(ns);
+    }
+    if !is_mount_root(dir) {
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| SetupError::sys("binding it onto itself", e))?;
+    }
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| SetupError::sys("making it private", e))?;
+    File::create(pin).map_err(|e| SetupError::io("creating its pin", &e))?;
+    // A namespace may only be pinned in one made before it, by id; this kernel hands out ids
+    // in per-CPU batches (6.18), so one made on another CPU than the caller's was may rank
+    // lower. Then it is made again, on each CPU in turn.
+    let cpus =
+        sched_getaffinity(Pid::from_raw(0)).map_err(|e| SetupError::sys("reading its CPUs", e))?;
+    let mut on = (0..CpuSet::count()).filter(|&c| cpus.is_set(c).unwrap_or(false));
+    let mut cpu = None;
+    loop {
+        match make(dir, pin, cpu) {
+            Ok(()) => break,
+            Err(("pinning it", nix::Error::EINVAL)) => match on.next() {
+                Some(next) => cpu = Some(next),
+                None => return Err(SetupError::sys("pinning it", nix::Error::EINVAL)),
+            },
+            Err((step, e)) => return Err(SetupError::sys(step, e)),
+        }
+    }
+    open_pinned(pin).ok_or_else(|| SetupError::sys("opening it", nix::Error::ENOENT))
 }
 
 /// The namespace pinned at `pin`, when one is (a file there that is not a mount namespace's
 /// is a pin that was never made, or was unmounted).
 fn open_pinned(pin: &Path) -> Option<File> {
-    let ns = File::options()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(pin)
-        .ok()?;
+    let ns = File::open(pin).ok()?;
     let fs = nix::sys::statfs::fstatfs(&ns).ok()?;
     (fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC).then_some(ns)
 }
@@ -141,10 +132,9 @@ fn make(dir: &Path, pin: &Path, cpu: Option<usize>) -> Result<(), (&'static str,
                     Some("mode=755,size=4k"),
                 );
                 if let Some(cpu) = cpu {
-                    let mut set = nix::sched::CpuSet::new();
+                    let mut set = CpuSet::new();
                     set.set(cpu).map_err(|e| (0, e))?;
-                    let me = nix::unistd::Pid::from_raw(0);
-                    nix::sched::sched_setaffinity(me, &set).map_err(|e| (0, e))?;
+                    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| (0, e))?;
                 }
                 unshare(CloneFlags::CLONE_NEWNS).map_err(|e| (0, e))?;
                 mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
