@@ -359,8 +359,11 @@ impl Sandbox {
         let containers = self.root.join("containers");
         let mountinfo =
             fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id())).unwrap();
+        // The containers' dirs, and their volatile dirs (each with its /etc files' tmpfs).
         for mp in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
-            if Path::new(mp).starts_with(&containers) {
+            if Path::new(mp).starts_with(&containers)
+                || Path::new(mp).starts_with("/run/minibox/containers")
+            {
                 found.push(format!("mount {mp}"));
             }
         }
@@ -444,7 +447,8 @@ impl Sandbox {
         }
         let containers = self.root.join("containers");
         self.sh(&format!(
-            "awk '{{print $5}}' /proc/self/mountinfo | grep '^{}/' | sort -r | xargs -r -n1 umount -l
+            "awk '{{print $5}}' /proc/self/mountinfo | grep -e '^{}/' -e '^/run/minibox/' | sort -r \
+                 | xargs -r -n1 umount -l
              for ns in /run/netns/*; do [ -e \"$ns\" ] && umount -l \"$ns\" && rm -f \"$ns\"; done
              rm -rf /run/minibox && mkdir -p /run/minibox
              ip -o link show type bridge | awk -F': ' '{{print $2}}' | xargs -r -n1 ip link del

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use minibox_tests::Sandbox;
 
 /// The points of the set-up where `MINIBOX_FAULT` kills minibox (see `container/start.rs`).
-const POINTS: [&str; 7] = [
-    "created", "config", "rootfs", "spawned", "cgroup", "attached", "running",
+const POINTS: [&str; 8] = [
+    "created", "config", "rootfs", "etc", "spawned", "cgroup", "attached", "running",
 ];
 
 fn sandbox() -> Sandbox {

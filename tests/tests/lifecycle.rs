@@ -403,6 +403,62 @@ fn start_runs_a_stopped_container_again_with_its_files() {
     sb.finish();
 }
 
+/// A container recorded by an older minibox, whose Spec binds its /etc files from its
+/// persistent dir, still starts: its start mounts their tmpfs where its Spec says and writes
+/// them there (bounded as ever), and its removal unmounts it.
+#[test]
+fn a_container_whose_spec_binds_its_etc_files_from_its_persistent_dir_starts() {
+    let sb = sandbox();
+    let id = run_d(&sb, &["--name", "old", "busybox", "sleep", "100"]);
+    sb.minibox(&["stop", "-t", "0", "old"]).ok();
+    // What an older minibox recorded: the binds' sources in <root>/containers/<id>/etc.
+    let old = sb.root().join("containers").join(&id).join("etc");
+    let file = sb.root().join("containers").join(&id).join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let mut rewritten = 0;
+    for m in config["spec"]["mounts"].as_array_mut().unwrap() {
+        let dest = m["destination"].as_str().unwrap().to_string();
+        if let Some(name @ ("hostname" | "hosts" | "resolv.conf")) = dest.strip_prefix("/etc/") {
+            m["source"] = old.join(name).to_string_lossy().into();
+            rewritten += 1;
+        }
+    }
+    assert_eq!(rewritten, 3, "{config}");
+    std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    sb.minibox(&["start", "old"]).ok();
+    let seen = sb
+        .minibox(&["exec", "old", "cat", "/etc/hostname", "/etc/hosts"])
+        .ok();
+    assert!(seen.starts_with(&format!("{}\n", &id[..12])), "{seen}");
+    // Its address, written once its network was wired, reached the files it has bound.
+    assert!(seen.contains(&format!("\t{} old", &id[..12])), "{seen}");
+    let mountinfo =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", sb.holder_pid())).unwrap();
+    let on_old = format!(" {} ", old.display());
+    assert!(
+        mountinfo
+            .lines()
+            .any(|l| l.contains(&on_old) && l.contains(" - tmpfs ")),
+        "no tmpfs on {}:\n{mountinfo}",
+        old.display()
+    );
+    let write = sb.minibox(&[
+        "exec",
+        "old",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/etc/hosts bs=1M count=64 2>&1",
+    ]);
+    assert!(
+        write.stdout().contains("No space left on device"),
+        "{write}"
+    );
+    sb.minibox(&["rm", "-f", "old"]).ok();
+    sb.finish();
+}
+
 #[test]
 fn exec_joins_the_containers_namespaces_cgroup_and_privileges() {
     let sb = sandbox();

@@ -928,6 +928,51 @@ fn scale_run_reads_no_mountinfo_and_keeps_its_limits() {
     sb.finish();
 }
 
+/// The mounts of the sandbox host, as (mount point, filesystem type).
+fn host_mounts(sb: &Sandbox) -> Vec<(String, String)> {
+    let info = read(Path::new(&format!("/proc/{}/mountinfo", sb.holder_pid())));
+    info.lines()
+        .filter_map(|l| {
+            let point = l.split(' ').nth(4)?;
+            let (_, after) = l.split_once(" - ")?;
+            Some((point.to_string(), after.split(' ').next()?.to_string()))
+        })
+        .collect()
+}
+
+/// A running container puts no mount on the filesystem of the image store and the containers'
+/// writable layers, where overlay walks every mount each time it mounts a root filesystem (a
+/// thousand running made each set-up pay for a thousand): its /etc files' tmpfs is in its
+/// volatile dir, under the runroot, and still holds what the container reads.
+#[test]
+fn a_running_containers_etc_files_are_mounted_under_the_runroot_not_the_root() {
+    let sb = sandbox();
+    // On the default network: its /etc/hosts gets its address once it is wired.
+    let id = sb
+        .minibox(&["run", "-d", "busybox", "sleep", "100"])
+        .ok()
+        .trim()
+        .to_string();
+    let mounts = host_mounts(&sb);
+    let under_root: Vec<_> = mounts
+        .iter()
+        .filter(|(point, _)| Path::new(point).starts_with(sb.root()))
+        .collect();
+    assert!(under_root.is_empty(), "{under_root:?}");
+    let etc = format!("/run/minibox/containers/{id}/etc");
+    assert!(
+        mounts.contains(&(etc.clone(), "tmpfs".to_string())),
+        "no tmpfs on {etc}: {mounts:?}"
+    );
+    let seen = sb
+        .minibox(&["exec", &id, "cat", "/etc/hostname", "/etc/hosts"])
+        .ok();
+    assert!(seen.starts_with(&format!("{}\n", &id[..12])), "{seen}");
+    assert!(seen.contains(&format!("\t{}", &id[..12])), "{seen}");
+    sb.minibox(&["rm", "-f", &id]).ok();
+    sb.finish();
+}
+
 /// The super options of the running container `name`'s root mount, from its PID 1's mountinfo.
 fn root_mount_options(sb: &Sandbox, name: &str) -> String {
     let pid = sb.minibox(&["inspect", "-f", "{{.State.Pid}}", name]).ok();

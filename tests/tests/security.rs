@@ -433,11 +433,8 @@ fn etc_files_cannot_grow_the_host() {
     let text = write.ok();
     assert!(text.contains("No space left on device"), "{write}");
     assert!(!text.contains("status 0"), "{write}");
-    // As the sandbox sees it (the tmpfs is mounted in its mount namespace).
-    let hosts = sb.path(&format!(
-        "{}/containers/{id}/etc/hosts",
-        sb.root().display()
-    ));
+    // As the sandbox sees it (the tmpfs is mounted in its mount namespace, in the runroot).
+    let hosts = sb.path(&format!("/run/minibox/containers/{id}/etc/hosts"));
     let size = std::fs::metadata(&hosts).unwrap().size();
     assert!(size <= 1 << 20, "{} is {size} bytes", hosts.display());
     // The files are still the container's to edit.

@@ -373,7 +373,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         process,
         hostname,
         root: &dir.join("rootfs"),
-        etc: &start::etc_dir(&dir),
+        etc: &state::etc_dir(paths, &id),
         volumes: &storage.mounts,
         readonly_root: args.storage.read_only,
         privileged: args.privileged,

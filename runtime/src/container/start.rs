@@ -26,25 +26,31 @@ use super::{health, image, input, supervisor, tty};
 use crate::network::{self, Mode, Request};
 use crate::paths::Paths;
 
-/// Where a container's /etc/hostname, /etc/hosts and /etc/resolv.conf live on the host: a
-/// small tmpfs of its own (see [`etc_files`]).
-pub fn etc_dir(container_dir: &std::path::Path) -> std::path::PathBuf {
-    container_dir.join("etc")
+/// Where the container's /etc files are: the directory its Spec binds /etc/hosts from (the Spec
+/// is the container's description). That is [`state::etc_dir`], in its volatile dir; a Spec
+/// written by an older minibox names `etc` in its persistent dir, whose removal unmounts it too.
+fn etc_dir(paths: &Paths, id: &str, spec: &super::spec::Spec) -> std::path::PathBuf {
+    let hosts = std::path::Path::new("/etc/hosts");
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.destination() == hosts)
+        .find_map(|m| Some(m.source().as_deref()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| state::etc_dir(paths, id))
 }
 
-/// Mounts the container's small tmpfs for its /etc files, unless an earlier start did: bound
-/// writable into the container, they cannot grow the host's memory by more than its size. It
-/// lives in the container's directory, whose removal unmounts it.
-fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf, SetupError> {
+/// Mounts the container's small tmpfs for its /etc files on `dir`, unless an earlier start did:
+/// bound writable into the container, they cannot grow the host's memory by more than its size.
+/// Whoever removes the directory holding `dir` unmounts it.
+fn etc_files(dir: &std::path::Path) -> Result<(), SetupError> {
     use std::os::unix::fs::MetadataExt;
-    let dir = etc_dir(container_dir);
-    std::fs::create_dir_all(&dir)
+    std::fs::create_dir_all(dir)
         .map_err(|e| SetupError::io(format!("creating {}", dir.display()), &e))?;
     let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
-    if dev(&dir) == dev(container_dir) {
+    if dev(dir) == dir.parent().and_then(dev) {
         nix::mount::mount(
             Some("tmpfs"),
-            &dir,
+            dir,
             Some("tmpfs"),
             nix::mount::MsFlags::MS_NOSUID
                 | nix::mount::MsFlags::MS_NODEV
@@ -53,7 +59,7 @@ fn etc_files(container_dir: &std::path::Path) -> Result<std::path::PathBuf, Setu
         )
         .map_err(|e| SetupError::sys(format!("mounting a tmpfs on {}", dir.display()), e))?;
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Starts the container in a forked process that becomes its supervisor, and returns once the
@@ -224,7 +230,9 @@ pub fn setup(
     // wired (written in place, so the mounts see it).
     let request = request(&c.state, config);
     let host_network = request.mode == Mode::Host;
-    let etc = etc_files(&dir)?;
+    let etc = etc_dir(&paths, &id, spec);
+    etc_files(&etc)?;
+    fault("etc");
     state::write_etc(&etc, &config.hostname(), host_network, &config.names).map_err(rt)?;
 
     let launch = Launch {

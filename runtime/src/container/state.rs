@@ -474,6 +474,14 @@ pub fn state_dir(paths: &Paths, id: &str) -> PathBuf {
     paths.container_state().join(id)
 }
 
+/// Where a container's /etc/hostname, /etc/hosts and /etc/resolv.conf live on the host: a small
+/// tmpfs of its own (see `start::etc_files`) in its volatile dir. Not in its persistent dir:
+/// overlay walks every mount on the filesystem of its layers each time a root filesystem is
+/// mounted, and a thousand running containers would put a thousand there.
+pub fn etc_dir(paths: &Paths, id: &str) -> PathBuf {
+    state_dir(paths, id).join("etc")
+}
+
 /// The container's log (detached containers): one line per line of output,
 /// `<RFC 3339 time> <stdout|stderr> <F|P> <text>` (P: a partial line, continued next).
 pub fn log_path(paths: &Paths, id: &str) -> PathBuf {
@@ -908,9 +916,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(io("writing", path))
 }
 
-/// Removes the volatile state dir.
+/// Removes the volatile state dir, its /etc files' tmpfs unmounted first (where a start
+/// mounted it: a crash right after the mount leaves it to this).
 pub fn remove_state(paths: &Paths, id: &str) {
     let dir = state_dir(paths, id);
+    let etc = dir.join("etc");
+    let detach = nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW;
+    match nix::mount::umount2(&etc, detach) {
+        // Not a mount point, or no such directory: never mounted, or unmounted already.
+        Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => {}
+        Err(e) => tracing::warn!("unmounting {}: {e}", etc.display()),
+    }
     if let Err(e) = fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!("removing {}: {e}", dir.display());
