@@ -426,6 +426,8 @@ fn a_container_whose_spec_binds_its_etc_files_from_its_persistent_dir_starts() {
     }
     assert_eq!(rewritten, 3, "{config}");
     std::fs::write(&file, serde_json::to_vec(&config).unwrap()).unwrap();
+    // minibox's own files are not the user's binds, wherever they are.
+    assert_eq!(inspect(&sb, "old")["Mounts"], serde_json::json!([]));
 
     sb.minibox(&["start", "old"]).ok();
     let seen = sb

@@ -228,9 +228,10 @@ impl Mount {
 }
 
 /// The container's binds and volumes. A volume is a bind of its `_data` directory; minibox's
-/// own files (/etc/hosts, ...) come from the container's directory and are not the user's.
+/// own files (/etc/hosts, ...) come from the container's volatile dir (or, made by an older
+/// minibox, its persistent dir) and are not the user's.
 pub(super) fn mounts(paths: &Paths, c: &Config) -> Vec<Mount> {
-    let own = state::dir(paths, &c.id);
+    let own = [state::state_dir(paths, &c.id), state::dir(paths, &c.id)];
     let volumes = volume::dir(paths);
     let mounts = c.spec.as_ref().and_then(|s| s.mounts().as_ref());
     mounts
@@ -239,7 +240,7 @@ pub(super) fn mounts(paths: &Paths, c: &Config) -> Vec<Mount> {
         .filter(|m| m.typ().as_deref() == Some("bind"))
         .filter_map(|m| {
             let source = m.source().as_ref()?;
-            if source.starts_with(&own) {
+            if own.iter().any(|dir| source.starts_with(dir)) {
                 return None;
             }
             let volume = source
