@@ -278,7 +278,10 @@ fn wire(
     let (firewall_rules, ()) = netns::inside_after(
         ns_file,
         || host_side(store, ex, ready, (ns_file, ep), ports, att),
-        || Nl::new(Some(&label)),
+        || {
+            sysctl::prepare_inside();
+            Nl::new(Some(&label))
+        },
         |nl| inside(&nl, ex, &label, &settled, ep.default_route),
     )?;
     let netlink_done = Instant::now();
@@ -358,6 +361,14 @@ fn host_side(
         mac,
         (&net.bridge, ready.bridge.index),
     )?;
+    // A bridge port needs no IPv6 of its own. Turned off before the container's side comes up
+    // (the kernel gives it an address only then), it puts no routes in the host's IPv6
+    // tables, which the kernel walks whole on every link change: three routes per container.
+    if sysctl::ipv6_available().is_ok() {
+        let key = format!("net.ipv6.conf.{}.disable_ipv6", att.veth);
+        ex.say(|| format!("sysctl -w {key}=1"));
+        sysctl::set(&key, "1")?;
+    }
     if ep.hairpin {
         host.hairpin(ex, &att.veth)?;
     }
@@ -384,7 +395,7 @@ fn inside(
         sysctl::ensure_inside(ex, label, &format!("{conf}.disable_ipv6"), "0")?;
         sysctl::ensure_inside(ex, label, &format!("{conf}.accept_dad"), "0")?;
         inner.add_addr(ex, eth, v6.address, v6.prefix_len)?;
-    } else if sysctl::ipv6_available().is_ok() {
+    } else if sysctl::ipv6_available_inside().is_ok() {
         // An IPv4-only network: no IPv6 on its interface (as Docker does), so that its
         // coming up floods no IPv6 multicast (DAD, router solicitation, MLD) to every
         // port of the bridge.

@@ -609,8 +609,22 @@ impl Store {
     /// Whether some attachment record satisfies `pred`; reads records only until one does, so
     /// that the common question (is anything left on this network?) costs one read however
     /// many containers run.
+    /// The directory is read a few entries at a time, as a full read of 1000 names costs more
+    /// than the record it finds.
     pub fn any_attachment(&self, pred: impl Fn(&Attachment) -> bool) -> Result<bool> {
-        for name in read_dir(&self.run.join("attachments"))? {
+        use rustix::fs::{open, Mode, OFlags, RawDir};
+        let dir = self.run.join("attachments");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = match open(&dir, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(io(format!("reading {}", dir.display()))(e.into())),
+        };
+        let mut buf = [std::mem::MaybeUninit::uninit(); 2048];
+        let mut entries = RawDir::new(fd, &mut buf);
+        while let Some(entry) = entries.next() {
+            let entry = entry.map_err(|e| io(format!("reading {}", dir.display()))(e.into()))?;
+            let name = entry.file_name().to_string_lossy();
             if let Some(id) = name.strip_suffix(".json") {
                 if self.attachment(id)?.is_some_and(|a| pred(&a)) {
                     return Ok(true);

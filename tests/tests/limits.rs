@@ -212,6 +212,31 @@ fn memory_swap_cpu_shares_cpuset_and_pids_in_the_containers_cgroup() {
     sb.finish();
 }
 
+/// On cgroup v1 a new cpuset cgroup starts with no CPUs: a container's gets its parent's at its
+/// creation (the parent's `cgroup.clone_children`, set by minibox on the parent it runs its
+/// containers under), where writing them afterwards would rebuild the scheduler's domains.
+/// `--cpuset-cpus` still gives its own (above). v2 cpusets inherit by design.
+#[test]
+fn a_containers_cpuset_is_its_parents_from_its_creation() {
+    if v2() {
+        return;
+    }
+    let sb = sandbox();
+    let parent = Path::new("/sys/fs/cgroup/cpuset").join(sb.cgroup_parent());
+    let read = |f: &str| std::fs::read_to_string(parent.join(f)).unwrap();
+    let cpus = cgroup_file("cpuset", "cpuset.cpus", "");
+    let mems = cgroup_file("cpuset", "cpuset.mems", "");
+    // The first container makes the parent; from then on the parent hands its set down.
+    for _ in 0..2 {
+        let out = run(&sb, &["busybox", "cat", &cpus, &mems]).ok();
+        let want = format!("{}{}", read("cpuset.cpus"), read("cpuset.mems"));
+        assert_eq!(out, want);
+        assert!(!read("cpuset.cpus").trim().is_empty());
+    }
+    assert_eq!(read("cgroup.clone_children").trim(), "1");
+    sb.finish();
+}
+
 #[test]
 fn shm_size_sizes_dev_shm() {
     let sb = sandbox();

@@ -699,6 +699,64 @@ fn an_ipv4_only_network_gives_its_interface_no_ipv6() {
     sb.finish();
 }
 
+/// A bridge port (the host's end of a container's veth) has no IPv6 of its own, on an IPv4-only
+/// and on a dual-stack network: no address and no route in the host's tables, which the kernel
+/// walks whole on every link change. The dual-stack container still reaches the bridge over
+/// IPv6 (ipv6.rs tests the rest).
+#[test]
+fn a_bridge_port_has_no_ipv6_of_its_own() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    sb.minibox(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.97.0.0/24",
+        "--subnet",
+        "fd42:7::/64",
+        "dual",
+    ])
+    .ok();
+    let v4 = sb.minibox(&["run", "-d", "busybox", "sleep", "100"]).ok();
+    let dual = sb
+        .minibox(&["run", "-d", "--network", "dual", "busybox", "sleep", "100"])
+        .ok();
+    let ports = sb
+        .sh("ip -o link show type veth | awk -F': ' '{ sub(\"@.*\", \"\", $2); print $2 }'")
+        .ok();
+    let ports: Vec<&str> = ports.lines().collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    for port in &ports {
+        let off = sb
+            .sh(&format!("cat /proc/sys/net/ipv6/conf/{port}/disable_ipv6"))
+            .ok();
+        assert_eq!(off.trim(), "1", "{port}");
+        let routes = sb
+            .sh(&format!(
+                "ip -6 route show table all dev {port}; ip -6 addr show dev {port}"
+            ))
+            .ok();
+        assert!(routes.trim().is_empty(), "{port}: {routes}");
+    }
+    let ping = sb
+        .minibox(&[
+            "exec",
+            dual.trim(),
+            "ping6",
+            "-c",
+            "1",
+            "-W",
+            "5",
+            "fd42:7::1",
+        ])
+        .ok();
+    assert!(ping.contains("1 packets received"), "{ping}");
+    sb.minibox(&["rm", "-f", v4.trim(), dual.trim()]).ok();
+    sb.minibox(&["network", "rm", "dual"]).ok();
+    sb.finish();
+}
+
 /// The bridge keeps the uplink's MTU after its last container leaves (the kernel would reset an
 /// MTU given only at creation to 1500), so the next container gets it too.
 #[test]

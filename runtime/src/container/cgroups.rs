@@ -191,6 +191,7 @@ impl Cgroup {
     /// Creates the cgroup at `path` (relative to the hierarchies' roots) with the Spec's
     /// resources (memory, cpu, pids, devices) applied; nothing is left behind on failure.
     pub fn create(path: &str, resources: &LinuxResources) -> Result<Self> {
+        hierarchy::inherit_cpuset(path);
         let cg = Cg::new(hierarchy::auto(), path)
             .map_err(|source| Error::op("creating", path, source))?;
         let this = Self {
