@@ -173,7 +173,11 @@ fn quick_mode_prints_every_row() {
             "leftovers: {}",
             conc[0].0[3]
         );
-        assert_eq!(setup.len(), 3, "set-up with 0, 10 and 20 running");
+        assert_eq!(
+            setup.len(),
+            5,
+            "set-up with 0, 10 and 20 running, then 0 and 20 spaced"
+        );
         for (row, running) in [(1, "10 running"), (2, "20 running")] {
             assert!(
                 setup[row].0[1].contains(running)
@@ -182,6 +186,18 @@ fn quick_mode_prints_every_row() {
                 setup[row].0
             );
         }
+        for (row, running) in [(3, "0 running, "), (4, "20 running, ")] {
+            assert!(
+                setup[row].0[1].contains(running) && setup[row].0[1].ends_with(" s apart"),
+                "{:?}",
+                setup[row].0
+            );
+        }
+        assert!(
+            setup[4].0[3].contains("x the 0 running row"),
+            "{:?}",
+            setup[4].0
+        );
         assert_eq!(rps.len(), 3, "via 127.0.0.1, via the host address, direct");
         assert!(rps[0].0[3].ends_with("x of direct"), "{}", rps[0].0[3]);
     }
