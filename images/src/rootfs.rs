@@ -2,7 +2,8 @@
 //! work dir, or, where the store's filesystem refuses overlay, a private copy of the layers.
 //!
 //! Everything lives under `<container_dir>/fs/`: `upper/`, `work/`, `l/<n>` (short symlinks to
-//! the layer dirs, so that the overlay's options stay short for many layers) or `copy/`.
+//! the layer dirs, so that the overlay's options stay short for many layers; a short list of
+//! layers is given as it is) or `copy/`.
 
 use std::ffi::CString;
 use std::fs;
@@ -121,6 +122,22 @@ impl Rootfs {
     }
 }
 
+/// The layers' own absolute paths as overlay's lower dirs (top layer first), when they fit in
+/// one option and hold none of the characters overlay would read as separators or escapes: no
+/// links to make (each a new inode, which a filesystem without a journal is slow to find once
+/// many were deleted recently).
+fn direct_lower(layers: &[std::path::PathBuf]) -> Option<String> {
+    let mut paths = Vec::new();
+    for layer in layers.iter().rev() {
+        let path = layer
+            .to_str()
+            .filter(|p| layer.is_absolute() && !p.contains([':', ',', '\\']))?;
+        paths.push(path);
+    }
+    let lower = paths.join(":");
+    (!lower.is_empty() && lower.len() <= 256).then_some(lower)
+}
+
 /// The overlay as a detached mount, its dirs relative to the working directory. An option's
 /// value may be at most 256 bytes: more layers than fit (about 50) are given one by one, as
 /// kernels from 6.8 take them.
@@ -181,6 +198,19 @@ pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
     fs::create_dir_all(&dir).at(&dir)?;
     let dir_c = cpath(&dir)?;
     if overlay_supported(image, &dir)? {
+        for d in ["upper", "work"] {
+            let p = dir.join(d);
+            fs::create_dir_all(&p).at(&p)?;
+        }
+        if let Some(lower) = direct_lower(&image.layers) {
+            return Ok(Rootfs {
+                dir: dir_c,
+                how: How::Overlay {
+                    lower,
+                    volatile: false,
+                },
+            });
+        }
         let links = dir.join("l");
         if links.exists() {
             fs::remove_dir_all(&links).at(&links)?;
@@ -199,10 +229,6 @@ pub fn prepare(image: &Image, container_dir: &Path) -> Result<Rootfs, Error> {
             lower.push("l/empty".into());
         }
         lower.reverse(); // overlay lists the top layer first
-        for d in ["upper", "work"] {
-            let p = dir.join(d);
-            fs::create_dir_all(&p).at(&p)?;
-        }
         let lower = lower.join(":");
         Ok(Rootfs {
             dir: dir_c,
@@ -365,4 +391,30 @@ fn overlay_supported(image: &Image, dir: &Path) -> Result<bool, Error> {
     // Only a cache: a failed write means probing again next time.
     let _ = write_atomic(&cache, if ok { b"overlay\n" } else { b"copy\n" });
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_lower;
+    use std::path::PathBuf;
+
+    /// A short list of absolute layer paths is overlay's lower dirs as it is, top layer first;
+    /// anything overlay could misread, or too long for one option, goes through links.
+    #[test]
+    fn short_layer_lists_are_given_as_they_are() {
+        let p = |s: &str| PathBuf::from(s);
+        let two = [p("/var/lib/minibox/a/diff"), p("/var/lib/minibox/b/diff")];
+        assert_eq!(
+            direct_lower(&two).as_deref(),
+            Some("/var/lib/minibox/b/diff:/var/lib/minibox/a/diff")
+        );
+        assert_eq!(direct_lower(&[]), None);
+        assert_eq!(direct_lower(&[p("relative/diff")]), None);
+        for odd in ["/a:b/diff", "/a,b/diff", "/a\\b/diff"] {
+            assert_eq!(direct_lower(&[p(odd)]), None, "{odd}");
+        }
+        let long = p(&format!("/{}", "x".repeat(200)));
+        assert!(direct_lower(std::slice::from_ref(&long)).is_some());
+        assert_eq!(direct_lower(&[long.clone(), long]), None);
+    }
 }

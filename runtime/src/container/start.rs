@@ -208,9 +208,6 @@ pub fn setup(
     let spec = &rejoin(&paths, config).map_err(rt)?;
     let id = config.id.clone();
     let dir = state::dir(&paths, &id);
-    let target = dir.join("rootfs");
-    std::fs::create_dir_all(&target)
-        .map_err(|e| SetupError::io(format!("creating {}", target.display()), &e))?;
     let rootfs = image::prepare(found, &dir, config.rm).map_err(rt)?;
     fault("rootfs");
     let linux = spec.linux().clone().unwrap_or_default();
