@@ -757,6 +757,19 @@ fn a_bridge_port_has_no_ipv6_of_its_own() {
     sb.finish();
 }
 
+/// The bridge floods multicast rather than snooping it: with snooping, each port that joins or
+/// leaves restarts every other port's multicast timers.
+#[test]
+fn the_bridge_does_not_snoop_multicast() {
+    let sb = Sandbox::new();
+    sb.import_busybox();
+    let id = sb.minibox(&["run", "-d", "busybox", "sleep", "100"]).ok();
+    let bridge = sb.sh("ip -d link show minibox0").ok();
+    assert!(bridge.contains("mcast_snooping 0"), "{bridge}");
+    sb.minibox(&["rm", "-f", id.trim()]).ok();
+    sb.finish();
+}
+
 /// The bridge keeps the uplink's MTU after its last container leaves (the kernel would reset an
 /// MTU given only at creation to 1500), so the next container gets it too.
 #[test]

@@ -537,8 +537,9 @@ fn device(d: &LinuxDevice) -> R<()> {
 
 /// Masks the Spec's `maskedPaths` and makes its `readonlyPaths` read-only.
 pub fn protect(linux: &Linux) -> R<()> {
+    let mut hidden_dir = None;
     for path in linux.masked_paths().iter().flatten() {
-        mask(path)?;
+        mask(path, &mut hidden_dir)?;
     }
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     for path in linux.readonly_paths().iter().flatten() {
@@ -590,18 +591,31 @@ fn remount_ro(target: &str, keep: MsFlags) -> R<()> {
         .map_err(|e| SetupError::sys(format!("making {target} read-only"), e))
 }
 
-/// Hides a path: /dev/null over a file, an empty read-only tmpfs over a directory.
-fn mask(path: &str) -> R<()> {
+/// Hides a path: /dev/null over a file, an empty read-only tmpfs over a directory. One tmpfs
+/// hides every directory (`hidden_dir`: the first one it hides), bound read-only on the
+/// others: a filesystem each would be a superblock each, and the kernel walks every
+/// superblock's lists at each cgroup's removal.
+fn mask<'a>(path: &'a str, hidden_dir: &mut Option<&'a str>) -> R<()> {
     match fs::symlink_metadata(path) {
         Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => mount(
-            Some("tmpfs"),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            Some("size=0"),
-        )
-        .map_err(|e| SetupError::sys(format!("masking {path}"), e)),
+        Ok(m) if m.is_dir() => match hidden_dir {
+            Some(empty) => {
+                bind(empty, path)?;
+                remount_ro(path, MsFlags::empty())
+            }
+            None => {
+                mount(
+                    Some("tmpfs"),
+                    path,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    Some("size=0"),
+                )
+                .map_err(|e| SetupError::sys(format!("masking {path}"), e))?;
+                *hidden_dir = Some(path);
+                Ok(())
+            }
+        },
         Ok(_) => bind("/dev/null", path),
     }
 }

@@ -682,10 +682,34 @@ pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
         config.old_hostname.clear();
     }
     let config = &config;
+    let containers = paths.containers();
+    fs::create_dir_all(&containers).map_err(io("creating", &containers))?;
+    top_of_hierarchies(&containers);
     let dir = dir(paths, &config.id);
     fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
     write_atomic(&dir.join("image"), config.image.as_bytes())?;
     write_atomic(&dir.join("config.json"), &to_json(config))
+}
+
+/// Marks `dir` the top of directory hierarchies (`chattr +T`) where the filesystem knows it (ext2/3/4):
+/// each container's dir below then goes to a block group of its own, its files with it. Without
+/// a journal, ext4 passes over every inode freed in the last minute (six while unwritten), one
+/// block lookup each, before it reuses one: with all containers' files in one group, each set-up
+/// paid for the last minutes' removals (6 ms a set-up, a thousand containers later).
+fn top_of_hierarchies(dir: &Path) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags, Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    if let Ok(flags) = ioctl_getflags(&fd) {
+        if !flags.contains(IFlags::TOPDIR) {
+            let _ = ioctl_setflags(&fd, flags | IFlags::TOPDIR);
+        }
+    }
 }
 
 pub fn load_config(paths: &Paths, id: &str) -> Result<Config> {
