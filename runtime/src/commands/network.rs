@@ -89,6 +89,7 @@ pub fn network(paths: &Paths, global: &Global, cmd: NetworkCommand) -> Result<u8
             let mut config = state::load_config(paths, &id)?;
             let kept = config.names.more_networks.len();
             config.names.more_networks.retain(|n| n != &network);
+            config.names.connected.remove(&network);
             if config.names.more_networks.len() != kept {
                 state::write_config(paths, &config)?;
             } else if !connected {
@@ -201,12 +202,24 @@ fn connect(
     let mut dns = config.names.endpoint(config.name.as_deref(), &id);
     dns.names.extend(aliases.iter().cloned());
     network::connect(paths, global.explain, &id, network, n, (ip, ip6), Some(dns))?;
-    // Kept for the next start, as Docker keeps a connected network.
+    // Kept for the next start with its options, as Docker keeps a connected network.
     if !config.names.more_networks.iter().any(|n| n == network) {
         config.names.more_networks.push(network.to_string());
-        state::write_config(paths, &config)?;
     }
-    Ok(())
+    let connected = network::Connected {
+        aliases: aliases.to_vec(),
+        ip,
+        ip6,
+    };
+    if connected == network::Connected::default() {
+        config.names.connected.remove(network);
+    } else {
+        config
+            .names
+            .connected
+            .insert(network.to_string(), connected);
+    }
+    Ok(state::write_config(paths, &config)?)
 }
 
 /// The `inspect` document of network `name`, its containers by their names as Docker shows

@@ -394,7 +394,7 @@ fn plan(paths: &Paths, global: &Global, args: &RunArgs) -> Result<Plan> {
         ip: names.ip,
         ip6: names.ip6,
         mac: None,
-        more,
+        more: more.into_iter().map(|n| (n, Default::default())).collect(),
     };
     let ports = network::check(paths, &request)?;
     for holder in network::holders(paths, &request, &ports)? {

@@ -345,7 +345,7 @@ fn request(st: &State, config: &Config) -> Request {
         ip: config.names.ip,
         ip6: config.names.ip6,
         mac: config.names.mac_bytes(),
-        more: config.names.more_networks.clone(),
+        more: config.names.more(),
     }
 }
 

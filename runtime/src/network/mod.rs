@@ -12,7 +12,7 @@ pub mod topology;
 
 pub use error::{Error, Result};
 pub use inspect::inspect;
-pub use names::{Flags, Names};
+pub use names::{Connected, Flags, Names};
 
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -67,8 +67,8 @@ pub struct Request {
     pub ip6: Option<std::net::Ipv6Addr>,
     /// `--mac-address`.
     pub mac: Option<[u8; 6]>,
-    /// More `--network`s: eth1, eth2, ...
-    pub more: Vec<String>,
+    /// More `--network`s: eth1, eth2, ..., with what `network connect` gave them.
+    pub more: Vec<(String, names::Connected)>,
 }
 
 /// What was wired; recorded in the container's state so teardown can undo it.
@@ -193,7 +193,7 @@ pub fn check(paths: &Paths, req: &Request) -> Result<Vec<PortRequest>> {
             ))
         }
         Mode::Bridge(name) => {
-            for more in &req.more {
+            for (more, _) in &req.more {
                 store(paths).network(more)?;
             }
             let net = store(paths).network(name)?;
@@ -326,15 +326,19 @@ pub fn attach(
     let mut servers: Vec<DnsServer> = server.into_iter().collect();
     // A failure here leaves eth0 to the container's teardown, which detaches every network
     // (the servers readied so far are dropped first: their networks' next attach starts them).
-    for (n, more) in req.more.iter().enumerate() {
+    for (n, (more, connected)) in req.more.iter().enumerate() {
+        let dns = req.dns.clone().map(|mut dns| {
+            dns.names.extend(connected.aliases.iter().cloned());
+            dns
+        });
         let attached = join(
             paths,
             explain,
             id,
             more,
             n + 1,
-            (None, None),
-            req.dns.clone(),
+            (connected.ip, connected.ip6),
+            dns,
         )?;
         servers.extend(attached.server);
     }

@@ -3,7 +3,8 @@
 //! `--add-host`, and its resolv.conf, Docker's options (`--dns`, `--dns-search`,
 //! `--dns-option`) over the host's.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,21 @@ pub struct Names {
     /// The `--network`s after the first: eth1, eth2, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_networks: Vec<String>,
+    /// What `network connect` gave those of `more_networks` it connected (`--alias`, `--ip`,
+    /// `--ip6`): each start reconnects them with it, as Docker does.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connected: BTreeMap<String, Connected>,
+}
+
+/// A network's own options for one container (`network connect --alias --ip --ip6`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connected {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// The flags as given on the command line.
@@ -189,7 +205,21 @@ impl Names {
             ip6,
             mac,
             more_networks: Vec::new(),
+            connected: BTreeMap::new(),
         })
+    }
+
+    /// The networks after the first, each with what `network connect` gave it.
+    pub fn more(&self) -> Vec<(String, Connected)> {
+        self.more_networks
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    self.connected.get(n).cloned().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// `--mac-address` as bytes.
