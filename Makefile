@@ -1,7 +1,7 @@
 # The two commands: `make demo` (set up, build, run the main job) and `make test`.
 # Both install what is missing on a fresh Debian machine first.
 
-DEB_PACKAGES := busybox-static dnsmasq-base golang-go libseccomp-dev nftables iptables iproute2 util-linux bsdutils strace skopeo umoci conntrack procps gzip zstd hyperfine wrk runc binutils containernetworking-plugins podman containerd docker-registry apache2-utils python3-jwt openssl
+DEB_PACKAGES := busybox-static dnsmasq-base e2fsprogs golang-go libseccomp-dev nftables iptables iproute2 util-linux bsdutils strace skopeo umoci conntrack procps gzip zstd hyperfine wrk runc binutils containernetworking-plugins podman containerd docker-registry apache2-utils python3-jwt openssl
 # Installed without their recommendations (qemu's would bring a GUI): the cgroup v2 test's VM.
 DEB_PACKAGES_LEAN := qemu-system-x86
 # What `make demo` alone needs: the build (libseccomp), the web demo's image (busybox, Go) and

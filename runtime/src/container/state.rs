@@ -682,11 +682,14 @@ pub fn write_config(paths: &Paths, config: &Config) -> Result<()> {
         config.old_hostname.clear();
     }
     let config = &config;
-    let containers = paths.containers();
-    fs::create_dir_all(&containers).map_err(io("creating", &containers))?;
-    top_of_hierarchies(&containers);
     let dir = dir(paths, &config.id);
-    fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    if !dir.is_dir() {
+        // A new container: `containers/` is marked before its dir is made there.
+        let containers = paths.containers();
+        fs::create_dir_all(&containers).map_err(io("creating", &containers))?;
+        top_of_hierarchies(&containers);
+        fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    }
     write_atomic(&dir.join("image"), config.image.as_bytes())?;
     write_atomic(&dir.join("config.json"), &to_json(config))
 }
