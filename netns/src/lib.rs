@@ -1251,11 +1251,11 @@ pub fn reset(store: &Store, ex: &Explain) -> Result<()> {
         }
     }
     let mut priors = store.priors()?;
-    // The policy last: forwarding goes off before the host forwards with an ACCEPT policy.
-    priors.sort_by_key(|(key, _)| key == firewall::FORWARD_POLICY);
+    // The policies last: forwarding goes off before the host forwards with an ACCEPT policy.
+    priors.sort_by_key(|(key, _)| firewall::forward_policy_of(key).is_some());
     for (key, prior) in priors {
-        let done = if key == firewall::FORWARD_POLICY {
-            firewall::set_forward_policy(ex, &prior)
+        let done = if let Some(fam) = firewall::forward_policy_of(&key) {
+            firewall::set_forward_policy(ex, fam, &prior)
         } else if sysctl::get(&key).is_err() {
             Ok(()) // a bridge's, gone with it
         } else {

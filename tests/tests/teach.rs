@@ -257,7 +257,8 @@ fn teach_topology_names_containers_and_draws_them() {
 
 /// `system reset` says what it will remove and asks; refused, it changes nothing. Confirmed
 /// (`-f`), it leaves the host as it was before minibox: no container, bridge, netns, veth or
-/// chain, `ip_forward` and the FORWARD policy back to what they were; images stay unless `--all`.
+/// chain, forwarding and the FORWARD policy of both families back to what they were (a
+/// dual-stack network turned IPv6 forwarding on); images stay unless `--all`.
 #[test]
 fn teach_system_reset_gives_the_host_back() {
     reset_gives_the_host_back("nftables");
@@ -270,11 +271,22 @@ fn teach_system_reset_gives_the_host_back_under_iptables() {
 
 fn reset_gives_the_host_back(firewall: &'static str) {
     let sb = Sandbox::with_firewall(firewall);
-    sb.sh("sysctl -qw net.ipv4.ip_forward=0").ok();
-    let before = sb.sh("iptables -S FORWARD | head -1").ok();
-    sb.import_busybox();
-    sb.minibox(&["network", "create", "lab", "--subnet", "10.99.0.0/24"])
+    sb.sh("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0")
         .ok();
+    let policies = "iptables -S FORWARD | head -1; ip6tables -S FORWARD | head -1";
+    let before = sb.sh(policies).ok();
+    sb.import_busybox();
+    sb.minibox(&[
+        "network",
+        "create",
+        "lab",
+        "--ipv6",
+        "--subnet",
+        "10.99.0.0/24",
+        "--subnet",
+        "fd00:99::/64",
+    ])
+    .ok();
     for args in [
         &["--name", "a", "-p", "8080:80"][..],
         &["--name", "b", "--network", "lab"],
@@ -286,7 +298,12 @@ fn reset_gives_the_host_back(firewall: &'static str) {
         sb.minibox(&all).ok();
     }
     sb.minibox(&["system", "prune", "-f"]).ok();
-    assert_eq!(sb.sh("sysctl -n net.ipv4.ip_forward").ok().trim(), "1");
+    let forwarding = "sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding";
+    assert_eq!(sb.sh(forwarding).ok(), "1\n1\n");
+    if firewall == "iptables" {
+        let dropping = "-P FORWARD DROP\n-P FORWARD DROP\n";
+        assert_eq!(sb.sh(policies).ok(), dropping);
+    }
 
     let refused = sb.minibox(&["system", "reset"]);
     let err = refused.fails(1, "not confirmed");
@@ -294,8 +311,12 @@ fn reset_gives_the_host_back(firewall: &'static str) {
         "a (running)",
         "lab (bridge minibox1",
         "net.ipv4.ip_forward = 0",
+        "net.ipv6.conf.all.forwarding = 0",
     ] {
         assert!(err.contains(what), "{err}");
+    }
+    if firewall == "iptables" {
+        assert!(err.contains("ip6tables.filter.FORWARD = ACCEPT"), "{err}");
     }
     assert_eq!(sb.minibox(&["ps", "-q"]).ok().lines().count(), 3);
 
@@ -304,8 +325,8 @@ fn reset_gives_the_host_back(firewall: &'static str) {
     assert_eq!(sb.sh("ip -o link | wc -l").ok().trim(), "1", "only lo");
     assert!(!sb.sh("iptables-save").ok().contains("MINIBOX"));
     assert!(!sb.sh("nft list tables").ok().contains("minibox"));
-    assert_eq!(sb.sh("iptables -S FORWARD | head -1").ok(), before);
-    assert_eq!(sb.sh("sysctl -n net.ipv4.ip_forward").ok().trim(), "0");
+    assert_eq!(sb.sh(policies).ok(), before);
+    assert_eq!(sb.sh(forwarding).ok(), "0\n0\n");
     let nets = sb.minibox(&["network", "ls"]).ok();
     assert!(!nets.contains("lab"), "{nets}");
     assert!(sb.minibox(&["images"]).ok().contains("busybox"));

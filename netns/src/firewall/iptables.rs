@@ -42,8 +42,13 @@ pub const FORWARD: &str = "MINIBOX-FORWARD";
 pub const INPUT: &str = "MINIBOX-INPUT";
 /// Marks packets that need masquerading after DNAT: hairpin and localhost-originated.
 pub const MARK: &str = "0x2000/0x2000";
-/// The key under which the store keeps the FORWARD policy from before minibox set DROP.
-pub const FORWARD_POLICY: &str = "iptables.filter.FORWARD";
+/// The key under which the store keeps a family's FORWARD policy from before minibox set DROP.
+pub fn forward_policy_key(fam: Family) -> &'static str {
+    match fam {
+        Family::V4 => "iptables.filter.FORWARD",
+        Family::V6 => "ip6tables.filter.FORWARD",
+    }
+}
 
 /// One rule: its table, the operation (`-A`, `-I`, `-D`, `-N`) and the rest of its arguments.
 #[derive(Debug, Clone)]
@@ -231,7 +236,7 @@ pub fn ensure_network(
     Ok(())
 }
 
-/// Applies `rules`; when they set the IPv4 FORWARD policy to DROP, the policy before (in
+/// Applies `rules`; when they set `fam`'s FORWARD policy to DROP, the policy before (in
 /// `saved`) is recorded first, for `system reset`.
 fn apply_recording(
     store: &Store,
@@ -240,11 +245,11 @@ fn apply_recording(
     saved: &str,
     rules: &[Rule],
 ) -> Result<()> {
-    if fam == Family::V4 && rules.iter().any(|r| r.op == "-P") {
+    if rules.iter().any(|r| r.op == "-P") {
         // A table never loaded has the kernel's default policy.
         let policy = forward_policy(saved).unwrap_or("ACCEPT");
         if policy != "DROP" {
-            store.record_prior(FORWARD_POLICY, policy)?;
+            store.record_prior(forward_policy_key(fam), policy)?;
         }
     }
     apply(ex, fam, rules)
@@ -262,11 +267,18 @@ fn forward_policy(saved: &str) -> Option<&str> {
         .and_then(|rest| rest.split_whitespace().next())
 }
 
-/// Puts the filter FORWARD policy back (`system reset`).
-pub fn set_forward_policy(ex: &Explain, policy: &str) -> Result<()> {
+/// The family whose FORWARD policy the store keeps under `key`, if it is such a key.
+pub fn forward_policy_of(key: &str) -> Option<Family> {
+    [Family::V4, Family::V6]
+        .into_iter()
+        .find(|&fam| forward_policy_key(fam) == key)
+}
+
+/// Puts `fam`'s filter FORWARD policy back (`system reset`).
+pub fn set_forward_policy(ex: &Explain, fam: Family, policy: &str) -> Result<()> {
     apply(
         ex,
-        Family::V4,
+        fam,
         &[Rule::new("filter", "-P", format!("FORWARD {policy}"))],
     )
 }

@@ -34,7 +34,7 @@ use crate::ports::PortMapping;
 use crate::store::{Attachment, ForwardDrop, Network, Store};
 
 pub use batch::Batch;
-pub use iptables::{set_forward_policy, FORWARD_POLICY};
+pub use iptables::{forward_policy_of, set_forward_policy};
 
 /// Which firewall tool minibox drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
