@@ -1278,6 +1278,11 @@ pub fn links() -> Result<Vec<Link>> {
     Ok(links)
 }
 
+/// A host link's IPv6 addresses (link-local ones included), for views of the network.
+pub fn addrs6(index: u32) -> Result<Vec<(std::net::Ipv6Addr, u8)>> {
+    Nl::new(None)?.addrs6(index)
+}
+
 /// The host's IPv4 routes of the main table, for views of the network.
 pub fn routes() -> Result<Vec<Route>> {
     Nl::new(None)?.routes()

@@ -577,6 +577,95 @@ fn teach_doctor_diagnoses_nftables_breakages() {
     sb.finish();
 }
 
+/// On a dual-stack network `doctor` also checks the IPv6 half: the bridge's IPv6 gateway address
+/// and IPv6 forwarding. Each breakage is found, and the command it prints fixes it: the host
+/// reaches the container over IPv6 again.
+#[test]
+fn teach_doctor_diagnoses_ipv6_breakages() {
+    let sb = Sandbox::new();
+    sb.import_web();
+    sb.minibox(&[
+        "network",
+        "create",
+        "lab",
+        "--ipv6",
+        "--subnet",
+        "10.99.0.0/24",
+        "--subnet",
+        "fd00:99::/64",
+    ])
+    .ok();
+    let bridge = sb
+        .minibox(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{index .Options \"com.docker.network.bridge.name\"}}",
+            "lab",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    sb.minibox(&[
+        "run",
+        "-d",
+        "--name",
+        "w",
+        "--network",
+        "lab",
+        "-p",
+        "8080:8081",
+        "web",
+        "/bin/web",
+        "w",
+    ])
+    .ok();
+    let v6 = sb
+        .minibox(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.GlobalIPv6Address}}",
+            "w",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    let url = format!("[{v6}]:8081");
+    assert_eq!(sb.http_get(None, &url), "w\n");
+    let clean = sb.minibox(&["doctor", "w", "8080"]);
+    assert!(clean.ok().ends_with("no problem found\n"), "{clean}");
+    assert!(clean.stdout().contains("IPv6 forwarding is on"), "{clean}");
+    for (broken, needle, unreachable) in [
+        (
+            "sysctl -qw net.ipv6.conf.all.forwarding=0".to_string(),
+            "IPv6 forwarding is off",
+            false,
+        ),
+        (
+            format!("ip -6 addr del fd00:99::1/64 dev {bridge}"),
+            "lacks the IPv6 gateway address fd00:99::1/64",
+            true,
+        ),
+    ] {
+        sb.sh(&broken).ok();
+        if unreachable {
+            assert_eq!(sb.http_get(None, &url), "", "{broken}");
+        }
+        for fix in diagnosis(&sb.minibox(&["doctor", "w", "8080"]), needle) {
+            sb.sh(&fix).ok();
+        }
+        let again = sb.minibox(&["doctor", "w", "8080"]);
+        assert!(
+            again.ok().ends_with("no problem found\n"),
+            "after fixing {needle:?}: {again}"
+        );
+        assert_eq!(sb.http_get(None, &url), "w\n", "after fixing {needle:?}");
+    }
+    sb.minibox(&["rm", "-f", "w"]).ok();
+    sb.minibox(&["network", "rm", "lab"]).ok();
+    sb.finish();
+}
+
 /// Every command that changes the host says, under `--explain`, what it does to it: `network
 /// create` (a note: nothing yet), `run`, `network connect`/`disconnect`, `network reload`, `stop`,
 /// `start`, `kill`, `system prune` (finishing a run that died), `network rm` and `system reset`.

@@ -16,7 +16,9 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use minibox_netns::{Attachment, FirewallDriver, Link, Network, PortMapping, Proto, Store};
+use minibox_netns::{
+    Attachment, FirewallDriver, Link, Network, PortMapping, Proto, Store, Subnet6,
+};
 
 use super::Result;
 
@@ -203,6 +205,9 @@ fn network_findings(host: &Host, net: &Network) -> Result<Vec<Finding>> {
             &["sysctl -w net.ipv4.ip_forward=1".into()],
         ),
     });
+    if let Some(v6) = &net.ipv6 {
+        out.extend(ipv6_findings(host, net, v6)?);
+    }
     match host.driver {
         FirewallDriver::Nftables => out.extend(nft_network_findings(host, net)?),
         FirewallDriver::Iptables if host.iptables() => {
@@ -210,6 +215,33 @@ fn network_findings(host: &Host, net: &Network) -> Result<Vec<Finding>> {
         }
         FirewallDriver::Iptables => {}
     }
+    Ok(out)
+}
+
+/// A dual-stack network's IPv6 half: the bridge's gateway address and IPv6 forwarding.
+fn ipv6_findings(host: &Host, net: &Network, v6: &Subnet6) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let (br, gw, prefix) = (&net.bridge, v6.gateway, v6.subnet.prefix_len());
+    if let Some(b) = host.link(br) {
+        let has_gw = minibox_netns::addrs6(b.index)?.contains(&(gw, prefix));
+        out.push(match has_gw {
+            true => ok(format!(
+                "bridge {br} has the IPv6 gateway address {gw}/{prefix}"
+            )),
+            false => bad(
+                format!("bridge {br} lacks the IPv6 gateway address {gw}/{prefix}"),
+                &[format!("ip -6 addr add {gw}/{prefix} dev {br} nodad")],
+            ),
+        });
+    }
+    let key = "net.ipv6.conf.all.forwarding";
+    out.push(match sysctl(key).as_deref() {
+        Some("1") => ok("IPv6 forwarding is on: the host routes IPv6 between the bridge and its uplinks"),
+        _ => bad(
+            "IPv6 forwarding is off: the host routes no IPv6 between the bridge and other interfaces",
+            &[format!("sysctl -w {key}=1")],
+        ),
+    });
     Ok(out)
 }
 
