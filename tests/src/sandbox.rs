@@ -258,6 +258,14 @@ impl Sandbox {
         String::new()
     }
 
+    /// Creates the dual-stack network `name` with the subnets `v4` and `v6`.
+    pub fn dual_stack_network(&self, name: &str, v4: &str, v6: &str) {
+        self.minibox(&[
+            "network", "create", name, "--ipv6", "--subnet", v4, "--subnet", v6,
+        ])
+        .ok();
+    }
+
     /// Imports the busybox fixture as `busybox`.
     pub fn import_busybox(&self) {
         let tar = crate::fixtures::busybox_tarball();

@@ -84,17 +84,7 @@ fn dual_stack(firewall: &'static str) {
     // Forwarding drops by default in both families, as Docker leaves a host.
     sb.sh("iptables -P FORWARD DROP; ip6tables -P FORWARD DROP")
         .ok();
-    sb.minibox(&[
-        "network",
-        "create",
-        "lab",
-        "--ipv6",
-        "--subnet",
-        "10.99.0.0/24",
-        "--subnet",
-        "fd00:99::/64",
-    ])
-    .ok();
+    sb.dual_stack_network("lab", "10.99.0.0/24", "fd00:99::/64");
     for (name, port) in [("web1", "8080"), ("web2", "8081")] {
         let publish = format!("{port}:8081");
         sb.minibox(&[
@@ -293,17 +283,7 @@ fn ipv6_bad_input_leaves_nothing() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     assert!(!sb.minibox(&["network", "ls"]).ok().contains("bad"));
-    sb.minibox(&[
-        "network",
-        "create",
-        "lab6",
-        "--ipv6",
-        "--subnet",
-        "10.97.0.0/24",
-        "--subnet",
-        "fd00:97::/64",
-    ])
-    .ok();
+    sb.dual_stack_network("lab6", "10.97.0.0/24", "fd00:97::/64");
     let run = |args: &[&str]| {
         let mut full = vec!["run", "--rm"];
         full.extend_from_slice(args);

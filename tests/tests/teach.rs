@@ -276,17 +276,7 @@ fn reset_gives_the_host_back(firewall: &'static str) {
     let policies = "iptables -S FORWARD | head -1; ip6tables -S FORWARD | head -1";
     let before = sb.sh(policies).ok();
     sb.import_busybox();
-    sb.minibox(&[
-        "network",
-        "create",
-        "lab",
-        "--ipv6",
-        "--subnet",
-        "10.99.0.0/24",
-        "--subnet",
-        "fd00:99::/64",
-    ])
-    .ok();
+    sb.dual_stack_network("lab", "10.99.0.0/24", "fd00:99::/64");
     for args in [
         &["--name", "a", "-p", "8080:80"][..],
         &["--name", "b", "--network", "lab"],
@@ -584,17 +574,7 @@ fn teach_doctor_diagnoses_nftables_breakages() {
 fn teach_doctor_diagnoses_ipv6_breakages() {
     let sb = Sandbox::new();
     sb.import_web();
-    sb.minibox(&[
-        "network",
-        "create",
-        "lab",
-        "--ipv6",
-        "--subnet",
-        "10.99.0.0/24",
-        "--subnet",
-        "fd00:99::/64",
-    ])
-    .ok();
+    sb.dual_stack_network("lab", "10.99.0.0/24", "fd00:99::/64");
     let bridge = sb
         .minibox(&[
             "network",
