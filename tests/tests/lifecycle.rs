@@ -179,6 +179,31 @@ fn logs_follow_until_the_container_stops() {
     sb.finish();
 }
 
+/// `rm` of a container that has exited while its owner still tears down what it held (here held
+/// up on the network's lock, which another process has) waits for that end instead of calling
+/// the container running: `logs -f` or `wait`, then `rm`, works.
+#[test]
+fn rm_waits_for_an_exited_containers_end_instead_of_calling_it_running() {
+    let sb = sandbox();
+    let id = run_d(&sb, &["busybox", "sh", "-c", "sleep 1"]);
+    let mut holder = sb
+        .exec("flock", ["/run/minibox/networks/lock", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    eventually("its exit is recorded", || {
+        !inspect(&sb, &id)["State"]["FinishedAt"]
+            .as_str()
+            .unwrap()
+            .starts_with("0001")
+    });
+    let early = holder.try_wait().unwrap();
+    assert!(early.is_none(), "the lock was let go too soon: {early:?}");
+    sb.minibox(&["rm", &id]).ok();
+    assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
+    holder.wait().unwrap();
+    sb.finish();
+}
+
 #[test]
 fn rm_refuses_a_running_container_without_force() {
     let sb = sandbox();

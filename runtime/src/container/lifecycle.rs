@@ -530,12 +530,33 @@ fn kill_until_gone(st: &State) -> Result<()> {
     }
 }
 
+/// The lock of container `id` once its owner has finished its end, when its exit is recorded
+/// and the owner still tears down what it held (its network, its cgroup): `rm` right after
+/// `logs -f` or `wait` waits for that rather than calling the container running. `None` while
+/// it runs, or is to run again (its restart policy).
+fn lock_once_ended(paths: &Paths, id: &str) -> Result<Option<Lock>> {
+    let deadline = Instant::now() + KILL_GRACE;
+    loop {
+        if let Some(lock) = state::try_lock(paths, id)? {
+            return Ok(Some(lock));
+        }
+        let ended = state::load_state(paths, id).is_ok_and(|s| {
+            s.status == Status::Exited
+                || (!s.restarting && s.finished_at.is_some() && s.finished_at >= s.started_at)
+        });
+        if !ended || Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Removes container `id`; with `force`, a running one is killed first. The error when it
 /// runs and `force` is not given says "running".
 pub fn remove(paths: &Paths, explain: bool, id: &str, force: bool) -> Result<()> {
     let lock = match state::try_lock(paths, id)? {
         Some(lock) => lock,
-        None if !force => return Err(Error::Running),
+        None if !force => lock_once_ended(paths, id)?.ok_or(Error::Running)?,
         None => {
             // Kill it until its owner lets go: the owner tears it down once its PID 1 is gone
             // (a container still being set up gets its PID later). Only a PID 1 that outlives
