@@ -179,25 +179,41 @@ fn logs_follow_until_the_container_stops() {
     sb.finish();
 }
 
-/// `rm` of a container that has exited while its owner still tears down what it held (here held
-/// up on the network's lock, which another process has) waits for that end instead of calling
-/// the container running: `logs -f` or `wait`, then `rm`, works.
+/// `rm` and `start` of a container that has exited while its owner still tears down what it
+/// held (here held up on the network's lock, which another process has) wait for that end
+/// instead of taking the container for a running one: `logs -f`, then `start` or `rm`, works.
 #[test]
-fn rm_waits_for_an_exited_containers_end_instead_of_calling_it_running() {
+fn rm_and_start_wait_for_an_exited_containers_end() {
     let sb = sandbox();
     let id = run_d(&sb, &["busybox", "sh", "-c", "sleep 1"]);
-    let mut holder = sb
-        .exec("flock", ["/run/minibox/networks/lock", "sleep", "3"])
-        .spawn()
-        .unwrap();
-    eventually("its exit is recorded", || {
-        !inspect(&sb, &id)["State"]["FinishedAt"]
-            .as_str()
-            .unwrap()
-            .starts_with("0001")
-    });
-    let early = holder.try_wait().unwrap();
-    assert!(early.is_none(), "the lock was let go too soon: {early:?}");
+    let held_up = |sb: &Sandbox| {
+        let holder = sb
+            .exec("flock", ["/run/minibox/networks/lock", "sleep", "3"])
+            .spawn()
+            .unwrap();
+        // RFC 3339 times a second apart or more: their text sorts as they do.
+        eventually("its exit is recorded", || {
+            let state = &inspect(sb, &id)["State"];
+            state["FinishedAt"].as_str() > state["StartedAt"].as_str()
+        });
+        holder
+    };
+    let mut holder = held_up(&sb);
+    assert!(holder.try_wait().unwrap().is_none(), "let go too soon");
+    sb.minibox(&["start", &id]).ok();
+    // Started again, not taken for still running: a start after the recorded exit.
+    let state = &inspect(&sb, &id)["State"];
+    assert_eq!(state["Status"], "running", "{state}");
+    assert!(
+        state["StartedAt"].as_str() > state["FinishedAt"].as_str(),
+        "{state}"
+    );
+    holder.wait().unwrap();
+
+    sb.minibox(&["wait", &id]).ok();
+    sb.minibox(&["start", &id]).ok();
+    let mut holder = held_up(&sb);
+    assert!(holder.try_wait().unwrap().is_none(), "let go too soon");
     sb.minibox(&["rm", &id]).ok();
     assert_eq!(sb.minibox(&["ps", "-aq"]).ok(), "");
     holder.wait().unwrap();

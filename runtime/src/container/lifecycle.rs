@@ -376,7 +376,7 @@ pub fn recover(paths: &Paths, explain: bool, id: &str, mut st: State, lock: Lock
 /// first). `None` when it runs already.
 pub fn restart(paths: &Paths, explain: bool, id: &str) -> Result<Option<(Lock, State)>> {
     loop {
-        let Some(lock) = state::try_lock(paths, id)? else {
+        let Some(lock) = lock_once_ended(paths, id)? else {
             return Ok(None);
         };
         let mut st = state::load_state(paths, id)?;
@@ -530,9 +530,9 @@ fn kill_until_gone(st: &State) -> Result<()> {
     }
 }
 
-/// The lock of container `id` once its owner has finished its end, when its exit is recorded
-/// and the owner still tears down what it held (its network, its cgroup): `rm` right after
-/// `logs -f` or `wait` waits for that rather than calling the container running. `None` while
+/// The lock of container `id`; when its exit is recorded and its owner still tears down what
+/// it held (its network, its cgroup), once the owner is done: `rm` or `start` right after
+/// `logs -f` waits for that rather than taking the container for a running one. `None` while
 /// it runs, or is to run again (its restart policy).
 fn lock_once_ended(paths: &Paths, id: &str) -> Result<Option<Lock>> {
     let deadline = Instant::now() + KILL_GRACE;
