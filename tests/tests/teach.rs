@@ -326,6 +326,19 @@ fn reset_gives_the_host_back(firewall: &'static str) {
     sb.finish();
 }
 
+/// Runs the web demo as `w` (with `args`, on the default network without), publishing 8080 to
+/// its 8081, checks it answers there, and returns `doctor w 8080`, which finds no problem.
+fn doctor_subject(sb: &Sandbox, args: &[&str]) -> minibox_tests::Out {
+    let mut run = vec!["run", "-d", "--name", "w"];
+    run.extend_from_slice(args);
+    run.extend_from_slice(&["-p", "8080:8081", "web", "/bin/web", "w"]);
+    sb.minibox(&run).ok();
+    assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
+    let clean = sb.minibox(&["doctor", "w", "8080"]);
+    assert!(clean.ok().ends_with("no problem found\n"), "{clean}");
+    clean
+}
+
 /// The fix commands `doctor` prints under the failed check whose line contains `needle`.
 #[track_caller]
 fn diagnosis(out: &minibox_tests::Out, needle: &str) -> Vec<String> {
@@ -350,21 +363,7 @@ fn diagnosis(out: &minibox_tests::Out, needle: &str) -> Vec<String> {
 fn teach_doctor_diagnoses_each_breakage_and_its_fix_works() {
     let sb = Sandbox::with_firewall("iptables");
     sb.import_web();
-    sb.minibox(&[
-        "run",
-        "-d",
-        "--name",
-        "w",
-        "-p",
-        "8080:8081",
-        "web",
-        "/bin/web",
-        "w",
-    ])
-    .ok();
-    assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
-    let clean = sb.minibox(&["doctor", "w", "8080"]);
-    assert!(clean.ok().ends_with("no problem found\n"), "{clean}");
+    doctor_subject(&sb, &[]);
     let ns = sb.sh("ls /run/netns").ok().trim().to_string();
     let veth = ns.replace("minibox-", "mb-");
     let bridge_netfilter = sb
@@ -490,21 +489,7 @@ fn teach_doctor_diagnoses_each_breakage_and_its_fix_works() {
 fn teach_doctor_diagnoses_nftables_breakages() {
     let sb = Sandbox::with_firewall("nftables");
     sb.import_web();
-    sb.minibox(&[
-        "run",
-        "-d",
-        "--name",
-        "w",
-        "-p",
-        "8080:8081",
-        "web",
-        "/bin/web",
-        "w",
-    ])
-    .ok();
-    assert_eq!(sb.http_get(None, "127.0.0.1:8080"), "w\n");
-    let clean = sb.minibox(&["doctor", "w", "8080"]);
-    assert!(clean.ok().ends_with("no problem found\n"), "{clean}");
+    let clean = doctor_subject(&sb, &[]);
     assert!(
         clean.stdout().contains("(element of map anyports4)"),
         "{clean}"
@@ -586,20 +571,7 @@ fn teach_doctor_diagnoses_ipv6_breakages() {
         .ok()
         .trim()
         .to_string();
-    sb.minibox(&[
-        "run",
-        "-d",
-        "--name",
-        "w",
-        "--network",
-        "lab",
-        "-p",
-        "8080:8081",
-        "web",
-        "/bin/web",
-        "w",
-    ])
-    .ok();
+    let clean = doctor_subject(&sb, &["--network", "lab"]);
     let v6 = sb
         .minibox(&[
             "inspect",
@@ -612,8 +584,6 @@ fn teach_doctor_diagnoses_ipv6_breakages() {
         .to_string();
     let url = format!("[{v6}]:8081");
     assert_eq!(sb.http_get(None, &url), "w\n");
-    let clean = sb.minibox(&["doctor", "w", "8080"]);
-    assert!(clean.ok().ends_with("no problem found\n"), "{clean}");
     assert!(clean.stdout().contains("IPv6 forwarding is on"), "{clean}");
     for (broken, needle, unreachable) in [
         (
